@@ -1,0 +1,5 @@
+import sys
+
+from gridnoise.cli import main
+
+sys.exit(main())

@@ -1,0 +1,150 @@
+"""The `gridnoise` command. Flags map onto `RunConfig` fields; errors print one line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+EPILOG = "Variants: baseline, grid10, grid20, multiscale, multiscale_l1. Data sets: circle, dino, line, moons."
+
+# flag -> (RunConfig field path, type, help)
+RUN_FLAGS = {
+    "--dataset": ("dataset", str, "data set: circle, dino, line or moons"),
+    "--variant": ("variant", str, "preset: baseline, grid10, grid20, multiscale, multiscale_l1"),
+    "--seed": ("seed", int, "seed for initialisation, noise, batches and sampling"),
+    "--steps": ("train.steps", int, "training steps (default 10000)"),
+    "--batch-size": ("train.batch_size", int, "batch size (default 256)"),
+    "--lr": ("train.lr", float, "AdamW learning rate (default 3e-4)"),
+    "--timesteps": ("diffusion.num_timesteps", int, "diffusion steps T (default 100)"),
+    "--beta-schedule": ("diffusion.beta_schedule", str, "linear or quadratic"),
+    "--num-samples": ("eval.num_samples", int, "samples drawn for evaluation (default 10000)"),
+    "--n-points": ("n_points", int, "data set size (default 100000)"),
+    "--device": ("device", str, "auto, cpu or cuda"),
+}
+
+
+def _set(cfg, path: str, value) -> None:
+    *parents, leaf = path.split(".")
+    target = cfg
+    for name in parents:
+        target = getattr(target, name)
+    setattr(target, leaf, value)
+
+
+def _get(cfg, path: str):
+    for name in path.split("."):
+        cfg = getattr(cfg, name)
+    return cfg
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gridnoise", description=__doc__, epilog=EPILOG)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train, evaluate and sample one model", epilog=EPILOG)
+    train.add_argument("--out", required=True, type=Path, help="run directory to write")
+    train.add_argument("--config", type=Path, help="TOML file with RunConfig tables (flags override it)")
+    for flag, (_, typ, help_text) in RUN_FLAGS.items():
+        train.add_argument(flag, type=typ, default=None, help=help_text)
+    train.add_argument("--grid-extent", type=float, nargs=4, metavar=("XMIN", "XMAX", "YMIN", "YMAX"),
+                       help="rectangle the grids cover (default the seed's -1 1 -1 1)")
+    train.add_argument("--datasaurus", type=Path, help="path of DatasaurusDozen.tsv (offline dino)")
+    mode = train.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    mode.add_argument("--overwrite", action="store_true", help="replace the run in --out")
+    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    smp = sub.add_parser("sample", help="draw samples from a trained run")
+    smp.add_argument("run_dir", type=Path)
+    smp.add_argument("-n", "--num-samples", type=int, default=10_000)
+    smp.add_argument("--seed", type=int, default=0)
+    smp.add_argument("--out", type=Path, required=True, help="npz file to write (key: samples)")
+    smp.add_argument("--device", default="auto")
+    smp.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    return parser
+
+
+def run_config_from_args(args: argparse.Namespace):
+    """Saved config (on --resume) or --config or defaults, then the flags given on top."""
+    from gridnoise.config import RunConfig, load_run_config
+    from gridnoise.presets import adaptation_for
+    from gridnoise.run import CONFIG_FILE
+
+    saved = args.out / CONFIG_FILE
+    if args.resume and saved.is_file() and args.config is None:
+        cfg = load_run_config(saved)
+    elif args.config is not None:
+        cfg = load_run_config(args.config)
+    else:
+        cfg = RunConfig()
+    if args.variant is not None and args.variant != cfg.variant:
+        cfg.variant, cfg.adaptation = args.variant, adaptation_for(args.variant)
+    for flag, (path, _, _) in RUN_FLAGS.items():
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is not None:
+            _set(cfg, path, value)
+    if args.grid_extent is not None:
+        cfg.adaptation.extent = list(args.grid_extent)
+    return cfg.validate()
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from gridnoise.run import train_run
+
+    if args.datasaurus is not None:
+        os.environ["GRIDNOISE_DATASAURUS"] = str(args.datasaurus)
+    cfg = run_config_from_args(args)
+    metrics = train_run(cfg, args.out, overwrite=args.overwrite, resume=args.resume,
+                        progress=not args.no_progress)
+    print(f"{cfg.dataset} / {cfg.variant} (seed {cfg.seed}) -> {args.out}")
+    for key, value in metrics.items():
+        print(f"  {key:22s} {value:.6g}")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from gridnoise.config import ConfigError
+    from gridnoise.errors import OutputExistsError
+    from gridnoise.files import write_npz
+    from gridnoise.run import sample_run
+
+    if args.num_samples < 1:
+        raise ConfigError(f"-n must be >= 1 (got {args.num_samples})")
+    if args.out.exists() and not args.overwrite:
+        raise OutputExistsError(f"{args.out} exists: pass --overwrite to replace it or choose another --out")
+    samples = sample_run(args.run_dir, args.num_samples, args.seed, args.device)
+    write_npz(args.out, samples=samples)
+    print(f"{len(samples)} samples -> {args.out}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "sample": cmd_sample}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from gridnoise.data import DataError
+    from gridnoise.errors import GridnoiseError
+    from gridnoise.metrics import MetricError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except GridnoiseError as e:
+        print(f"gridnoise: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except (DataError, MetricError) as e:
+        print(f"gridnoise: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"gridnoise: error: {e.strerror or e}: {e.filename or ''} - check the path and permissions",
+              file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("gridnoise: interrupted - run the same command with --resume to continue", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

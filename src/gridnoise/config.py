@@ -1,0 +1,216 @@
+"""Typed run configuration: dataclasses with a comment on every default, loaded from TOML.
+
+One `RunConfig` describes one model on one data set; the CLI and experiment files map onto
+it. Unknown keys and wrongly typed values are errors, so a typo never silently falls back
+to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import tomli_w
+
+from gridnoise.errors import GridnoiseError
+
+
+class ConfigError(GridnoiseError, ValueError):
+    """A configuration value or file is invalid; the message says which and how to fix it."""
+
+
+@dataclass
+class DiffusionConfig:
+    num_timesteps: int = 100  # T
+    beta_schedule: Literal["linear", "quadratic"] = "linear"
+    beta_start: float = 1e-4  # beta_1
+    beta_end: float = 0.02  # beta_T
+
+
+@dataclass
+class ModelConfig:
+    embedding_dim: int = 128  # sinusoidal embedding size per input (x, y, t)
+    hidden_dim: int = 256
+    hidden_layers: int = 3  # residual blocks
+    input_scale: float = 25.0  # coordinates are multiplied by this before embedding
+    time_scale: float = 1.0
+
+
+@dataclass
+class AdaptationConfig:
+    """How the noise is adapted over the plane; `kind = "none"` is plain DDPM."""
+
+    kind: Literal["none", "seed_grid"] = "none"
+    # name -> cells per side; several grids multiply (the study's multi-scale: coarse=5, fine=20)
+    grids: dict[str, int] = field(default_factory=dict)
+    # name -> weight of the L1 penalty sum|G - 1| on that grid
+    l1: dict[str, float] = field(default_factory=dict)
+    # (xmin, xmax, ymin, ymax) covered by every grid; the seed's [-1, 1]^2
+    extent: list[float] = field(default_factory=lambda: [-1.0, 1.0, -1.0, 1.0])
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 10_000
+    batch_size: int = 256
+    lr: float = 3e-4  # AdamW, cosine-annealed to 0 over `steps`
+    weight_decay: float = 0.01  # torch's AdamW default; the seed applies it to the grids too
+    grad_clip: float = 0.5  # max gradient norm of the network
+    grid_grad_clip: float = 0.5  # max gradient norm of the grids, clipped separately
+    ema_decay: float = 0.995  # cap of the EMA decay
+    ema_update_every: int = 10  # EMA is updated on every 10th step
+    ema_warmup_steps: int = 100  # EMA copies the weights outright up to this step
+    ema_power: float = 2 / 3  # decay warms up as 1 - (1 + k)^-power
+    ema_grids: bool = False  # the seed samples with the raw (non-averaged) grids
+    checkpoint_every: int = 1000
+    grid_snapshot_every: int = 1000  # save (and draw) every grid this often
+    log_every: int = 100  # progress-bar refresh and non-finite-loss check
+
+
+@dataclass
+class EvalConfig:
+    num_samples: int = 10_000
+    kl_k: int = 5  # neighbours in the KL estimator
+    kl_every: int = 0  # also estimate KL every this many steps during training (0: never)
+    kl_every_samples: int = 2000  # samples drawn for each of those intermediate estimates
+
+
+@dataclass
+class RunConfig:
+    dataset: str = "moons"
+    variant: str = "baseline"  # preset name; `adaptation` holds what it resolved to
+    seed: int = 0  # fixes initialisation, noise, timesteps, batches and sampling
+    data_seed: int = 42  # the data sets' own generator seed (SYSTEM.md section 2)
+    n_points: int = 100_000
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    adaptation: AdaptationConfig = field(default_factory=AdaptationConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def validate(self) -> "RunConfig":
+        """Check values that types alone cannot; raise ConfigError naming the fix."""
+        from gridnoise.data import DATASETS
+
+        if self.dataset not in DATASETS:
+            raise ConfigError(f"unknown data set '{self.dataset}': choose one of {', '.join(DATASETS)}")
+        checks = [
+            (self.train.steps >= 1, f"steps must be >= 1 (got {self.train.steps})"),
+            (self.train.batch_size >= 1, f"batch size must be >= 1 (got {self.train.batch_size})"),
+            (self.diffusion.num_timesteps >= 2, f"T must be >= 2 (got {self.diffusion.num_timesteps})"),
+            (0 < self.diffusion.beta_start < self.diffusion.beta_end < 1,
+             "betas must satisfy 0 < beta_start < beta_end < 1"),
+            (self.n_points > self.eval.kl_k, f"n_points must exceed kl_k={self.eval.kl_k}"),
+            (self.eval.num_samples >= self.eval.kl_k, f"num_samples must be >= kl_k={self.eval.kl_k}"),
+            (self.eval.kl_every >= 0, f"kl_every must be >= 0 (got {self.eval.kl_every})"),
+            (self.eval.kl_every == 0 or self.eval.kl_every_samples >= self.eval.kl_k,
+             f"kl_every_samples must be >= kl_k={self.eval.kl_k}"),
+            (self.diffusion.beta_schedule in ("linear", "quadratic"),
+             f"unknown beta schedule '{self.diffusion.beta_schedule}': use linear or quadratic"),
+            (self.adaptation.kind in ("none", "seed_grid"),
+             f"unknown adaptation kind '{self.adaptation.kind}': use none or seed_grid"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        a = self.adaptation
+        for name, size in a.grids.items():
+            if size < 1:
+                raise ConfigError(f"grid '{name}' has size {size}: grid sizes must be >= 1")
+        if a.kind != "none" and not a.grids:
+            raise ConfigError(f"adaptation '{a.kind}' needs at least one grid in [adaptation.grids]")
+        unknown = set(a.l1) - set(a.grids)
+        if unknown:
+            raise ConfigError(f"L1 weight for unknown grid(s) {sorted(unknown)}: name one of {sorted(a.grids)}")
+        xmin, xmax, ymin, ymax = _extent(a.extent)
+        if not (xmin < xmax and ymin < ymax):
+            raise ConfigError(f"grid extent {a.extent} is empty: need xmin < xmax and ymin < ymax")
+        return self
+
+
+def _extent(values: list[float]) -> tuple[float, float, float, float]:
+    if len(values) != 4:
+        raise ConfigError(f"grid extent must be [xmin, xmax, ymin, ymax], got {values}")
+    return tuple(float(v) for v in values)  # type: ignore[return-value]
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A dataclass as plain dicts/lists, ready for TOML or JSON."""
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
+    """Build dataclass `cls` from nested dicts, rejecting unknown keys and wrong types."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"[{where or 'config'}] must be a table, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ConfigError(f"unknown key(s) {sorted(unknown)} in [{where or 'config'}]: valid keys are {sorted(names)}")
+    kwargs = {}
+    for key, value in data.items():
+        kwargs[key] = _coerce(hints[key], value, f"{where}.{key}" if where else key)
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, where)
+    if origin is Literal:
+        if value not in typing.get_args(hint):
+            options = ", ".join(map(str, typing.get_args(hint)))
+            raise ConfigError(f"{where} = {value!r} is not allowed: choose one of {options}")
+        return value
+    if origin is dict:
+        _, vtype = typing.get_args(hint)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a table, got {value!r}")
+        return {str(k): _coerce(vtype, v, f"{where}.{k}") for k, v in value.items()}
+    if origin is list:
+        (itype,) = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        return [_coerce(itype, v, where) for v in value]
+    if origin in (types.UnionType, typing.Union):
+        return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float, str, bool) and (type(value) is not hint):
+        raise ConfigError(f"{where} must be {hint.__name__}, got {value!r}")
+    return value
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML file into dicts, with a one-line error for missing or malformed files."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"malformed TOML in {path}: {e}") from None
+
+
+def load_run_config(path: str | Path) -> RunConfig:
+    """A validated RunConfig from TOML; without an [adaptation] table the variant's preset is used."""
+    from gridnoise.presets import adaptation_for
+
+    data = load_toml(path)
+    if "adaptation" not in data:
+        data["adaptation"] = to_dict(adaptation_for(data.get("variant", RunConfig.variant)))
+    return from_dict(RunConfig, data).validate()
+
+
+def dumps_toml(cfg: Any) -> str:
+    return tomli_w.dumps(to_dict(cfg))

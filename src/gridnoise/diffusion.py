@@ -1,0 +1,114 @@
+"""The DDPM noise process: schedule, forward noising and the reverse step (Ho et al. 2020).
+
+`DDPMScheduler` owns the schedule tensors as buffers and knows nothing of the network: it
+turns a clean sample and noise into x_t (`add_noise`) and a predicted noise into x_{t-1}
+(`step`), in the verbs of diffusers' schedulers. Timesteps are always a `(B,)` long tensor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+
+def make_betas(
+    num_timesteps: int,
+    schedule: Literal["linear", "quadratic"] = "linear",
+    beta_start: float = 1e-4,
+    beta_end: float = 0.02,
+) -> Tensor:
+    """Betas of a schedule, float32 `(T,)`; "quadratic" is linear in sqrt(beta), then squared."""
+    if schedule == "linear":
+        return torch.linspace(beta_start, beta_end, num_timesteps, dtype=torch.float32)
+    if schedule == "quadratic":
+        return torch.linspace(beta_start**0.5, beta_end**0.5, num_timesteps, dtype=torch.float32) ** 2
+    raise ValueError(f"unknown beta schedule '{schedule}': use linear or quadratic")
+
+
+@dataclass
+class SchedulerOutput:
+    prev_sample: Tensor  # x_{t-1}, (B, D)
+    pred_original_sample: Tensor  # x0_hat, (B, D)
+
+
+class DDPMScheduler(nn.Module):
+    """Schedule buffers plus `add_noise` (forward) and `step` (ancestral reverse step)."""
+
+    def __init__(
+        self,
+        num_timesteps: int = 100,
+        beta_schedule: Literal["linear", "quadratic"] = "linear",
+        beta_start: float = 1e-4,
+        beta_end: float = 0.02,
+    ):
+        super().__init__()
+        if num_timesteps < 2:
+            raise ValueError(f"num_timesteps must be >= 2, got {num_timesteps}")
+        self.num_timesteps = num_timesteps
+        # Derived quantities are computed in float64 and stored as float32: in float32,
+        # 1 - abar_t cancels badly at small t (posterior_mean_coef1[0] came out 0.9998, not 1).
+        betas = make_betas(num_timesteps, beta_schedule, beta_start, beta_end).double()
+        alphas = 1.0 - betas
+        alphas_cumprod = torch.cumprod(alphas, dim=0)
+        alphas_cumprod_prev = torch.cat([torch.ones(1, dtype=torch.float64), alphas_cumprod[:-1]])
+        # Posterior q(x_{t-1} | x_t, x_0) (Ho et al. 2020, eqs. 6-7); floored at 1e-20 as the seed
+        # did, and exactly 0 at t = 0 where no noise is added.
+        posterior_variance = (betas * (1 - alphas_cumprod_prev) / (1 - alphas_cumprod)).clamp(min=1e-20)
+        posterior_variance[0] = 0.0
+        buffers = dict(
+            betas=betas,
+            alphas=alphas,
+            alphas_cumprod=alphas_cumprod,
+            alphas_cumprod_prev=alphas_cumprod_prev,
+            sqrt_alphas_cumprod=alphas_cumprod.sqrt(),
+            sqrt_one_minus_alphas_cumprod=(1 - alphas_cumprod).sqrt(),
+            sqrt_recip_alphas_cumprod=(1 / alphas_cumprod).sqrt(),
+            sqrt_recipm1_alphas_cumprod=(1 / alphas_cumprod - 1).sqrt(),
+            posterior_mean_coef1=betas * alphas_cumprod_prev.sqrt() / (1 - alphas_cumprod),
+            posterior_mean_coef2=(1 - alphas_cumprod_prev) * alphas.sqrt() / (1 - alphas_cumprod),
+            posterior_variance=posterior_variance,
+        )
+        for name, value in buffers.items():
+            self.register_buffer(name, value.float())
+
+    def __len__(self) -> int:
+        return self.num_timesteps
+
+    def add_noise(self, original_samples: Tensor, noise: Tensor, timesteps: Tensor) -> Tensor:
+        """x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) noise; shapes `(B, D)`, `(B, D)`, `(B,)`."""
+        s1 = self.sqrt_alphas_cumprod[timesteps].unsqueeze(-1)
+        s2 = self.sqrt_one_minus_alphas_cumprod[timesteps].unsqueeze(-1)
+        return s1 * original_samples + s2 * noise
+
+    def predict_start_from_noise(self, sample: Tensor, timesteps: Tensor, noise: Tensor) -> Tensor:
+        """x0_hat = sqrt(1/abar_t) x_t - sqrt(1/abar_t - 1) eps_hat (no clipping)."""
+        return (
+            self.sqrt_recip_alphas_cumprod[timesteps].unsqueeze(-1) * sample
+            - self.sqrt_recipm1_alphas_cumprod[timesteps].unsqueeze(-1) * noise
+        )
+
+    def q_posterior_mean(self, x_start: Tensor, x_t: Tensor, timesteps: Tensor) -> Tensor:
+        """Mean of q(x_{t-1} | x_t, x_0) (Ho et al. 2020, eq. 7)."""
+        return (
+            self.posterior_mean_coef1[timesteps].unsqueeze(-1) * x_start
+            + self.posterior_mean_coef2[timesteps].unsqueeze(-1) * x_t
+        )
+
+    def step(
+        self,
+        model_output: Tensor,
+        timesteps: Tensor,
+        sample: Tensor,
+        generator: torch.Generator | None = None,
+        noise: Tensor | None = None,
+    ) -> SchedulerOutput:
+        """One ancestral step x_t -> x_{t-1} from the predicted noise; no noise is added at t = 0."""
+        pred_original = self.predict_start_from_noise(sample, timesteps, model_output)
+        mean = self.q_posterior_mean(pred_original, sample, timesteps)
+        if noise is None:
+            noise = torch.randn(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype)
+        std = self.posterior_variance[timesteps].sqrt().unsqueeze(-1)
+        return SchedulerOutput(prev_sample=mean + std * noise, pred_original_sample=pred_original)

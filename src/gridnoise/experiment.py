@@ -1,0 +1,187 @@
+"""Experiment files: a study declared as data, one TOML table per run.
+
+```toml
+[experiment]
+name = "seed"
+datasets = ["circle", "dino", "line", "moons"]
+seeds = [0]
+baseline = "run_0"          # what the report compares every other run against
+
+[defaults.train]            # any RunConfig field, applied to every run
+steps = 10000
+
+[runs.run_0]
+label = "Baseline"
+variant = "baseline"        # a preset; further RunConfig tables override it
+```
+
+An experiment expands into tasks, one per (run, data set, seed), each a full `RunConfig`
+with a hash that identifies its results on disk.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from gridnoise.config import ConfigError, RunConfig, from_dict, load_toml, to_dict
+from gridnoise.data import DATASETS
+from gridnoise.presets import adaptation_for
+
+EXPERIMENT_KEYS = {"name", "description", "datasets", "seeds", "baseline"}
+
+
+@dataclass
+class RunSpec:
+    name: str  # directory name, e.g. "run_3"
+    label: str  # legend label, e.g. "Multi-scale Grid"
+    variant: str
+    overrides: dict[str, Any] = field(default_factory=dict)  # RunConfig tables beyond the preset
+
+
+@dataclass
+class Task:
+    run: str
+    dataset: str
+    seed: int
+    config: RunConfig
+
+    @property
+    def key(self) -> str:
+        return f"{self.run}/{self.dataset}/seed_{self.seed}"
+
+    @property
+    def config_hash(self) -> str:
+        return config_hash(self.config)
+
+
+@dataclass
+class Experiment:
+    name: str
+    datasets: list[str]
+    seeds: list[int]
+    runs: list[RunSpec]
+    baseline: str
+    description: str = ""
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    def run(self, name: str) -> RunSpec:
+        return next(r for r in self.runs if r.name == name)
+
+    def config(self, run: RunSpec, dataset: str, seed: int) -> RunConfig:
+        """The full config of one task: defaults, then the variant's preset, then the run's tables."""
+        data = _merge(copy.deepcopy(self.defaults), {"dataset": dataset, "seed": seed, "variant": run.variant})
+        data["adaptation"] = to_dict(adaptation_for(run.variant))
+        data = _merge(data, copy.deepcopy(run.overrides))
+        return from_dict(RunConfig, data, where=f"runs.{run.name}").validate()
+
+    def tasks(self) -> list[Task]:
+        return [Task(r.name, d, s, self.config(r, d, s)) for r in self.runs for d in self.datasets for s in self.seeds]
+
+    def identity(self) -> str:
+        """Hash of what makes results comparable: runs and defaults, not which seeds or data sets."""
+        body = {"name": self.name, "defaults": self.defaults,
+                "runs": [[r.name, r.variant, r.overrides] for r in self.runs]}
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+    def restricted(self, *, seeds: list[int] | None = None, datasets: list[str] | None = None,
+                   steps: int | None = None) -> "Experiment":
+        """A copy with the command line's --seeds, --datasets and --steps applied."""
+        exp = copy.deepcopy(self)
+        if seeds is not None:
+            exp.seeds = _check_seeds(seeds)
+        if datasets is not None:
+            exp.datasets = _check_datasets(datasets)
+        if steps is not None:
+            if steps < 1:
+                raise ConfigError(f"--steps must be >= 1 (got {steps})")
+            exp.defaults.setdefault("train", {})["steps"] = steps
+        for run in exp.runs:  # fail now, not inside a worker
+            exp.config(run, exp.datasets[0], exp.seeds[0])
+        return exp
+
+
+def config_hash(cfg: RunConfig) -> str:
+    d = to_dict(cfg)
+    d.pop("device")  # where a task runs does not change its results
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    """Overlay RunConfig tables: a sub-table's keys replace the base's one by one (a `grids`
+    table is replaced whole, so a run can swap a preset's grids for others)."""
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            base[key] = {**base[key], **value}
+        else:
+            base[key] = value
+    return base
+
+
+def _check_seeds(seeds: list[int]) -> list[int]:
+    if not seeds or any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in seeds):
+        raise ConfigError(f"seeds must be a non-empty list of integers >= 0, got {seeds}")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds repeat: {seeds}")
+    return list(seeds)
+
+
+def _check_datasets(datasets: list[str]) -> list[str]:
+    unknown = [d for d in datasets if d not in DATASETS]
+    if not datasets or unknown:
+        raise ConfigError(f"unknown data set(s) {unknown or datasets}: choose from {', '.join(DATASETS)}")
+    return list(datasets)
+
+
+def parse_experiment(data: dict[str, Any], source: str = "experiment") -> Experiment:
+    """Validate the dicts of an experiment file into an `Experiment`."""
+    unknown = set(data) - {"experiment", "defaults", "runs"}
+    if unknown:
+        raise ConfigError(f"{source}: unknown top-level table(s) {sorted(unknown)}: use experiment, defaults, runs")
+    head = data.get("experiment")
+    if not isinstance(head, dict) or "name" not in head:
+        raise ConfigError(f"{source}: needs an [experiment] table with a name")
+    bad = set(head) - EXPERIMENT_KEYS
+    if bad:
+        raise ConfigError(f"{source}: unknown key(s) {sorted(bad)} in [experiment]: valid keys are "
+                          f"{sorted(EXPERIMENT_KEYS)}")
+    runs_table = data.get("runs")
+    if not isinstance(runs_table, dict) or not runs_table:
+        raise ConfigError(f"{source}: needs at least one [runs.<name>] table")
+    runs = []
+    for name, spec in runs_table.items():
+        if not isinstance(spec, dict) or "variant" not in spec:
+            raise ConfigError(f"{source}: [runs.{name}] needs a variant")
+        spec = dict(spec)
+        variant, label = spec.pop("variant"), spec.pop("label", name)
+        adaptation_for(variant)  # unknown variant -> ConfigError naming the choices
+        runs.append(RunSpec(name, str(label), variant, spec))
+    baseline = head.get("baseline", runs[0].name)
+    if baseline not in runs_table:
+        raise ConfigError(f"{source}: baseline '{baseline}' is not one of the runs {sorted(runs_table)}")
+    exp = Experiment(
+        name=str(head["name"]),
+        description=str(head.get("description", "")),
+        datasets=_check_datasets(list(head.get("datasets", DATASETS))),
+        seeds=_check_seeds(list(head.get("seeds", [0]))),
+        runs=runs,
+        baseline=baseline,
+        defaults=data.get("defaults", {}),
+    )
+    for run in exp.runs:  # every run must build a valid config; unknown keys fail here
+        exp.config(run, exp.datasets[0], exp.seeds[0])
+    return exp
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    return parse_experiment(load_toml(path), source=str(path))
+
+
+def bundled(name: str = "seed") -> Path:
+    """Path of an experiment file shipped with gridnoise (e.g. "seed")."""
+    return Path(str(resources.files("gridnoise") / "experiments" / f"{name}.toml"))

@@ -1,0 +1,66 @@
+"""The denoiser: a residual MLP over sinusoidal embeddings of x, y and t (SYSTEM.md section 3).
+
+It maps (x_t, t[, g]) to a noise prediction and knows nothing of how x_t was made.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from gridnoise.config import ModelConfig
+
+
+class SinusoidalEmbedding(nn.Module):
+    """Half sines, half cosines of `scale * x` at frequencies exp(-i ln(10000) / (size/2 - 1))."""
+
+    def __init__(self, size: int, scale: float = 1.0):
+        super().__init__()
+        half = size // 2
+        # The frequency table is computed once and kept as a buffer.
+        freqs = torch.exp(-math.log(10000.0) / (half - 1) * torch.arange(half, dtype=torch.float32))
+        self.register_buffer("freqs", freqs, persistent=False)
+        self.scale = scale
+
+    def forward(self, x: Tensor) -> Tensor:
+        """`(B,)` -> `(B, size)`."""
+        angles = (x.float() * self.scale).unsqueeze(-1) * self.freqs
+        return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, width: int):
+        super().__init__()
+        self.ff = nn.Linear(width, width)
+        self.act = nn.ReLU()
+
+    def forward(self, h: Tensor) -> Tensor:
+        return h + self.ff(self.act(h))
+
+
+class MLPDenoiser(nn.Module):
+    """Predicts the noise `(B, 2)` from x_t `(B, 2)`, t `(B,)` and optionally a level g `(B,)`."""
+
+    def __init__(self, cfg: ModelConfig = ModelConfig(), noise_level_input: bool = False):
+        super().__init__()
+        self.noise_level_input = noise_level_input
+        self.x_embedding = SinusoidalEmbedding(cfg.embedding_dim, scale=cfg.input_scale)
+        self.y_embedding = SinusoidalEmbedding(cfg.embedding_dim, scale=cfg.input_scale)
+        self.t_embedding = SinusoidalEmbedding(cfg.embedding_dim, scale=cfg.time_scale)
+        in_features = 3 * cfg.embedding_dim + int(noise_level_input)
+        self.network = nn.Sequential(
+            nn.Linear(in_features, cfg.hidden_dim),
+            *[ResidualBlock(cfg.hidden_dim) for _ in range(cfg.hidden_layers)],
+            nn.ReLU(),
+            nn.Linear(cfg.hidden_dim, 2),
+        )
+
+    def forward(self, x: Tensor, timesteps: Tensor, noise_level: Tensor | None = None) -> Tensor:
+        features = [self.x_embedding(x[:, 0]), self.y_embedding(x[:, 1]), self.t_embedding(timesteps)]
+        if self.noise_level_input:
+            if noise_level is None:
+                raise ValueError("this denoiser was built with a noise-level input: pass noise_level")
+            features.append(noise_level.unsqueeze(-1))
+        return self.network(torch.cat(features, dim=-1))

@@ -1,0 +1,41 @@
+"""The study's five variants as named presets (SYSTEM.md section 1).
+
+A variant is data: the adaptation settings it resolves to. Adding a variant is adding an
+entry here (or writing the same table in a TOML file).
+"""
+
+from __future__ import annotations
+
+from gridnoise.config import AdaptationConfig, ConfigError
+
+SEED_EXTENT = [-1.0, 1.0, -1.0, 1.0]
+
+VARIANTS: dict[str, dict] = {
+    "baseline": dict(kind="none"),
+    "grid10": dict(kind="seed_grid", grids={"grid": 10}),
+    "grid20": dict(kind="seed_grid", grids={"grid": 20}),
+    "multiscale": dict(kind="seed_grid", grids={"coarse": 5, "fine": 20}),
+    "multiscale_l1": dict(kind="seed_grid", grids={"coarse": 5, "fine": 20}, l1={"fine": 0.01}),
+}
+
+# Human-readable labels used by the seed's plots and logs.
+LABELS: dict[str, str] = {
+    "baseline": "Baseline",
+    "grid10": "10x10 Grid",
+    "grid20": "20x20 Grid",
+    "multiscale": "Multi-scale Grid",
+    "multiscale_l1": "Multi-scale + L1 Reg",
+}
+
+
+def adaptation_for(variant: str) -> AdaptationConfig:
+    """The adaptation settings of a named variant; unknown names raise ConfigError."""
+    if variant not in VARIANTS:
+        raise ConfigError(f"unknown variant '{variant}': choose one of {', '.join(VARIANTS)}")
+    spec = VARIANTS[variant]
+    return AdaptationConfig(
+        kind=spec["kind"],
+        grids=dict(spec.get("grids", {})),
+        l1=dict(spec.get("l1", {})),
+        extent=list(SEED_EXTENT),
+    )

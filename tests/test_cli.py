@@ -1,0 +1,198 @@
+"""End-to-end: the `gridnoise` command on real files, real training at small step counts."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+TINY = """
+n_points = 3000
+[diffusion]
+num_timesteps = 20
+[train]
+batch_size = 64
+checkpoint_every = {ck}
+grid_snapshot_every = 20
+log_every = 10
+[eval]
+num_samples = 500
+"""
+
+
+def gridnoise(*args, check=True):
+    proc = subprocess.run([sys.executable, "-m", "gridnoise", *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}: {proc.stderr[-2000:]}")
+    return proc
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY.format(ck=20))
+    return path
+
+
+def assert_one_line_error(proc, code, text):
+    assert proc.returncode == code, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("gridnoise: error:") and text in lines[0], proc.stderr
+
+
+def test_train_writes_every_result_with_the_seeds_names(tiny, tmp_path):
+    out = tmp_path / "run"
+    gridnoise("train", "--config", tiny, "--dataset", "moons", "--variant", "multiscale_l1", "--steps", 60,
+              "--seed", 0, "--out", out, "--no-progress")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == {"training_time", "eval_loss", "inference_time", "kl_divergence",
+                            "coarse_grid_variance", "fine_grid_variance"}
+    assert all(np.isfinite(v) for v in metrics.values())
+    with np.load(out / "train_losses.npz") as f:
+        assert f["loss"].shape == (60,) and np.isfinite(f["loss"]).all()
+    with np.load(out / "samples.npz") as f:
+        assert f["samples"].shape == (500, 2)
+    for step in (20, 40, 60):
+        with np.load(out / "grids" / f"grids_step_{step}.npz") as f:
+            assert f["coarse_grid"].shape == (20, 5, 5) and f["fine_grid"].shape == (20, 20, 20)
+        for grid in ("coarse", "fine"):
+            assert (out / "heatmaps" / f"moons_{grid}_grid_step_{step}.png").stat().st_size > 1000
+    assert (out / "checkpoint.pt").is_file() and (out / "config.toml").is_file()
+
+    # `gridnoise sample` with the run's seed redraws exactly the run's samples.
+    again = tmp_path / "again.npz"
+    gridnoise("sample", out, "-n", 500, "--seed", 0, "--out", again)
+    with np.load(again) as a, np.load(out / "samples.npz") as b:
+        assert np.array_equal(a["samples"], b["samples"])
+    other = tmp_path / "other.npz"
+    gridnoise("sample", out, "-n", 50, "--seed", 1, "--out", other)
+    with np.load(other) as a:
+        assert a["samples"].shape == (50, 2)
+    assert_one_line_error(gridnoise("sample", out, "--out", other, check=False), 2, "exists")
+
+
+@pytest.mark.parametrize("variant, metric, figure", [("baseline", None, None),
+                                                     ("grid10", "grid_variance", "line_grid_step_20.png")])
+def test_single_grid_and_baseline_outputs(tiny, tmp_path, variant, metric, figure):
+    out = tmp_path / variant
+    gridnoise("train", "--config", tiny, "--dataset", "line", "--variant", variant, "--steps", 20, "--out", out,
+              "--no-progress")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert ("grid_variance" in metrics) == (metric is not None)
+    assert "coarse_grid_variance" not in metrics
+    if figure:
+        assert (out / "heatmaps" / figure).is_file()
+    else:
+        assert not (out / "grids").exists()
+
+
+def test_killed_run_resumes_to_the_same_numbers(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text(TINY.format(ck=100))
+    args = ["train", "--config", config, "--dataset", "circle", "--variant", "grid20", "--steps", 1500,
+            "--no-progress"]
+    gridnoise(*args, "--out", tmp_path / "full")
+
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "gridnoise", *map(str, args), "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (out / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "metrics.json").exists(), "the run finished before it could be killed"
+    gridnoise(*args, "--out", out, "--resume")
+
+    full = json.loads((tmp_path / "full" / "metrics.json").read_text())
+    resumed = json.loads((out / "metrics.json").read_text())
+    for key in ("eval_loss", "kl_divergence", "grid_variance"):
+        assert full[key] == resumed[key], key
+    for name, key in (("samples.npz", "samples"), ("train_losses.npz", "loss")):
+        with np.load(tmp_path / "full" / name) as a, np.load(out / name) as b:
+            assert np.array_equal(a[key], b[key])
+    # Resuming a finished run changes nothing.
+    before = (out / "metrics.json").read_bytes()
+    gridnoise(*args, "--out", out, "--resume")
+    assert (out / "metrics.json").read_bytes() == before
+
+
+@pytest.mark.parametrize("args, text", [
+    (["--dataset", "spiral"], "unknown data set 'spiral'"),
+    (["--variant", "grid99"], "unknown variant 'grid99'"),
+    (["--steps", "0"], "steps must be >= 1"),
+    (["--timesteps", "1"], "T must be >= 2"),
+    (["--config", "/nonexistent/x.toml"], "config file not found"),
+    (["--grid-extent", "1", "-1", "0", "1", "--variant", "grid10"], "is empty"),
+    (["--device", "cuda:7"] if not __import__("torch").cuda.is_available() else ["--device", "tpu"], "device"),
+])
+def test_bad_input_is_one_line_exit_2(tmp_path, args, text):
+    proc = gridnoise("train", "--out", tmp_path / "x", *args, check=False)
+    assert_one_line_error(proc, 2, text)
+    assert not (tmp_path / "x").exists()
+
+
+def test_grid_size_zero_in_config(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[adaptation]\nkind = "seed_grid"\ngrids = { grid = 0 }\n')
+    assert_one_line_error(gridnoise("train", "--config", cfg, "--out", tmp_path / "x", check=False), 2,
+                          "grid sizes must be >= 1")
+
+
+def test_existing_results_are_never_clobbered(tiny, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    proc = gridnoise("train", "--config", tiny, "--steps", 5, "--out", out, check=False)
+    assert_one_line_error(proc, 2, "not empty")
+    proc = gridnoise("train", "--config", tiny, "--steps", 5, "--out", out, "--overwrite", check=False)
+    assert_one_line_error(proc, 2, "did not write")
+    assert (out / "notes.txt").read_text() == "mine" and len(list(out.iterdir())) == 1
+
+    run = tmp_path / "run2"
+    gridnoise("train", "--config", tiny, "--steps", 5, "--out", run, "--no-progress")
+    metrics = (run / "metrics.json").read_bytes()
+    proc = gridnoise("train", "--config", tiny, "--steps", 7, "--out", run, "--resume", check=False)
+    assert_one_line_error(proc, 2, "different config")
+    assert (run / "metrics.json").read_bytes() == metrics
+    gridnoise("train", "--config", tiny, "--steps", 7, "--out", run, "--overwrite", "--no-progress")
+    assert (run / "metrics.json").read_bytes() != metrics
+
+
+def test_corrupt_checkpoint_and_unknown_run_dir(tiny, tmp_path):
+    run = tmp_path / "run"
+    gridnoise("train", "--config", tiny, "--steps", 5, "--out", run, "--no-progress")
+    data = (run / "checkpoint.pt").read_bytes()
+    (run / "checkpoint.pt").write_bytes(data[: len(data) // 2])
+    assert_one_line_error(gridnoise("sample", run, "--out", tmp_path / "s.npz", check=False), 2, "corrupt")
+    assert_one_line_error(gridnoise("sample", tmp_path, "--out", tmp_path / "s.npz", check=False), 2, "not found")
+    assert not (tmp_path / "s.npz").exists()
+
+
+def test_diverged_run_exits_1_and_keeps_its_last_good_checkpoint(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(TINY.format(ck=1).replace("log_every = 10", "log_every = 1")
+                   .replace("[train]\n", "[train]\nlr = 1e30\n"))
+    out = tmp_path / "run"
+    proc = gridnoise("train", "--config", cfg, "--steps", 200, "--out", out, "--no-progress", check=False)
+    assert_one_line_error(proc, 1, "diverged")
+    assert (out / "config.toml").is_file() and not (out / "metrics.json").exists()
+    if (out / "checkpoint.pt").exists():
+        import torch
+
+        state = torch.load(out / "checkpoint.pt", weights_only=True)
+        assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_missing_datasaurus_is_one_line(tmp_path):
+    env = {**os.environ, "GRIDNOISE_DATASAURUS": str(tmp_path / "nope.tsv")}
+    proc = subprocess.run([sys.executable, "-m", "gridnoise", "train", "--dataset", "dino", "--steps", "2",
+                           "--out", str(tmp_path / "x")], capture_output=True, text=True, env=env)
+    assert_one_line_error(proc, 2, "GRIDNOISE_DATASAURUS")

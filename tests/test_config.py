@@ -1,0 +1,51 @@
+import pytest
+
+from gridnoise.config import ConfigError, RunConfig, dumps_toml, from_dict, load_run_config
+from gridnoise.presets import adaptation_for
+
+
+def test_toml_roundtrip(tmp_path):
+    cfg = RunConfig(dataset="dino", variant="multiscale_l1", adaptation=adaptation_for("multiscale_l1"), seed=3)
+    cfg.train.steps = 123
+    path = tmp_path / "c.toml"
+    path.write_text(dumps_toml(cfg))
+    assert load_run_config(path) == cfg
+
+
+def test_variant_without_adaptation_table_uses_preset(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('variant = "grid20"\ndataset = "line"\n[train]\nsteps = 5\n')
+    cfg = load_run_config(path)
+    assert cfg.adaptation == adaptation_for("grid20") and cfg.train.steps == 5
+
+
+@pytest.mark.parametrize("text, message", [
+    ('dataset = "spiral"', "unknown data set 'spiral'"),
+    ('[train]\nsteps = 0', "steps must be >= 1"),
+    ('[diffusion]\nnum_timesteps = 1', "T must be >= 2"),
+    ('[train]\nstepz = 10', "unknown key"),
+    ('[train]\nsteps = "ten"', "train.steps must be int"),
+    ('[diffusion]\nbeta_schedule = "cosine"', "not allowed"),
+    ('[adaptation]\nkind = "seed_grid"\ngrids = { grid = 0 }', "grid sizes must be >= 1"),
+    ('[adaptation]\nkind = "seed_grid"\ngrids = { grid = 4 }\nl1 = { fine = 0.1 }', "unknown grid"),
+    ('[adaptation]\nkind = "seed_grid"\ngrids = { grid = 4 }\nextent = [1.0, -1.0, -1.0, 1.0]', "is empty"),
+    ('[adaptation]\nkind = "seed_grid"', "at least one grid"),
+    ('variant = "grid99"', "unknown variant 'grid99'"),
+    ('dataset = ', "malformed TOML"),
+])
+def test_bad_configs_say_what_is_wrong(tmp_path, text, message):
+    path = tmp_path / "c.toml"
+    path.write_text(text + "\n")
+    with pytest.raises(ConfigError, match=message) as info:
+        load_run_config(path)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_file():
+    with pytest.raises(ConfigError, match="not found"):
+        load_run_config("/nonexistent/c.toml")
+
+
+def test_int_accepted_for_float():
+    cfg = from_dict(RunConfig, {"train": {"lr": 1}})
+    assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float)

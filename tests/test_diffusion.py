@@ -1,0 +1,81 @@
+import numpy as np
+import pytest
+import torch
+
+from gridnoise.diffusion import DDPMScheduler, make_betas
+
+
+@pytest.mark.parametrize("schedule", ["linear", "quadratic"])
+def test_schedule_conformance(schedule):
+    s = DDPMScheduler(100, schedule)
+    abar = s.alphas_cumprod
+    assert torch.all(abar[1:] < abar[:-1]), "alphas_cumprod must strictly decrease"
+    assert s.posterior_variance[0] == 0
+    assert torch.all(s.posterior_variance[1:] > 0)
+    assert s.betas[0] == pytest.approx(1e-4) and s.betas[-1] == pytest.approx(0.02)
+
+
+def test_quadratic_is_linear_in_sqrt_beta():
+    b = make_betas(10, "quadratic", 1e-4, 0.02).double().sqrt()
+    assert np.allclose(np.diff(b.numpy()), (0.02**0.5 - 1e-4**0.5) / 9, atol=1e-7)
+
+
+def test_linear_schedule_leaves_signal_at_T():
+    # SYSTEM.md section 4: abar_T is about 0.36 with T = 100 and the linear schedule.
+    assert DDPMScheduler(100).alphas_cumprod[-1].item() == pytest.approx(0.364, abs=0.005)
+
+
+def test_bad_schedule_and_T():
+    with pytest.raises(ValueError, match="unknown beta schedule 'cosine'"):
+        make_betas(10, "cosine")
+    with pytest.raises(ValueError, match=">= 2"):
+        DDPMScheduler(1)
+
+
+def test_add_noise_formula():
+    s = DDPMScheduler(50)
+    x0, eps = torch.randn(8, 2), torch.randn(8, 2)
+    t = torch.arange(0, 50, 7)[:8].long()
+    abar = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 50, dtype=torch.float64), 0)[t].unsqueeze(-1).float()
+    assert torch.allclose(s.add_noise(x0, eps, t), abar.sqrt() * x0 + (1 - abar).sqrt() * eps, atol=1e-6)
+
+
+def test_step_with_true_noise_recovers_x0_and_posterior_mean():
+    s = DDPMScheduler(100)
+    x0, eps = torch.randn(6, 2, dtype=torch.float64), torch.randn(6, 2, dtype=torch.float64)
+    t = torch.tensor([0, 1, 10, 50, 98, 99])
+    x_t = s.add_noise(x0, eps, t)
+    out = s.step(eps, t, x_t, noise=torch.zeros_like(x_t))
+    assert torch.allclose(out.pred_original_sample, x0, atol=1e-4)
+    # Posterior mean computed independently in float64 from the betas (Ho et al. eq. 7).
+    b = s.betas.double()
+    abar = torch.cumprod(1 - b, 0)
+    prev = torch.cat([torch.ones(1, dtype=torch.float64), abar[:-1]])
+    c1 = (b * prev.sqrt() / (1 - abar))[t, None]
+    c2 = ((1 - prev) * (1 - b).sqrt() / (1 - abar))[t, None]
+    assert torch.allclose(out.prev_sample, c1 * x0 + c2 * x_t, atol=1e-4)
+
+
+def test_step_adds_posterior_noise_except_at_zero():
+    s = DDPMScheduler(100)
+    x = torch.zeros(3, 2)
+    z = torch.ones(3, 2)
+    t = torch.tensor([0, 1, 99])
+    out = s.step(torch.zeros(3, 2), t, x, noise=z)
+    b = s.betas.double()
+    abar = torch.cumprod(1 - b, 0)
+    prev = torch.cat([torch.ones(1, dtype=torch.float64), abar[:-1]])
+    expected_var = (b * (1 - prev) / (1 - abar))[t]
+    expected_var[0] = 0
+    assert torch.allclose(out.prev_sample[:, 0].double(), expected_var.sqrt(), atol=1e-6)
+
+
+def test_step_is_seeded_and_buffers_roundtrip():
+    s = DDPMScheduler(20, "quadratic")
+    clone = DDPMScheduler(20, "quadratic")
+    clone.load_state_dict(s.state_dict())
+    x, eps, t = torch.randn(5, 2), torch.randn(5, 2), torch.full((5,), 7)
+    a = s.step(eps, t, x, generator=torch.Generator().manual_seed(3)).prev_sample
+    b = clone.step(eps, t, x, generator=torch.Generator().manual_seed(3)).prev_sample
+    assert torch.equal(a, b)
+    assert "alphas_cumprod" in s.state_dict()
