@@ -63,7 +63,39 @@ def build_parser() -> argparse.ArgumentParser:
     smp.add_argument("--out", type=Path, required=True, help="npz file to write (key: samples)")
     smp.add_argument("--device", default="auto")
     smp.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+
+    for name, help_text in (("run", "run a study declared in an experiment file, on Dask"),
+                            ("reproduce", "run the original study (the bundled seed.toml)")):
+        study = sub.add_parser(name, help=help_text)
+        if name == "run":
+            study.add_argument("experiment", type=Path, help="experiment TOML file")
+        study.add_argument("--out", type=Path, default=Path("results") if name == "reproduce" else None,
+                           required=name == "run", help="study directory (default for reproduce: results)")
+        study.add_argument("--seeds", type=_int_list, help="comma-separated seeds, e.g. 0,1,2")
+        study.add_argument("--steps", type=int, help="training steps of every task")
+        study.add_argument("--datasets", type=_str_list, help="comma-separated data sets")
+        study.add_argument("--workers", type=int, help="local worker processes (default: one per core)")
+        study.add_argument("--scheduler", help="address of an existing Dask scheduler, e.g. tcp://host:8786")
+        study.add_argument("--datasaurus", type=Path, help="path of DatasaurusDozen.tsv (offline dino)")
+        study.add_argument("--no-progress", action="store_true")
+
+    plot = sub.add_parser("plot", help="redraw a study's figures from its saved results")
+    plot.add_argument("study_dir", type=Path)
+    report = sub.add_parser("report", help="rebuild a study's summaries, figures and report.md")
+    report.add_argument("study_dir", type=Path)
+    report.add_argument("--dest", type=Path, help="write report.md and figures here (default: the study dir)")
     return parser
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from None
+
+
+def _str_list(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
 
 
 def run_config_from_args(args: argparse.Namespace):
@@ -120,7 +152,49 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "sample": cmd_sample}
+def cmd_study(args: argparse.Namespace) -> int:
+    from gridnoise.executor import run_tasks
+    from gridnoise.experiment import bundled, load_experiment
+
+    if args.datasaurus is not None:
+        os.environ["GRIDNOISE_DATASAURUS"] = str(args.datasaurus.resolve())
+    path = args.experiment if args.command == "run" else bundled("seed")
+    exp = load_experiment(path).restricted(seeds=args.seeds, datasets=args.datasets, steps=args.steps)
+    outcome = run_tasks(exp, args.out, workers=args.workers, scheduler=args.scheduler,
+                        progress=not args.no_progress)
+    report = build_study_outputs(args.out)
+    print(f"{exp.name}: {len(outcome.done)} tasks done ({len(outcome.skipped)} already finished), "
+          f"{len(outcome.failed)} failed -> {report}")
+    for key, error in outcome.failed.items():
+        print(f"  FAILED {key}: {error}", file=sys.stderr)
+    return 1 if outcome.failed else 0
+
+
+def build_study_outputs(study_dir: Path, dest: Path | None = None, report: bool = True) -> Path:
+    """Summaries, figures and (optionally) the report of a study, from its saved results."""
+    from gridnoise.plots import make_figures
+    from gridnoise.report import write_report
+    from gridnoise.results import load_results, write_summaries
+
+    results = load_results(study_dir)
+    write_summaries(results)
+    dest = dest or Path(study_dir)
+    figures = make_figures(results, dest)
+    return write_report(results, dest, figures) if report else dest
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    print(f"figures -> {build_study_outputs(args.study_dir, report=False)}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    print(f"report -> {build_study_outputs(args.study_dir, args.dest)}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "run": cmd_study, "reproduce": cmd_study,
+            "plot": cmd_plot, "report": cmd_report}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,10 +39,11 @@ LOSSES_FILE = "train_losses.npz"
 SAMPLES_FILE = "samples.npz"
 METRICS_FILE = "metrics.json"
 KL_HISTORY_FILE = "kl_history.json"
+TASK_FILE = "task.json"  # written by the study executor beside a task's results
 GRIDS_DIR = "grids"
 HEATMAPS_DIR = "heatmaps"
-RUN_ENTRIES = {CONFIG_FILE, CHECKPOINT_FILE, LOSSES_FILE, SAMPLES_FILE, METRICS_FILE, KL_HISTORY_FILE, GRIDS_DIR,
-               HEATMAPS_DIR}
+RUN_ENTRIES = {CONFIG_FILE, CHECKPOINT_FILE, LOSSES_FILE, SAMPLES_FILE, METRICS_FILE, KL_HISTORY_FILE, TASK_FILE,
+               GRIDS_DIR, HEATMAPS_DIR}
 
 
 def _comparable(cfg: RunConfig) -> dict:
@@ -53,10 +54,11 @@ def _comparable(cfg: RunConfig) -> dict:
 
 def prepare_output(cfg: RunConfig, out: Path, overwrite: bool, resume: bool) -> None:
     """Make `out` ready; never clobber results unless asked, never touch foreign files."""
-    entries = {p.name for p in out.iterdir()} if out.is_dir() else set()
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"output path {out} is a file: choose a directory with --out")
-    if entries and resume:
+    entries = {p.name for p in out.iterdir() if not p.name.startswith(".")} if out.is_dir() else set()
+    foreign = entries - RUN_ENTRIES
+    if resume and (out / CONFIG_FILE).is_file():
         saved = read_config(out)
         if _comparable(saved) != _comparable(cfg):
             diff = sorted(k for k in _comparable(cfg) if _comparable(cfg)[k] != _comparable(saved)[k])
@@ -64,17 +66,16 @@ def prepare_output(cfg: RunConfig, out: Path, overwrite: bool, resume: bool) -> 
                 f"{out} holds a run with a different config (differs in {', '.join(diff)}): "
                 "resume with the same settings, or use another --out"
             )
+    elif foreign and (resume or overwrite):
+        raise OutputExistsError(
+            f"{out} holds files gridnoise did not write ({', '.join(sorted(foreign)[:3])}): "
+            "refusing to touch it - choose another --out"
+        )
     elif entries and overwrite:
-        foreign = entries - RUN_ENTRIES - {p for p in entries if p.startswith(".")}
-        if foreign:
-            raise OutputExistsError(
-                f"{out} holds files gridnoise did not write ({', '.join(sorted(foreign)[:3])}): "
-                "refusing to overwrite it - choose another --out"
-            )
         for name in entries:
             path = out / name
             shutil.rmtree(path) if path.is_dir() else path.unlink()
-    elif entries:
+    elif entries and not resume:
         raise OutputExistsError(
             f"output directory {out} is not empty: pass --resume to continue it, --overwrite to replace it, "
             "or choose another --out"

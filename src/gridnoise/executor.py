@@ -1,0 +1,188 @@
+"""Running a study on Dask: one task per (run, data set, seed), finished tasks skipped.
+
+By default an embedded `LocalCluster` with one single-threaded worker process per core;
+with a scheduler address the tasks go to an existing Dask cluster whose workers have
+gridnoise installed and see the same output directory. Each task writes atomically into
+its own directory and resumes from its checkpoint, so killing the command (or a worker)
+and starting it again completes the study with the same numbers.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gridnoise.errors import GridnoiseError, OutputExistsError
+from gridnoise.experiment import Experiment, Task
+from gridnoise.files import write_json
+from gridnoise.results import EXPERIMENT_FILE, TASK_FILE, read_json, task_dir
+from gridnoise.run import METRICS_FILE
+
+
+REFRESH_SECONDS = 2.0
+
+
+class SchedulerError(GridnoiseError):
+    """The Dask scheduler cannot be reached."""
+
+
+@dataclass
+class SweepOutcome:
+    done: list[str] = field(default_factory=list)  # task keys finished now or before
+    skipped: list[str] = field(default_factory=list)  # finished before this invocation
+    failed: dict[str, str] = field(default_factory=dict)  # task key -> one-line error
+
+
+def execute_task(config: dict, directory: str, threads: int = 1) -> dict:
+    """Worker side: train, evaluate and sample one task into `directory` (resuming if begun)."""
+    import torch
+
+    from gridnoise.config import RunConfig, from_dict
+    from gridnoise.run import train_run
+
+    torch.set_num_threads(threads)
+    cfg = from_dict(RunConfig, config).validate()
+    start = time.time()
+    metrics = train_run(cfg, directory, resume=True, progress=False)
+    task_file = Path(directory) / TASK_FILE
+    info = read_json(task_file, "task.json")
+    # ru_maxrss (KiB on Linux) is the worker process's peak so far: an upper bound for this task.
+    info.update(peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                wall_time=time.time() - start, worker_pid=os.getpid())
+    write_json(task_file, info)
+    return metrics
+
+
+def claim_directory(exp: Experiment, out: Path) -> None:
+    """Record the experiment in `out`, refusing a directory that holds anything else."""
+    record = out / EXPERIMENT_FILE
+    if record.is_file():
+        saved = read_json(record, "experiment.json")
+        if saved.get("identity") != exp.identity():
+            raise OutputExistsError(
+                f"{out} holds results of another experiment ('{saved.get('name')}', other runs or settings): "
+                "choose another --out"
+            )
+        datasets = saved["datasets"] + [d for d in exp.datasets if d not in saved["datasets"]]
+        seeds = sorted(set(saved["seeds"]) | set(exp.seeds))
+    else:
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise OutputExistsError(f"{out} exists and is not a gridnoise study directory: choose another --out")
+        datasets, seeds = list(exp.datasets), list(exp.seeds)
+    write_json(record, {
+        "name": exp.name, "identity": exp.identity(), "description": exp.description, "baseline": exp.baseline,
+        "runs": [{"name": r.name, "label": r.label, "variant": r.variant} for r in exp.runs],
+        "datasets": datasets, "seeds": seeds,
+    })
+
+
+def is_finished(task: Task, out: Path) -> bool:
+    d = task_dir(out, task.run, task.dataset, task.seed)
+    if not (d / TASK_FILE).is_file():
+        return False
+    if read_json(d / TASK_FILE, "task.json").get("hash") != task.config_hash:
+        raise OutputExistsError(f"{d} holds a task with other settings: choose another --out")
+    return (d / METRICS_FILE).is_file()
+
+
+def connect(scheduler: str | None, workers: int | None):
+    """A Dask client: to `scheduler` if given, else to a fresh local cluster."""
+    from distributed import Client, LocalCluster
+
+    if scheduler is not None:
+        try:
+            return Client(scheduler, timeout="10s")
+        except (OSError, TimeoutError) as e:
+            raise SchedulerError(
+                f"cannot reach the Dask scheduler at {scheduler} ({type(e).__name__}): start it with "
+                "`dask scheduler` and workers with `dask worker ADDRESS`, or drop --scheduler"
+            ) from None
+    n = workers or os.cpu_count() or 1
+    if n < 1:
+        raise GridnoiseError(f"--workers must be >= 1 (got {workers})")
+    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                           silence_logs=40)
+    return Client(cluster)
+
+
+def run_tasks(exp: Experiment, out: str | Path, *, workers: int | None = None, scheduler: str | None = None,
+              progress: bool = True) -> SweepOutcome:
+    """Run every unfinished task of `exp` into `out`; failures are collected, not raised."""
+    from distributed import wait
+
+    out = Path(out).resolve()
+    claim_directory(exp, out)
+    outcome = SweepOutcome()
+    pending = []
+    for task in exp.tasks():
+        if is_finished(task, out):
+            outcome.skipped.append(task.key)
+            outcome.done.append(task.key)
+            continue
+        d = task_dir(out, task.run, task.dataset, task.seed)
+        write_json(d / TASK_FILE, {"hash": task.config_hash, "run": task.run, "dataset": task.dataset,
+                                   "seed": task.seed})
+        pending.append(task)
+    if not pending:
+        return outcome
+
+    from gridnoise.config import to_dict
+
+    with connect(scheduler, workers) as client:
+        futures = {
+            client.submit(execute_task, to_dict(t.config), str(task_dir(out, t.run, t.dataset, t.seed)),
+                          key=f"gridnoise-{t.key}-{t.config_hash}", pure=False): t
+            for t in pending
+        }
+        display = SweepProgress(len(outcome.done) + len(pending), len(outcome.done), client, enabled=progress)
+        remaining = set(futures)
+        while remaining:
+            try:  # wake up every few seconds to refresh the running count and ETA
+                finished = wait(remaining, timeout=REFRESH_SECONDS, return_when="FIRST_COMPLETED").done
+            except TimeoutError:
+                finished = set()
+            for future in finished:
+                task = futures[future]
+                if future.status == "finished":
+                    outcome.done.append(task.key)
+                else:
+                    outcome.failed[task.key] = _one_line(future.exception())
+            remaining -= finished
+            display.update(len(outcome.done), len(outcome.failed))
+        display.close()
+    return outcome
+
+
+def _one_line(error: BaseException | None) -> str:
+    text = f"{type(error).__name__}: {error}" if error is not None else "unknown error"
+    return " ".join(text.split())[:500]
+
+
+class SweepProgress:
+    """One live line across the sweep: tasks done, running, failed, and an ETA."""
+
+    def __init__(self, total: int, done: int, client, enabled: bool = True):
+        from tqdm.auto import tqdm
+
+        self.client = client
+        self.start_done = done
+        self.bar = tqdm(total=total, initial=done, disable=not enabled, unit="task", dynamic_ncols=True,
+                        file=sys.stderr, desc="study")
+        self.update(done, 0)
+
+    def running(self) -> int:
+        try:
+            return sum(len(keys) for keys in self.client.processing().values())
+        except Exception:  # the scheduler may be busy or gone; the count is only informative
+            return -1
+
+    def update(self, done: int, failed: int) -> None:
+        self.bar.update(done + failed - self.bar.n)
+        self.bar.set_postfix(done=done, running=max(self.running(), 0), failed=failed)
+
+    def close(self) -> None:
+        self.bar.close()
