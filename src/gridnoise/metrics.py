@@ -20,27 +20,40 @@ def _points(a: np.ndarray, name: str) -> np.ndarray:
     return a
 
 
-def kl_divergence(data: np.ndarray, samples: np.ndarray, k: int = 5) -> float:
-    """k-NN estimate of KL(data || samples) in bits with max-norm distances.
+class KLEstimator:
+    """k-NN estimate of KL(data || samples) in bits with max-norm distances, for fixed data.
 
     KL = log2(m / (n - 1)) + d * mean_i[log2 nu_k(i) - log2 rho_k(i)], with rho_k(i) the
     distance from data point i to its k-th nearest other data point and nu_k(i) to its k-th
-    nearest sample (Wang, Kulkarni & Verdu 2009; SYSTEM.md section 5).
+    nearest sample (Wang, Kulkarni & Verdu 2009; SYSTEM.md section 5). The data's own
+    distances rho are computed once, so estimating many sample sets costs one query each.
     """
-    x, y = _points(data, "data"), _points(samples, "samples")
-    n, m = len(x), len(y)
-    if x.shape[1] != y.shape[1]:
-        raise MetricError(f"data and samples differ in dimension ({x.shape[1]} vs {y.shape[1]})")
-    if k < 1 or n <= k or m < k:
-        raise MetricError(f"the KL estimate needs k >= 1, more than k data points and at least k samples "
-                          f"(k={k}, n={n}, m={m})")
-    # Query k + 1 neighbours among the data: the nearest is the point itself.
-    rho = cKDTree(x).query(x, k=[k + 1], p=np.inf, workers=-1)[0][:, 0]
-    nu = cKDTree(y).query(x, k=[k], p=np.inf, workers=-1)[0][:, 0]
-    if (rho == 0).any() or (nu == 0).any():
-        raise MetricError("duplicate points give zero neighbour distances: the KL estimate is undefined")
-    d = x.shape[1]
-    return float(np.log2(m / (n - 1)) + d * np.mean(np.log2(nu) - np.log2(rho)))
+
+    def __init__(self, data: np.ndarray, k: int = 5):
+        self.data, self.k = _points(data, "data"), k
+        if k < 1 or len(self.data) <= k:
+            raise MetricError(f"the KL estimate needs k >= 1 and more than k data points (k={k}, n={len(self.data)})")
+        # Query k + 1 neighbours among the data: the nearest is the point itself.
+        self.rho = cKDTree(self.data).query(self.data, k=[k + 1], p=np.inf, workers=-1)[0][:, 0]
+        if (self.rho == 0).any():
+            raise MetricError("duplicate data points give zero neighbour distances: the KL estimate is undefined")
+
+    def __call__(self, samples: np.ndarray) -> float:
+        y = _points(samples, "samples")
+        n, m, d = len(self.data), len(y), self.data.shape[1]
+        if y.shape[1] != d:
+            raise MetricError(f"data and samples differ in dimension ({d} vs {y.shape[1]})")
+        if m < self.k:
+            raise MetricError(f"the KL estimate needs at least k={self.k} samples (got {m})")
+        nu = cKDTree(y).query(self.data, k=[self.k], p=np.inf, workers=-1)[0][:, 0]
+        if (nu == 0).any():
+            raise MetricError("a sample coincides with a data point: the KL estimate is undefined")
+        return float(np.log2(m / (n - 1)) + d * np.mean(np.log2(nu) - np.log2(self.rho)))
+
+
+def kl_divergence(data: np.ndarray, samples: np.ndarray, k: int = 5) -> float:
+    """k-NN estimate of KL(data || samples) in bits (see `KLEstimator`)."""
+    return KLEstimator(data, k)(samples)
 
 
 def grid_variance(grid: torch.Tensor | np.ndarray) -> float:

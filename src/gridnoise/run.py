@@ -28,7 +28,7 @@ from gridnoise.config import RunConfig, dumps_toml, from_dict, load_run_config, 
 from gridnoise.errors import CheckpointError, OutputExistsError
 from gridnoise.evaluate import eval_loss
 from gridnoise.files import write_json, write_npz, write_text
-from gridnoise.metrics import grid_variance, kl_divergence
+from gridnoise.metrics import KLEstimator, grid_variance
 from gridnoise.sampling import sample
 from gridnoise.seeding import generator
 from gridnoise.train import Trainer, load_checkpoint, resolve_device
@@ -150,13 +150,14 @@ def train_run(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, resum
 
     history = read_kl_history(out) if resume else {"step": [], "kl_divergence": []}
     kl_every = cfg.eval.kl_every
+    kl = KLEstimator(points, cfg.eval.kl_k)  # the data's neighbour distances, computed once
 
     def on_step(tr: Trainer, first_t: torch.Tensor) -> None:
         if tr.adaptation.grids() and (tr.step % tc.grid_snapshot_every == 0 or tr.step == tc.steps):
             save_grid_snapshot(tr, out, first_t)
         if kl_every and (tr.step % kl_every == 0 or tr.step == tc.steps) and tr.step not in history["step"]:
             history["step"].append(tr.step)
-            history["kl_divergence"].append(intermediate_kl(tr))
+            history["kl_divergence"].append(intermediate_kl(tr, kl))
             write_json(out / KL_HISTORY_FILE, history)
         if tr.step % tc.checkpoint_every == 0 and tr.step < tc.steps:
             tr.save_checkpoint(out / CHECKPOINT_FILE)
@@ -164,7 +165,7 @@ def train_run(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, resum
     trainer.fit(on_step, progress=progress)
     trainer.save_checkpoint(out / CHECKPOINT_FILE)
     write_npz(out / LOSSES_FILE, loss=trainer.losses.numpy(), mse=trainer.mse.numpy())
-    metrics = evaluate_trainer(trainer, out)
+    metrics = evaluate_trainer(trainer, out, kl)
     if trainer.adaptation.grids():
         draw_heatmaps(out)
     write_json(out / METRICS_FILE, metrics)
@@ -184,18 +185,16 @@ def read_kl_history(run_dir: Path) -> dict:
         raise CheckpointError(f"{path} is corrupt: delete it and resume with --resume") from None
 
 
-def intermediate_kl(trainer: Trainer) -> float:
+def intermediate_kl(trainer: Trainer, kl: KLEstimator) -> float:
     """KL of the current EMA model from `eval.kl_every_samples` samples (its own random stream)."""
     cfg = trainer.cfg
     model, adaptation = trainer.sampling_modules()
     samples = sample(model, adaptation, trainer.scheduler, cfg.eval.kl_every_samples,
                      generator(cfg.seed, f"kl{trainer.step}", trainer.device)).cpu().numpy()
-    if not np.isfinite(samples).all():
-        return float("nan")
-    return kl_divergence(trainer.data.cpu().numpy(), samples, k=cfg.eval.kl_k)
+    return kl(samples) if np.isfinite(samples).all() else float("nan")
 
 
-def evaluate_trainer(trainer: Trainer, out: Path) -> dict:
+def evaluate_trainer(trainer: Trainer, out: Path, kl: KLEstimator) -> dict:
     """Eval loss, samples and sample metrics of a trained run, under the seed's names."""
     cfg = trainer.cfg
     metrics = {"training_time": trainer.elapsed}
@@ -210,10 +209,7 @@ def evaluate_trainer(trainer: Trainer, out: Path) -> dict:
     metrics["inference_time"] = time.perf_counter() - start
     samples = samples.cpu().numpy()
     write_npz(out / SAMPLES_FILE, samples=samples)
-    if not np.isfinite(samples).all():
-        metrics["kl_divergence"] = float("nan")
-    else:
-        metrics["kl_divergence"] = kl_divergence(trainer.data.cpu().numpy(), samples, k=cfg.eval.kl_k)
+    metrics["kl_divergence"] = kl(samples) if np.isfinite(samples).all() else float("nan")
     for name, grid in trainer.adaptation.grids().items():
         metrics[f"{grid_label(name)}_variance"] = grid_variance(grid.detach().cpu())
     return metrics
