@@ -196,3 +196,29 @@ def test_missing_datasaurus_is_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "gridnoise", "train", "--dataset", "dino", "--steps", "2",
                            "--out", str(tmp_path / "x")], capture_output=True, text=True, env=env)
     assert_one_line_error(proc, 2, "GRIDNOISE_DATASAURUS")
+
+
+def test_study_commands_bad_input(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[experiment]\nname = "x"\n[runs.a]\nvariant = "baseline"\nsteps = 3\n')
+    assert_one_line_error(gridnoise("run", bad, "--out", tmp_path / "o", check=False), 2, "unknown key")
+    assert_one_line_error(gridnoise("run", tmp_path / "none.toml", "--out", tmp_path / "o", check=False), 2,
+                          "not found")
+    assert_one_line_error(gridnoise("reproduce", "--out", tmp_path / "o", "--datasets", "mars", check=False), 2,
+                          "unknown data set")
+    assert_one_line_error(gridnoise("reproduce", "--out", tmp_path / "o", "--steps", "2",
+                                    "--scheduler", "tcp://127.0.0.1:9", check=False), 2, "cannot reach")
+    assert_one_line_error(gridnoise("report", tmp_path, check=False), 2, "experiment.json")
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").rglob("metrics.json"))
+
+
+def test_plot_and_report_rebuild_from_saved_results(tmp_path):
+    from conftest import make_study
+
+    study = make_study(tmp_path / "s", seeds=(0, 1))
+    gridnoise("plot", study)
+    assert (study / "evaluation_metrics.png").is_file() and not (study / "report.md").exists()
+    gridnoise("report", study, "--dest", tmp_path / "docs")
+    report = (tmp_path / "docs" / "report.md").read_text()
+    assert "![train_loss](train_loss.png)" in report and (tmp_path / "docs" / "final_grids").is_dir()
+    assert (study / "base" / "final_info.json").is_file() and (study / "results.csv").is_file()

@@ -9,6 +9,7 @@ and starting it again completes the study with the same numbers.
 
 from __future__ import annotations
 
+import logging
 import os
 import resource
 import sys
@@ -91,7 +92,7 @@ def is_finished(task: Task, out: Path) -> bool:
 
 def connect(scheduler: str | None, workers: int | None):
     """A Dask client: to `scheduler` if given, else to a fresh local cluster."""
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     if scheduler is not None:
         try:
@@ -102,19 +103,30 @@ def connect(scheduler: str | None, workers: int | None):
                 "`dask scheduler` and workers with `dask worker ADDRESS`, or drop --scheduler"
             ) from None
     n = workers or os.cpu_count() or 1
-    if n < 1:
-        raise GridnoiseError(f"--workers must be >= 1 (got {workers})")
-    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                           silence_logs=40)
-    return Client(cluster)
+    # A client that starts its own cluster also shuts it down when closed.
+    return Client(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                  silence_logs=logging.ERROR)
 
 
 def run_tasks(exp: Experiment, out: str | Path, *, workers: int | None = None, scheduler: str | None = None,
               progress: bool = True) -> SweepOutcome:
     """Run every unfinished task of `exp` into `out`; failures are collected, not raised."""
+    if workers is not None and workers < 1:
+        raise GridnoiseError(f"--workers must be >= 1 (got {workers})")
+    out = Path(out).resolve()
+    remote = connect(scheduler, workers) if scheduler is not None else None  # unreachable: fail before writing
+    try:
+        return _run_tasks(exp, out, remote, workers, progress)
+    finally:
+        if remote is not None:
+            remote.close()
+
+
+def _run_tasks(exp: Experiment, out: Path, remote, workers: int | None, progress: bool) -> SweepOutcome:
     from distributed import wait
 
-    out = Path(out).resolve()
+    from gridnoise.config import to_dict
+
     claim_directory(exp, out)
     outcome = SweepOutcome()
     pending = []
@@ -130,9 +142,7 @@ def run_tasks(exp: Experiment, out: str | Path, *, workers: int | None = None, s
     if not pending:
         return outcome
 
-    from gridnoise.config import to_dict
-
-    with connect(scheduler, workers) as client:
+    with remote or connect(None, workers) as client:
         futures = {
             client.submit(execute_task, to_dict(t.config), str(task_dir(out, t.run, t.dataset, t.seed)),
                           key=f"gridnoise-{t.key}-{t.config_hash}", pure=False): t

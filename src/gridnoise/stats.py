@@ -1,0 +1,82 @@
+"""Statistics for comparing runs over seeds: confidence intervals, paired tests, convergence."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as sps
+
+SMOOTHING_WINDOW = 100  # steps in the moving average that convergence_step smooths the loss with
+
+
+def confidence_interval(values, level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, lo, hi): Student-t interval of the mean; lo = hi = nan with a single value."""
+    arr = np.asarray(list(values), dtype=float)
+    mean = float(arr.mean())
+    if len(arr) < 2:
+        return mean, math.nan, math.nan
+    half = sps.t.ppf(0.5 + level / 2, len(arr) - 1) * arr.std(ddof=1) / math.sqrt(len(arr))
+    return mean, mean - half, mean + half
+
+
+@dataclass
+class PairedResult:
+    """Difference other - baseline over the seeds both have."""
+
+    n: int
+    mean_diff: float
+    ci_lo: float
+    ci_hi: float
+    p_value: float  # two-sided paired t-test
+    relative_change: float  # mean_diff / mean(baseline)
+
+
+def paired_comparison(baseline: dict[int, float], other: dict[int, float], level: float = 0.95) -> PairedResult:
+    """Paired t comparison of two runs on their common seeds."""
+    seeds = sorted(set(baseline) & set(other))
+    if not seeds:
+        return PairedResult(0, math.nan, math.nan, math.nan, math.nan, math.nan)
+    a = np.array([baseline[s] for s in seeds], dtype=float)
+    b = np.array([other[s] for s in seeds], dtype=float)
+    diff = b - a
+    mean, lo, hi = confidence_interval(diff, level)
+    if len(seeds) < 2:
+        p = math.nan
+    elif np.all(diff == diff[0]):  # zero spread: the t statistic is undefined
+        p = 1.0 if diff[0] == 0 else 0.0
+    else:
+        p = float(sps.ttest_rel(b, a).pvalue)
+    base = a.mean()
+    return PairedResult(len(seeds), mean, lo, hi, p, mean / base if base else math.nan)
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values, in the input order; nan stays nan and is not counted."""
+    finite = [(p, i) for i, p in enumerate(p_values) if not math.isnan(p)]
+    finite.sort()
+    adjusted = [math.nan] * len(p_values)
+    running, m = 0.0, len(finite)
+    for rank, (p, i) in enumerate(finite):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[i] = running
+    return adjusted
+
+
+def smooth(values: np.ndarray, window: int = SMOOTHING_WINDOW) -> np.ndarray:
+    """Trailing moving average; the first window-1 entries average what is available."""
+    values = np.asarray(values, dtype=float)
+    csum = np.cumsum(values)
+    out = csum.copy()
+    out[window:] = csum[window:] - csum[:-window]
+    counts = np.minimum(np.arange(1, len(values) + 1), window)
+    return out / counts
+
+
+def convergence_step(losses, window: int = SMOOTHING_WINDOW, tol: float = 0.05) -> int:
+    """First training step (1-based) whose smoothed loss is within `tol` of the final smoothed loss."""
+    smoothed = smooth(losses, min(window, len(losses)))
+    final = smoothed[-1]
+    inside = np.abs(smoothed - final) <= tol * abs(final)
+    return int(np.argmax(inside)) + 1
