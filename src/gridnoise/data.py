@@ -14,6 +14,7 @@ from typing import Callable
 
 import numpy as np
 
+DATASETS = ("circle", "dino", "line", "moons")
 DATASAURUS_URL = "https://raw.githubusercontent.com/jumpingrivers/datasauRus/main/inst/extdata/DatasaurusDozen.tsv"
 DATASAURUS_SHA256 = "c8c4792c3ed15238ba07dad6ab778adc79d72e3e1324ead4d8c1ae52849780f8"
 DATASAURUS_ENV = "GRIDNOISE_DATASAURUS"
@@ -23,7 +24,7 @@ HOW_TO_PROVIDE = (f"download DatasaurusDozen.tsv from {DATASAURUS_URL} and pass 
 
 
 class DataError(ValueError):
-    """A data set cannot be produced; the message says why and what to do."""
+    """A data set cannot be produced; the one-line message says why and what to do."""
 
 
 def _line(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -33,11 +34,13 @@ def _line(n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def _circle(n: int, rng: np.random.Generator) -> np.ndarray:
+    # Rounding snaps each coordinate to {-0.4, -0.2, 0, 0.2, 0.4}; normalising leaves 16 directions
+    # plus the origin (whose norm is 0, hence the 1e-10).
     x = np.round(rng.uniform(-0.5, 0.5, n) / 2, 1) * 2
     y = np.round(rng.uniform(-0.5, 0.5, n) / 2, 1) * 2
     norm = np.sqrt(x**2 + y**2) + 1e-10
     x, y = x / norm, y / norm
-    theta = 2 * np.pi * rng.uniform(0, 1, n)
+    theta = rng.uniform(0, 1, n) * 2 * np.pi
     r = rng.uniform(0, 0.03, n)
     x, y = x + r * np.cos(theta), y + r * np.sin(theta)
     return np.stack([x, y], axis=1) * 3
@@ -54,19 +57,19 @@ def _moons(n: int, seed: int) -> np.ndarray:
 
 def _dino(n: int, rng: np.random.Generator, path: str | os.PathLike | None) -> np.ndarray:
     table = datasaurus_dino(path)
-    idx = rng.integers(0, len(table), n)
+    idx = rng.integers(0, DINO_ROWS, n)
     x = table[idx, 0] + rng.normal(size=n) * 0.15
     y = table[idx, 1] + rng.normal(size=n) * 0.15
     return np.stack([(x / 54 - 1) * 4, (y / 48 - 1) * 4], axis=1)
 
 
-GENERATORS: dict[str, Callable[..., np.ndarray]] = {
+# name -> generator(n, seed, datasaurus_path); each returns float64 (n, 2).
+GENERATORS: dict[str, Callable[[int, int, str | os.PathLike | None], np.ndarray]] = {
     "circle": lambda n, seed, path: _circle(n, np.random.default_rng(seed)),
     "dino": lambda n, seed, path: _dino(n, np.random.default_rng(seed), path),
     "line": lambda n, seed, path: _line(n, np.random.default_rng(seed)),
     "moons": lambda n, seed, path: _moons(n, seed),
 }
-DATASETS = tuple(sorted(GENERATORS))
 
 
 def load(name: str, n: int = 100_000, *, seed: int = 42,
@@ -74,19 +77,20 @@ def load(name: str, n: int = 100_000, *, seed: int = 42,
     """Data set `name` as a float32 `(n, 2)` array; the same arguments give the same points."""
     if name not in GENERATORS:
         raise DataError(f"unknown data set '{name}': choose one of {', '.join(DATASETS)}")
-    if n < 1:
-        raise DataError(f"a data set needs n >= 1 points (got {n})")
-    return GENERATORS[name](n, seed, datasaurus_path).astype(np.float32)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise DataError(f"the number of points n must be an integer >= 1 (got {n!r})")
+    return GENERATORS[name](int(n), seed, datasaurus_path).astype(np.float32)
 
 
 def data_extent(points: np.ndarray) -> tuple[float, float, float, float]:
-    """(xmin, xmax, ymin, ymax) of a point cloud."""
+    """(xmin, xmax, ymin, ymax) of a 2-D point cloud, for plot limits."""
+    points = np.asarray(points)
     return (float(points[:, 0].min()), float(points[:, 0].max()),
             float(points[:, 1].min()), float(points[:, 1].max()))
 
 
 def datasaurus_dino(path: str | os.PathLike | None = None) -> np.ndarray:
-    """The 142 (x, y) rows of the `dino` data set, float64, from the checked table."""
+    """The 142 (x, y) rows of the `dino` data set (read-only float64) from the checksummed table."""
     if path is None:
         path = os.environ.get(DATASAURUS_ENV) or _download()
     return _read_dino(str(Path(path).expanduser().resolve()))
@@ -102,19 +106,35 @@ def _download() -> str:
         raise DataError(f"cannot download the Datasaurus table ({type(e).__name__}): {HOW_TO_PROVIDE}") from None
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=8)
 def _read_dino(path: str) -> np.ndarray:
+    """Check and parse the table at `path`, once per path (failures are not cached)."""
     import pooch
 
     if not Path(path).is_file():
         raise DataError(f"Datasaurus table not found at {path}: {HOW_TO_PROVIDE}")
-    digest = pooch.file_hash(path, alg="sha256")
+    try:
+        digest = pooch.file_hash(path, alg="sha256")
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"cannot read the Datasaurus table at {path} ({type(e).__name__}): {HOW_TO_PROVIDE}") from None
     if digest != DATASAURUS_SHA256:
-        raise DataError(f"{path} is not the expected Datasaurus table (sha256 {digest[:12]}..., expected "
-                        f"{DATASAURUS_SHA256[:12]}...): it is corrupt or another file - {HOW_TO_PROVIDE}")
-    with open(path, newline="") as f:
-        rows = [(float(r["x"]), float(r["y"])) for r in csv.DictReader(f, delimiter="\t")
-                if r["dataset"] == "dino"]
+        raise DataError(f"{path} is not the expected Datasaurus table (corrupt or another file: sha256 {digest}, "
+                        f"expected {DATASAURUS_SHA256}): {HOW_TO_PROVIDE}")
+    table = _parse_dino(text, path)
+    table.flags.writeable = False  # shared by every caller through the cache
+    return table
+
+
+def _parse_dino(text: str, source: str) -> np.ndarray:
+    """The `dino` rows of a tab-separated Datasaurus table as a float64 (142, 2) array."""
+    reader = csv.DictReader(text.splitlines(), delimiter="\t")
+    if not {"dataset", "x", "y"} <= set(reader.fieldnames or ()):
+        raise DataError(f"{source} is not a Datasaurus table (header needs dataset, x, y): {HOW_TO_PROVIDE}")
+    try:
+        rows = [(float(r["x"]), float(r["y"])) for r in reader if r["dataset"] == "dino"]
+    except (TypeError, ValueError):  # a short row gives None, a bad cell a non-number
+        raise DataError(f"{source} has a malformed dino row: {HOW_TO_PROVIDE}") from None
     if len(rows) != DINO_ROWS:
-        raise DataError(f"{path} has {len(rows)} dino rows, expected {DINO_ROWS}: {HOW_TO_PROVIDE}")
+        raise DataError(f"{source} has {len(rows)} dino rows, expected {DINO_ROWS}: {HOW_TO_PROVIDE}")
     return np.asarray(rows, dtype=np.float64)
