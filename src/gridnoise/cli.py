@@ -84,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="rebuild a study's summaries, figures and report.md")
     report.add_argument("study_dir", type=Path)
     report.add_argument("--dest", type=Path, help="write report.md and figures here (default: the study dir)")
+
+    bench = sub.add_parser("bench", help="measure speed against a plain PyTorch loop and the matmul peak")
+    bench.add_argument("--steps", type=int, default=300, help="timed training steps per measurement")
+    bench.add_argument("--samples", type=int, default=10_000, help="points drawn in the sampling measurement")
+    bench.add_argument("--n-points", type=int, default=100_000, help="data set size")
+    bench.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes for the machine figure")
+    bench.add_argument("--json", type=Path, default=Path("bench.json"), help="where to write the results")
     return parser
 
 
@@ -193,8 +200,25 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from gridnoise.bench import BenchSettings, format_table, run_bench
+    from gridnoise.config import ConfigError
+    from gridnoise.files import write_json
+
+    if min(args.steps, args.samples, args.workers) < 1 or args.n_points < BENCH_MIN_POINTS:
+        raise ConfigError(f"--steps, --samples and --workers must be >= 1 and --n-points >= {BENCH_MIN_POINTS}")
+    result = run_bench(BenchSettings(steps=args.steps, warmup=min(30, args.steps), samples=args.samples,
+                                     n_points=args.n_points, workers=args.workers))
+    print(format_table(result))
+    write_json(args.json, result)
+    print(f"-> {args.json}")
+    return 0
+
+
+BENCH_MIN_POINTS = 256  # one full batch
+
 COMMANDS = {"train": cmd_train, "sample": cmd_sample, "run": cmd_study, "reproduce": cmd_study,
-            "plot": cmd_plot, "report": cmd_report}
+            "plot": cmd_plot, "report": cmd_report, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:
