@@ -1,4 +1,7 @@
+"""The data sets against their definitions in SYSTEM.md section 2, and the Datasaurus loading."""
+
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -7,7 +10,30 @@ from sklearn.datasets import make_moons
 from gridnoise import data
 from gridnoise.data import DATASETS, DataError, load
 
-from conftest import DATASAURUS
+DATASAURUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "DatasaurusDozen.tsv"
+
+
+@pytest.fixture(autouse=True)
+def _offline_table(monkeypatch):
+    """Every test reads the shared copy of the table: never the network."""
+    monkeypatch.setenv(data.DATASAURUS_ENV, str(DATASAURUS))
+
+
+def dino_table() -> np.ndarray:
+    with open(DATASAURUS, newline="") as f:
+        rows = [(float(r["x"]), float(r["y"])) for r in csv.DictReader(f, delimiter="\t") if r["dataset"] == "dino"]
+    return np.array(rows)
+
+
+def one_line_error(exc_info) -> str:
+    message = str(exc_info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_registry():
+    assert DATASETS == ("circle", "dino", "line", "moons")
+    assert set(data.GENERATORS) == set(DATASETS)
 
 
 @pytest.mark.parametrize("name", DATASETS)
@@ -16,12 +42,16 @@ def test_shape_dtype_determinism(name):
     assert a.shape == (5000, 2) and a.dtype == np.float32
     assert np.array_equal(a, b)
     assert not np.array_equal(a, load(name, 5000, seed=7))
+    assert np.abs(a).max() < 5  # "the data span roughly [-4, 4] in each axis"
 
 
 def test_line_is_uniform_on_its_rectangle():
     pts = load("line", 100_000)
     assert pts[:, 0].min() >= -2 and pts[:, 0].max() <= 2 and pts[:, 1].min() >= -4 and pts[:, 1].max() <= 4
-    assert np.histogram(pts[:, 1], bins=8, range=(-4, 4))[0].min() > 11_500  # ~12500 per bin
+    # 8 bins of 12500 expected each; a binomial sd is ~104, so 11500..13500 is ~10 sd wide.
+    for column, (lo, hi) in [(0, (-2, 2)), (1, (-4, 4))]:
+        counts = np.histogram(pts[:, column], bins=8, range=(lo, hi))[0]
+        assert counts.min() > 11_500 and counts.max() < 13_500
     # Independent recomputation of the definition: x ~ U(-0.5, 0.5), then y ~ U(-1, 1), times 4.
     rng = np.random.default_rng(42)
     x, y = rng.uniform(-0.5, 0.5, 10), rng.uniform(-1, 1, 10)
@@ -47,9 +77,7 @@ def test_moons_is_sklearn_then_affine():
 
 
 def test_dino_recomputed_from_the_table():
-    with open(DATASAURUS, newline="") as f:
-        rows = [(float(r["x"]), float(r["y"])) for r in csv.DictReader(f, delimiter="\t") if r["dataset"] == "dino"]
-    table = np.array(rows)
+    table = dino_table()
     assert len(table) == 142
     rng = np.random.default_rng(42)
     n = 50
@@ -69,26 +97,77 @@ def test_share_inside_the_seeds_grid(name, low, high):
 
 
 def test_unknown_name_and_bad_n():
-    with pytest.raises(DataError, match="unknown data set 'spiral': choose one of circle, dino, line, moons"):
+    with pytest.raises(DataError) as info:
         load("spiral")
-    with pytest.raises(DataError, match="n >= 1"):
-        load("moons", 0)
+    assert one_line_error(info) == "unknown data set 'spiral': choose one of circle, dino, line, moons"
+    for bad in (0, -3, 2.5):
+        with pytest.raises(DataError, match="n must be an integer >= 1"):
+            load("moons", bad)
 
 
-def test_datasaurus_sources(tmp_path, monkeypatch):
-    monkeypatch.setenv(data.DATASAURUS_ENV, str(tmp_path / "missing.tsv"))
+def test_env_var_is_honoured_and_missing_file_explained(tmp_path, monkeypatch):
+    missing = tmp_path / "missing.tsv"
+    monkeypatch.setenv(data.DATASAURUS_ENV, str(missing))
     with pytest.raises(DataError, match="not found") as info:
         load("dino", 10)
-    assert "GRIDNOISE_DATASAURUS" in str(info.value) and "\n" not in str(info.value)
-    # An explicit path wins over the environment variable.
-    assert load("dino", 10, datasaurus_path=DATASAURUS).shape == (10, 2)
+    message = one_line_error(info)
+    assert str(missing) in message and "GRIDNOISE_DATASAURUS" in message and "--datasaurus" in message
+    assert data.DATASAURUS_URL in message
+
+
+def test_explicit_path_wins_over_env_var(tmp_path, monkeypatch):
+    monkeypatch.setenv(data.DATASAURUS_ENV, str(tmp_path / "missing.tsv"))
+    explicit = load("dino", 10, datasaurus_path=DATASAURUS)
+    monkeypatch.setenv(data.DATASAURUS_ENV, str(DATASAURUS))
+    assert np.array_equal(explicit, load("dino", 10))
+
+
+def test_corrupt_table_fails_its_checksum(tmp_path):
     corrupt = tmp_path / "corrupt.tsv"
     corrupt.write_bytes(DATASAURUS.read_bytes().replace(b"dino", b"dina", 1))
-    with pytest.raises(DataError, match="not the expected Datasaurus table"):
+    with pytest.raises(DataError, match="not the expected Datasaurus table") as info:
         load("dino", 10, datasaurus_path=corrupt)
-    monkeypatch.setenv(data.DATASAURUS_ENV, str(DATASAURUS))
-    assert np.array_equal(load("dino", 10), load("dino", 10, datasaurus_path=DATASAURUS))
+    assert data.DATASAURUS_SHA256 in one_line_error(info)
+
+
+def test_malformed_tables_are_explained():
+    # Past the checksum these cannot occur; the parser still says what is wrong.
+    good = DATASAURUS.read_text()
+    lines = good.splitlines()
+    assert lines[1].startswith("dino\t")
+    one_row_short = "\n".join(lines[:1] + lines[2:])
+    cases = [("x\ty\n1\t2\n", "header"), ("dataset\tx\ty\ndino\t1\n", "malformed"),
+             ("dataset\tx\ty\ndino\t1\tabc\n", "malformed"), (one_row_short, "141 dino rows")]
+    for text, message in cases:
+        with pytest.raises(DataError, match=message):
+            data._parse_dino(text, "t.tsv")
+    assert data._parse_dino(good, "t.tsv").shape == (142, 2)
+
+
+def test_table_is_parsed_once_per_path_and_read_only():
+    first = data.datasaurus_dino(DATASAURUS)
+    hits = data._read_dino.cache_info().hits
+    assert data.datasaurus_dino(DATASAURUS) is first
+    assert data._read_dino.cache_info().hits == hits + 1
+    assert np.array_equal(first, dino_table())
+    with pytest.raises(ValueError):
+        first[0, 0] = 0.0
+
+
+def test_failed_download_is_one_line(tmp_path, monkeypatch):
+    # No table given and the download impossible: port 9 on the loopback refuses at once.
+    monkeypatch.delenv(data.DATASAURUS_ENV)
+    for proxy in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # an empty pooch cache
+    monkeypatch.setattr(data, "DATASAURUS_URL", "http://127.0.0.1:9/DatasaurusDozen.tsv")
+    with pytest.raises(DataError, match="cannot download the Datasaurus table") as info:
+        load("dino", 10)
+    assert "GRIDNOISE_DATASAURUS" in one_line_error(info)
 
 
 def test_extent():
     assert data.data_extent(np.array([[0, 1], [2, -3]])) == (0.0, 2.0, -3.0, 1.0)
+    pts = load("line", 1000)
+    xmin, xmax, ymin, ymax = data.data_extent(pts)
+    assert -2 <= xmin < xmax <= 2 and -4 <= ymin < ymax <= 4

@@ -25,8 +25,9 @@ class KLEstimator:
 
     KL = log2(m / (n - 1)) + d * mean_i[log2 nu_k(i) - log2 rho_k(i)], with rho_k(i) the
     distance from data point i to its k-th nearest other data point and nu_k(i) to its k-th
-    nearest sample (Wang, Kulkarni & Verdu, IEEE Trans. Inf. Theory 2009, in base 2; SYSTEM.md section 5). The
-    data's own distances rho are computed once, so each sample set costs one tree query.
+    nearest sample (Wang, Kulkarni & Verdu, IEEE Trans. Inf. Theory 55(5), 2009, in base 2;
+    SYSTEM.md section 5). The data's distances rho are computed once, so each sample set costs
+    one tree query.
     """
 
     def __init__(self, data: np.ndarray, k: int = 5):
