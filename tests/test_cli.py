@@ -130,6 +130,7 @@ def test_killed_run_resumes_to_the_same_numbers(tmp_path):
     (["--steps", "0"], "steps must be >= 1"),
     (["--timesteps", "1"], "T must be >= 2"),
     (["--config", "/nonexistent/x.toml"], "config file not found"),
+    (["--steps", "abc"], "invalid int value"),
     (["--grid-extent", "1", "-1", "0", "1", "--variant", "grid10"], "is empty"),
     (["--device", "cuda:7"] if not __import__("torch").cuda.is_available() else ["--device", "tpu"], "device"),
 ])

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -138,7 +139,7 @@ def dask_bin(name: str) -> str:
 
 @pytest.mark.slow
 def test_loopback_scheduler_and_workers_match_local_results(tmp_path):
-    exp = load_experiment(write_experiment(tmp_path)).restricted(datasets=["moons"])
+    exp = load_experiment(write_experiment(tmp_path, steps=300)).restricted(datasets=["moons"])
     run_tasks(exp, tmp_path / "local", workers=2, progress=False)
 
     port = free_port()
@@ -150,14 +151,25 @@ def test_loopback_scheduler_and_workers_match_local_results(tmp_path):
         time.sleep(2)
         for _ in range(2):
             procs.append(subprocess.Popen([dask_bin("dask"), "worker", address, "--nthreads", "1",
-                                           "--nworkers", "1", "--host", "127.0.0.1", "--no-dashboard"],
+                                           "--no-nanny", "--host", "127.0.0.1", "--no-dashboard"],
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                           env={**os.environ}))
         from distributed import Client
 
         with Client(address, timeout="30s") as client:
             client.wait_for_workers(2, timeout=60)
-        outcome = run_tasks(exp, tmp_path / "remote", scheduler=address, progress=False)
+        # Kill one worker once some task has checkpointed: its task moves to the other worker,
+        # resumes from the checkpoint and the sweep still ends with the local numbers.
+        result = {}
+        sweep = threading.Thread(target=lambda: result.update(
+            outcome=run_tasks(exp, tmp_path / "remote", scheduler=address, progress=False)))
+        sweep.start()
+        deadline = time.time() + 120
+        while not list((tmp_path / "remote").glob("*/moons/seed_*/checkpoint.pt")) and time.time() < deadline:
+            time.sleep(0.05)
+        os.kill(procs[1].pid, signal.SIGKILL)
+        sweep.join(timeout=300)
+        outcome = result["outcome"]
         assert not outcome.failed and len(outcome.done) == 4
     finally:
         for p in reversed(procs):

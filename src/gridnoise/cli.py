@@ -33,15 +33,16 @@ def _set(cfg, path: str, value) -> None:
     setattr(target, leaf, value)
 
 
-def _get(cfg, path: str):
-    for name in path.split("."):
-        cfg = getattr(cfg, name)
-    return cfg
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the fix (and exit status 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"gridnoise: error: {message} - see `{self.prog} --help`\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gridnoise", description=__doc__, epilog=EPILOG)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = OneLineParser(prog="gridnoise", description=__doc__, epilog=EPILOG)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     train = sub.add_parser("train", help="train, evaluate and sample one model", epilog=EPILOG)
     train.add_argument("--out", required=True, type=Path, help="run directory to write")
