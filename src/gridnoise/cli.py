@@ -170,21 +170,24 @@ def cmd_study(args: argparse.Namespace) -> int:
     exp = load_experiment(path).restricted(seeds=args.seeds, datasets=args.datasets, steps=args.steps)
     outcome = run_tasks(exp, args.out, workers=args.workers, scheduler=args.scheduler,
                         progress=not args.no_progress)
-    report = build_study_outputs(args.out)
+    for key, error in outcome.failed.items():
+        print(f"gridnoise: task {key} failed: {error}", file=sys.stderr)
+    report = build_study_outputs(args.out) if outcome.done else "no report (no task finished)"
     print(f"{exp.name}: {len(outcome.done)} tasks done ({len(outcome.skipped)} already finished), "
           f"{len(outcome.failed)} failed -> {report}")
-    for key, error in outcome.failed.items():
-        print(f"  FAILED {key}: {error}", file=sys.stderr)
     return 1 if outcome.failed else 0
 
 
 def build_study_outputs(study_dir: Path, dest: Path | None = None, report: bool = True) -> Path:
     """Summaries, figures and (optionally) the report of a study, from its saved results."""
+    from gridnoise.errors import CheckpointError
     from gridnoise.plots import make_figures
     from gridnoise.report import write_report
     from gridnoise.results import load_results, write_summaries
 
     results = load_results(study_dir)
+    if not results.metrics:
+        raise CheckpointError(f"{study_dir} has no finished task yet: run the study first")
     write_summaries(results)
     dest = dest or Path(study_dir)
     figures = make_figures(results, dest)
