@@ -178,8 +178,13 @@ def cmd_study(args: argparse.Namespace) -> int:
     return 1 if outcome.failed else 0
 
 
-def build_study_outputs(study_dir: Path, dest: Path | None = None, report: bool = True) -> Path:
-    """Summaries, figures and (optionally) the report of a study, from its saved results."""
+def build_study_outputs(study_dir: Path, dest: Path | None = None, report: bool = True,
+                        redraw_heatmaps: bool = False) -> Path:
+    """Summaries, figures and (optionally) the report of a study, from its saved results.
+
+    Per-step heatmaps are drawn when training; they are redrawn all only with `redraw_heatmaps`
+    (`gridnoise plot`), else only where missing.
+    """
     from gridnoise.errors import CheckpointError
     from gridnoise.plots import make_figures
     from gridnoise.report import write_report
@@ -190,12 +195,12 @@ def build_study_outputs(study_dir: Path, dest: Path | None = None, report: bool 
         raise CheckpointError(f"{study_dir} has no finished task yet: run the study first")
     write_summaries(results)
     dest = dest or Path(study_dir)
-    figures = make_figures(results, dest)
+    figures = make_figures(results, dest, only_missing_heatmaps=not redraw_heatmaps)
     return write_report(results, dest, figures) if report else dest
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    print(f"figures -> {build_study_outputs(args.study_dir, report=False)}")
+    print(f"figures -> {build_study_outputs(args.study_dir, report=False, redraw_heatmaps=True)}")
     return 0
 
 

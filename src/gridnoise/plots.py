@@ -1,9 +1,12 @@
-"""Figures drawn from saved results; nothing here trains. Every function returns a figure."""
+"""Figures drawn from saved results; nothing here trains. Every `*_figure` function returns a Figure,
+which `save_figure` writes; `make_figures` writes a whole study's figures."""
 
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -13,6 +16,9 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from gridnoise.files import atomic_write  # noqa: E402
+
+if TYPE_CHECKING:
+    from gridnoise.results import StudyResults
 
 POINT_COLOUR = "#e8000b"  # data overlaid on heatmaps: visible on viridis and on white
 
@@ -49,25 +55,44 @@ PALETTE = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#d
 FINAL_GRID_TIMESTEPS = (0, 25, 50, 75, 99)
 METRIC_PANELS = (("eval_loss", "Eval loss"), ("kl_divergence", "KL divergence (bits)"),
                  ("training_time", "Training time (s)"), ("inference_time", "Inference time (s)"))
+VARIANCE_PANELS = (("coarse_grid_variance", "Coarse grid variance"), ("fine_grid_variance", "Fine grid variance"))
+CI_LEVEL = 0.95  # error bars: t-interval of the mean over seeds
+PANEL_COLUMNS = 2  # data sets and metrics are laid out two panels per row
+PANEL_SIZE = 4.5  # inches per panel (width; height is PANEL_ASPECT of it)
+PANEL_ASPECT = 0.8
+SAMPLE_PANEL_SIZE = 3.0  # inches per scatter panel of generated samples
+GRID_PANEL_SIZE = 2.8  # inches per heatmap of the final-grids figure
+BAND_ALPHA = 0.2  # min..max band over seeds around the mean loss curve
+SAMPLE_POINT_SIZE = 0.5
+SAMPLE_ALPHA = 0.4
+OVERLAY_POINT_SIZE = 0.3  # data drawn over the final grids
+OVERLAY_ALPHA = 0.3
+OVERLAY_POINTS = 5000  # data points drawn over each final-grids figure
 
 
-def run_colours(results) -> dict[str, str]:
+def run_colours(results: StudyResults) -> dict[str, str]:
     """One fixed colour per run, by its order in the experiment, used by every figure."""
     return {r["name"]: PALETTE[i % len(PALETTE)] for i, r in enumerate(results.runs)}
 
 
-def _panels(n: int, ncols: int = 2, size: float = 4.5):
+def _panels(n: int, ncols: int = PANEL_COLUMNS, size: float = PANEL_SIZE) -> tuple[Figure, list]:
+    """A figure with `n` visible panels laid out `ncols` per row (spare panels hidden)."""
     nrows = (n + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * 0.8 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * PANEL_ASPECT * nrows), squeeze=False)
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     return fig, list(axes.flat[:n])
 
 
-def train_loss_figure(results) -> Figure:
-    """One panel per data set, one smoothed loss curve per run (mean over seeds, band = range)."""
+def _max_seeds(results: StudyResults) -> int:
+    """The largest number of finished seeds of any (run, data set): what the error bars average over."""
+    return max((len(results.seeds(r["name"], d)) for r in results.runs for d in results.datasets), default=0)
+
+
+def train_loss_figure(results: StudyResults) -> Figure:
+    """One panel per data set, one smoothed loss curve per run (mean over seeds, band = min..max)."""
     from gridnoise.run import LOSSES_FILE
-    from gridnoise.stats import smooth
+    from gridnoise.stats import SMOOTHING_WINDOW, smooth
 
     colours = run_colours(results)
     fig, axes = _panels(len(results.datasets))
@@ -84,21 +109,25 @@ def train_loss_figure(results) -> Figure:
             steps = np.arange(1, length + 1)
             ax.plot(steps, stack.mean(0), color=colours[run["name"]], label=run["label"], lw=1.2)
             if len(curves) > 1:
-                ax.fill_between(steps, stack.min(0), stack.max(0), color=colours[run["name"]], alpha=0.2, lw=0)
-        ax.set(title=dataset, xlabel="training step", ylabel="loss (moving average)")
-    axes[0].legend(fontsize=8)
-    fig.suptitle("Training loss")
+                ax.fill_between(steps, stack.min(0), stack.max(0), color=colours[run["name"]], alpha=BAND_ALPHA,
+                                lw=0)
+        ax.set(title=dataset, xlabel="training step", ylabel=f"loss ({SMOOTHING_WINDOW}-step moving average)")
+    if axes:
+        axes[0].legend(fontsize=8)
+    n = _max_seeds(results)
+    fig.suptitle(f"Training loss (mean over {n} seeds, band: min..max)" if n > 1 else "Training loss")
     fig.tight_layout()
     return fig
 
 
-def generated_images_figure(results, seed: int | None = None) -> Figure:
-    """Rows = runs, columns = data sets: scatter plots of samples (the first seed by default)."""
+def generated_images_figure(results: StudyResults, seed: int | None = None) -> Figure:
+    """Rows = runs, columns = data sets: scatter plots of samples (the first finished seed by default)."""
     from gridnoise.run import SAMPLES_FILE
 
     colours = run_colours(results)
     nrows, ncols = len(results.runs), len(results.datasets)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3 * ncols, 3 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(SAMPLE_PANEL_SIZE * ncols, SAMPLE_PANEL_SIZE * nrows),
+                             squeeze=False)
     for i, run in enumerate(results.runs):
         for j, dataset in enumerate(results.datasets):
             ax = axes[i, j]
@@ -107,86 +136,107 @@ def generated_images_figure(results, seed: int | None = None) -> Figure:
             if chosen is not None:
                 with np.load(results.run_dir(run["name"], dataset, chosen) / SAMPLES_FILE) as f:
                     pts = f["samples"]
-                ax.scatter(pts[:, 0], pts[:, 1], s=0.5, alpha=0.4, color=colours[run["name"]], linewidths=0)
+                ax.scatter(pts[:, 0], pts[:, 1], s=SAMPLE_POINT_SIZE, alpha=SAMPLE_ALPHA, color=colours[run["name"]],
+                           linewidths=0)
             ax.set_aspect("equal", adjustable="datalim")
             if i == 0:
                 ax.set_title(dataset)
             if j == 0:
-                ax.set_ylabel(run["label"])
-    fig.suptitle("Generated samples")
+                ax.set_ylabel(f"{run['label']}\ny")
+            if i == nrows - 1:
+                ax.set_xlabel("x")
+    fig.suptitle("Generated samples" + (f" (seed {seed})" if seed is not None else " (first seed)"))
     fig.tight_layout()
     return fig
 
 
-def _bars(ax, results, metric: str, runs: list[dict]) -> None:
-    """Grouped bars: data sets on x, one bar per run, error bars = 95% CI over seeds."""
+def _bars(ax, results: StudyResults, metric: str, runs: list[dict]) -> None:
+    """Grouped bars: data sets on x, one bar per run, error bars = 95% CI over seeds (none with one seed)."""
     from gridnoise.stats import confidence_interval
 
     colours = run_colours(results)
-    width = 0.8 / max(len(runs), 1)
+    width = 0.8 / max(len(runs), 1)  # the bars of one data set fill 80% of its slot
     for k, run in enumerate(runs):
         means, errors = [], []
         for dataset in results.datasets:
             vals = list(results.values(run["name"], dataset, metric).values())
-            if not vals:
-                means.append(np.nan), errors.append(0.0)
-                continue
-            mean, lo, hi = confidence_interval(vals)
-            means.append(mean), errors.append(0.0 if np.isnan(lo) else hi - mean)
+            mean, lo, hi = confidence_interval(vals, CI_LEVEL) if vals else (np.nan, np.nan, np.nan)
+            means.append(mean)
+            errors.append(0.0 if np.isnan(lo) else hi - mean)
         x = np.arange(len(results.datasets)) + (k - (len(runs) - 1) / 2) * width
-        ax.bar(x, means, width, yerr=errors, capsize=2, color=colours[run["name"]], label=run["label"])
+        ax.bar(x, means, width, yerr=errors if any(errors) else None, capsize=2, color=colours[run["name"]],
+               label=run["label"])
     ax.set_xticks(np.arange(len(results.datasets)), results.datasets)
+    ax.set_xlabel("data set")
 
 
-def evaluation_metrics_figure(results) -> Figure:
+def evaluation_metrics_figure(results: StudyResults) -> Figure:
     """2x2 bars: eval loss, KL, training time and inference time per data set and run."""
     fig, axes = _panels(len(METRIC_PANELS), size=5)
     for ax, (metric, title) in zip(axes, METRIC_PANELS):
         _bars(ax, results, metric, results.runs)
         ax.set(title=title, ylabel=title)
     axes[0].legend(fontsize=8)
-    n = max((len(results.seeds(r["name"], d)) for r in results.runs for d in results.datasets), default=0)
+    n = _max_seeds(results)
     fig.suptitle(f"Evaluation metrics (error bars: 95% CI over {n} seeds)" if n > 1 else "Evaluation metrics")
     fig.tight_layout()
     return fig
 
 
-def grid_variance_figure(results) -> Figure:
+def grid_variance_figure(results: StudyResults) -> Figure:
     """Coarse and fine grid variance side by side for the runs that have both grids."""
     runs = [r for r in results.runs
             if any(results.values(r["name"], d, "fine_grid_variance") for d in results.datasets)]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, metric, title in zip(axes, ("coarse_grid_variance", "fine_grid_variance"),
-                                 ("Coarse grid variance", "Fine grid variance")):
+    fig, axes = _panels(len(VARIANCE_PANELS), size=5)
+    for ax, (metric, title) in zip(axes, VARIANCE_PANELS):
         _bars(ax, results, metric, runs)
         ax.set(title=title, ylabel="variance of grid values")
-    axes[0].legend(fontsize=8)
+    if runs:
+        axes[0].legend(fontsize=8)
+    n = _max_seeds(results)
+    fig.suptitle("Noise adaptation effectiveness: variance of the learned grid values"
+                 + (f" (error bars: 95% CI over {n} seeds)" if n > 1 else ""))
     fig.tight_layout()
     return fig
 
 
-def final_grids_figure(values: dict[str, np.ndarray], extent, timesteps=FINAL_GRID_TIMESTEPS,
-                       points: np.ndarray | None = None, title: str = "") -> Figure:
-    """Rows = grids (and their product when there are several), columns = timesteps.
+def _with_combined(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The grids plus, when there are several, their product ("combined") on a common lattice.
 
-    Each heatmap sits at the grid's real extent with `origin="lower"`; the axes span the data
-    as well, so one sees how much of the data the grid covers.
+    All grids share the extent, so each cell is an exact block of the lcm-resolution lattice.
     """
     rows = dict(values)
     if len(values) > 1:
-        # All grids share the extent, so each cell is an exact block of the lcm-resolution lattice.
         n = math.lcm(*(g.shape[1] for g in values.values()))
         rows["combined"] = np.prod([g.repeat(n // g.shape[1], 1).repeat(n // g.shape[1], 2)
                                     for g in values.values()], axis=0)
-    T = next(iter(values.values())).shape[0]
-    cols = sorted({min(t, T - 1) for t in timesteps})
+    return rows
+
+
+def _view_limits(extent, points: np.ndarray | None) -> tuple[float, float, float, float]:
+    """Axis limits covering the grid's extent and, when given, every data point."""
     xmin, xmax, ymin, ymax = (float(v) for v in extent)
-    lims = [xmin, xmax, ymin, ymax]
-    if points is not None:
-        lims = [min(xmin, points[:, 0].min()), max(xmax, points[:, 0].max()),
-                min(ymin, points[:, 1].min()), max(ymax, points[:, 1].max())]
-    fig, axes = plt.subplots(len(rows), len(cols), figsize=(2.8 * len(cols) + 1, 2.8 * len(rows)), squeeze=False,
-                             layout="constrained")
+    if points is None or len(points) == 0:
+        return xmin, xmax, ymin, ymax
+    return (min(xmin, float(points[:, 0].min())), max(xmax, float(points[:, 0].max())),
+            min(ymin, float(points[:, 1].min())), max(ymax, float(points[:, 1].max())))
+
+
+def final_grids_figure(values: dict[str, np.ndarray], extent, timesteps=FINAL_GRID_TIMESTEPS,
+                       points: np.ndarray | None = None, title: str = "") -> Figure:
+    """Rows = grids `(T, n, n)` (and their product when there are several), columns = timesteps.
+
+    Each heatmap sits at the grid's real extent with `origin="lower"`; the axes
+    span the data as well, so one sees how much of the data the grid covers. One colorbar per row.
+    """
+    rows = _with_combined(values)
+    T = next(iter(values.values())).shape[0]
+    cols = sorted({min(int(t), T - 1) for t in timesteps})
+    xmin, xmax, ymin, ymax = (float(v) for v in extent)
+    lims = _view_limits(extent, points)
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(GRID_PANEL_SIZE * len(cols) + 1,
+                                                            GRID_PANEL_SIZE * len(rows)),
+                             squeeze=False, layout="constrained")
     for i, (label, grid) in enumerate(rows.items()):
         vmin, vmax = float(grid[cols].min()), float(grid[cols].max())
         for j, t in enumerate(cols):
@@ -194,20 +244,68 @@ def final_grids_figure(values: dict[str, np.ndarray], extent, timesteps=FINAL_GR
             image = ax.imshow(grid[t].T, origin="lower", extent=(xmin, xmax, ymin, ymax), cmap="viridis",
                               vmin=vmin, vmax=vmax, interpolation="nearest", aspect="auto")
             if points is not None:
-                ax.scatter(points[:, 0], points[:, 1], s=0.3, c=POINT_COLOUR, alpha=0.3, linewidths=0)
-            ax.set_xlim(lims[0], lims[1]), ax.set_ylim(lims[2], lims[3])
+                ax.scatter(points[:, 0], points[:, 1], s=OVERLAY_POINT_SIZE, c=POINT_COLOUR, alpha=OVERLAY_ALPHA,
+                           linewidths=0)
+            ax.set_xlim(lims[0], lims[1])
+            ax.set_ylim(lims[2], lims[3])
             ax.set_title(f"{label.replace('_', ' ')}, t={t}", fontsize=9)
             ax.tick_params(labelsize=7)
+            if i == len(rows) - 1:
+                ax.set_xlabel("x", fontsize=8)
+            if j == 0:
+                ax.set_ylabel("y", fontsize=8)
         bar = fig.colorbar(image, ax=list(axes[i]), fraction=0.02, pad=0.01)
+        bar.set_label("noise factor", fontsize=8)
         bar.formatter.set_useOffset(False)  # factors near 1 read as 1.0002, not "+1" and 0.0002
     fig.suptitle(title)
     return fig
 
 
-def make_figures(results, dest: str | Path) -> list[Path]:
-    """Write every study figure into `dest` and redraw each finished task's per-step heatmaps."""
-    from gridnoise import data as datasets
-    from gridnoise.run import GRIDS_DIR, HEATMAPS_DIR, draw_heatmaps, read_config
+def _snapshot_step(path: Path) -> int:
+    """Training step of `grids/grids_step_K.npz`."""
+    return int(path.stem.rsplit("_", 1)[1])
+
+
+def final_snapshot(run_dir: Path) -> Path | None:
+    """The last grid snapshot of a run (its final grids), or None for a run without grids."""
+    from gridnoise.run import GRIDS_DIR
+
+    snapshots = sorted((run_dir / GRIDS_DIR).glob("grids_step_*.npz"), key=_snapshot_step)
+    return snapshots[-1] if snapshots else None
+
+
+def overlay_points(dataset: str, data_seed: int) -> np.ndarray | None:
+    """A sample of the data set to draw over grids; None (with a warning) when it cannot be made here."""
+    from gridnoise.data import DataError, load
+
+    try:
+        return load(dataset, OVERLAY_POINTS, seed=data_seed)
+    except DataError as e:  # e.g. dino without the Datasaurus table: draw the grids alone
+        warnings.warn(f"{dataset} data not drawn over its grids: {e}", stacklevel=2)
+        return None
+
+
+def redraw_heatmaps(results: StudyResults, only_missing: bool = False) -> list[Path]:
+    """Redraw the per-step heatmaps of every finished task with grids (or only of tasks lacking them)."""
+    from gridnoise.run import HEATMAPS_DIR, draw_heatmaps
+
+    written = []
+    for (run, dataset, seed) in sorted(results.metrics):
+        run_dir = results.run_dir(run, dataset, seed)
+        if final_snapshot(run_dir) is None:
+            continue
+        if only_missing and any((run_dir / HEATMAPS_DIR).glob("*.png")):
+            continue
+        written += draw_heatmaps(run_dir)
+    return written
+
+
+def make_figures(results: StudyResults, dest: str | Path, *, only_missing_heatmaps: bool = False) -> list[Path]:
+    """Write every study figure into `dest` and return their paths; also redraw each task's heatmaps.
+
+    The per-step heatmaps live in their run directories and are not in the returned list.
+    """
+    from gridnoise.run import read_config
 
     dest = Path(dest)
     written = [
@@ -215,26 +313,20 @@ def make_figures(results, dest: str | Path) -> list[Path]:
         save_figure(generated_images_figure(results), dest / "generated_images.png"),
         save_figure(evaluation_metrics_figure(results), dest / "evaluation_metrics.png"),
     ]
-    if results.metrics and any("fine_grid_variance" in m for m in results.metrics.values()):
+    if any("fine_grid_variance" in m for m in results.metrics.values()):
         written.append(save_figure(grid_variance_figure(results), dest / "grid_variance_comparison.png"))
     for run in results.runs:
         for dataset in results.datasets:
             seeds = results.seeds(run["name"], dataset)
-            if not seeds:
+            snapshot = final_snapshot(results.run_dir(run["name"], dataset, seeds[0])) if seeds else None
+            if snapshot is None:
                 continue
-            run_dir = results.run_dir(run["name"], dataset, seeds[0])
-            snapshots = sorted((run_dir / GRIDS_DIR).glob("grids_step_*.npz"),
-                               key=lambda p: int(p.stem.rsplit("_", 1)[1]))
-            if not snapshots:
-                continue
-            for seed in seeds:  # per-step heatmaps: drawn at training time, redrawn if missing
-                if not any((results.run_dir(run["name"], dataset, seed) / HEATMAPS_DIR).glob("*.png")):
-                    draw_heatmaps(results.run_dir(run["name"], dataset, seed))
-            cfg = read_config(run_dir)
-            with np.load(snapshots[-1], allow_pickle=False) as snap:
+            cfg = read_config(snapshot.parent.parent)
+            with np.load(snapshot, allow_pickle=False) as snap:
                 grids = {k: snap[k] for k in snap.files if k != "t"}
-            points = datasets.load(dataset, 5000, seed=cfg.data_seed)
-            fig = final_grids_figure(grids, cfg.adaptation.extent, points=points,
-                                     title=f"{run['label']} on {dataset}: final grids (seed {seeds[0]})")
+            fig = final_grids_figure(grids, cfg.adaptation.extent, points=overlay_points(dataset, cfg.data_seed),
+                                     title=f"{run['label']} on {dataset}: final grids "
+                                           f"(seed {seeds[0]}, step {_snapshot_step(snapshot)})")
             written.append(save_figure(fig, dest / "final_grids" / f"{run['name']}_{dataset}.png"))
+    redraw_heatmaps(results, only_missing=only_missing_heatmaps)
     return written

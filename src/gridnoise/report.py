@@ -8,16 +8,29 @@ convergence speed; computational overhead; the figures.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gridnoise.files import write_text
-from gridnoise.stats import confidence_interval, convergence_step, holm, paired_comparison
+from gridnoise.stats import (CONVERGENCE_TOL, SMOOTHING_WINDOW, PairedResult, confidence_interval,
+                             convergence_step, holm, paired_comparison)
 
-ALPHA = 0.05
-LOWER_IS_BETTER = ("kl_divergence", "eval_loss", "training_time", "inference_time")
+if TYPE_CHECKING:
+    from gridnoise.results import StudyResults
+
+ALPHA = 0.05  # family-wise significance level after Holm's correction
+DIGITS = 3  # decimals of metric values in the tables
+PERCENT_DIGITS = 1  # decimals of relative changes
+# Metrics compared with the baseline; lower is better for all of them.
 COMPARED = ("kl_divergence", "eval_loss", "training_time", "inference_time")
+LOWER_IS_BETTER = frozenset(COMPARED)
+TEST_SENTENCE = (
+    "Each run is compared with the baseline on the seeds both have: mean difference (run - baseline), its 95% "
+    "t-interval, and a two-sided paired t-test, with Holm's correction over all (run, data set) pairs of that metric."
+)
 METRIC_TITLES = {
     "kl_divergence": "KL divergence (bits)", "eval_loss": "Eval loss", "training_time": "Training time (s)",
     "inference_time": "Inference time (s)", "grid_variance": "Grid variance",
@@ -42,26 +55,44 @@ EVAL_LOSS_NOTE = (
 )
 
 
-def fmt(x: float, digits: int = 3) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
+def fmt(x: float | None, digits: int = DIGITS) -> str:
+    """A number with `digits` decimals; scientific when tiny or huge, "-" when missing."""
+    if x is None or math.isnan(x):
         return "-"
-    if x != 0 and (abs(x) < 10 ** -digits or abs(x) >= 10**5):
+    if x != 0 and digits > 0 and (abs(x) < 10 ** -digits or abs(x) >= 10**5):
         return f"{x:.2e}"
     return f"{x:.{digits}f}"
 
 
-def fmt_ci(values: list[float]) -> str:
+def fmt_percent(fraction: float) -> str:
+    """A relative change as a signed percentage, "-" when undefined."""
+    return "-" if math.isnan(fraction) else f"{100 * fraction:+.{PERCENT_DIGITS}f}%"
+
+
+def fmt_ci(values: list[float], digits: int = DIGITS) -> str:
+    """`mean [lo, hi]` (95% t-interval); just the mean with a single value."""
     mean, lo, hi = confidence_interval(values)
-    return fmt(mean) if math.isnan(lo) else f"{fmt(mean)} [{fmt(lo)}, {fmt(hi)}]"
+    return fmt(mean, digits) if math.isnan(lo) else f"{fmt(mean, digits)} [{fmt(lo, digits)}, {fmt(hi, digits)}]"
+
+
+def _run_name(run: dict) -> str:
+    """How a run is named in table rows: its name and label."""
+    return f"{run['name']} {run['label']}"
+
+
+def _max_seeds(results: StudyResults) -> int:
+    """The largest number of finished seeds of any (run, data set)."""
+    return max((len(results.seeds(r["name"], d)) for r in results.runs for d in results.datasets), default=0)
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
 
 
-def comparisons(results, metric: str) -> dict[tuple[str, str], tuple]:
+def comparisons(results: StudyResults, metric: str) -> dict[tuple[str, str], tuple[PairedResult, float]]:
     """(run, dataset) -> (PairedResult, Holm-adjusted p) for every non-baseline run."""
     keys, tests = [], []
     for run in results.runs:
@@ -77,39 +108,45 @@ def comparisons(results, metric: str) -> dict[tuple[str, str], tuple]:
     return {k: (t, p) for k, t, p in zip(keys, tests, adjusted)}
 
 
-def verdict(test, adjusted_p: float, lower_is_better: bool = True) -> str:
-    """`better*` / `worse*` when significant after Holm at ALPHA, else `n.s.`."""
-    if test.n < 2 or math.isnan(adjusted_p):
-        return "n/a (1 seed)" if test.n < 2 else "n/a"
+def verdict(test: PairedResult, adjusted_p: float, lower_is_better: bool = True) -> str:
+    """`better*` / `worse*` when significant after Holm at ALPHA, `n.s.` otherwise, `n/a` without a test."""
+    if test.n == 0:
+        return "n/a (no common seed)"
+    if test.n == 1:
+        return "n/a (1 seed)"
+    if math.isnan(adjusted_p):
+        return "n/a"
     if adjusted_p >= ALPHA:
         return "n.s."
     improved = (test.mean_diff < 0) == lower_is_better
     return "better*" if improved else "worse*"
 
 
-def headline(results) -> str:
-    found = []
-    for (run, dataset), (test, p) in comparisons(results, "kl_divergence").items():
-        v = verdict(test, p)
-        if v in ("better*", "worse*"):
-            found.append(f"{results.label(run)} is {v.rstrip('*')} than the baseline on {dataset} "
-                         f"(KL {fmt(test.mean_diff, 3)} bits, {fmt(100 * test.relative_change, 1)}%, "
-                         f"Holm p = {fmt(p, 3)})")
-    seeds = max((len(results.seeds(r["name"], d)) for r in results.runs for d in results.datasets), default=0)
+def headline(results: StudyResults) -> str:
+    """Which runs beat (or trail) the baseline significantly on KL, and on which data sets, or "none"."""
+    seeds = _max_seeds(results)
     if seeds < 2:
         return ("One seed per task: no difference can be called significant. Run more seeds "
                 "(`--seeds 0,1,2,3,4`) to tell effects from seed noise.")
-    if not found:
-        return ("No grid run differs significantly from the baseline on KL divergence on any data set "
-                f"(paired t-test over {seeds} seeds, Holm-corrected at {ALPHA}).")
-    return "Significant KL differences from the baseline (Holm-corrected, paired over seeds):\n\n" + "\n".join(
-        f"- {line}" for line in found)
+    found: dict[str, list[str]] = {"better*": [], "worse*": []}
+    for (run, dataset), (test, p) in comparisons(results, "kl_divergence").items():
+        v = verdict(test, p)
+        if v in found:
+            found[v].append(f"{results.label(run)} on {dataset}: KL {test.mean_diff:+.{DIGITS}f} bits "
+                            f"({fmt_percent(test.relative_change)}), Holm p = {fmt(p)}")
+    parts = [f"KL divergence against the baseline, paired t-test over up to {seeds} seeds, Holm-corrected at "
+             f"{ALPHA} across runs and data sets."]
+    for v, title in (("better*", "Significantly better than the baseline"),
+                     ("worse*", "Significantly worse than the baseline")):
+        lines = found[v]
+        parts.append(f"**{title}:** " + ("none." if not lines else "\n\n" + "\n".join(f"- {x}" for x in lines)))
+    return "\n\n".join(parts)
 
 
-def metric_tables(results) -> str:
+def metric_tables(results: StudyResults) -> str:
+    """Per metric: one row per run, one cell per data set holding `mean [95% CI] (n=seeds)`."""
     parts = []
-    metrics = [m for m in METRIC_TITLES if m in results.metric_names()]
-    for metric in metrics:
+    for metric in (m for m in METRIC_TITLES if m in results.metric_names()):
         rows = []
         for run in results.runs:
             cells = []
@@ -117,12 +154,13 @@ def metric_tables(results) -> str:
                 vals = list(results.values(run["name"], dataset, metric).values())
                 cells.append(f"{fmt_ci(vals)} (n={len(vals)})" if vals else "-")
             if any(c != "-" for c in cells):
-                rows.append([f"{run['name']} {run['label']}"] + cells)
+                rows.append([_run_name(run)] + cells)
         parts.append(f"### {METRIC_TITLES[metric]}\n\n" + _table(["run"] + list(results.datasets), rows))
     return "\n\n".join(parts)
 
 
-def difference_tables(results) -> str:
+def difference_tables(results: StudyResults) -> str:
+    """Per compared metric: each non-baseline run's paired difference from the baseline per data set."""
     parts = []
     for metric in COMPARED:
         comps = comparisons(results, metric)
@@ -132,73 +170,86 @@ def difference_tables(results) -> str:
         for (run, dataset), (test, p) in comps.items():
             ci = "-" if math.isnan(test.ci_lo) else f"[{fmt(test.ci_lo)}, {fmt(test.ci_hi)}]"
             rows.append([f"{run} {results.label(run)}", dataset, str(test.n), fmt(test.mean_diff), ci,
-                         f"{fmt(100 * test.relative_change, 1)}%", fmt(test.p_value), fmt(p),
+                         fmt_percent(test.relative_change), fmt(test.p_value), fmt(p),
                          verdict(test, p, metric in LOWER_IS_BETTER)])
         parts.append(f"### {METRIC_TITLES[metric]}\n\n" + _table(
             ["run", "data set", "seeds", "mean diff", "95% CI", "change", "p", "Holm p", "verdict"], rows))
     return "\n\n".join(parts)
 
 
-def seed_table(results) -> str:
+def seed_table(results: StudyResults) -> str:
+    """SYSTEM.md section 7's numbers beside our means, for runs whose variant the seed ran."""
+    datasets = [d for d in results.datasets if d in SEED_DATASETS]
     rows = []
     for run in results.runs:
         numbers = SEED_NUMBERS.get(run["variant"])
-        if numbers is None:
+        if numbers is None or not datasets:
             continue
         for metric in ("kl_divergence", "eval_loss"):
             cells = []
-            for dataset in results.datasets:
-                if dataset not in SEED_DATASETS:
-                    continue
+            for dataset in datasets:
                 ours = list(results.values(run["name"], dataset, metric).values())
                 seed_value = numbers[metric][SEED_DATASETS.index(dataset)]
-                cells.append(f"{seed_value:.3f} / {fmt(float(np.mean(ours))) if ours else '-'}")
-            rows.append([f"{run['name']} {run['label']}", METRIC_TITLES[metric]] + cells)
-    header = ["run", "metric"] + [d for d in results.datasets if d in SEED_DATASETS]
-    return ("Seed's value (one seed, GPU) / ours (mean over seeds).\n\n" + _table(header, rows)) if rows else ""
+                cells.append(f"{fmt(seed_value)} / {fmt(float(np.mean(ours))) if ours else '-'}")
+            rows.append([_run_name(run), METRIC_TITLES[metric]] + cells)
+    if not rows:
+        return "No run of this study uses one of the seed's variants."
+    return ("The seed's value (one seed, on a GPU) / ours (mean over seeds).\n\n"
+            + _table(["run", "metric"] + datasets, rows))
 
 
-def convergence_section(results) -> str:
-    from gridnoise.run import KL_HISTORY_FILE, LOSSES_FILE
+def _convergence_steps(results: StudyResults, run: str, dataset: str) -> list[int]:
+    """`convergence_step` of each finished seed's training losses."""
+    from gridnoise.run import LOSSES_FILE
+
+    steps = []
+    for seed in results.seeds(run, dataset):
+        with np.load(results.run_dir(run, dataset, seed) / LOSSES_FILE) as f:
+            steps.append(convergence_step(f["loss"]))
+    return steps
+
+
+def _kl_history(results: StudyResults, run: str, dataset: str) -> dict[int, list[float]]:
+    """step -> intermediate KL of each seed that recorded one (empty without kl_history.json)."""
     from gridnoise.results import read_json
+    from gridnoise.run import KL_HISTORY_FILE
 
+    by_step: dict[int, list[float]] = {}
+    for seed in results.seeds(run, dataset):
+        path = results.run_dir(run, dataset, seed) / KL_HISTORY_FILE
+        if path.is_file():
+            history = read_json(path, KL_HISTORY_FILE)
+            for step, kl in zip(history["step"], history["kl_divergence"]):
+                by_step.setdefault(int(step), []).append(kl)
+    return by_step
+
+
+def convergence_section(results: StudyResults) -> str:
+    """Convergence step of the training loss per run and data set, and KL during training when recorded."""
     rows = []
     for run in results.runs:
         cells = []
         for dataset in results.datasets:
-            steps = []
-            for seed in results.seeds(run["name"], dataset):
-                with np.load(results.run_dir(run["name"], dataset, seed) / LOSSES_FILE) as f:
-                    steps.append(convergence_step(f["loss"]))
-            cells.append(fmt_ci(steps).replace(".000", "") if steps else "-")
-        rows.append([f"{run['name']} {run['label']}"] + cells)
-    text = ("Training step at which the loss, smoothed over 100 steps, first comes within 5% of its final "
-            "smoothed value (mean [95% CI] over seeds).\n\n" + _table(["run"] + list(results.datasets), rows))
-    history_rows = []
-    for run in results.runs:
-        for dataset in results.datasets:
-            by_step: dict[int, list[float]] = {}
-            for seed in results.seeds(run["name"], dataset):
-                path = results.run_dir(run["name"], dataset, seed) / KL_HISTORY_FILE
-                if path.is_file():
-                    h = read_json(path, KL_HISTORY_FILE)
-                    for step, kl in zip(h["step"], h["kl_divergence"]):
-                        by_step.setdefault(step, []).append(kl)
-            if by_step:
-                history_rows.append((run, dataset, by_step))
-    if history_rows:
-        steps = sorted({s for _, _, b in history_rows for s in b})
-        rows = [[f"{run['name']} {run['label']}", dataset] + [fmt(float(np.mean(b[s]))) if s in b else "-"
-                                                               for s in steps]
-                for run, dataset, b in history_rows]
+            steps = _convergence_steps(results, run["name"], dataset)
+            cells.append(fmt_ci(steps, digits=0) if steps else "-")
+        rows.append([_run_name(run)] + cells)
+    text = (f"Training step at which the loss, smoothed over {SMOOTHING_WINDOW} steps, first comes within "
+            f"{CONVERGENCE_TOL:.0%} of its final smoothed value (mean [95% CI] over seeds).\n\n"
+            + _table(["run"] + list(results.datasets), rows))
+    histories = [(run, dataset, h) for run in results.runs for dataset in results.datasets
+                 if (h := _kl_history(results, run["name"], dataset))]
+    if histories:
+        steps = sorted({s for _, _, h in histories for s in h})
+        rows = [[_run_name(run), dataset] + [fmt(float(np.mean(h[s]))) if s in h else "-" for s in steps]
+                for run, dataset, h in histories]
         text += ("\n\nKL divergence of the EMA model during training (mean over seeds; intermediate estimates "
                  "use fewer samples than the final one, so compare them across runs, not with the final KL).\n\n"
-                 + _table(["run", "data set"] + [str(s) for s in steps], rows))
+                 + _table(["run", "data set"] + [f"step {s}" for s in steps], rows))
     return text
 
 
-def parameter_counts(results) -> dict[str, int]:
-    """Trainable parameters (network + grids) of each run, from its saved config."""
+def parameter_counts(results: StudyResults) -> dict[str, int]:
+    """Trainable parameters (network + grids) of each run, built from the config of its first finished task."""
     import torch
 
     from gridnoise.run import read_config
@@ -206,54 +257,63 @@ def parameter_counts(results) -> dict[str, int]:
 
     counts = {}
     for run in results.runs:
-        for (r, d, s) in results.metrics:
-            if r == run["name"]:
-                _, adaptation, model = build_components(read_config(results.run_dir(r, d, s)), torch.device("cpu"))
-                counts[r] = sum(p.numel() for m in (model, adaptation) for p in m.parameters())
-                break
+        task = next((key for key in sorted(results.metrics) if key[0] == run["name"]), None)
+        if task is not None:
+            _, adaptation, model = build_components(read_config(results.run_dir(*task)), torch.device("cpu"))
+            counts[run["name"]] = sum(p.numel() for m in (model, adaptation) for p in m.parameters())
     return counts
 
 
-def overhead_table(results) -> str:
+def _time_ratios(results: StudyResults, run: str, metric: str) -> list[float]:
+    """run / baseline of `metric`, one ratio per (data set, seed) both finished."""
+    ratios = []
+    for dataset in results.datasets:
+        base = results.values(results.baseline, dataset, metric)
+        other = results.values(run, dataset, metric)
+        ratios += [other[s] / base[s] for s in sorted(set(base) & set(other)) if base[s] > 0]
+    return ratios
+
+
+def overhead_table(results: StudyResults) -> str:
+    """Per run: parameters (and those added over the baseline), time ratios to the baseline, peak memory."""
     counts = parameter_counts(results)
     base_count = counts.get(results.baseline)
     rows = []
     for run in results.runs:
-        ratios = {}
-        for metric in ("training_time", "inference_time"):
-            per_seed = []
-            for dataset in results.datasets:
-                base = results.values(results.baseline, dataset, metric)
-                other = results.values(run["name"], dataset, metric)
-                per_seed += [other[s] / base[s] for s in set(base) & set(other) if base[s] > 0]
-            ratios[metric] = fmt_ci(per_seed) if per_seed else "-"
-        peaks = [t["peak_rss_mb"] for (r, _, _), t in results.tasks.items() if r == run["name"] and "peak_rss_mb" in t]
-        added = "-" if run["name"] not in counts or base_count is None else f"{counts[run['name']] - base_count:+,}"
-        rows.append([f"{run['name']} {run['label']}", f"{counts.get(run['name'], 0):,}", added,
-                     ratios["training_time"], ratios["inference_time"], f"{max(peaks):.0f}" if peaks else "-"])
-    return ("Time ratios are per (data set, seed) pairs against the baseline, mean [95% CI]. Peak memory is the "
-            "largest resident set of a worker process while it ran this run's tasks (an upper bound per task).\n\n"
+        name = run["name"]
+        ratios = [fmt_ci(r) if (r := _time_ratios(results, name, m)) else "-"
+                  for m in ("training_time", "inference_time")]
+        peaks = [t["peak_rss_mb"] for (r, _, _), t in results.tasks.items() if r == name and "peak_rss_mb" in t]
+        added = "-" if name not in counts or base_count is None else f"{counts[name] - base_count:+,}"
+        total = f"{counts[name]:,}" if name in counts else "-"
+        rows.append([_run_name(run), total, added, *ratios, f"{max(peaks):.0f}" if peaks else "-"])
+    return ("Time ratios are run / baseline per (data set, seed) pair, mean [95% CI]. Peak memory is the largest "
+            "resident set of a worker process while it ran this run's tasks (an upper bound per task).\n\n"
             + _table(["run", "parameters", "added vs baseline", "training-time ratio", "sampling-time ratio",
                       "peak memory (MiB)"], rows))
 
 
-def write_report(results, dest: str | Path, figures: list[Path]) -> Path:
+def figure_links(figures: list[Path], dest: Path) -> str:
+    """Markdown image links to the PNG figures, by paths relative to the report's directory."""
+    return "\n\n".join(f"![{Path(p).stem}]({Path(os.path.relpath(Path(p).resolve(), dest.resolve())).as_posix()})"
+                       for p in figures if Path(p).suffix == ".png")
+
+
+def write_report(results: StudyResults, dest: str | Path, figures: list[Path]) -> Path:
     """Write `dest/report.md` from saved results, linking `figures` relative to `dest`."""
     from gridnoise.run import read_config
 
     dest = Path(dest)
     exp = results.experiment
-    any_task = next(iter(results.metrics), None)
+    any_task = next(iter(sorted(results.metrics)), None)
     steps = read_config(results.run_dir(*any_task)).train.steps if any_task else "-"
     seeds = sorted({s for (_, _, s) in results.metrics})
     runs_table = _table(["run", "label", "variant"], [[r["name"], r["label"], r["variant"]] for r in results.runs])
-    images = "\n\n".join(f"![{p.stem}]({p.resolve().relative_to(dest.resolve()).as_posix()})"
-                         for p in figures if p.suffix == ".png")
+    description = f"{exp['description']}\n\n" if exp.get("description") else ""
+    seed_list = ", ".join(map(str, seeds)) or "-"
     text = f"""# Study report: {exp['name']}
 
-{exp.get('description', '')}
-
-Data sets: {', '.join(results.datasets)}. Seeds: {', '.join(map(str, seeds)) or '-'}. Training steps: {steps}.
+{description}Data sets: {', '.join(results.datasets)}. Seeds: {seed_list}. Training steps: {steps}.
 Baseline: {results.baseline}. Tasks finished: {len(results.metrics)}.
 
 {runs_table}
@@ -268,9 +328,8 @@ Baseline: {results.baseline}. Tasks finished: {len(results.metrics)}.
 
 ## Differences from the baseline
 
-Paired over the seeds both runs have: mean difference (run - baseline), its 95% t-interval, a two-sided
-paired t-test, and Holm's correction over all (run, data set) pairs of that metric. `better*`/`worse*`:
-significant after correction at {ALPHA} (lower is better for all four metrics); `n.s.`: not significant.
+{TEST_SENTENCE} `better*`/`worse*`: significant after correction at {ALPHA} (lower is better for all four
+metrics); `n.s.`: not significant; `n/a (1 seed)`: no test is possible.
 
 {EVAL_LOSS_NOTE}
 
@@ -290,6 +349,6 @@ significant after correction at {ALPHA} (lower is better for all four metrics); 
 
 ## Figures
 
-{images}
+{figure_links(figures, dest)}
 """
     return write_text(dest / "report.md", text)

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
-SMOOTHING_WINDOW = 100  # steps in the moving average that convergence_step smooths the loss with
+SMOOTHING_WINDOW = 100  # steps in the moving average of training losses (1% of the reference 10000 steps)
+CONVERGENCE_TOL = 0.05  # "converged" = smoothed loss within 5% of its final smoothed value
 
 
 def confidence_interval(values, level: float = 0.95) -> tuple[float, float, float]:
@@ -34,7 +35,11 @@ class PairedResult:
 
 
 def paired_comparison(baseline: dict[int, float], other: dict[int, float], level: float = 0.95) -> PairedResult:
-    """Paired t comparison of two runs on their common seeds."""
+    """Paired t comparison of `other` against `baseline` ({seed: value}) on their common seeds.
+
+    With fewer than two common seeds the p-value and interval are nan; identical differences on
+    every seed (no spread) give p = 0, or 1 when they are all zero.
+    """
     seeds = sorted(set(baseline) & set(other))
     if not seeds:
         return PairedResult(0, math.nan, math.nan, math.nan, math.nan, math.nan)
@@ -65,7 +70,7 @@ def holm(p_values: list[float]) -> list[float]:
 
 
 def smooth(values: np.ndarray, window: int = SMOOTHING_WINDOW) -> np.ndarray:
-    """Trailing moving average; the first window-1 entries average what is available."""
+    """Trailing moving average over `window` steps; the first window-1 entries average what is available."""
     values = np.asarray(values, dtype=float)
     csum = np.cumsum(values)
     out = csum.copy()
@@ -74,8 +79,11 @@ def smooth(values: np.ndarray, window: int = SMOOTHING_WINDOW) -> np.ndarray:
     return out / counts
 
 
-def convergence_step(losses, window: int = SMOOTHING_WINDOW, tol: float = 0.05) -> int:
-    """First training step (1-based) whose smoothed loss is within `tol` of the final smoothed loss."""
+def convergence_step(losses, window: int = SMOOTHING_WINDOW, tol: float = CONVERGENCE_TOL) -> int:
+    """First training step (1-based) whose smoothed loss is within `tol` (relative) of the final smoothed loss.
+
+    The loss is smoothed by a trailing moving average over `window` steps (the whole run if shorter).
+    """
     smoothed = smooth(losses, min(window, len(losses)))
     final = smoothed[-1]
     inside = np.abs(smoothed - final) <= tol * abs(final)
