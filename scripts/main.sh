@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Install, then run the main job: one multi-scale + L1 model on moons, 10000 steps, into runs/.
+# Install, then run the main job: the original study (5 runs x 4 data sets, seed 0, 10000 steps)
+# on a local Dask cluster, with its figures and report, into results/seed_study. Re-running it
+# skips finished tasks and resumes interrupted ones. Extra arguments go to `gridnoise reproduce`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
-.venv/bin/gridnoise train --dataset moons --variant multiscale_l1 --steps 10000 --seed 0 \
-    --out runs/moons_multiscale_l1 --resume "$@"
+# dino needs the Datasaurus table: use a local copy when there is one, else gridnoise downloads it.
+shared="$(cd .. && pwd)/shared/data/DatasaurusDozen.tsv"
+if [ -z "${GRIDNOISE_DATASAURUS:-}" ] && [ -f "$shared" ]; then export GRIDNOISE_DATASAURUS="$shared"; fi
+.venv/bin/gridnoise reproduce --out results/seed_study "$@"

@@ -104,7 +104,7 @@ def connect(scheduler: str | None, workers: int | None):
             ) from None
     n = workers or os.cpu_count() or 1
     # A client that starts its own cluster also shuts it down when closed.
-    return Client(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+    return Client(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
                   silence_logs=logging.ERROR)
 
 
