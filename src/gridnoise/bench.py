@@ -27,7 +27,6 @@ from gridnoise.config import RunConfig
 from gridnoise.data import load
 from gridnoise.evaluate import eval_loss
 from gridnoise.metrics import KLEstimator
-from gridnoise.model import MLPDenoiser
 from gridnoise.presets import adaptation_for
 from gridnoise.sampling import sample
 from gridnoise.seeding import generator
