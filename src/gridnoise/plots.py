@@ -84,11 +84,6 @@ def _panels(n: int, ncols: int = PANEL_COLUMNS, size: float = PANEL_SIZE) -> tup
     return fig, list(axes.flat[:n])
 
 
-def _max_seeds(results: StudyResults) -> int:
-    """The largest number of finished seeds of any (run, data set): what the error bars average over."""
-    return max((len(results.seeds(r["name"], d)) for r in results.runs for d in results.datasets), default=0)
-
-
 def train_loss_figure(results: StudyResults) -> Figure:
     """One panel per data set, one smoothed loss curve per run (mean over seeds, band = min..max)."""
     from gridnoise.run import LOSSES_FILE
@@ -114,7 +109,7 @@ def train_loss_figure(results: StudyResults) -> Figure:
         ax.set(title=dataset, xlabel="training step", ylabel=f"loss ({SMOOTHING_WINDOW}-step moving average)")
     if axes:
         axes[0].legend(fontsize=8)
-    n = _max_seeds(results)
+    n = results.max_seeds()
     fig.suptitle(f"Training loss (mean over {n} seeds, band: min..max)" if n > 1 else "Training loss")
     fig.tight_layout()
     return fig
@@ -177,7 +172,7 @@ def evaluation_metrics_figure(results: StudyResults) -> Figure:
         _bars(ax, results, metric, results.runs)
         ax.set(title=title, ylabel=title)
     axes[0].legend(fontsize=8)
-    n = _max_seeds(results)
+    n = results.max_seeds()
     fig.suptitle(f"Evaluation metrics (error bars: 95% CI over {n} seeds)" if n > 1 else "Evaluation metrics")
     fig.tight_layout()
     return fig
@@ -193,7 +188,7 @@ def grid_variance_figure(results: StudyResults) -> Figure:
         ax.set(title=title, ylabel="variance of grid values")
     if runs:
         axes[0].legend(fontsize=8)
-    n = _max_seeds(results)
+    n = results.max_seeds()
     fig.suptitle("Noise adaptation effectiveness: variance of the learned grid values"
                  + (f" (error bars: 95% CI over {n} seeds)" if n > 1 else ""))
     fig.tight_layout()

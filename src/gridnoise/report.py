@@ -80,11 +80,6 @@ def _run_name(run: dict) -> str:
     return f"{run['name']} {run['label']}"
 
 
-def _max_seeds(results: StudyResults) -> int:
-    """The largest number of finished seeds of any (run, data set)."""
-    return max((len(results.seeds(r["name"], d)) for r in results.runs for d in results.datasets), default=0)
-
-
 def _table(header: list[str], rows: list[list[str]]) -> str:
     """A Markdown table."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -124,7 +119,7 @@ def verdict(test: PairedResult, adjusted_p: float, lower_is_better: bool = True)
 
 def headline(results: StudyResults) -> str:
     """Which runs beat (or trail) the baseline significantly on KL, and on which data sets, or "none"."""
-    seeds = _max_seeds(results)
+    seeds = results.max_seeds()
     if seeds < 2:
         return ("One seed per task: no difference can be called significant. Run more seeds "
                 "(`--seeds 0,1,2,3,4`) to tell effects from seed noise.")

@@ -73,6 +73,10 @@ class StudyResults:
         return {s: m[metric] for (r, d, s), m in self.metrics.items()
                 if r == run and d == dataset and metric in m}
 
+    def max_seeds(self) -> int:
+        """The largest number of finished seeds of any (run, data set)."""
+        return max((len(self.seeds(r["name"], d)) for r in self.runs for d in self.datasets), default=0)
+
     def metric_names(self) -> list[str]:
         names: list[str] = []
         for m in self.metrics.values():
