@@ -145,6 +145,13 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+def comparable_dict(cfg: RunConfig) -> dict[str, Any]:
+    """The config without `device`: where a run trains does not change what it computes."""
+    d = to_dict(cfg)
+    d.pop("device")
+    return d
+
+
 def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
     """Build dataclass `cls` from nested dicts, rejecting unknown keys and wrong types."""
     if not isinstance(data, dict):

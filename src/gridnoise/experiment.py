@@ -29,7 +29,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from gridnoise.config import ConfigError, RunConfig, from_dict, load_toml, to_dict
+from gridnoise.config import ConfigError, RunConfig, comparable_dict, from_dict, load_toml, to_dict
 from gridnoise.data import DATASETS
 from gridnoise.presets import adaptation_for
 
@@ -107,9 +107,8 @@ class Experiment:
 
 
 def config_hash(cfg: RunConfig) -> str:
-    d = to_dict(cfg)
-    d.pop("device")  # where a task runs does not change its results
-    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+    """Short hash of everything that determines a task's results."""
+    return hashlib.sha256(json.dumps(comparable_dict(cfg), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _merge(base: dict, extra: dict) -> dict:

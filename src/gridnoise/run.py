@@ -24,7 +24,7 @@ import torch
 
 from gridnoise import data as datasets
 from gridnoise.adaptation import grid_label
-from gridnoise.config import RunConfig, dumps_toml, from_dict, load_run_config, to_dict
+from gridnoise.config import RunConfig, comparable_dict, dumps_toml, from_dict, load_run_config
 from gridnoise.errors import CheckpointError, OutputExistsError
 from gridnoise.evaluate import eval_loss
 from gridnoise.files import write_json, write_npz, write_text
@@ -46,12 +46,6 @@ RUN_ENTRIES = {CONFIG_FILE, CHECKPOINT_FILE, LOSSES_FILE, SAMPLES_FILE, METRICS_
                GRIDS_DIR, HEATMAPS_DIR}
 
 
-def _comparable(cfg: RunConfig) -> dict:
-    d = to_dict(cfg)
-    d.pop("device")  # where a run trains does not change what it is
-    return d
-
-
 def prepare_output(cfg: RunConfig, out: Path, overwrite: bool, resume: bool) -> None:
     """Make `out` ready; never clobber results unless asked, never touch foreign files."""
     if out.exists() and not out.is_dir():
@@ -59,9 +53,9 @@ def prepare_output(cfg: RunConfig, out: Path, overwrite: bool, resume: bool) -> 
     entries = {p.name for p in out.iterdir() if not p.name.startswith(".")} if out.is_dir() else set()
     foreign = entries - RUN_ENTRIES
     if resume and (out / CONFIG_FILE).is_file():
-        saved = read_config(out)
-        if _comparable(saved) != _comparable(cfg):
-            diff = sorted(k for k in _comparable(cfg) if _comparable(cfg)[k] != _comparable(saved)[k])
+        saved, wanted = comparable_dict(read_config(out)), comparable_dict(cfg)
+        if saved != wanted:
+            diff = sorted(k for k in wanted if wanted[k] != saved[k])
             raise OutputExistsError(
                 f"{out} holds a run with a different config (differs in {', '.join(diff)}): "
                 "resume with the same settings, or use another --out"
