@@ -1,6 +1,6 @@
 import json
 
-from gridnoise.bench import BenchSettings, format_table, run_bench, training_flops_per_step
+from gridnoise.bench import BenchSettings, format_table, has_native_bf16, run_bench, training_flops_per_step
 from gridnoise.config import RunConfig
 
 
@@ -10,12 +10,20 @@ def test_flop_count_of_the_reference_network():
 
 
 def test_bench_runs_at_a_tiny_size(tmp_path):
-    result = run_bench(BenchSettings(steps=3, warmup=1, samples=50, n_points=1000, workers=2))
+    result = run_bench(BenchSettings(steps=3, warmup=1, samples=50, n_points=1000, workers=2, levers=True))
+    precisions = ["fp32", "bf16"] if has_native_bf16() else ["fp32"]
     for variant in ("baseline", "multiscale_l1"):
         v = result["variants"][variant]
-        assert v["plain_steps_per_s"] > 0 and v["gridnoise_steps_per_s_machine"] > 0
-        assert v["training_speedup"] == v["gridnoise_steps_per_s_machine"] / v["plain_steps_per_s"]
-        assert 0 < v["fraction_of_fp32_peak"]
+        assert v["plain_steps_per_s"] > 0 and v["plain_sampling_seconds"] > 0
+        for precision in precisions:
+            p = v[precision]
+            assert p["steps_per_s_machine"] > 0 and p["sampling_seconds"] > 0
+            assert p["training_speedup"] == p["steps_per_s_machine"] / v["plain_steps_per_s"]
+            assert 0 < p["fraction_of_peak"]
     assert result["matmul_gflops"]["fp32_1thread"] > 0
-    assert "multiscale_l1" in format_table(result)
+    assert result["levers"]["vmap_models"]["model_steps_per_s"] > 0
+    compiled = result["levers"]["torch_compile"]
+    assert compiled.get("compile_seconds", 0) > 0 or compiled["error"]
+    table = format_table(result)
+    assert "multiscale_l1" in table and "torch.compile" in table
     json.dumps(result)

@@ -1,6 +1,7 @@
 """End-to-end: the `gridnoise` command on real files, real training at small step counts."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -77,6 +78,19 @@ def test_train_writes_every_result_with_the_seeds_names(tiny, tmp_path):
     assert_one_line_error(gridnoise("sample", out, "--out", other, check=False), 2, "exists")
 
 
+def test_bf16_run_records_its_precision(tiny, tmp_path):
+    out = tmp_path / "bf16"
+    gridnoise("train", "--config", tiny, "--variant", "multiscale", "--precision", "bf16", "--steps", "40",
+              "--out", out, "--no-progress")
+    assert 'precision = "bf16"' in (out / "config.toml").read_text()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert math.isfinite(metrics["kl_divergence"]) and math.isfinite(metrics["eval_loss"])
+    # Sampling again from the checkpoint runs at the run's precision and redraws the same points.
+    gridnoise("sample", out, "--seed", "0", "-n", "500", "--out", tmp_path / "again.npz")
+    with np.load(out / "samples.npz") as a, np.load(tmp_path / "again.npz") as b:
+        assert np.array_equal(a["samples"], b["samples"])
+
+
 @pytest.mark.parametrize("variant, metric, figure", [("baseline", None, None),
                                                      ("grid10", "grid_variance", "line_grid_step_20.png")])
 def test_single_grid_and_baseline_outputs(tiny, tmp_path, variant, metric, figure):
@@ -130,6 +144,7 @@ def test_killed_run_resumes_to_the_same_numbers(tmp_path):
     (["--timesteps", "1"], "T must be >= 2"),
     (["--config", "/nonexistent/x.toml"], "config file not found"),
     (["--steps", "abc"], "invalid int value"),
+    (["--precision", "fp16"], "unknown precision 'fp16'"),
     (["--grid-extent", "1", "-1", "0", "1", "--variant", "grid10"], "is empty"),
     (["--device", "cuda:7"] if not __import__("torch").cuda.is_available() else ["--device", "tpu"], "device"),
 ])

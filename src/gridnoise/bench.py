@@ -27,6 +27,7 @@ from gridnoise.config import RunConfig
 from gridnoise.data import load
 from gridnoise.evaluate import eval_loss
 from gridnoise.metrics import KLEstimator
+from gridnoise.precision import with_precision
 from gridnoise.presets import adaptation_for
 from gridnoise.sampling import sample
 from gridnoise.seeding import generator
@@ -44,19 +45,20 @@ class BenchSettings:
     n_points: int = 100_000
     dataset: str = "moons"
     workers: int = os.cpu_count() or 1
+    levers: bool = False  # also time the rejected levers (torch.compile, vmap over models)
 
 
-def _config(variant: str, s: BenchSettings) -> RunConfig:
+def _config(variant: str, s: BenchSettings, precision: str = "fp32", seed: int = 0) -> RunConfig:
     cfg = RunConfig(dataset=s.dataset, variant=variant, adaptation=adaptation_for(variant), device="cpu",
-                    n_points=s.n_points)
+                    n_points=s.n_points, precision=precision, seed=seed)
     cfg.train.steps = s.steps + s.warmup
     return cfg
 
 
-def gridnoise_steps_per_second(variant: str, s: BenchSettings, threads: int) -> float:
+def gridnoise_steps_per_second(variant: str, s: BenchSettings, threads: int, precision: str = "fp32") -> float:
     """Training steps/s of gridnoise's Trainer in this process with `threads` threads."""
     torch.set_num_threads(threads)
-    cfg = _config(variant, s)
+    cfg = _config(variant, s, precision)
     trainer = Trainer(cfg, load(cfg.dataset, cfg.n_points))
     for _ in range(s.warmup):
         trainer.train_step()
@@ -67,14 +69,14 @@ def gridnoise_steps_per_second(variant: str, s: BenchSettings, threads: int) -> 
 
 
 def _worker(args) -> float:
-    variant, s = args
-    return gridnoise_steps_per_second(variant, s, threads=1)
+    variant, s, precision = args
+    return gridnoise_steps_per_second(variant, s, threads=1, precision=precision)
 
 
-def machine_steps_per_second(variant: str, s: BenchSettings) -> float:
+def machine_steps_per_second(variant: str, s: BenchSettings, precision: str = "fp32") -> float:
     """Summed steps/s of one single-threaded training process per core, all running at once."""
     with mp.get_context("spawn").Pool(s.workers) as pool:
-        return float(sum(pool.map(_worker, [(variant, s)] * s.workers)))
+        return float(sum(pool.map(_worker, [(variant, s, precision)] * s.workers)))
 
 
 def plain_steps_per_second(variant: str, s: BenchSettings) -> float:
@@ -96,7 +98,8 @@ def plain_steps_per_second(variant: str, s: BenchSettings) -> float:
             noise = torch.randn(x_start.shape)
             timesteps = torch.randint(0, len(scheduler), (len(x_start),)).long()
             x_t, level = adaptation.training_inputs(scheduler, x_start, noise, timesteps)
-            loss = F.mse_loss(model(x_t, timesteps, level), noise) + adaptation.penalty()
+            # float timesteps: the plain per-sample embedding (same numbers, no embed-once trick)
+            loss = F.mse_loss(model(x_t, timesteps.float(), level), noise) + adaptation.penalty()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5)
             optimizer.step()
@@ -106,23 +109,30 @@ def plain_steps_per_second(variant: str, s: BenchSettings) -> float:
                 return s.steps / (time.perf_counter() - start)
 
 
-def sampling_seconds(variant: str, s: BenchSettings) -> tuple[float, float]:
-    """(gridnoise, plain) seconds to draw `s.samples` points with all cores."""
+def sampling_seconds(variant: str, s: BenchSettings, precision: str = "fp32") -> float:
+    """Seconds gridnoise's sampler takes to draw `s.samples` points with all cores."""
+    torch.set_num_threads(os.cpu_count() or 1)
+    cfg = _config(variant, s, precision)
+    scheduler, adaptation, model = build_components(cfg, torch.device("cpu"))
+    start = time.perf_counter()
+    sample(with_precision(model, precision), adaptation, scheduler, s.samples, generator(0, "bench"))
+    return time.perf_counter() - start
+
+
+def plain_sampling_seconds(variant: str, s: BenchSettings) -> float:
+    """The yardstick for sampling: the seed's loop, fp32, all cores."""
     torch.set_num_threads(os.cpu_count() or 1)
     cfg = _config(variant, s)
     scheduler, adaptation, model = build_components(cfg, torch.device("cpu"))
-    start = time.perf_counter()
-    sample(model, adaptation, scheduler, s.samples, generator(0, "bench"))
-    ours = time.perf_counter() - start
     # The seed's loop: python-int timesteps expanded per step, no inference mode.
     start = time.perf_counter()
     x = torch.randn(s.samples, 2)
     for t in reversed(range(len(scheduler))):
         timesteps = torch.from_numpy(np.repeat(t, s.samples)).long()
         with torch.no_grad():
-            eps = model(x, timesteps, adaptation.sampling_level(x, timesteps))
+            eps = model(x, timesteps.float(), adaptation.sampling_level(x, timesteps))
         x = scheduler.step(eps, timesteps, x).prev_sample
-    return ours, time.perf_counter() - start
+    return time.perf_counter() - start
 
 
 def evaluation_seconds(variant: str, s: BenchSettings) -> float:
@@ -169,36 +179,105 @@ def matmul_gflops(dtype: torch.dtype, threads: int, repeats: int = 400) -> float
     return 2 * BATCH * 256 * 256 * repeats / (time.perf_counter() - start) / 1e9
 
 
+def compile_lever(s: BenchSettings) -> dict:
+    """torch.compile of the baseline network, one thread: compile seconds and steps/s against eager."""
+    torch.set_num_threads(1)
+    cfg = _config("baseline", s)
+    trainer = Trainer(cfg, load(cfg.dataset, cfg.n_points))
+    eager = gridnoise_steps_per_second("baseline", s, threads=1)
+    start = time.perf_counter()
+    trainer.model = torch.compile(trainer.model)
+    for _ in range(s.warmup):
+        trainer.train_step()
+    compile_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(s.steps):
+        trainer.train_step()
+    compiled = s.steps / (time.perf_counter() - start)
+    return {"eager_steps_per_s": eager, "compiled_steps_per_s": compiled, "compile_seconds": compile_seconds,
+            "speedup": compiled / eager}
+
+
+def vmap_lever(s: BenchSettings, models: int = 4) -> dict:
+    """`models` baseline networks trained as one with torch.func (stacked weights, vmap), one
+    thread: model-steps/s against one network trained alone."""
+    import copy
+
+    from torch.func import functional_call, stack_module_state, vmap
+
+    torch.set_num_threads(1)
+    nets = [build_components(_config("baseline", s, seed=k), torch.device("cpu")) for k in range(models)]
+    scheduler = nets[0][0]
+    params, buffers = stack_module_state([net for _, _, net in nets])
+    params = {name: torch.nn.Parameter(p) for name, p in params.items()}
+    skeleton = copy.deepcopy(nets[0][2]).to("meta")
+    optimizer = torch.optim.AdamW(list(params.values()), lr=3e-4, fused=True)
+    alphas_cumprod = scheduler.alphas_cumprod
+    points = torch.from_numpy(load(s.dataset, s.n_points))
+
+    def forward(p, b, x, t):  # float t: torch.unique (the embed-once trick) cannot be vmapped
+        return functional_call(skeleton, (p, b), (x, t.float()))
+
+    def step():
+        x_start = points[torch.randint(0, len(points), (models, BATCH))]
+        noise = torch.randn(models, BATCH, 2)
+        t = torch.randint(0, len(scheduler), (models, BATCH))
+        abar = alphas_cumprod[t].unsqueeze(-1)
+        prediction = vmap(forward)(params, buffers, abar.sqrt() * x_start + (1 - abar).sqrt() * noise, t)
+        loss = F.mse_loss(prediction, noise) * models  # sum of the per-model mean losses
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    for _ in range(s.warmup):
+        step()
+    start = time.perf_counter()
+    for _ in range(s.steps):
+        step()
+    batched = models * s.steps / (time.perf_counter() - start)
+    single = gridnoise_steps_per_second("baseline", s, threads=1)
+    return {"models": models, "model_steps_per_s": batched, "single_steps_per_s": single,
+            "speedup": batched / single}
+
+
 def run_bench(s: BenchSettings) -> dict:
     """Every measurement, as a JSON-ready dict."""
     cores = os.cpu_count() or 1
+    bf16 = has_native_bf16()
+    precisions = ["fp32", "bf16"] if bf16 else ["fp32"]
     out: dict = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": cores,
-                             "torch": torch.__version__, "native_bf16": has_native_bf16()},
+                             "torch": torch.__version__, "native_bf16": bf16},
                  "settings": vars(s).copy(), "variants": {}}
     peak = {"fp32_1thread": matmul_gflops(torch.float32, 1), "fp32_all": matmul_gflops(torch.float32, cores)}
-    if has_native_bf16():
+    if bf16:
         peak["bf16_1thread"] = matmul_gflops(torch.bfloat16, 1)
         peak["bf16_all"] = matmul_gflops(torch.bfloat16, cores)
     out["matmul_gflops"] = peak
     for variant in VARIANTS:
-        cfg = _config(variant, s)
-        flops = training_flops_per_step(cfg, variant != "baseline")
-        plain = plain_steps_per_second(variant, s)
-        single = gridnoise_steps_per_second(variant, s, threads=cores)
-        machine = machine_steps_per_second(variant, s)
-        ours_sample, plain_sample = sampling_seconds(variant, s)
-        out["variants"][variant] = {
-            "plain_steps_per_s": plain,
-            "gridnoise_steps_per_s_one_process": single,
-            "gridnoise_steps_per_s_machine": machine,
-            "training_speedup": machine / plain,
-            "training_gflops": machine * flops / 1e9,
-            "fraction_of_fp32_peak": machine * flops / 1e9 / (peak["fp32_1thread"] * cores),
-            "sampling_seconds": ours_sample,
-            "plain_sampling_seconds": plain_sample,
-            "sampling_speedup": plain_sample / ours_sample,
-            "evaluation_seconds": evaluation_seconds(variant, s),
-        }
+        flops = training_flops_per_step(_config(variant, s), variant != "baseline")
+        plain, plain_sample = plain_steps_per_second(variant, s), plain_sampling_seconds(variant, s)
+        result = {"plain_steps_per_s": plain, "plain_sampling_seconds": plain_sample,
+                  "evaluation_seconds": evaluation_seconds(variant, s)}
+        for precision in precisions:
+            machine = machine_steps_per_second(variant, s, precision)
+            sampling = sampling_seconds(variant, s, precision)
+            result[precision] = {
+                "steps_per_s_one_process": gridnoise_steps_per_second(variant, s, cores, precision),
+                "steps_per_s_machine": machine,
+                "training_speedup": machine / plain,
+                "training_gflops": machine * flops / 1e9,
+                # against the peak of the arithmetic the matmuls actually run in
+                "fraction_of_peak": machine * flops / 1e9 / (peak[f"{precision}_1thread"] * cores),
+                "sampling_seconds": sampling,
+                "sampling_speedup": plain_sample / sampling,
+            }
+        out["variants"][variant] = result
+    if s.levers:
+        out["levers"] = {"vmap_models": vmap_lever(s)}
+        try:  # inductor needs a C++ compiler; a machine without one reports why instead
+            out["levers"]["torch_compile"] = compile_lever(s)
+        except Exception as e:  # noqa: BLE001 - any backend failure is a result here, not a crash
+            out["levers"]["torch_compile"] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"}
     torch.set_num_threads(cores)
     return out
 
@@ -209,11 +288,22 @@ def format_table(result: dict) -> str:
              f"{result['machine']['torch']}, native bf16: {result['machine']['native_bf16']}",
              "matmul 256x256x256 GFLOP/s: " + ", ".join(f"{k} {v:.0f}" for k, v in result["matmul_gflops"].items()),
              "",
-             f"{'variant':15s} {'plain st/s':>10s} {'ours 1p':>8s} {'ours all':>9s} {'speedup':>8s} "
-             f"{'%fp32pk':>8s} {'sample s':>9s} {'plain s':>8s} {'speedup':>8s} {'eval s':>7s}"]
+             f"{'variant':14s} {'prec':4s} {'plain st/s':>10s} {'ours 1p':>8s} {'ours all':>9s} {'speedup':>8s} "
+             f"{'%peak':>6s} {'plain smp s':>11s} {'smp s':>6s} {'speedup':>8s} {'eval s':>7s}"]
     for name, v in result["variants"].items():
-        lines.append(f"{name:15s} {v['plain_steps_per_s']:10.1f} {v['gridnoise_steps_per_s_one_process']:8.1f} "
-                     f"{v['gridnoise_steps_per_s_machine']:9.1f} {v['training_speedup']:7.2f}x "
-                     f"{100 * v['fraction_of_fp32_peak']:7.1f}% {v['sampling_seconds']:9.2f} "
-                     f"{v['plain_sampling_seconds']:8.2f} {v['sampling_speedup']:7.2f}x {v['evaluation_seconds']:7.2f}")
+        for precision in ("fp32", "bf16"):
+            if precision not in v:
+                continue
+            p = v[precision]
+            lines.append(
+                f"{name:14s} {precision:4s} {v['plain_steps_per_s']:10.1f} {p['steps_per_s_one_process']:8.1f} "
+                f"{p['steps_per_s_machine']:9.1f} {p['training_speedup']:7.2f}x {100 * p['fraction_of_peak']:5.1f}% "
+                f"{v['plain_sampling_seconds']:11.2f} {p['sampling_seconds']:6.2f} {p['sampling_speedup']:7.2f}x "
+                f"{v['evaluation_seconds']:7.2f}")
+    levers = result.get("levers")
+    if levers:
+        c, m = levers["torch_compile"], levers["vmap_models"]
+        lines += ["", f"torch.compile (1 thread): {c['speedup']:.2f}x eager after {c['compile_seconds']:.0f} s "
+                      "of compilation" if "error" not in c else f"torch.compile failed: {c['error']}",
+                  f"vmap over {m['models']} models (1 thread): {m['speedup']:.2f}x the model-steps/s of one model"]
     return "\n".join(lines)

@@ -22,6 +22,7 @@ RUN_FLAGS = {
     "--num-samples": ("eval.num_samples", int, "samples drawn for evaluation (default 10000)"),
     "--n-points": ("n_points", int, "data set size (default 100000)"),
     "--device": ("device", str, "auto, cpu or cuda"),
+    "--precision": ("precision", str, "fp32 (default, exact) or bf16 (autocast matmuls; opt-in)"),
 }
 
 
@@ -75,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
         study.add_argument("--seeds", type=_int_list, help="comma-separated seeds, e.g. 0,1,2")
         study.add_argument("--steps", type=int, help="training steps of every task")
         study.add_argument("--datasets", type=_str_list, help="comma-separated data sets")
+        study.add_argument("--precision", choices=("fp32", "bf16"),
+                           help="fp32 (default, exact) or bf16 autocast for every task (opt-in)")
         study.add_argument("--workers", type=int, help="local worker processes (default: one per core)")
         study.add_argument("--scheduler", help="address of an existing Dask scheduler, e.g. tcp://host:8786")
         study.add_argument("--datasaurus", type=Path, help="path of DatasaurusDozen.tsv (offline dino)")
@@ -92,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--n-points", type=int, default=100_000, help="data set size")
     bench.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes for the machine figure")
     bench.add_argument("--json", type=Path, default=Path("bench.json"), help="where to write the results")
+    bench.add_argument("--levers", action="store_true",
+                       help="also time the levers that were weighed and rejected (torch.compile, vmap)")
     return parser
 
 
@@ -167,7 +172,8 @@ def cmd_study(args: argparse.Namespace) -> int:
     if args.datasaurus is not None:
         os.environ["GRIDNOISE_DATASAURUS"] = str(args.datasaurus.resolve())
     path = args.experiment if args.command == "run" else bundled("seed")
-    exp = load_experiment(path).restricted(seeds=args.seeds, datasets=args.datasets, steps=args.steps)
+    exp = load_experiment(path).restricted(seeds=args.seeds, datasets=args.datasets, steps=args.steps,
+                                           precision=args.precision)
     outcome = run_tasks(exp, args.out, workers=args.workers, scheduler=args.scheduler,
                         progress=not args.no_progress)
     for key, error in outcome.failed.items():
@@ -217,7 +223,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if min(args.steps, args.samples, args.workers) < 1 or args.n_points < BENCH_MIN_POINTS:
         raise ConfigError(f"--steps, --samples and --workers must be >= 1 and --n-points >= {BENCH_MIN_POINTS}")
     result = run_bench(BenchSettings(steps=args.steps, warmup=min(30, args.steps), samples=args.samples,
-                                     n_points=args.n_points, workers=args.workers))
+                                     n_points=args.n_points, workers=args.workers, levers=args.levers))
     print(format_table(result))
     write_json(args.json, result)
     print(f"-> {args.json}")

@@ -88,6 +88,7 @@ class RunConfig:
     data_seed: int = 42  # the data sets' own generator seed (SYSTEM.md section 2)
     n_points: int = 100_000
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: network matmuls under autocast (opt-in)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     adaptation: AdaptationConfig = field(default_factory=AdaptationConfig)
@@ -113,6 +114,7 @@ class RunConfig:
              f"kl_every_samples must be >= kl_k={self.eval.kl_k}"),
             (self.diffusion.beta_schedule in ("linear", "quadratic"),
              f"unknown beta schedule '{self.diffusion.beta_schedule}': use linear or quadratic"),
+            (self.precision in ("fp32", "bf16"), f"unknown precision '{self.precision}': use fp32 or bf16"),
             (self.adaptation.kind in ("none", "seed_grid"),
              f"unknown adaptation kind '{self.adaptation.kind}': use none or seed_grid"),
         ]
@@ -145,10 +147,22 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+# Settings added after the first release, with the value that reproduces earlier runs: at that
+# value they are left out of comparisons, so results computed before they existed still match.
+_ADDED_SETTINGS: dict[tuple[str, ...], Any] = {("precision",): "fp32"}
+
+
 def comparable_dict(cfg: RunConfig) -> dict[str, Any]:
     """The config without `device`: where a run trains does not change what it computes."""
     d = to_dict(cfg)
     d.pop("device")
+    for path, default in _ADDED_SETTINGS.items():
+        *parents, key = path
+        table = d
+        for name in parents:
+            table = table[name]
+        if table.get(key) == default:
+            del table[key]
     return d
 
 

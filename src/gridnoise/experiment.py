@@ -90,8 +90,8 @@ class Experiment:
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
     def restricted(self, *, seeds: list[int] | None = None, datasets: list[str] | None = None,
-                   steps: int | None = None) -> "Experiment":
-        """A copy with the command line's --seeds, --datasets and --steps applied."""
+                   steps: int | None = None, precision: str | None = None) -> "Experiment":
+        """A copy with the command line's --seeds, --datasets, --steps and --precision applied."""
         exp = copy.deepcopy(self)
         if seeds is not None:
             exp.seeds = _check_seeds(seeds)
@@ -101,6 +101,8 @@ class Experiment:
             if steps < 1:
                 raise ConfigError(f"--steps must be >= 1 (got {steps})")
             exp.defaults.setdefault("train", {})["steps"] = steps
+        if precision is not None:
+            exp.defaults["precision"] = precision
         for run in exp.runs:  # fail now, not inside a worker
             exp.config(run, exp.datasets[0], exp.seeds[0])
         return exp

@@ -29,6 +29,7 @@ from gridnoise.errors import CheckpointError, OutputExistsError
 from gridnoise.evaluate import eval_loss
 from gridnoise.files import write_json, write_npz, write_text
 from gridnoise.metrics import KLEstimator, grid_variance
+from gridnoise.precision import with_precision
 from gridnoise.sampling import sample
 from gridnoise.seeding import generator
 from gridnoise.train import Trainer, load_checkpoint, resolve_device
@@ -192,7 +193,8 @@ def evaluate_trainer(trainer: Trainer, out: Path, kl: KLEstimator) -> dict:
     """Eval loss, samples and sample metrics of a trained run, under the seed's names."""
     cfg = trainer.cfg
     metrics = {"training_time": trainer.elapsed}
-    metrics["eval_loss"] = eval_loss(trainer.model, trainer.adaptation, trainer.scheduler, trainer.data,
+    network = with_precision(trainer.model, cfg.precision)
+    metrics["eval_loss"] = eval_loss(network, trainer.adaptation, trainer.scheduler, trainer.data,
                                      cfg.train.batch_size, generator(cfg.seed, "eval", trainer.device))
     model, adaptation = trainer.sampling_modules()
     start = time.perf_counter()

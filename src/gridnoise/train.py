@@ -24,6 +24,7 @@ from gridnoise.ema import EMA
 from gridnoise.errors import CheckpointError, DivergedError
 from gridnoise.files import save_torch
 from gridnoise.model import MLPDenoiser
+from gridnoise.precision import autocast, with_precision
 from gridnoise.seeding import derive_seed, generator
 
 
@@ -99,7 +100,9 @@ class Trainer:
         timesteps = torch.randint(0, len(self.scheduler), (len(x_start),), generator=self.generator,
                                   device=self.device)
         x_t, level = self.adaptation.training_inputs(self.scheduler, x_start, noise, timesteps)
-        mse = F.mse_loss(self.model(x_t, timesteps, level), noise)
+        with autocast(self.cfg.precision, self.device):
+            prediction = self.model(x_t, timesteps, level)
+        mse = F.mse_loss(prediction.float(), noise)
         loss = mse + self.adaptation.penalty()
 
         self.optimizer.zero_grad(set_to_none=True)
@@ -197,9 +200,10 @@ class Trainer:
         save_torch(path, self.state_dict())
 
     def sampling_modules(self) -> tuple[nn.Module, NoiseAdaptation]:
-        """The network and grids sampling uses: the EMA network; EMA grids only if configured."""
+        """The network and grids sampling uses: the EMA network (at the run's precision); EMA
+        grids only if configured."""
         adaptation = self.ema_adaptation.averaged if self.ema_adaptation is not None else self.adaptation
-        return self.ema.averaged, adaptation
+        return with_precision(self.ema.averaged, self.cfg.precision), adaptation
 
 
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dict:
@@ -233,4 +237,4 @@ def sampling_components(state: dict, device: torch.device) -> tuple[DDPMSchedule
             {k[len(prefix):]: v for k, v in state["ema_adaptation"].items() if k.startswith(prefix)})
     else:
         adaptation.load_state_dict(state["adaptation"])
-    return scheduler, model.eval(), adaptation.eval()
+    return scheduler, with_precision(model.eval(), cfg.precision), adaptation.eval()

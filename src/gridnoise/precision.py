@@ -1,0 +1,49 @@
+"""Numerical precision of a run: exact fp32, or bf16 matmuls where the hardware has them.
+
+`bf16` runs the network under `torch.autocast`: linear layers compute in bfloat16 (AMX or
+AVX512-BF16 on recent x86 CPUs, tensor cores on GPUs) while embeddings, the loss, the
+optimiser and the diffusion arithmetic stay fp32. It is opt-in; `fp32` is a no-op context,
+so the default path computes exactly what it did before precision was a setting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import ContextManager, Literal
+
+import torch
+from torch import Tensor, nn
+
+Precision = Literal["fp32", "bf16"]
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+
+
+def autocast(precision: str, device: torch.device | str) -> ContextManager:
+    """The context the network's forward pass runs in for `precision`."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "bf16":
+        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+    raise ValueError(f"unknown precision '{precision}': use one of {', '.join(PRECISIONS)}")
+
+
+class Autocast(nn.Module):
+    """Wraps a network so every call runs under `precision` and returns fp32 outputs.
+
+    Sampling and evaluation take a plain callable network; wrapping it keeps them unaware of
+    precision (the wrapper holds no weights of its own, so nothing is copied).
+    """
+
+    def __init__(self, model: nn.Module, precision: str):
+        super().__init__()
+        self.model, self.precision = model, precision
+
+    def forward(self, *args, **kwargs) -> Tensor:
+        device = next(self.model.parameters()).device
+        with autocast(self.precision, device):
+            return self.model(*args, **kwargs).float()
+
+
+def with_precision(model: nn.Module, precision: str) -> nn.Module:
+    """`model` itself for fp32 (bit-identical), else an `Autocast` wrapper around it."""
+    return model if precision == "fp32" else Autocast(model, precision)
