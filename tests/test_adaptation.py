@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from gridnoise.adaptation import Grid, NoiseAdaptation, SeedGridAdaptation, build_adaptation, grid_label
+from gridnoise.adaptation import (Grid, NoiseAdaptation, SeedGridAdaptation, build_adaptation, data_extent,
+                                  edge_cell_share, grid_label)
 from gridnoise.config import AdaptationConfig
 from gridnoise.diffusion import DDPMScheduler
 from gridnoise.presets import adaptation_for
@@ -120,3 +121,122 @@ def test_seed_extent_edge_share():
     pts = load("circle", 20_000)
     inside = np.mean((np.abs(pts) < 1).all(axis=1))
     assert 0.02 < inside < 0.07
+
+
+# -- beyond the seed: data extent, consistent conditioning, learned reverse variance ----------
+
+def test_data_extent_is_the_bounding_box_plus_five_percent():
+    points = torch.tensor([[0.0, -1.0], [10.0, 1.0], [4.0, 0.0]])
+    assert data_extent(points) == pytest.approx([-0.5, 10.5, -1.1, 1.1])
+
+
+def test_edge_cell_share_by_hand():
+    # 4 x 4 grid over [0, 4]^2: cells are unit squares; the border ring holds 12 of 16 cells.
+    points = torch.tensor([[1.5, 1.5], [2.5, 2.5], [0.5, 2.5], [3.5, 3.5], [9.0, 2.0]])
+    assert edge_cell_share(points, 4, [0, 4, 0, 4]) == pytest.approx(3 / 5)
+    # The seed's [-1, 1]^2 puts most of a data set spanning [-4, 4] in border cells; its own box does not.
+    data = torch.randn(20000, 2) * 2
+    seed, own = edge_cell_share(data, 10, SEED_EXTENT), edge_cell_share(data, 10, data_extent(data))
+    assert seed > 0.8 and own < 0.4
+
+
+def test_data_extent_is_set_in_training_and_saved_with_the_grids():
+    from gridnoise.config import RunConfig
+    from gridnoise.train import Trainer, sampling_components
+
+    cfg = RunConfig(dataset="moons", variant="multiscale_data", adaptation=adaptation_for("multiscale_data"),
+                    device="cpu", n_points=1000)
+    cfg.train.steps = 2
+    data = torch.randn(1000, 2) * 3
+    tr = Trainer(cfg, data.numpy())
+    expected = torch.tensor(data_extent(tr.data))
+    for grid in tr.adaptation.grid_modules.values():
+        assert torch.equal(grid.extent, expected)
+    tr.fit()
+    _, _, adaptation = sampling_components(tr.state_dict(), torch.device("cpu"))
+    assert all(torch.equal(g.extent, expected) for g in adaptation.grid_modules.values())
+
+
+def _random_grids(ad, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in ad.parameters():
+            p.copy_(0.5 + torch.rand(p.shape, generator=gen))
+    return ad
+
+
+def test_conditioning_looks_up_g_at_x_t_in_training_and_sampling_alike():
+    s = DDPMScheduler(20)
+    ad = _random_grids(build_adaptation(adaptation_for("conditioning_multiscale"), 20))
+    x0, eps, t = torch.randn(500, 2) * 2, torch.randn(500, 2), torch.randint(0, 20, (500,))
+    x_t, g = ad.training_inputs(s, x0, eps, t)
+    assert torch.equal(x_t, s.add_noise(x0, eps, t))  # standard DDPM forward process
+    assert torch.equal(g, ad.sampling_level(x_t, t))
+    assert not torch.equal(g, ad.sampling_level(x0, t))  # and not at x_0, as the seed does
+    assert ad.conditions_model and ad.reverse_std_scale(x_t, t) is None
+
+
+def test_reverse_variance_uses_the_same_lookup_in_its_loss_and_its_step():
+    s = DDPMScheduler(20)
+    ad = _random_grids(build_adaptation(adaptation_for("reverse_variance"), 20))
+    x0, eps, t = torch.randn(300, 2), torch.randn(300, 2), torch.randint(1, 20, (300,))
+    x_t, level = ad.training_inputs(s, x0, eps, t)
+    assert level is None and torch.equal(x_t, s.add_noise(x0, eps, t)) and not ad.conditions_model
+    predicted = eps + 0.3 * torch.randn(300, 2)
+    g2 = ad.reverse_std_scale(x_t, t) ** 2
+    gap = ((s.q_posterior_mean(x0, x_t, t)
+            - s.q_posterior_mean(s.predict_start_from_noise(x_t, t, predicted), x_t, t)) ** 2).sum(-1)
+    by_hand = (torch.log(g2) + 1 / g2 - 1) + gap / (2 * g2 * s.posterior_variance[t])  # d/2 = 1
+    assert torch.allclose(ad.auxiliary_loss(s, x0, x_t, t, predicted), by_hand.mean())
+
+
+def test_reverse_variance_optimum_is_one_for_the_true_mean():
+    s = DDPMScheduler(10)
+    ad = build_adaptation(adaptation_for("reverse_variance"), 10)
+    x0, eps, t = torch.randn(200, 2), torch.randn(200, 2), torch.randint(0, 10, (200,))
+    x_t = s.add_noise(x0, eps, t)
+    loss = ad.auxiliary_loss(s, x0, x_t, t, eps)  # eps_hat = eps: the model's mean is the true one
+    loss.backward()
+    assert loss.item() == pytest.approx(0.0, abs=1e-5)
+    assert ad.grid_modules["grid"].values.grad.abs().max() < 1e-4
+
+
+def test_trained_reverse_variance_grid_approaches_the_analytic_optimum():
+    # A fixed (untrained) network, grids trained alone by the KL term: each cell's g^2 should
+    # reach 1 + E_cell ||mu_true - mu_model||^2 / (d beta~_t) (the Analytic-DPM-style optimum).
+    from gridnoise.model import MLPDenoiser
+
+    torch.manual_seed(0)
+    T, n = 4, 2
+    s = DDPMScheduler(T, beta_start=0.05, beta_end=0.3)
+    ad = build_adaptation(AdaptationConfig(kind="reverse_variance", grids={"grid": n}, extent=[-2, 2, -2, 2]), T)
+    net = MLPDenoiser().requires_grad_(False)
+    optimizer = torch.optim.Adam(ad.parameters(), lr=0.02)
+    gen = torch.Generator().manual_seed(1)
+
+    def batch(size):
+        x0 = torch.randn(size, 2, generator=gen)
+        eps = torch.randn(size, 2, generator=gen)
+        t = torch.randint(1, T, (size,), generator=gen)
+        x_t = s.add_noise(x0, eps, t)
+        return x0, x_t, t, net(x_t, t) * 0.5  # a deliberately imperfect fixed prediction
+
+    for _ in range(800):
+        x0, x_t, t, predicted = batch(512)
+        loss = ad.auxiliary_loss(s, x0, x_t, t, predicted)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    x0, x_t, t, predicted = batch(200_000)
+    gap = ((s.q_posterior_mean(x0, x_t, t)
+            - s.q_posterior_mean(s.predict_start_from_noise(x_t, t, predicted), x_t, t)) ** 2).sum(-1)
+    i, j = ad.grid_modules["grid"].cell_index(x_t)
+    grid = ad.grid_modules["grid"].values.detach()
+    for tt in range(1, T):
+        for ci in range(n):
+            for cj in range(n):
+                cell = (t == tt) & (i == ci) & (j == cj)
+                optimum = 1 + gap[cell].mean() / (2 * s.posterior_variance[tt])
+                assert grid[tt, ci, cj] ** 2 == pytest.approx(float(optimum), rel=0.05), (tt, ci, cj)
+    assert (grid[1:] ** 2 > 1.05).any()  # the test is not trivially at g = 1

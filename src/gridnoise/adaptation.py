@@ -48,6 +48,24 @@ class Grid(nn.Module):
         return self.values[timesteps, i, j]
 
 
+def data_extent(points: Tensor, margin: float = 0.05) -> list[float]:
+    """The points' bounding box widened by `margin` of its width on every side: (xmin, xmax, ymin, ymax)."""
+    low, high = points.min(dim=0).values, points.max(dim=0).values
+    pad = (high - low) * margin
+    return [float(low[0] - pad[0]), float(high[0] + pad[0]), float(low[1] - pad[1]), float(high[1] + pad[1])]
+
+
+def edge_cell_share(points: Tensor, size: int, extent: list[float]) -> float:
+    """Share of points whose cell in a `size` x `size` grid over `extent` lies on the grid's border.
+
+    Points outside the extent are clamped into border cells, so a grid smaller than the data
+    spends its border cells on everything it does not cover (SYSTEM.md section 4).
+    """
+    i, j = Grid(1, size, extent).cell_index(points)
+    edge = (i == 0) | (i == size - 1) | (j == 0) | (j == size - 1)
+    return float(edge.float().mean())
+
+
 class NoiseAdaptation(nn.Module):
     """Interface of an adaptation; this base class is plain DDPM (no adaptation)."""
 
@@ -63,24 +81,28 @@ class NoiseAdaptation(nn.Module):
         """The level g `(B,)` given to the denoiser at x_t during sampling, or None."""
         return None
 
+    def reverse_std_scale(self, sample: Tensor, timesteps: Tensor) -> Tensor | None:
+        """Factor `(B,)` on the reverse step's noise standard deviation at x_t, or None (1)."""
+        return None
+
     def penalty(self) -> Tensor:
         """Regularisation added to the loss (a scalar)."""
         return torch.zeros(())
+
+    def auxiliary_loss(self, scheduler: DDPMScheduler, x_start: Tensor, x_t: Tensor, timesteps: Tensor,
+                       predicted_noise: Tensor) -> Tensor | None:
+        """A loss term that trains the adaptation from the network's prediction, or None."""
+        return None
 
     def grids(self) -> dict[str, Tensor]:
         """Named grid tensors `(T, n, n)`; empty when there are none."""
         return {}
 
 
-class SeedGridAdaptation(NoiseAdaptation):
-    """The seed's mechanism (SYSTEM.md section 4): g scales the forward noise.
-
-    g is the product of all grids' values; in training it is looked up at the clean x_0, in
-    sampling at the noisy x_t. The denoiser gets g and still predicts the unscaled noise; the
-    reverse step is unchanged. Optional L1 penalties pull chosen grids toward 1.
-    """
-
-    conditions_model = True
+class GridAdaptation(NoiseAdaptation):
+    """Shared by every grid variant: named grids whose values multiply into one factor g,
+    optional L1 penalties pulling chosen grids toward 1, and an extent that can be reset to
+    the data's (it is a buffer, so it is saved with the model)."""
 
     def __init__(self, num_timesteps: int, sizes: dict[str, int], extent, l1: dict[str, float] | None = None):
         super().__init__()
@@ -90,18 +112,16 @@ class SeedGridAdaptation(NoiseAdaptation):
         self.l1 = dict(l1 or {})
 
     def level(self, points: Tensor, timesteps: Tensor) -> Tensor:
+        """g `(B,)`: the product of every grid's value at the points' cells."""
         g = None
         for grid in self.grid_modules.values():
             value = grid(points, timesteps)
             g = value if g is None else g * value
         return g
 
-    def training_inputs(self, scheduler, x_start, noise, timesteps):
-        g = self.level(x_start, timesteps)
-        return scheduler.add_noise(x_start, noise * g.unsqueeze(-1), timesteps), g
-
-    def sampling_level(self, sample, timesteps):
-        return self.level(sample, timesteps)
+    def set_extent(self, extent: list[float]) -> None:
+        for grid in self.grid_modules.values():
+            grid.extent.copy_(torch.tensor(extent, dtype=torch.float32))
 
     def penalty(self) -> Tensor:
         total = torch.zeros((), device=next(self.parameters()).device)
@@ -113,10 +133,78 @@ class SeedGridAdaptation(NoiseAdaptation):
         return {name: grid.values for name, grid in self.grid_modules.items()}
 
 
+class SeedGridAdaptation(GridAdaptation):
+    """The seed's mechanism (SYSTEM.md section 4): g scales the forward noise.
+
+    g is looked up at the clean x_0 in training and at the noisy x_t in sampling. The denoiser
+    gets g and still predicts the unscaled noise; the reverse step is unchanged.
+    """
+
+    conditions_model = True
+
+    def training_inputs(self, scheduler, x_start, noise, timesteps):
+        g = self.level(x_start, timesteps)
+        return scheduler.add_noise(x_start, noise * g.unsqueeze(-1), timesteps), g
+
+    def sampling_level(self, sample, timesteps):
+        return self.level(sample, timesteps)
+
+
+class ConditioningGridAdaptation(GridAdaptation):
+    """Consistent conditioning: standard DDPM noising; g is looked up at the noisy x_t (and t)
+    in training and sampling alike and given to the denoiser, so both paths see the same
+    inputs. The grids learn through the denoiser's loss alone."""
+
+    conditions_model = True
+
+    def training_inputs(self, scheduler, x_start, noise, timesteps):
+        x_t = scheduler.add_noise(x_start, noise, timesteps)
+        return x_t, self.sampling_level(x_t, timesteps)
+
+    def sampling_level(self, sample, timesteps):
+        return self.level(sample, timesteps)
+
+
+class ReverseVarianceGridAdaptation(GridAdaptation):
+    """Learned reverse variance: standard DDPM noising and denoiser; g, looked up at x_t,
+    multiplies the reverse step's noise standard deviation per region and timestep.
+
+    The grids are trained by the variational-bound term KL(q(x_{t-1} | x_t, x_0) || p(x_{t-1} | x_t))
+    (Ho et al. 2020, eq. 5) with the network's mean held fixed, as Nichol & Dhariwal (2021) train
+    learned variances. For Gaussians with variances beta~_t and g^2 beta~_t in d dimensions it is
+        d/2 (log g^2 + 1/g^2 - 1) + ||mu_q - mu_model||^2 / (2 g^2 beta~_t),
+    minimised per cell at g^2 = 1 + E[||mu_q - mu_model||^2] / (d beta~_t) (cf. Analytic-DPM,
+    Bao et al. 2022). t = 0 adds no noise, so it has no such term.
+    """
+
+    def reverse_std_scale(self, sample, timesteps):
+        return self.level(sample, timesteps)
+
+    def auxiliary_loss(self, scheduler, x_start, x_t, timesteps, predicted_noise):
+        g2 = self.reverse_std_scale(x_t, timesteps) ** 2
+        mean_model = scheduler.q_posterior_mean(
+            scheduler.predict_start_from_noise(x_t, timesteps, predicted_noise.detach()), x_t, timesteps)
+        mean_true = scheduler.q_posterior_mean(x_start, x_t, timesteps)
+        noisy = timesteps > 0
+        # beta~_0 = 0: use 1 there so the masked-out terms (and their gradients) stay finite
+        variance = torch.where(noisy, scheduler.posterior_variance[timesteps], torch.ones_like(g2))
+        d = x_t.shape[-1]
+        gap = ((mean_true - mean_model) ** 2).sum(-1)
+        kl = 0.5 * d * (torch.log(g2) + 1 / g2 - 1) + gap / (2 * g2 * variance)
+        return torch.where(noisy, kl, torch.zeros_like(kl)).sum() / noisy.sum().clamp(min=1)
+
+
+ADAPTATIONS: dict[str, type[GridAdaptation]] = {
+    "seed_grid": SeedGridAdaptation,
+    "conditioning": ConditioningGridAdaptation,
+    "reverse_variance": ReverseVarianceGridAdaptation,
+}
+
+
 def build_adaptation(cfg: AdaptationConfig, num_timesteps: int) -> NoiseAdaptation:
     """The adaptation a config describes; unknown kinds raise ValueError."""
     if cfg.kind == "none":
         return NoiseAdaptation()
-    if cfg.kind == "seed_grid":
-        return SeedGridAdaptation(num_timesteps, cfg.grids, cfg.extent, cfg.l1)
-    raise ValueError(f"unknown adaptation kind '{cfg.kind}': use none or seed_grid")
+    if cfg.kind in ADAPTATIONS:
+        return ADAPTATIONS[cfg.kind](num_timesteps, cfg.grids, cfg.extent, cfg.l1)
+    raise ValueError(f"unknown adaptation kind '{cfg.kind}': use none or one of {', '.join(ADAPTATIONS)}")

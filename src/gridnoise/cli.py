@@ -7,12 +7,14 @@ import os
 import sys
 from pathlib import Path
 
-EPILOG = "Variants: baseline, grid10, grid20, multiscale, multiscale_l1. Data sets: circle, dino, line, moons."
+EPILOG = ("Variants: baseline, grid10, grid20, multiscale, multiscale_l1 (the seed's), their *_data versions "
+          "(grids over the data's extent), conditioning[_multiscale], reverse_variance[_multiscale]. "
+          "Data sets: circle, dino, line, moons.")
 
 # flag -> (RunConfig field path, type, help)
 RUN_FLAGS = {
     "--dataset": ("dataset", str, "data set: circle, dino, line or moons"),
-    "--variant": ("variant", str, "preset: baseline, grid10, grid20, multiscale, multiscale_l1"),
+    "--variant": ("variant", str, "preset, e.g. baseline, multiscale, conditioning, reverse_variance (see below)"),
     "--seed": ("seed", int, "seed for initialisation, noise, batches and sampling"),
     "--steps": ("train.steps", int, "training steps (default 10000)"),
     "--batch-size": ("train.batch_size", int, "batch size (default 256)"),

@@ -41,17 +41,25 @@ class ModelConfig:
     time_scale: float = 1.0
 
 
+ADAPTATION_KINDS = ("none", "seed_grid", "conditioning", "reverse_variance")
+
+
 @dataclass
 class AdaptationConfig:
     """How the noise is adapted over the plane; `kind = "none"` is plain DDPM."""
 
-    kind: Literal["none", "seed_grid"] = "none"
+    # none: DDPM; seed_grid: the seed's (g scales the forward noise, looked up at x_0 in training);
+    # conditioning: g looked up at x_t and fed to the denoiser; reverse_variance: g scales the
+    # reverse step's noise std (see adaptation.py)
+    kind: Literal["none", "seed_grid", "conditioning", "reverse_variance"] = "none"
     # name -> cells per side; several grids multiply (the study's multi-scale: coarse=5, fine=20)
     grids: dict[str, int] = field(default_factory=dict)
     # name -> weight of the L1 penalty sum|G - 1| on that grid
     l1: dict[str, float] = field(default_factory=dict)
     # (xmin, xmax, ymin, ymax) covered by every grid; the seed's [-1, 1]^2
     extent: list[float] = field(default_factory=lambda: [-1.0, 1.0, -1.0, 1.0])
+    # true: ignore `extent` and span the training data's bounding box plus a 5% margin
+    extent_from_data: bool = False
 
 
 @dataclass
@@ -115,8 +123,8 @@ class RunConfig:
             (self.diffusion.beta_schedule in ("linear", "quadratic"),
              f"unknown beta schedule '{self.diffusion.beta_schedule}': use linear or quadratic"),
             (self.precision in ("fp32", "bf16"), f"unknown precision '{self.precision}': use fp32 or bf16"),
-            (self.adaptation.kind in ("none", "seed_grid"),
-             f"unknown adaptation kind '{self.adaptation.kind}': use none or seed_grid"),
+            (self.adaptation.kind in ADAPTATION_KINDS,
+             f"unknown adaptation kind '{self.adaptation.kind}': use one of {', '.join(ADAPTATION_KINDS)}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -149,7 +157,7 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 # Settings added after the first release, with the value that reproduces earlier runs: at that
 # value they are left out of comparisons, so results computed before they existed still match.
-_ADDED_SETTINGS: dict[tuple[str, ...], Any] = {("precision",): "fp32"}
+_ADDED_SETTINGS: dict[tuple[str, ...], Any] = {("precision",): "fp32", ("adaptation", "extent_from_data"): False}
 
 
 def comparable_dict(cfg: RunConfig) -> dict[str, Any]:

@@ -104,11 +104,19 @@ class DDPMScheduler(nn.Module):
         sample: Tensor,
         generator: torch.Generator | None = None,
         noise: Tensor | None = None,
+        std_scale: Tensor | None = None,
     ) -> SchedulerOutput:
-        """One ancestral step x_t -> x_{t-1} from the predicted noise; no noise is added at t = 0."""
+        """One ancestral step x_t -> x_{t-1} from the predicted noise; no noise is added at t = 0.
+
+        `std_scale` `(B,)` multiplies the step's noise standard deviation (a learned reverse
+        variance); None keeps the posterior's.
+        """
         pred_original = self.predict_start_from_noise(sample, timesteps, model_output)
         mean = self.q_posterior_mean(pred_original, sample, timesteps)
         if noise is None:
             noise = torch.randn(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype)
-        std = self.posterior_variance[timesteps].sqrt().unsqueeze(-1)
+        std = self.posterior_variance[timesteps].sqrt()
+        if std_scale is not None:
+            std = std * std_scale
+        std = std.unsqueeze(-1)
         return SchedulerOutput(prev_sample=mean + std * noise, pred_original_sample=pred_original)

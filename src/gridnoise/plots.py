@@ -300,7 +300,7 @@ def make_figures(results: StudyResults, dest: str | Path, *, only_missing_heatma
 
     The per-step heatmaps live in their run directories and are not in the returned list.
     """
-    from gridnoise.run import read_config
+    from gridnoise.run import read_config, read_grid_snapshot
 
     dest = Path(dest)
     written = [
@@ -317,9 +317,8 @@ def make_figures(results: StudyResults, dest: str | Path, *, only_missing_heatma
             if snapshot is None:
                 continue
             cfg = read_config(snapshot.parent.parent)
-            with np.load(snapshot, allow_pickle=False) as snap:
-                grids = {k: snap[k] for k in snap.files if k != "t"}
-            fig = final_grids_figure(grids, cfg.adaptation.extent, points=overlay_points(dataset, cfg.data_seed),
+            _, grids, extent = read_grid_snapshot(snapshot, cfg)
+            fig = final_grids_figure(grids, extent, points=overlay_points(dataset, cfg.data_seed),
                                      title=f"{run['label']} on {dataset}: final grids "
                                            f"(seed {seeds[0]}, step {_snapshot_step(snapshot)})")
             written.append(save_figure(fig, dest / "final_grids" / f"{run['name']}_{dataset}.png"))

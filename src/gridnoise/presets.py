@@ -17,6 +17,17 @@ VARIANTS: dict[str, dict] = {
     "multiscale": dict(kind="seed_grid", grids={"coarse": 5, "fine": 20}),
     "multiscale_l1": dict(kind="seed_grid", grids={"coarse": 5, "fine": 20}, l1={"fine": 0.01}),
 }
+# The seed's variants with grids over the data's bounding box (+5%) instead of [-1, 1]^2.
+VARIANTS.update({f"{name}_data": dict(VARIANTS[name], extent_from_data=True)
+                 for name in ("grid10", "grid20", "multiscale", "multiscale_l1")})
+# Beyond the seed (issue 5): consistent conditioning and a learned reverse variance, data extent.
+VARIANTS.update({
+    "conditioning": dict(kind="conditioning", grids={"grid": 10}, extent_from_data=True),
+    "conditioning_multiscale": dict(kind="conditioning", grids={"coarse": 5, "fine": 20}, extent_from_data=True),
+    "reverse_variance": dict(kind="reverse_variance", grids={"grid": 10}, extent_from_data=True),
+    "reverse_variance_multiscale": dict(kind="reverse_variance", grids={"coarse": 5, "fine": 20},
+                                        extent_from_data=True),
+})
 
 # Human-readable labels used by the seed's plots and logs.
 LABELS: dict[str, str] = {
@@ -25,6 +36,14 @@ LABELS: dict[str, str] = {
     "grid20": "20x20 Grid",
     "multiscale": "Multi-scale Grid",
     "multiscale_l1": "Multi-scale + L1 Reg",
+    "grid10_data": "10x10 Grid, data extent",
+    "grid20_data": "20x20 Grid, data extent",
+    "multiscale_data": "Multi-scale Grid, data extent",
+    "multiscale_l1_data": "Multi-scale + L1, data extent",
+    "conditioning": "x_t-conditioned 10x10 Grid",
+    "conditioning_multiscale": "x_t-conditioned Multi-scale",
+    "reverse_variance": "Reverse-variance 10x10 Grid",
+    "reverse_variance_multiscale": "Reverse-variance Multi-scale",
 }
 
 
@@ -38,4 +57,5 @@ def adaptation_for(variant: str) -> AdaptationConfig:
         grids=dict(spec.get("grids", {})),
         l1=dict(spec.get("l1", {})),
         extent=list(SEED_EXTENT),
+        extent_from_data=spec.get("extent_from_data", False),
     )

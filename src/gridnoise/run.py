@@ -101,7 +101,17 @@ def read_metrics(run_dir: str | Path) -> dict | None:
 
 def save_grid_snapshot(trainer: Trainer, out: Path, first_t: torch.Tensor) -> None:
     arrays = {grid_label(name): g.detach().cpu().numpy() for name, g in trainer.adaptation.grids().items()}
-    write_npz(out / GRIDS_DIR / f"grids_step_{trainer.step}.npz", t=np.int64(first_t), **arrays)
+    extent = next(iter(trainer.adaptation.grid_modules.values())).extent.cpu().numpy()
+    write_npz(out / GRIDS_DIR / f"grids_step_{trainer.step}.npz", t=np.int64(first_t), extent=extent, **arrays)
+
+
+def read_grid_snapshot(path: Path, cfg: RunConfig) -> tuple[int, dict[str, np.ndarray], list[float]]:
+    """(heatmap timestep, grids by label, extent) of a snapshot; the extent is the one the grids
+    really covered (saved with it), else the config's (snapshots from before it was saved)."""
+    with np.load(path, allow_pickle=False) as snap:
+        grids = {k: snap[k] for k in snap.files if k not in ("t", "extent")}
+        extent = snap["extent"].tolist() if "extent" in snap.files else list(cfg.adaptation.extent)
+        return int(snap["t"]), grids, extent
 
 
 def draw_heatmaps(run_dir: str | Path) -> list[Path]:
@@ -113,13 +123,11 @@ def draw_heatmaps(run_dir: str | Path) -> list[Path]:
     written = []
     for path in sorted((run_dir / GRIDS_DIR).glob("grids_step_*.npz")):
         step = int(path.stem.rsplit("_", 1)[1])
-        with np.load(path, allow_pickle=False) as snap:
-            t = int(snap["t"])
-            for label in (k for k in snap.files if k != "t"):
-                fig = grid_heatmap(snap[label][t], cfg.adaptation.extent,
-                                   title=f"{cfg.dataset} {label.replace('_', ' ')}, t={t}, step {step}")
-                name = f"{cfg.dataset}_{label}_step_{step}.png"
-                written.append(save_figure(fig, run_dir / HEATMAPS_DIR / name))
+        t, grids, extent = read_grid_snapshot(path, cfg)
+        for label, values in grids.items():
+            fig = grid_heatmap(values[t], extent, title=f"{cfg.dataset} {label.replace('_', ' ')}, t={t}, step {step}")
+            name = f"{cfg.dataset}_{label}_step_{step}.png"
+            written.append(save_figure(fig, run_dir / HEATMAPS_DIR / name))
     return written
 
 

@@ -20,12 +20,14 @@ def sample(
     """Draw `(num_samples, 2)` points with the DDPM ancestral sampler, t = T-1 ... 0.
 
     The adaptation supplies the noise level the network sees at each x_t (the seed looks the
-    grid up at the current noisy point); the reverse step itself is the scheduler's.
+    grid up at the current noisy point) and, for a learned reverse variance, the factor on the
+    step's noise; the reverse step itself is the scheduler's.
     """
     device = scheduler.betas.device
     x = torch.randn((num_samples, 2), generator=generator, device=device)
     for t in reversed(range(len(scheduler))):
         timesteps = torch.full((num_samples,), t, dtype=torch.long, device=device)
         level = adaptation.sampling_level(x, timesteps)
-        x = scheduler.step(model(x, timesteps, level), timesteps, x, generator=generator).prev_sample
+        scale = adaptation.reverse_std_scale(x, timesteps)
+        x = scheduler.step(model(x, timesteps, level), timesteps, x, generator=generator, std_scale=scale).prev_sample
     return x

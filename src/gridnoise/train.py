@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gridnoise.adaptation import NoiseAdaptation, build_adaptation
+from gridnoise.adaptation import GridAdaptation, NoiseAdaptation, build_adaptation, data_extent
 from gridnoise.config import RunConfig, to_dict
 from gridnoise.diffusion import DDPMScheduler
 from gridnoise.ema import EMA
@@ -60,6 +60,9 @@ class Trainer:
         self.cfg, tc = cfg, cfg.train
         self.device = torch.device(device)
         self.scheduler, self.adaptation, self.model = build_components(cfg, self.device)
+        self.data = torch.as_tensor(data, dtype=torch.float32, device=self.device)
+        if cfg.adaptation.extent_from_data and isinstance(self.adaptation, GridAdaptation):
+            self.adaptation.set_extent(data_extent(self.data))
         ema_kwargs = dict(max_decay=tc.ema_decay, update_every=tc.ema_update_every,
                           warmup_steps=tc.ema_warmup_steps, power=tc.ema_power)
         self.ema = EMA(self.model, **ema_kwargs)
@@ -72,7 +75,6 @@ class Trainer:
         )
         self.lr_scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=tc.steps)
         self.generator = generator(cfg.seed, "train", self.device)
-        self.data = torch.as_tensor(data, dtype=torch.float32, device=self.device)
         self.batches_per_epoch = math.ceil(len(self.data) / tc.batch_size)
         self._epoch, self._shuffled = -1, self.data
         self.step = 0
@@ -102,8 +104,12 @@ class Trainer:
         x_t, level = self.adaptation.training_inputs(self.scheduler, x_start, noise, timesteps)
         with autocast(self.cfg.precision, self.device):
             prediction = self.model(x_t, timesteps, level)
-        mse = F.mse_loss(prediction.float(), noise)
+        prediction = prediction.float()
+        mse = F.mse_loss(prediction, noise)
         loss = mse + self.adaptation.penalty()
+        auxiliary = self.adaptation.auxiliary_loss(self.scheduler, x_start, x_t, timesteps, prediction)
+        if auxiliary is not None:
+            loss = loss + auxiliary
 
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
