@@ -53,7 +53,8 @@ def test_train_writes_every_result_with_the_seeds_names(tiny, tmp_path):
               "--seed", 0, "--out", out, "--no-progress")
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {"training_time", "eval_loss", "inference_time", "kl_divergence",
-                            "coarse_grid_variance", "fine_grid_variance"}
+                            "coarse_grid_variance", "fine_grid_variance", "w2", "sliced_w2", "mmd", "precision",
+                            "recall"}
     assert all(np.isfinite(v) for v in metrics.values())
     with np.load(out / "train_losses.npz") as f:
         assert f["loss"].shape == (60,) and np.isfinite(f["loss"]).all()

@@ -62,3 +62,14 @@ def test_malformed_experiment_files(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message) as info:
         load_experiment(path)
     assert "\n" not in str(info.value)
+
+
+def test_bundled_improved_experiment_resolves_every_run():
+    exp = load_experiment(bundled("improved"))
+    assert exp.seeds == [0, 1, 2, 3, 4] and exp.baseline == "baseline"
+    kinds = {run.name: exp.config(run, "moons", 0).adaptation for run in exp.runs}
+    assert kinds["baseline"].kind == "none"
+    assert kinds["multiscale"].kind == "seed_grid" and not kinds["multiscale"].extent_from_data
+    for name in ("grid10_data", "grid20_data", "multiscale_data", "multiscale_l1_data"):
+        assert kinds[name].kind == "seed_grid" and kinds[name].extent_from_data
+    assert kinds["conditioning"].kind == "conditioning" and kinds["reverse_variance"].kind == "reverse_variance"

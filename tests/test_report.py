@@ -46,6 +46,7 @@ def write_task(root, name: str, variant: str, dataset: str, seed: int, rng) -> N
     grids = {label: 1 + 0.01 * rng.normal(size=(T, n, n)) for label, n in GRID_SHAPES.get(variant, {}).items()}
     metrics = {"kl_divergence": kl_of(name, seed), "eval_loss": 0.6 + 0.01 * seed,
                "training_time": TRAIN_TIME[name] + seed, "inference_time": 0.2 + 0.01 * seed,
+               "w2": kl_of(name, seed) / 2,  # good: 0.05 better on every seed
                **{f"{label}_variance": float(g.var(ddof=1)) for label, g in grids.items()}}
     (d / "metrics.json").write_text(json.dumps(metrics))
     (d / "task.json").write_text(json.dumps({"peak_rss_mb": 300.0 + 100 * [r[0] for r in RUNS].index(name) + seed}))
@@ -172,3 +173,25 @@ def test_single_seed_report_says_nothing_is_significant(tmp_path):
     assert "| n/a (1 seed) |" in text and "better* |" not in text and "n.s. |" not in text
     assert f"| base Baseline | {BASE_KL[0]:.3f} (n=1) |" in text  # a single value: no interval
     assert "![train_loss](figs/train_loss.png)" in text
+
+
+def test_ranking_puts_the_better_run_first_and_marks_noise(study):
+    from gridnoise.report import ranking_section
+
+    text = ranking_section(load_results(study[0]))
+    for dataset in DATASETS:
+        block = text.split(f"### {dataset}")[1].split("###")[0]
+        rows = [ln for ln in block.splitlines() if ln.startswith("| good") or ln.startswith("| noisy")]
+        assert rows[0].startswith("| good")  # ranked by KL difference, best first
+        assert rows[0].count("better*") == 2  # KL and W2
+        assert "n.s." in rows[1] and "better*" not in rows[1]
+    assert "-0.100" in text and "-0.050" in text
+
+
+def test_edge_cell_shares_in_report(study):
+    from gridnoise.report import edge_cell_section
+
+    text = edge_cell_section(load_results(study[0]))
+    moons = next(ln for ln in text.splitlines() if ln.startswith("| moons"))
+    seed10, data10 = (float(c.strip(" %")) for c in moons.split("|")[2:4])
+    assert seed10 > data10  # the seed's small grid clamps more of the data into its border

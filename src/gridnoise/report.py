@@ -24,15 +24,18 @@ if TYPE_CHECKING:
 ALPHA = 0.05  # family-wise significance level after Holm's correction
 DIGITS = 3  # decimals of metric values in the tables
 PERCENT_DIGITS = 1  # decimals of relative changes
-# Metrics compared with the baseline; lower is better for all of them.
-COMPARED = ("kl_divergence", "eval_loss", "training_time", "inference_time")
-LOWER_IS_BETTER = frozenset(COMPARED)
+# Metrics compared with the baseline (those a study recorded); lower is better except where noted.
+COMPARED = ("kl_divergence", "w2", "sliced_w2", "mmd", "precision", "recall", "eval_loss", "training_time",
+            "inference_time")
+LOWER_IS_BETTER = frozenset(COMPARED) - {"precision", "recall"}
 TEST_SENTENCE = (
     "Each run is compared with the baseline on the seeds both have: mean difference (run - baseline), its 95% "
     "t-interval, and a two-sided paired t-test, with Holm's correction over all (run, data set) pairs of that metric."
 )
 METRIC_TITLES = {
-    "kl_divergence": "KL divergence (bits)", "eval_loss": "Eval loss", "training_time": "Training time (s)",
+    "kl_divergence": "KL divergence (bits)", "w2": "Wasserstein-2", "sliced_w2": "Sliced Wasserstein-2",
+    "mmd": "MMD^2 (RBF, unbiased)", "precision": "Precision (k-NN)", "recall": "Recall (k-NN)",
+    "eval_loss": "Eval loss", "training_time": "Training time (s)",
     "inference_time": "Inference time (s)", "grid_variance": "Grid variance",
     "coarse_grid_variance": "Coarse grid variance", "fine_grid_variance": "Fine grid variance",
 }
@@ -170,6 +173,62 @@ def difference_tables(results: StudyResults) -> str:
         parts.append(f"### {METRIC_TITLES[metric]}\n\n" + _table(
             ["run", "data set", "seeds", "mean diff", "95% CI", "change", "p", "Holm p", "verdict"], rows))
     return "\n\n".join(parts)
+
+
+RANKED = ("kl_divergence", "w2")  # the metrics the verdict ranks variants on
+
+
+def ranking_section(results: StudyResults) -> str:
+    """Per data set, every run ranked by its mean KL difference from the baseline, with the paired
+    difference, its CI and verdict on KL and W2; empty when the study has no W2 (older studies)."""
+    if not any("w2" in m for m in results.metrics.values()):
+        return ""
+    tests = {metric: comparisons(results, metric) for metric in RANKED}
+    parts = []
+    for dataset in results.datasets:
+        rows = []
+        for run in results.runs:
+            key = (run["name"], dataset)
+            if key not in tests["kl_divergence"]:
+                continue
+            cells = []
+            for metric in RANKED:
+                if key not in tests[metric]:
+                    cells += ["-", "-"]
+                    continue
+                test, p = tests[metric][key]
+                ci = "" if math.isnan(test.ci_lo) else f" [{fmt(test.ci_lo)}, {fmt(test.ci_hi)}]"
+                cells += [f"{fmt(test.mean_diff)}{ci}", verdict(test, p)]
+            rows.append((tests["kl_divergence"][key][0].mean_diff, [_run_name(run)] + cells))
+        rows.sort(key=lambda r: r[0])
+        parts.append(f"### {dataset}\n\n" + _table(
+            ["run (best KL first)", "KL diff [95% CI]", "KL verdict", "W2 diff [95% CI]", "W2 verdict"],
+            [r for _, r in rows]))
+    return ("## Verdict: every variant against the baseline\n\nDifferences are run - baseline on the same seeds "
+            "(negative is better); `better*`/`worse*` are significant after Holm's correction, `n.s.` is "
+            "indistinguishable from seed noise.\n\n" + "\n\n".join(parts))
+
+
+def edge_cell_section(results: StudyResults) -> str:
+    """Share of each data set's points in border cells of 10x10 and 20x20 grids, under the seed's
+    [-1, 1]^2 and under the data's own extent (recomputed from the deterministic data sets)."""
+    import torch
+
+    from gridnoise.adaptation import data_extent, edge_cell_share
+    from gridnoise.data import load
+    from gridnoise.run import read_config
+
+    any_task = next(iter(sorted(results.metrics)), None)
+    cfg = read_config(results.run_dir(*any_task)) if any_task else None
+    rows = []
+    for dataset in results.datasets:
+        points = torch.from_numpy(load(dataset, cfg.n_points, seed=cfg.data_seed) if cfg else load(dataset))
+        own = data_extent(points)
+        rows.append([dataset] + [f"{edge_cell_share(points, n, extent):.1%}" for n in (10, 20)
+                                 for extent in ([-1.0, 1.0, -1.0, 1.0], own)])
+    return ("Points in a grid's border cells, where every point outside the grid is clamped: the seed's extent "
+            "[-1, 1]^2 against the data's bounding box + 5% (`*_data` variants).\n\n"
+            + _table(["data set", "10x10 seed", "10x10 data", "20x20 seed", "20x20 data"], rows))
 
 
 def seed_table(results: StudyResults) -> str:
@@ -323,12 +382,18 @@ Baseline: {results.baseline}. Tasks finished: {len(results.metrics)}.
 
 ## Differences from the baseline
 
-{TEST_SENTENCE} `better*`/`worse*`: significant after correction at {ALPHA} (lower is better for all four
-metrics); `n.s.`: not significant; `n/a (1 seed)`: no test is possible.
+{TEST_SENTENCE} `better*`/`worse*`: significant after correction at {ALPHA} (lower is better, except for
+precision and recall); `n.s.`: not significant; `n/a (1 seed)`: no test is possible.
 
 {EVAL_LOSS_NOTE}
 
 {difference_tables(results)}
+
+{ranking_section(results)}
+
+## Grid extent: points in edge cells
+
+{edge_cell_section(results)}
 
 ## The seed's original numbers
 

@@ -28,7 +28,7 @@ from gridnoise.config import RunConfig, comparable_dict, dumps_toml, from_dict, 
 from gridnoise.errors import CheckpointError, OutputExistsError
 from gridnoise.evaluate import eval_loss
 from gridnoise.files import write_json, write_npz, write_text
-from gridnoise.metrics import KLEstimator, grid_variance
+from gridnoise.metrics import SAMPLE_METRICS, KLEstimator, grid_variance, sample_metrics
 from gridnoise.precision import with_precision
 from gridnoise.sampling import sample
 from gridnoise.seeding import generator
@@ -213,7 +213,12 @@ def evaluate_trainer(trainer: Trainer, out: Path, kl: KLEstimator) -> dict:
     metrics["inference_time"] = time.perf_counter() - start
     samples = samples.cpu().numpy()
     write_npz(out / SAMPLES_FILE, samples=samples)
-    metrics["kl_divergence"] = kl(samples) if np.isfinite(samples).all() else float("nan")
+    finite = bool(np.isfinite(samples).all())
+    metrics["kl_divergence"] = kl(samples) if finite else float("nan")
+    # Metrics that compare across variants (issue 5); seeded per run so they are reproducible.
+    data = trainer.data.cpu().numpy()
+    extra = sample_metrics(samples, data, seed=cfg.seed) if finite else dict.fromkeys(SAMPLE_METRICS, float("nan"))
+    metrics.update(extra)
     for name, grid in trainer.adaptation.grids().items():
         metrics[f"{grid_label(name)}_variance"] = grid_variance(grid.detach().cpu())
     return metrics
