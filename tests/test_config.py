@@ -25,7 +25,7 @@ def test_variant_without_adaptation_table_uses_preset(tmp_path):
     ('[diffusion]\nnum_timesteps = 1', "T must be >= 2"),
     ('[train]\nstepz = 10', "unknown key"),
     ('[train]\nsteps = "ten"', "train.steps must be int"),
-    ('[diffusion]\nbeta_schedule = "cosine"', "not allowed"),
+    ('[diffusion]\nbeta_schedule = "sigmoid"', "not allowed"),
     ('[adaptation]\nkind = "seed_grid"\ngrids = { grid = 0 }', "grid sizes must be >= 1"),
     ('[adaptation]\nkind = "seed_grid"\ngrids = { grid = 4 }\nl1 = { fine = 0.1 }', "unknown grid"),
     ('[adaptation]\nkind = "seed_grid"\ngrids = { grid = 4 }\nextent = [1.0, -1.0, -1.0, 1.0]', "is empty"),

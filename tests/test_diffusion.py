@@ -1,8 +1,10 @@
+import math
+
 import numpy as np
 import pytest
 import torch
 
-from gridnoise.diffusion import DDPMScheduler, make_betas
+from gridnoise.diffusion import DDPMScheduler, make_betas, rescale_zero_terminal_snr
 
 
 @pytest.mark.parametrize("schedule", ["linear", "quadratic"])
@@ -26,8 +28,8 @@ def test_linear_schedule_leaves_signal_at_T():
 
 
 def test_bad_schedule_and_T():
-    with pytest.raises(ValueError, match="unknown beta schedule 'cosine'"):
-        make_betas(10, "cosine")
+    with pytest.raises(ValueError, match="unknown beta schedule 'sigmoid'"):
+        make_betas(10, "sigmoid")
     with pytest.raises(ValueError, match=">= 2"):
         DDPMScheduler(1)
 
@@ -94,3 +96,52 @@ def test_std_scale_multiplies_the_step_noise():
     mean = plain.prev_sample - std * noise
     assert torch.allclose(scaled.prev_sample, mean + scale.unsqueeze(-1) * std * noise)
     assert torch.equal(scaled.prev_sample[3], plain.prev_sample[3])  # t = 0 stays noise-free
+
+
+def test_cosine_schedule_follows_its_formula():
+    T, s_ = 100, 0.008
+    f = lambda t: math.cos((t / T + s_) / (1 + s_) * math.pi / 2) ** 2  # noqa: E731
+    sched = DDPMScheduler(T, "cosine")
+    abar = sched.alphas_cumprod.double()
+    betas = make_betas(T, "cosine")
+    assert betas.max() <= 0.999 and (betas > 0).all()
+    unclipped = [t for t in range(T) if betas[t] < 0.999]
+    for t in unclipped[:: 7]:
+        assert abar[t].item() == pytest.approx(f(t + 1) / f(0), rel=1e-5)
+    assert (abar[1:] < abar[:-1]).all()  # monotone
+    assert abar[0] > 0.999 and abar[-1] < 1e-3
+
+
+def test_zero_terminal_snr_rescale():
+    betas = make_betas(100, "linear").double()
+    rescaled = rescale_zero_terminal_snr(betas)
+    abar, new = torch.cumprod(1 - betas, 0), torch.cumprod(1 - rescaled, 0)
+    assert new[-1].item() == 0.0 and new[0].item() == pytest.approx(abar[0].item(), rel=1e-12)
+    assert (new[1:] < new[:-1]).all()
+    for schedule in ("linear", "cosine"):
+        sched = DDPMScheduler(100, schedule, zero_terminal_snr=True)
+        assert sched.alphas_cumprod[-1].item() == 2.0**-24  # floored for eps-prediction, SNR ~ 6e-8
+        assert torch.allclose(torch.cumprod(1 - sched.betas.double(), 0), sched.alphas_cumprod.double(), rtol=1e-5)
+        assert (sched.alphas_cumprod[1:] < sched.alphas_cumprod[:-1]).all()
+    assert DDPMScheduler(100).alphas_cumprod[-1] > 0.3  # the study's schedule stops far from noise
+
+
+def test_ddim_with_every_step_and_eta_1_is_the_ddpm_step():
+    s = DDPMScheduler(50)
+    x, eps, z = torch.randn(64, 2), torch.randn(64, 2), torch.randn(64, 2)
+    t = torch.randint(1, 50, (64,))
+    ddpm = s.step(eps, t, x, noise=z).prev_sample
+    ddim = s.ddim_step(eps, t, t - 1, x, eta=1.0, noise=z).prev_sample
+    assert torch.allclose(ddim, ddpm, atol=1e-5)
+    # and the final step (t = 0 -> x_0) returns the predicted clean sample
+    zero = torch.zeros(64, dtype=torch.long)
+    out = s.ddim_step(eps, zero, zero - 1, x, eta=1.0, noise=z)
+    assert torch.allclose(out.prev_sample, out.pred_original_sample, atol=1e-6)
+
+
+def test_ddim_eta_0_is_deterministic():
+    s = DDPMScheduler(50)
+    x, eps, t = torch.randn(8, 2), torch.randn(8, 2), torch.full((8,), 30)
+    a = s.ddim_step(eps, t, t - 10, x, eta=0.0, generator=torch.Generator().manual_seed(1)).prev_sample
+    b = s.ddim_step(eps, t, t - 10, x, eta=0.0, generator=torch.Generator().manual_seed(2)).prev_sample
+    assert torch.equal(a, b)

@@ -73,3 +73,13 @@ def test_bundled_improved_experiment_resolves_every_run():
     for name in ("grid10_data", "grid20_data", "multiscale_data", "multiscale_l1_data"):
         assert kinds[name].kind == "seed_grid" and kinds[name].extent_from_data
     assert kinds["conditioning"].kind == "conditioning" and kinds["reverse_variance"].kind == "reverse_variance"
+
+
+def test_bundled_schedules_experiment():
+    exp = load_experiment(bundled("schedules"))
+    cfgs = {run.name: exp.config(run, "line", 0) for run in exp.runs}
+    assert cfgs["baseline_cosine"].diffusion.beta_schedule == "cosine"
+    assert cfgs["multiscale_linear"].diffusion.beta_schedule == "linear"
+    samplers = cfgs["multiscale_cosine"].eval.extra_samplers
+    assert {k: (v.sampler, v.steps, v.eta) for k, v in samplers.items()} == {"ddim20": ("ddim", 20, 0.0),
+                                                                               "ddim50": ("ddim", 50, 0.0)}

@@ -67,6 +67,18 @@ def build_parser() -> argparse.ArgumentParser:
     smp.add_argument("--out", type=Path, required=True, help="npz file to write (key: samples)")
     smp.add_argument("--device", default="auto")
     smp.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    anim = sub.add_parser("animate", help="write a GIF of a trained run's reverse process")
+    anim.add_argument("run_dir", type=Path)
+    anim.add_argument("-n", "--num-samples", type=int, default=2000)
+    anim.add_argument("--seed", type=int, default=0)
+    anim.add_argument("--out", type=Path, help="GIF to write (default RUN_DIR/reverse_process.gif)")
+    anim.add_argument("--fps", type=int, default=10)
+    anim.add_argument("--device", default="auto")
+    anim.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    for p in (smp, anim):
+        p.add_argument("--sampler", choices=("ddpm", "ddim"), default="ddpm", help="reverse-process sampler")
+        p.add_argument("--sample-steps", type=int, default=0, help="DDIM steps (default: all T)")
+        p.add_argument("--eta", type=float, default=0.0, help="DDIM noise in [0, 1] (0: deterministic)")
 
     for name, help_text in (("run", "run a study declared in an experiment file, on Dask"),
                             ("reproduce", "run the original study (the bundled seed.toml)")):
@@ -161,9 +173,32 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise ConfigError(f"-n must be >= 1 (got {args.num_samples})")
     if args.out.exists() and not args.overwrite:
         raise OutputExistsError(f"{args.out} exists: pass --overwrite to replace it or choose another --out")
-    samples = sample_run(args.run_dir, args.num_samples, args.seed, args.device)
+    samples = sample_run(args.run_dir, args.num_samples, args.seed, args.device, _sampler(args))
     write_npz(args.out, samples=samples)
     print(f"{len(samples)} samples -> {args.out}")
+    return 0
+
+
+def _sampler(args: argparse.Namespace):
+    from gridnoise.config import SamplerConfig
+
+    return SamplerConfig(sampler=args.sampler, steps=args.sample_steps, eta=args.eta)
+
+
+def cmd_animate(args: argparse.Namespace) -> int:
+    from gridnoise.animate import write_gif
+    from gridnoise.config import ConfigError
+    from gridnoise.errors import OutputExistsError
+    from gridnoise.run import ANIMATION_FILE, read_config
+
+    read_config(args.run_dir)  # a one-line error for anything that is not a run directory
+    out = args.out or args.run_dir / ANIMATION_FILE
+    if args.num_samples < 1 or args.fps < 1:
+        raise ConfigError("-n and --fps must be >= 1")
+    if out.exists() and not args.overwrite:
+        raise OutputExistsError(f"{out} exists: pass --overwrite to replace it or choose another --out")
+    write_gif(args.run_dir, out, args.num_samples, args.seed, _sampler(args), args.fps, args.device)
+    print(f"reverse process -> {out}")
     return 0
 
 
@@ -235,7 +270,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 BENCH_MIN_POINTS = 256  # one full batch
 
 COMMANDS = {"train": cmd_train, "sample": cmd_sample, "run": cmd_study, "reproduce": cmd_study,
-            "plot": cmd_plot, "report": cmd_report, "bench": cmd_bench}
+            "plot": cmd_plot, "report": cmd_report, "bench": cmd_bench,
+            "animate": cmd_animate}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,9 +27,19 @@ class ConfigError(GridnoiseError, ValueError):
 @dataclass
 class DiffusionConfig:
     num_timesteps: int = 100  # T
-    beta_schedule: Literal["linear", "quadratic"] = "linear"
+    beta_schedule: Literal["linear", "quadratic", "cosine"] = "linear"  # cosine ignores beta_start/end
     beta_start: float = 1e-4  # beta_1
     beta_end: float = 0.02  # beta_T
+    zero_terminal_snr: bool = False  # rescale the schedule so abar_T = 0 (Lin et al. 2024)
+
+
+@dataclass
+class SamplerConfig:
+    """A reverse-process sampler: DDPM's ancestral steps, or DDIM over `steps` timesteps."""
+
+    sampler: Literal["ddpm", "ddim"] = "ddpm"
+    steps: int = 0  # DDIM timesteps (0: all T); DDPM always takes all T
+    eta: float = 0.0  # DDIM noise: 0 deterministic, 1 the DDPM posterior variance
 
 
 @dataclass
@@ -86,6 +96,9 @@ class EvalConfig:
     kl_k: int = 5  # neighbours in the KL estimator
     kl_every: int = 0  # also estimate KL every this many steps during training (0: never)
     kl_every_samples: int = 2000  # samples drawn for each of those intermediate estimates
+    # more samplers to evaluate the trained run with, by name (e.g. ddim20 = {sampler = "ddim", steps = 20});
+    # each adds <name>_kl_divergence, <name>_w2 and <name>_inference_time to metrics.json
+    extra_samplers: dict[str, SamplerConfig] = field(default_factory=dict)
 
 
 @dataclass
@@ -120,8 +133,8 @@ class RunConfig:
             (self.eval.kl_every >= 0, f"kl_every must be >= 0 (got {self.eval.kl_every})"),
             (self.eval.kl_every == 0 or self.eval.kl_every_samples >= self.eval.kl_k,
              f"kl_every_samples must be >= kl_k={self.eval.kl_k}"),
-            (self.diffusion.beta_schedule in ("linear", "quadratic"),
-             f"unknown beta schedule '{self.diffusion.beta_schedule}': use linear or quadratic"),
+            (self.diffusion.beta_schedule in ("linear", "quadratic", "cosine"),
+             f"unknown beta schedule '{self.diffusion.beta_schedule}': use linear, quadratic or cosine"),
             (self.precision in ("fp32", "bf16"), f"unknown precision '{self.precision}': use fp32 or bf16"),
             (self.adaptation.kind in ADAPTATION_KINDS,
              f"unknown adaptation kind '{self.adaptation.kind}': use one of {', '.join(ADAPTATION_KINDS)}"),
@@ -138,10 +151,24 @@ class RunConfig:
         unknown = set(a.l1) - set(a.grids)
         if unknown:
             raise ConfigError(f"L1 weight for unknown grid(s) {sorted(unknown)}: name one of {sorted(a.grids)}")
+        for name, sampler in self.eval.extra_samplers.items():
+            check_sampler(sampler, self.diffusion.num_timesteps, a.kind, f"eval.extra_samplers.{name}")
         xmin, xmax, ymin, ymax = _extent(a.extent)
         if not (xmin < xmax and ymin < ymax):
             raise ConfigError(f"grid extent {a.extent} is empty: need xmin < xmax and ymin < ymax")
         return self
+
+
+def check_sampler(sampler: SamplerConfig, num_timesteps: int, kind: str, where: str = "sampler") -> None:
+    """Raise ConfigError for a sampler the run cannot use."""
+    if sampler.sampler not in ("ddpm", "ddim"):
+        raise ConfigError(f"{where}: unknown sampler '{sampler.sampler}': use ddpm or ddim")
+    if not 0 <= sampler.steps <= num_timesteps:
+        raise ConfigError(f"{where}: sample steps must be between 1 and T = {num_timesteps} (got {sampler.steps})")
+    if not 0 <= sampler.eta <= 1:
+        raise ConfigError(f"{where}: eta must be in [0, 1] (got {sampler.eta})")
+    if sampler.sampler == "ddim" and kind == "reverse_variance":
+        raise ConfigError(f"{where}: DDIM is not defined for a learned reverse variance: use ddpm")
 
 
 def _extent(values: list[float]) -> tuple[float, float, float, float]:
@@ -157,7 +184,12 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 # Settings added after the first release, with the value that reproduces earlier runs: at that
 # value they are left out of comparisons, so results computed before they existed still match.
-_ADDED_SETTINGS: dict[tuple[str, ...], Any] = {("precision",): "fp32", ("adaptation", "extent_from_data"): False}
+_ADDED_SETTINGS: dict[tuple[str, ...], Any] = {
+    ("precision",): "fp32",
+    ("adaptation", "extent_from_data"): False,
+    ("diffusion", "zero_terminal_snr"): False,
+    ("eval", "extra_samplers"): {},
+}
 
 
 def comparable_dict(cfg: RunConfig) -> dict[str, Any]:

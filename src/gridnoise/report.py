@@ -231,6 +231,58 @@ def edge_cell_section(results: StudyResults) -> str:
             + _table(["data set", "10x10 seed", "10x10 data", "20x20 seed", "20x20 data"], rows))
 
 
+ABAR_T_WARNING = 0.01  # above this, pure-noise starting points are far from the forward process's x_T
+
+
+def terminal_signal(results: StudyResults) -> dict[str, float]:
+    """abar_T of each run's schedule, rebuilt from the config of its first finished task."""
+    from gridnoise.diffusion import DDPMScheduler
+    from gridnoise.run import read_config
+
+    out = {}
+    for run in results.runs:
+        task = next((key for key in sorted(results.metrics) if key[0] == run["name"]), None)
+        if task is not None:
+            d = read_config(results.run_dir(*task)).diffusion
+            scheduler = DDPMScheduler(d.num_timesteps, d.beta_schedule, d.beta_start, d.beta_end, d.zero_terminal_snr)
+            out[run["name"]] = float(scheduler.alphas_cumprod[-1])
+    return out
+
+
+def schedule_section(results: StudyResults) -> str:
+    """abar_T per run (with a warning above ABAR_T_WARNING) and, when runs were also sampled with
+    other samplers, each sampler's time against its KL and W2."""
+    abar = terminal_signal(results)
+    rows = [[_run_name(run), f"{abar[run['name']]:.3g}",
+             "**warning: sampling starts from N(0, I), which the forward process never reaches**"
+             if abar[run["name"]] > ABAR_T_WARNING else "ok"] for run in results.runs if run["name"] in abar]
+    text = ("abar_T is the share of signal variance left at the last timestep; sampling starts from pure noise, "
+            f"so above {ABAR_T_WARNING} training and sampling disagree at the start (SYSTEM.md section 4).\n\n"
+            + _table(["run", "abar_T", ""], rows))
+    names = results.metric_names()
+    extra = sorted({m[: -len("_inference_time")] for m in names if m.endswith("_inference_time")
+                    and m != "inference_time"})
+    if not extra:
+        return text
+    rows = []
+    for run in results.runs:
+        for sampler in ["ddpm"] + extra:
+            prefix = "" if sampler == "ddpm" else f"{sampler}_"
+            times = [v for d in results.datasets
+                     for v in results.values(run["name"], d, f"{prefix}inference_time").values()]
+            if not times:
+                continue
+            cells = []
+            for dataset in results.datasets:
+                kl = list(results.values(run["name"], dataset, f"{prefix}kl_divergence").values())
+                w2 = list(results.values(run["name"], dataset, f"{prefix}w2").values())
+                cells.append(f"{fmt_ci(kl)} / {fmt_ci(w2)}" if kl and w2 else "-")
+            rows.append([_run_name(run), sampler, fmt(float(np.mean(times)), 2)] + cells)
+    return (text + "\n\nEach sampler on the same trained networks: mean sampling time of "
+            "10000 points (s), and KL (bits) / W2 per data set, mean [95% CI] over seeds.\n\n"
+            + _table(["run", "sampler", "time (s)"] + [f"{d} KL / W2" for d in results.datasets], rows))
+
+
 def seed_table(results: StudyResults) -> str:
     """SYSTEM.md section 7's numbers beside our means, for runs whose variant the seed ran."""
     datasets = [d for d in results.datasets if d in SEED_DATASETS]
@@ -390,6 +442,10 @@ precision and recall); `n.s.`: not significant; `n/a (1 seed)`: no test is possi
 {difference_tables(results)}
 
 {ranking_section(results)}
+
+## Schedules and samplers
+
+{schedule_section(results)}
 
 ## Grid extent: points in edge cells
 

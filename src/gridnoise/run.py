@@ -24,11 +24,12 @@ import torch
 
 from gridnoise import data as datasets
 from gridnoise.adaptation import grid_label
-from gridnoise.config import RunConfig, comparable_dict, dumps_toml, from_dict, load_run_config
+from gridnoise.config import (RunConfig, SamplerConfig, check_sampler, comparable_dict, dumps_toml, from_dict,
+                              load_run_config)
 from gridnoise.errors import CheckpointError, OutputExistsError
 from gridnoise.evaluate import eval_loss
 from gridnoise.files import write_json, write_npz, write_text
-from gridnoise.metrics import SAMPLE_METRICS, KLEstimator, grid_variance, sample_metrics
+from gridnoise.metrics import SAMPLE_METRICS, KLEstimator, grid_variance, sample_metrics, wasserstein2
 from gridnoise.precision import with_precision
 from gridnoise.sampling import sample
 from gridnoise.seeding import generator
@@ -43,8 +44,9 @@ KL_HISTORY_FILE = "kl_history.json"
 TASK_FILE = "task.json"  # written by the study executor beside a task's results
 GRIDS_DIR = "grids"
 HEATMAPS_DIR = "heatmaps"
+ANIMATION_FILE = "reverse_process.gif"  # `gridnoise animate` writes it beside the results
 RUN_ENTRIES = {CONFIG_FILE, CHECKPOINT_FILE, LOSSES_FILE, SAMPLES_FILE, METRICS_FILE, KL_HISTORY_FILE, TASK_FILE,
-               GRIDS_DIR, HEATMAPS_DIR}
+               ANIMATION_FILE, GRIDS_DIR, HEATMAPS_DIR}
 
 
 def prepare_output(cfg: RunConfig, out: Path, overwrite: bool, resume: bool) -> None:
@@ -221,11 +223,22 @@ def evaluate_trainer(trainer: Trainer, out: Path, kl: KLEstimator) -> dict:
     metrics.update(extra)
     for name, grid in trainer.adaptation.grids().items():
         metrics[f"{grid_label(name)}_variance"] = grid_variance(grid.detach().cpu())
+    metrics["abar_T"] = float(trainer.scheduler.alphas_cumprod[-1])  # signal left where sampling starts
+    for name, sampler in cfg.eval.extra_samplers.items():
+        start = time.perf_counter()
+        other = sample(model, adaptation, trainer.scheduler, cfg.eval.num_samples,
+                       generator(cfg.seed, "sample", trainer.device), sampler).cpu().numpy()
+        metrics[f"{name}_inference_time"] = time.perf_counter() - start
+        ok = bool(np.isfinite(other).all())
+        metrics[f"{name}_kl_divergence"] = kl(other) if ok else float("nan")
+        metrics[f"{name}_w2"] = wasserstein2(other, data, seed=cfg.seed) if ok else float("nan")
     return metrics
 
 
-def sample_run(run_dir: str | Path, num_samples: int, seed: int, device: str = "auto") -> np.ndarray:
-    """Draw samples from a saved run's EMA network and grids with `seed`'s sampling stream."""
+def sample_run(run_dir: str | Path, num_samples: int, seed: int, device: str = "auto",
+               sampler: SamplerConfig | None = None, callback=None) -> np.ndarray:
+    """Draw samples from a saved run's EMA network and grids with `seed`'s sampling stream
+    (with `sampler`, default DDPM; `callback(t, x)` sees every intermediate state)."""
     from gridnoise.train import sampling_components
 
     dev = resolve_device(device)
@@ -235,5 +248,8 @@ def sample_run(run_dir: str | Path, num_samples: int, seed: int, device: str = "
         raise CheckpointError(
             f"{run_dir} stopped at step {int(state['step'])} of {cfg.train.steps}: finish it with "
             "`gridnoise train --out RUN_DIR --resume` first")
+    if sampler is not None:
+        check_sampler(sampler, cfg.diffusion.num_timesteps, cfg.adaptation.kind)
     scheduler, model, adaptation = sampling_components(state, dev)
-    return sample(model, adaptation, scheduler, num_samples, generator(seed, "sample", dev)).cpu().numpy()
+    return sample(model, adaptation, scheduler, num_samples, generator(seed, "sample", dev), sampler,
+                  callback).cpu().numpy()

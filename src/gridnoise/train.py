@@ -47,7 +47,7 @@ def build_components(cfg: RunConfig, device: torch.device) -> tuple[DDPMSchedule
     d = cfg.diffusion
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(cfg.seed, "init"))
-        scheduler = DDPMScheduler(d.num_timesteps, d.beta_schedule, d.beta_start, d.beta_end)
+        scheduler = DDPMScheduler(d.num_timesteps, d.beta_schedule, d.beta_start, d.beta_end, d.zero_terminal_snr)
         adaptation = build_adaptation(cfg.adaptation, d.num_timesteps)
         model = MLPDenoiser(cfg.model, noise_level_input=adaptation.conditions_model)
     return scheduler.to(device), adaptation.to(device), model.to(device)
