@@ -89,7 +89,8 @@ def test_local_cluster_runs_skips_and_summarises(tmp_path):
         assert entry["n_seeds"] == 2 and "grid_variance" in entry["means"]
     rows = (out / "results.csv").read_text().splitlines()
     assert rows[0] == "run,label,variant,dataset,seed,metric,value"
-    assert len(rows) == 1 + 4 * 4 + 4 * 5  # baseline: 4 metrics, grid: 5
+    # baseline: the seed's 4 metrics + 5 sample metrics + abar_T; grid: one grid variance more
+    assert len(rows) == 1 + 4 * 10 + 4 * 11
 
 
 def test_more_seeds_extend_and_other_experiments_are_refused(tmp_path):
@@ -207,3 +208,37 @@ def test_killed_sweep_resumes_to_the_same_numbers(tmp_path):
         with np.load(out / run / "moons/seed_0/samples.npz") as a, \
                 np.load(tmp_path / "full" / run / "moons/seed_0/samples.npz") as b:
             assert np.array_equal(a["samples"], b["samples"])
+
+
+FAULTS_SCRIPT = """
+import resource, sys, threading, torch
+from gridnoise.executor import keep_freed_memory
+from gridnoise.model import MLPDenoiser
+if sys.argv[1] == "keep":
+    assert keep_freed_memory()
+torch.set_num_threads(1)
+model = MLPDenoiser()
+def steps(out):
+    for _ in range(5):
+        model(torch.randn(256, 2), torch.randint(0, 100, (256,))).square().mean().backward()
+    before = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+    for _ in range(20):
+        model(torch.randn(256, 2), torch.randint(0, 100, (256,))).square().mean().backward()
+    out.append(resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - before)
+out = []
+worker = threading.Thread(target=steps, args=(out,))  # Dask runs tasks in a thread, too
+worker.start(); worker.join()
+print(out[0])
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc tuning")
+def test_workers_keep_freed_memory_instead_of_faulting_it_back_in():
+    # Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 for its workers; without the fix every
+    # step's activations are unmapped and faulted back in.
+    env = {**os.environ, "MALLOC_TRIM_THRESHOLD_": "65536"}
+    faults = {mode: int(subprocess.run([sys.executable, "-c", FAULTS_SCRIPT, mode], env=env, check=True,
+                                       capture_output=True, text=True).stdout.split()[-1])
+              for mode in ("dask", "keep")}
+    assert faults["dask"] > 20 * 100  # hundreds of page faults per step
+    assert faults["keep"] < faults["dask"] / 20
