@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 DATASAURUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "DatasaurusDozen.tsv"
+
+
+def gridnoise(*args, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the real `gridnoise` command; with `check`, a non-zero exit fails the test with its stderr."""
+    proc = subprocess.run([sys.executable, "-m", "gridnoise", *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}: {proc.stderr[-2000:]}")
+    return proc
 
 
 @pytest.fixture(autouse=True)

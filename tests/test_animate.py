@@ -1,11 +1,8 @@
 """`gridnoise animate` and the sampler flags, end to end on a tiny trained run."""
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
+from conftest import gridnoise
 from PIL import Image
 
 TINY = """
@@ -20,14 +17,6 @@ num_samples = 300
 [eval.extra_samplers]
 ddim5 = {sampler = "ddim", steps = 5}
 """
-
-
-def gridnoise(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "gridnoise", *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    if check and proc.returncode != 0:
-        raise AssertionError(f"exit {proc.returncode}: {proc.stderr[-2000:]}")
-    return proc
 
 
 @pytest.fixture(scope="module")

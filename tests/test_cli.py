@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import gridnoise
 
 TINY = """
 n_points = 3000
@@ -23,14 +24,6 @@ log_every = 10
 [eval]
 num_samples = 500
 """
-
-
-def gridnoise(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "gridnoise", *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    if check and proc.returncode != 0:
-        raise AssertionError(f"exit {proc.returncode}: {proc.stderr[-2000:]}")
-    return proc
 
 
 @pytest.fixture
