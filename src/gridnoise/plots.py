@@ -55,6 +55,9 @@ PALETTE = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#d
 FINAL_GRID_TIMESTEPS = (0, 25, 50, 75, 99)
 METRIC_PANELS = (("eval_loss", "Eval loss"), ("kl_divergence", "KL divergence (bits)"),
                  ("training_time", "Training time (s)"), ("inference_time", "Inference time (s)"))
+# Sample metrics that compare across variants; drawn when a study recorded them.
+SAMPLE_METRIC_PANELS = (("w2", "Wasserstein-2"), ("mmd", "MMD^2 (RBF)"), ("precision", "Precision (k-NN)"),
+                        ("recall", "Recall (k-NN)"))
 VARIANCE_PANELS = (("coarse_grid_variance", "Coarse grid variance"), ("fine_grid_variance", "Fine grid variance"))
 CI_LEVEL = 0.95  # error bars: t-interval of the mean over seeds
 PANEL_COLUMNS = 2  # data sets and metrics are laid out two panels per row
@@ -166,9 +169,12 @@ def _bars(ax, results: StudyResults, metric: str, runs: list[dict]) -> None:
 
 
 def evaluation_metrics_figure(results: StudyResults) -> Figure:
-    """2x2 bars: eval loss, KL, training time and inference time per data set and run."""
-    fig, axes = _panels(len(METRIC_PANELS), size=5)
-    for ax, (metric, title) in zip(axes, METRIC_PANELS):
+    """Bars per data set and run: eval loss, KL, training and inference time (the seed's 2x2),
+    then W2, MMD, precision and recall when the study recorded them."""
+    recorded = results.metric_names()
+    panels = METRIC_PANELS + tuple(p for p in SAMPLE_METRIC_PANELS if p[0] in recorded)
+    fig, axes = _panels(len(panels), size=5)
+    for ax, (metric, title) in zip(axes, panels):
         _bars(ax, results, metric, results.runs)
         ax.set(title=title, ylabel=title)
     axes[0].legend(fontsize=8)
