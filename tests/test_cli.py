@@ -231,3 +231,8 @@ def test_plot_and_report_rebuild_from_saved_results(tmp_path):
     report = (tmp_path / "docs" / "report.md").read_text()
     assert "![train_loss](train_loss.png)" in report and (tmp_path / "docs" / "final_grids").is_dir()
     assert (study / "base" / "final_info.json").is_file() and (study / "results.csv").is_file()
+    compared = gridnoise("compare", study, study).stdout  # a study against itself: no difference anywhere
+    rows = [ln for ln in compared.splitlines() if ln.startswith("| base ") or ln.startswith("| good ")]
+    assert len(rows) == 4 and all("| 0.000 " in r for r in rows)
+    bad = gridnoise("compare", study, tmp_path / "nowhere", check=False)
+    assert_one_line_error(bad, 2, "nowhere")

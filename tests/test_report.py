@@ -211,3 +211,21 @@ def test_abar_t_is_printed_and_warned_about(study):
     assert "| 0.22 |" in ddpm and "| 0.04 |" in ddim  # mean time over seeds 0..4: 0.2 + 0.02
     kl_base = sum(BASE_KL) / 5
     assert f"{kl_base:.3f}" in ddpm and f"{kl_base + 0.2:.3f}" in ddim
+
+
+def test_comparing_two_studies_pairs_their_seeds(study, tmp_path):
+    import shutil
+
+    from gridnoise.report import study_comparison
+
+    other = tmp_path / "other"
+    shutil.copytree(study[0], other)
+    for path in other.glob("base/*/seed_*/metrics.json"):  # the second study's baseline: +0.05 on every seed
+        m = json.loads(path.read_text())
+        m["kl_divergence"] += 0.05
+        path.write_text(json.dumps(m))
+    text = study_comparison(load_results(study[0]), load_results(other))
+    base = next(ln for ln in text.splitlines() if ln.startswith("| base ") and "| circle |" in ln)
+    good = next(ln for ln in text.splitlines() if ln.startswith("| good ") and "| circle |" in ln)
+    assert "0.050 [0.050, 0.050]" in base and base.endswith("| no |")
+    assert "| 0.000 " in good and good.endswith("| yes |")

@@ -103,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("study_dir", type=Path)
     report.add_argument("--dest", type=Path, help="write report.md and figures here (default: the study dir)")
 
+    compare = sub.add_parser("compare", help="compare a metric between two studies of the same runs "
+                                             "(e.g. fp32 against bf16), per run, data set and seed")
+    compare.add_argument("first", type=Path)
+    compare.add_argument("second", type=Path)
+    compare.add_argument("--metric", default="kl_divergence")
+
     bench = sub.add_parser("bench", help="measure speed against a plain PyTorch loop and the matmul peak")
     bench.add_argument("--steps", type=int, default=300, help="timed training steps per measurement")
     bench.add_argument("--samples", type=int, default=10_000, help="points drawn in the sampling measurement")
@@ -252,6 +258,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from gridnoise.report import study_comparison
+    from gridnoise.results import load_results
+
+    print(study_comparison(load_results(args.first), load_results(args.second), args.metric))
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from gridnoise.bench import BenchSettings, format_table, run_bench
     from gridnoise.config import ConfigError
@@ -271,7 +285,7 @@ BENCH_MIN_POINTS = 256  # one full batch
 
 COMMANDS = {"train": cmd_train, "sample": cmd_sample, "run": cmd_study, "reproduce": cmd_study,
             "plot": cmd_plot, "report": cmd_report, "bench": cmd_bench,
-            "animate": cmd_animate}
+            "animate": cmd_animate, "compare": cmd_compare}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -399,6 +399,26 @@ def overhead_table(results: StudyResults) -> str:
                       "peak memory (MiB)"], rows))
 
 
+def study_comparison(first: StudyResults, second: StudyResults, metric: str = "kl_divergence") -> str:
+    """Two studies of the same runs (e.g. fp32 and bf16): per run and data set, `metric`'s mean [95% CI]
+    in each, and the paired difference (second - first) on their common seeds with its t-test."""
+    rows = []
+    for run in first.runs:
+        for dataset in first.datasets:
+            a, b = first.values(run["name"], dataset, metric), second.values(run["name"], dataset, metric)
+            if not a or not b:
+                continue
+            test = paired_comparison(a, b)
+            _, lo, hi = confidence_interval(list(a.values()))
+            inside = "-" if math.isnan(lo) else ("yes" if lo <= float(np.mean(list(b.values()))) <= hi else "no")
+            ci = "-" if math.isnan(test.ci_lo) else f"[{fmt(test.ci_lo)}, {fmt(test.ci_hi)}]"
+            rows.append([_run_name(run), dataset, fmt_ci(list(a.values())), fmt_ci(list(b.values())),
+                         f"{fmt(test.mean_diff)} {ci}", fmt(test.p_value), inside])
+    title = METRIC_TITLES.get(metric, metric)
+    return _table(["run", "data set", f"{title}: first", "second", "second - first [95% CI]", "p",
+                   "second's mean inside first's CI"], rows)
+
+
 def figure_links(figures: list[Path], dest: Path) -> str:
     """Markdown image links to the PNG figures, by paths relative to the report's directory."""
     return "\n\n".join(f"![{Path(p).stem}]({Path(os.path.relpath(Path(p).resolve(), dest.resolve())).as_posix()})"
