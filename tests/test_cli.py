@@ -47,7 +47,7 @@ def test_train_writes_every_result_with_the_seeds_names(tiny, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {"training_time", "eval_loss", "inference_time", "kl_divergence",
                             "coarse_grid_variance", "fine_grid_variance", "w2", "sliced_w2", "mmd", "precision",
-                            "recall"}
+                            "recall", "abar_T"}
     assert all(np.isfinite(v) for v in metrics.values())
     with np.load(out / "train_losses.npz") as f:
         assert f["loss"].shape == (60,) and np.isfinite(f["loss"]).all()

@@ -242,3 +242,22 @@ def test_workers_keep_freed_memory_instead_of_faulting_it_back_in():
               for mode in ("dask", "keep")}
     assert faults["dask"] > 20 * 100  # hundreds of page faults per step
     assert faults["keep"] < faults["dask"] / 20
+
+
+def test_progress_counts_only_tasks_a_thread_is_running():
+    # Dask hands a worker more tasks than it has threads; the display must not count the queued ones.
+    from distributed import Client, LocalCluster
+
+    from gridnoise.executor import SweepProgress
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        futures = [client.submit(time.sleep, 1.0, pure=False) for _ in range(4)]
+        deadline = time.time() + 10
+        while sum(map(len, client.processing().values())) < 2 and time.time() < deadline:
+            time.sleep(0.05)
+        assert sum(map(len, client.processing().values())) >= 2  # more assigned than threads
+        display = SweepProgress(4, 0, client, enabled=False)
+        assert display.running() == 1
+        display.close()
+        client.cancel(futures)

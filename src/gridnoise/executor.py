@@ -214,8 +214,9 @@ class SweepProgress:
         self.update(done, 0)
 
     def running(self) -> int:
-        try:
-            return sum(len(keys) for keys in self.client.processing().values())
+        try:  # a worker may hold more tasks than threads; only one per thread is running
+            threads = self.client.nthreads()
+            return sum(min(len(keys), threads.get(w, 1)) for w, keys in self.client.processing().items())
         except Exception:  # the scheduler may be busy or gone; the count is only informative
             return -1
 
