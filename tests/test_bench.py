@@ -17,7 +17,7 @@ def test_bench_runs_at_a_tiny_size(tmp_path):
         assert v["plain_steps_per_s"] > 0 and v["plain_sampling_seconds"] > 0
         for precision in precisions:
             p = v[precision]
-            assert p["steps_per_s_machine"] > 0 and p["sampling_seconds"] > 0
+            assert p["steps_per_s_machine"] > 0 and p["sampling_seconds"] > 0 and p["sampling_seconds_machine"] > 0
             assert p["training_speedup"] == p["steps_per_s_machine"] / v["plain_steps_per_s"]
             assert 0 < p["fraction_of_peak"]
     assert result["matmul_gflops"]["fp32_1thread"] > 0

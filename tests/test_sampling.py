@@ -43,3 +43,16 @@ def test_ddim_is_refused_for_a_learned_reverse_variance():
     cfg.eval.extra_samplers = {"ddim20": SamplerConfig("ddim", 20)}
     with pytest.raises(ConfigError, match="not defined"):
         cfg.validate()
+
+
+@pytest.mark.parametrize("variant", ["baseline", "multiscale"])
+def test_chunked_network_calls_give_the_numbers_of_one_whole_batch_call(variant):
+    from gridnoise.sampling import CHUNK, predict_noise
+
+    torch.manual_seed(0)
+    adaptation = build_adaptation(adaptation_for(variant), 20)
+    model = MLPDenoiser(noise_level_input=adaptation.conditions_model)
+    x, t = torch.randn(2 * CHUNK + 17, 2), torch.randint(0, 20, (2 * CHUNK + 17,))
+    level = adaptation.sampling_level(x, t)
+    with torch.no_grad():
+        assert torch.equal(predict_noise(model, x, t, level), model(x, t, level))
