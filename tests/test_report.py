@@ -211,6 +211,11 @@ def test_abar_t_is_printed_and_warned_about(study):
     assert "| 0.22 |" in ddpm and "| 0.04 |" in ddim  # mean time over seeds 0..4: 0.2 + 0.02
     kl_base = sum(BASE_KL) / 5
     assert f"{kl_base:.3f}" in ddpm and f"{kl_base + 0.2:.3f}" in ddim
+    # The cost table: DDIM takes 0.04 s against 0.2 + 0.01 seed, and its KL is 0.2 worse on every seed.
+    costs = text.split("Cost or gain")[1]
+    good = next(ln for ln in costs.splitlines() if ln.startswith("| good "))
+    ratio = np.mean([0.04 / (0.2 + 0.01 * s) for s in SEEDS])
+    assert f"| {ratio:.2f}x |" in good and good.count("0.200 worse*") == len(DATASETS)
 
 
 def test_comparing_two_studies_pairs_their_seeds(study, tmp_path):

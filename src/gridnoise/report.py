@@ -280,7 +280,45 @@ def schedule_section(results: StudyResults) -> str:
             rows.append([_run_name(run), sampler, fmt(float(np.mean(times)), 2)] + cells)
     return (text + "\n\nEach sampler on the same trained networks: mean sampling time of "
             "10000 points (s), and KL (bits) / W2 per data set, mean [95% CI] over seeds.\n\n"
-            + _table(["run", "sampler", "time (s)"] + [f"{d} KL / W2" for d in results.datasets], rows))
+            + _table(["run", "sampler", "time (s)"] + [f"{d} KL / W2" for d in results.datasets], rows)
+            + "\n\n" + sampler_costs(results, extra))
+
+
+def sampler_costs(results: StudyResults, samplers: list[str]) -> str:
+    """Each extra sampler against DDPM on the same networks: its time as a share of DDPM's, and
+    the paired KL and W2 differences over seeds with Holm-corrected verdicts."""
+    keys, tests = [], []
+    for run in results.runs:
+        for sampler in samplers:
+            for dataset in results.datasets:
+                for metric in ("kl_divergence", "w2"):
+                    ddpm = results.values(run["name"], dataset, metric)
+                    other = results.values(run["name"], dataset, f"{sampler}_{metric}")
+                    if ddpm and other:
+                        keys.append((run["name"], sampler, dataset, metric))
+                        tests.append(paired_comparison(ddpm, other))
+    found = dict(zip(keys, zip(tests, holm([t.p_value for t in tests]))))
+    rows = []
+    for run in results.runs:
+        for sampler in samplers:
+            ratios = [v / base for d in results.datasets
+                      for seed, base in results.values(run["name"], d, "inference_time").items()
+                      if (v := results.values(run["name"], d, f"{sampler}_inference_time").get(seed)) is not None]
+            if not ratios:
+                continue
+            cells = []
+            for dataset in results.datasets:
+                parts = []
+                for metric in ("kl_divergence", "w2"):
+                    if (run["name"], sampler, dataset, metric) in found:
+                        test, adjusted = found[(run["name"], sampler, dataset, metric)]
+                        parts.append(f"{fmt(test.mean_diff)} {verdict(test, adjusted)}")
+                cells.append(" / ".join(parts) or "-")
+            rows.append([_run_name(run), sampler, f"{float(np.mean(ratios)):.2f}x"] + cells)
+    return ("Cost or gain against DDPM on the same networks: sampling time as a multiple of DDPM's, and the "
+            "paired difference (sampler - DDPM) in KL / W2 per data set, mean over seeds; lower is better, "
+            f"`better*`/`worse*` significant after Holm at {ALPHA} over this table, `n.s.` noise.\n\n"
+            + _table(["run", "sampler", "time vs DDPM"] + [f"{d} dKL / dW2" for d in results.datasets], rows))
 
 
 def seed_table(results: StudyResults) -> str:
