@@ -145,3 +145,27 @@ def test_ddim_eta_0_is_deterministic():
     a = s.ddim_step(eps, t, t - 10, x, eta=0.0, generator=torch.Generator().manual_seed(1)).prev_sample
     b = s.ddim_step(eps, t, t - 10, x, eta=0.0, generator=torch.Generator().manual_seed(2)).prev_sample
     assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("ddim", [False, True])
+def test_clip_sample_bounds_the_predicted_x0_and_is_a_no_op_when_loose(ddim):
+    s = DDPMScheduler(100, "cosine")
+    x, eps, z = torch.randn(256, 2), torch.randn(256, 2), torch.randn(256, 2)
+    t = torch.full((256,), 99)  # abar ~ 2e-7: an unclipped x_0 estimate is in the thousands
+
+    def step(clip):
+        if ddim:
+            return s.ddim_step(eps, t, t - 20, x, eta=1.0, noise=z, clip_sample=clip)
+        return s.step(eps, t, x, noise=z, clip_sample=clip)
+
+    free, clipped, loose = step(0.0), step(4.0), step(1e9)
+    assert free.pred_original_sample.abs().max() > 100
+    assert clipped.pred_original_sample.abs().max() <= 4.0
+    # DDPM: a loose clip changes nothing; DDIM re-derives the noise from x_0, equal up to rounding
+    assert torch.allclose(loose.prev_sample, free.prev_sample, rtol=1e-4, atol=1e-4)
+    assert clipped.prev_sample.abs().max() < free.prev_sample.abs().max()
+    if ddim:  # the noise re-derived from the clipped x_0 reproduces x_t
+        abar = s.alphas_cumprod[99]
+        eps_clipped = (x - abar.sqrt() * clipped.pred_original_sample) / (1 - abar).sqrt()
+        assert torch.allclose(abar.sqrt() * clipped.pred_original_sample + (1 - abar).sqrt() * eps_clipped, x,
+                              atol=1e-5)

@@ -83,3 +83,16 @@ def test_bundled_schedules_experiment():
     samplers = cfgs["multiscale_cosine"].eval.extra_samplers
     assert {k: (v.sampler, v.steps, v.eta) for k, v in samplers.items()} == {"ddim20": ("ddim", 20, 0.0),
                                                                                "ddim50": ("ddim", 50, 0.0)}
+
+
+def test_settings_added_later_keep_earlier_task_hashes_when_off():
+    # clip_sample was added to samplers after studies with extra samplers were run: off, it must not
+    # change their hashes (or re-running would retrain every finished task).
+    from gridnoise.config import SamplerConfig, comparable_dict
+
+    cfg = load_experiment(bundled("seed")).tasks()[0].config
+    cfg.eval.extra_samplers = {"ddim20": SamplerConfig("ddim", 20)}
+    assert "clip_sample" not in comparable_dict(cfg)["eval"]["extra_samplers"]["ddim20"]
+    before = config_hash(cfg)
+    cfg.eval.extra_samplers["ddim20"].clip_sample = 4.0
+    assert config_hash(cfg) != before

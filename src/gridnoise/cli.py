@@ -20,7 +20,7 @@ RUN_FLAGS = {
     "--batch-size": ("train.batch_size", int, "batch size (default 256)"),
     "--lr": ("train.lr", float, "AdamW learning rate (default 3e-4)"),
     "--timesteps": ("diffusion.num_timesteps", int, "diffusion steps T (default 100)"),
-    "--beta-schedule": ("diffusion.beta_schedule", str, "linear or quadratic"),
+    "--beta-schedule": ("diffusion.beta_schedule", str, "linear, quadratic or cosine"),
     "--num-samples": ("eval.num_samples", int, "samples drawn for evaluation (default 10000)"),
     "--n-points": ("n_points", int, "data set size (default 100000)"),
     "--device": ("device", str, "auto, cpu or cuda"),
@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--sampler", choices=("ddpm", "ddim"), default="ddpm", help="reverse-process sampler")
         p.add_argument("--sample-steps", type=int, default=0, help="DDIM steps (default: all T)")
         p.add_argument("--eta", type=float, default=0.0, help="DDIM noise in [0, 1] (0: deterministic)")
+        p.add_argument("--clip-sample", type=float, default=0.0, metavar="C",
+                       help="clip each step's predicted x_0 to [-C, C] (default 0: off)")
 
     for name, help_text in (("run", "run a study declared in an experiment file, on Dask"),
                             ("reproduce", "run the original study (the bundled seed.toml)")):
@@ -188,7 +190,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def _sampler(args: argparse.Namespace):
     from gridnoise.config import SamplerConfig
 
-    return SamplerConfig(sampler=args.sampler, steps=args.sample_steps, eta=args.eta)
+    return SamplerConfig(sampler=args.sampler, steps=args.sample_steps, eta=args.eta, clip_sample=args.clip_sample)
 
 
 def cmd_animate(args: argparse.Namespace) -> int:

@@ -40,6 +40,9 @@ class SamplerConfig:
     sampler: Literal["ddpm", "ddim"] = "ddpm"
     steps: int = 0  # DDIM timesteps (0: all T); DDPM always takes all T
     eta: float = 0.0  # DDIM noise: 0 deterministic, 1 the DDPM posterior variance
+    # Clip each step's predicted x_0 to [-c, c] (0: off), as diffusers' clip_sample_range. Needed
+    # where 1/sqrt(abar_t) is huge at the last timesteps (cosine or zero-SNR schedules at small T).
+    clip_sample: float = 0.0
 
 
 @dataclass
@@ -167,6 +170,8 @@ def check_sampler(sampler: SamplerConfig, num_timesteps: int, kind: str, where: 
         raise ConfigError(f"{where}: sample steps must be between 1 and T = {num_timesteps} (got {sampler.steps})")
     if not 0 <= sampler.eta <= 1:
         raise ConfigError(f"{where}: eta must be in [0, 1] (got {sampler.eta})")
+    if not sampler.clip_sample >= 0:
+        raise ConfigError(f"{where}: clip_sample must be >= 0 (0: off; got {sampler.clip_sample})")
     if sampler.sampler == "ddim" and kind == "reverse_variance":
         raise ConfigError(f"{where}: DDIM is not defined for a learned reverse variance: use ddpm")
 
@@ -203,6 +208,9 @@ def comparable_dict(cfg: RunConfig) -> dict[str, Any]:
             table = table[name]
         if table.get(key) == default:
             del table[key]
+    for sampler in d["eval"].get("extra_samplers", {}).values():
+        if sampler.get("clip_sample") == 0.0:  # added later; off keeps earlier hashes
+            del sampler["clip_sample"]
     return d
 
 

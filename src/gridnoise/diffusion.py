@@ -138,13 +138,17 @@ class DDPMScheduler(nn.Module):
         generator: torch.Generator | None = None,
         noise: Tensor | None = None,
         std_scale: Tensor | None = None,
+        clip_sample: float = 0.0,
     ) -> SchedulerOutput:
         """One ancestral step x_t -> x_{t-1} from the predicted noise; no noise is added at t = 0.
 
         `std_scale` `(B,)` multiplies the step's noise standard deviation (a learned reverse
-        variance); None keeps the posterior's.
+        variance); None keeps the posterior's. `clip_sample` > 0 clips the predicted x_0 to
+        [-clip_sample, clip_sample] before the posterior mean is formed.
         """
         pred_original = self.predict_start_from_noise(sample, timesteps, model_output)
+        if clip_sample > 0:
+            pred_original = pred_original.clamp(-clip_sample, clip_sample)
         mean = self.q_posterior_mean(pred_original, sample, timesteps)
         if noise is None:
             noise = torch.randn(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype)
@@ -163,16 +167,21 @@ class DDPMScheduler(nn.Module):
         eta: float = 0.0,
         generator: torch.Generator | None = None,
         noise: Tensor | None = None,
+        clip_sample: float = 0.0,
     ) -> SchedulerOutput:
         """One DDIM step x_t -> x_{t'} for any earlier t' (Song et al. 2021, eq. 12); t' = -1 means x_0.
 
         sigma = eta sqrt((1 - abar_t') / (1 - abar_t)) sqrt(1 - abar_t / abar_t'); eta = 0 is
-        deterministic, and eta = 1 with t' = t - 1 is the DDPM posterior variance.
+        deterministic, and eta = 1 with t' = t - 1 is the DDPM posterior variance. `clip_sample` > 0
+        clips the predicted x_0 and re-derives the noise from it (as diffusers' DDIMScheduler does).
         """
         abar_t = self.alphas_cumprod[timesteps].unsqueeze(-1)
         abar_prev = torch.where(prev_timesteps >= 0, self.alphas_cumprod[prev_timesteps.clamp(min=0)],
                                 torch.ones_like(self.alphas_cumprod[timesteps])).unsqueeze(-1)
         pred_original = self.predict_start_from_noise(sample, timesteps, model_output)
+        if clip_sample > 0:
+            pred_original = pred_original.clamp(-clip_sample, clip_sample)
+            model_output = (sample - abar_t.sqrt() * pred_original) / (1 - abar_t).sqrt()
         sigma = eta * ((1 - abar_prev) / (1 - abar_t) * (1 - abar_t / abar_prev)).clamp(min=0).sqrt()
         direction = (1 - abar_prev - sigma**2).clamp(min=0).sqrt() * model_output
         prev = abar_prev.sqrt() * pred_original + direction

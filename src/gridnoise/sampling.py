@@ -73,7 +73,8 @@ def sample(
             level = adaptation.sampling_level(x, timesteps)
             scale = adaptation.reverse_std_scale(x, timesteps)
             eps = predict_noise(model, x, timesteps, level)
-            x = scheduler.step(eps, timesteps, x, generator=generator, std_scale=scale).prev_sample
+            x = scheduler.step(eps, timesteps, x, generator=generator, std_scale=scale,
+                               clip_sample=sampler.clip_sample).prev_sample
             if callback is not None:
                 callback(t, x)
         return x
@@ -85,7 +86,7 @@ def sample(
         timesteps = torch.full((num_samples,), t, dtype=torch.long, device=device)
         eps = predict_noise(model, x, timesteps, adaptation.sampling_level(x, timesteps))
         x = scheduler.ddim_step(eps, timesteps, torch.full_like(timesteps, t_prev), x, eta=sampler.eta,
-                                generator=generator).prev_sample
+                                generator=generator, clip_sample=sampler.clip_sample).prev_sample
         if callback is not None:
             callback(t, x)
     return x
