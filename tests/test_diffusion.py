@@ -164,8 +164,9 @@ def test_clip_sample_bounds_the_predicted_x0_and_is_a_no_op_when_loose(ddim):
     # DDPM: a loose clip changes nothing; DDIM re-derives the noise from x_0, equal up to rounding
     assert torch.allclose(loose.prev_sample, free.prev_sample, rtol=1e-4, atol=1e-4)
     assert clipped.prev_sample.abs().max() < free.prev_sample.abs().max()
-    if ddim:  # the noise re-derived from the clipped x_0 reproduces x_t
-        abar = s.alphas_cumprod[99]
-        eps_clipped = (x - abar.sqrt() * clipped.pred_original_sample) / (1 - abar).sqrt()
-        assert torch.allclose(abar.sqrt() * clipped.pred_original_sample + (1 - abar).sqrt() * eps_clipped, x,
-                              atol=1e-5)
+    if ddim:  # the step moves along the noise re-derived from the clipped x_0, not the network's
+        abar, abar_prev = s.alphas_cumprod[99], s.alphas_cumprod[79]
+        x0 = clipped.pred_original_sample
+        eps_clipped = (x - abar.sqrt() * x0) / (1 - abar).sqrt()
+        out = s.ddim_step(eps, t, t - 20, x, eta=0.0, clip_sample=4.0).prev_sample
+        assert torch.allclose(out, abar_prev.sqrt() * x0 + (1 - abar_prev).sqrt() * eps_clipped, atol=1e-5)

@@ -301,9 +301,11 @@ def sampler_costs(results: StudyResults, samplers: list[str]) -> str:
     rows = []
     for run in results.runs:
         for sampler in samplers:
-            ratios = [v / base for d in results.datasets
-                      for seed, base in results.values(run["name"], d, "inference_time").items()
-                      if (v := results.values(run["name"], d, f"{sampler}_inference_time").get(seed)) is not None]
+            ratios = []  # per task: this sampler's time over DDPM's
+            for dataset in results.datasets:
+                ddpm = results.values(run["name"], dataset, "inference_time")
+                other = results.values(run["name"], dataset, f"{sampler}_inference_time")
+                ratios += [other[seed] / ddpm[seed] for seed in ddpm.keys() & other.keys()]
             if not ratios:
                 continue
             cells = []
