@@ -56,9 +56,10 @@ def _config(variant: str, s: BenchSettings, precision: str = "fp32", seed: int =
     return cfg
 
 
-def gridnoise_steps_per_second(variant: str, s: BenchSettings, threads: int, precision: str = "fp32") -> float:
-    """Training steps/s of gridnoise's Trainer in this process with `threads` threads."""
-    torch.set_num_threads(threads)
+def gridnoise_steps_per_second(variant: str, s: BenchSettings, precision: str = "fp32",
+                               threads: int | None = None) -> float:
+    """Training steps/s of gridnoise's Trainer in this process with `threads` (default all) threads."""
+    torch.set_num_threads(threads or os.cpu_count() or 1)
     cfg = _config(variant, s, precision)
     trainer = Trainer(cfg, load(cfg.dataset, cfg.n_points))
     for _ in range(s.warmup):
@@ -69,15 +70,15 @@ def gridnoise_steps_per_second(variant: str, s: BenchSettings, threads: int, pre
     return s.steps / (time.perf_counter() - start)
 
 
-def _worker(args) -> float:
-    variant, s, precision = args
-    return gridnoise_steps_per_second(variant, s, threads=1, precision=precision)
+def _on_every_core(measure, variant: str, s: BenchSettings, precision: str) -> list[float]:
+    """`measure(variant, s, precision, threads=1)` in `s.workers` processes at once, one result each."""
+    with mp.get_context("spawn").Pool(s.workers) as pool:
+        return pool.starmap(measure, [(variant, s, precision, 1)] * s.workers)
 
 
 def machine_steps_per_second(variant: str, s: BenchSettings, precision: str = "fp32") -> float:
     """Summed steps/s of one single-threaded training process per core, all running at once."""
-    with mp.get_context("spawn").Pool(s.workers) as pool:
-        return float(sum(pool.map(_worker, [(variant, s, precision)] * s.workers)))
+    return float(sum(_on_every_core(gridnoise_steps_per_second, variant, s, precision)))
 
 
 def plain_steps_per_second(variant: str, s: BenchSettings) -> float:
@@ -122,16 +123,10 @@ def sampling_seconds(variant: str, s: BenchSettings, precision: str = "fp32", th
     return time.perf_counter() - start
 
 
-def _sampling_worker(args) -> float:
-    variant, s, precision = args
-    return sampling_seconds(variant, s, precision, threads=1)
-
-
 def machine_sampling_seconds(variant: str, s: BenchSettings, precision: str = "fp32") -> float:
     """Seconds per `s.samples` points when one single-threaded process per core samples at once
     (as the study's workers do): the slowest process's time over the number of processes."""
-    with mp.get_context("spawn").Pool(s.workers) as pool:
-        return max(pool.map(_sampling_worker, [(variant, s, precision)] * s.workers)) / s.workers
+    return max(_on_every_core(sampling_seconds, variant, s, precision)) / s.workers
 
 
 def plain_sampling_seconds(variant: str, s: BenchSettings) -> float:
@@ -282,7 +277,7 @@ def run_bench(s: BenchSettings) -> dict:
             sampling = sampling_seconds(variant, s, precision)
             sampling_machine = machine_sampling_seconds(variant, s, precision)
             result[precision] = {
-                "steps_per_s_one_process": gridnoise_steps_per_second(variant, s, cores, precision),
+                "steps_per_s_one_process": gridnoise_steps_per_second(variant, s, precision, cores),
                 "steps_per_s_machine": machine,
                 "training_speedup": machine / plain,
                 "training_gflops": machine * flops / 1e9,

@@ -195,6 +195,7 @@ _ADDED_SETTINGS: dict[tuple[str, ...], Any] = {
     ("diffusion", "zero_terminal_snr"): False,
     ("eval", "extra_samplers"): {},
 }
+_ADDED_SAMPLER_SETTINGS: dict[str, Any] = {"clip_sample": 0.0}  # the same, inside each eval.extra_samplers entry
 
 
 def comparable_dict(cfg: RunConfig) -> dict[str, Any]:
@@ -209,8 +210,9 @@ def comparable_dict(cfg: RunConfig) -> dict[str, Any]:
         if table.get(key) == default:
             del table[key]
     for sampler in d["eval"].get("extra_samplers", {}).values():
-        if sampler.get("clip_sample") == 0.0:  # added later; off keeps earlier hashes
-            del sampler["clip_sample"]
+        for key, default in _ADDED_SAMPLER_SETTINGS.items():
+            if sampler.get(key) == default:
+                del sampler[key]
     return d
 
 

@@ -90,20 +90,21 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def paired_tests(pairs: dict) -> dict:
+    """key -> (PairedResult, Holm-adjusted p) for each key's ({seed: reference}, {seed: other}) pair
+    that has values on both sides; Holm runs over all of them together."""
+    tests = {key: paired_comparison(reference, other) for key, (reference, other) in pairs.items()
+             if reference and other}
+    adjusted = holm([t.p_value for t in tests.values()])
+    return {key: (test, p) for (key, test), p in zip(tests.items(), adjusted)}
+
+
 def comparisons(results: StudyResults, metric: str) -> dict[tuple[str, str], tuple[PairedResult, float]]:
     """(run, dataset) -> (PairedResult, Holm-adjusted p) for every non-baseline run."""
-    keys, tests = [], []
-    for run in results.runs:
-        if run["name"] == results.baseline:
-            continue
-        for dataset in results.datasets:
-            base = results.values(results.baseline, dataset, metric)
-            other = results.values(run["name"], dataset, metric)
-            if base and other:
-                keys.append((run["name"], dataset))
-                tests.append(paired_comparison(base, other))
-    adjusted = holm([t.p_value for t in tests])
-    return {k: (t, p) for k, t, p in zip(keys, tests, adjusted)}
+    return paired_tests({(run["name"], dataset): (results.values(results.baseline, dataset, metric),
+                                                  results.values(run["name"], dataset, metric))
+                         for run in results.runs if run["name"] != results.baseline
+                         for dataset in results.datasets})
 
 
 def verdict(test: PairedResult, adjusted_p: float, lower_is_better: bool = True) -> str:
@@ -287,17 +288,11 @@ def schedule_section(results: StudyResults) -> str:
 def sampler_costs(results: StudyResults, samplers: list[str]) -> str:
     """Each extra sampler against DDPM on the same networks: its time as a share of DDPM's, and
     the paired KL and W2 differences over seeds with Holm-corrected verdicts."""
-    keys, tests = [], []
-    for run in results.runs:
-        for sampler in samplers:
-            for dataset in results.datasets:
-                for metric in ("kl_divergence", "w2"):
-                    ddpm = results.values(run["name"], dataset, metric)
-                    other = results.values(run["name"], dataset, f"{sampler}_{metric}")
-                    if ddpm and other:
-                        keys.append((run["name"], sampler, dataset, metric))
-                        tests.append(paired_comparison(ddpm, other))
-    found = dict(zip(keys, zip(tests, holm([t.p_value for t in tests]))))
+    found = paired_tests({(run["name"], sampler, dataset, metric): (
+                              results.values(run["name"], dataset, metric),
+                              results.values(run["name"], dataset, f"{sampler}_{metric}"))
+                          for run in results.runs for sampler in samplers for dataset in results.datasets
+                          for metric in ("kl_divergence", "w2")})
     rows = []
     for run in results.runs:
         for sampler in samplers:
