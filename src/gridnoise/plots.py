@@ -81,7 +81,8 @@ def run_colours(results: StudyResults) -> dict[str, str]:
 def _panels(n: int, ncols: int = PANEL_COLUMNS, size: float = PANEL_SIZE) -> tuple[Figure, list]:
     """A figure with `n` visible panels laid out `ncols` per row (spare panels hidden)."""
     nrows = (n + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * PANEL_ASPECT * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * PANEL_ASPECT * nrows), squeeze=False,
+                             layout="constrained")
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     return fig, list(axes.flat[:n])
@@ -114,7 +115,6 @@ def train_loss_figure(results: StudyResults) -> Figure:
         axes[0].legend(fontsize=8)
     n = results.max_seeds()
     fig.suptitle(f"Training loss (mean over {n} seeds, band: min..max)" if n > 1 else "Training loss")
-    fig.tight_layout()
     return fig
 
 
@@ -125,7 +125,7 @@ def generated_images_figure(results: StudyResults, seed: int | None = None) -> F
     colours = run_colours(results)
     nrows, ncols = len(results.runs), len(results.datasets)
     fig, axes = plt.subplots(nrows, ncols, figsize=(SAMPLE_PANEL_SIZE * ncols, SAMPLE_PANEL_SIZE * nrows),
-                             squeeze=False)
+                             squeeze=False, layout="constrained")
     for i, run in enumerate(results.runs):
         for j, dataset in enumerate(results.datasets):
             ax = axes[i, j]
@@ -144,7 +144,6 @@ def generated_images_figure(results: StudyResults, seed: int | None = None) -> F
             if i == nrows - 1:
                 ax.set_xlabel("x")
     fig.suptitle("Generated samples" + (f" (seed {seed})" if seed is not None else " (first seed)"))
-    fig.tight_layout()
     return fig
 
 
@@ -180,7 +179,6 @@ def evaluation_metrics_figure(results: StudyResults) -> Figure:
     axes[0].legend(fontsize=8)
     n = results.max_seeds()
     fig.suptitle(f"Evaluation metrics (error bars: 95% CI over {n} seeds)" if n > 1 else "Evaluation metrics")
-    fig.tight_layout()
     return fig
 
 
@@ -197,7 +195,6 @@ def grid_variance_figure(results: StudyResults) -> Figure:
     n = results.max_seeds()
     fig.suptitle("Noise adaptation effectiveness: variance of the learned grid values"
                  + (f" (error bars: 95% CI over {n} seeds)" if n > 1 else ""))
-    fig.tight_layout()
     return fig
 
 
