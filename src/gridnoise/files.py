@@ -13,6 +13,12 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+# mkstemp creates 0600 files; a result should get the permissions any new file gets here.
+# The umask can only be read by setting it, so that is done once, at import.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK
+
 
 def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb") -> Path:
     """Call `write(fileobj)` on a temporary file beside `path`, then rename it into place."""
@@ -20,6 +26,7 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()
