@@ -36,6 +36,7 @@ from gridnoise.train import Trainer, build_components
 
 VARIANTS = ("baseline", "multiscale_l1")
 BATCH = 256
+CORES = os.cpu_count() or 1  # the benchmark measures the whole machine by default
 
 
 @dataclass
@@ -45,7 +46,7 @@ class BenchSettings:
     samples: int = 10_000  # points drawn in the sampling measurement
     n_points: int = 100_000
     dataset: str = "moons"
-    workers: int = os.cpu_count() or 1
+    workers: int = CORES
     levers: bool = False  # also time the rejected levers (torch.compile, vmap over models)
 
 
@@ -59,7 +60,7 @@ def _config(variant: str, s: BenchSettings, precision: str = "fp32", seed: int =
 def gridnoise_steps_per_second(variant: str, s: BenchSettings, precision: str = "fp32",
                                threads: int | None = None) -> float:
     """Training steps/s of gridnoise's Trainer in this process with `threads` (default all) threads."""
-    torch.set_num_threads(threads or os.cpu_count() or 1)
+    torch.set_num_threads(threads or CORES)
     cfg = _config(variant, s, precision)
     trainer = Trainer(cfg, load(cfg.dataset, cfg.n_points))
     for _ in range(s.warmup):
@@ -85,7 +86,7 @@ def plain_steps_per_second(variant: str, s: BenchSettings) -> float:
     """The yardstick: the straightforward loop (DataLoader, eager fp32, all cores) for the same model."""
     from torch.utils.data import DataLoader, TensorDataset
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(CORES)
     cfg = _config(variant, s)
     scheduler, adaptation, model = build_components(cfg, torch.device("cpu"))
     params = list(model.parameters()) + list(adaptation.parameters())
@@ -113,7 +114,7 @@ def plain_steps_per_second(variant: str, s: BenchSettings) -> float:
 
 def sampling_seconds(variant: str, s: BenchSettings, precision: str = "fp32", threads: int | None = None) -> float:
     """Seconds gridnoise's sampler takes to draw `s.samples` points with `threads` (default all) threads."""
-    torch.set_num_threads(threads or os.cpu_count() or 1)
+    torch.set_num_threads(threads or CORES)
     cfg = _config(variant, s, precision)
     scheduler, adaptation, model = build_components(cfg, torch.device("cpu"))
     network = with_precision(model, precision)
@@ -131,7 +132,7 @@ def machine_sampling_seconds(variant: str, s: BenchSettings, precision: str = "f
 
 def plain_sampling_seconds(variant: str, s: BenchSettings) -> float:
     """The yardstick for sampling: the seed's loop, fp32, all cores."""
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(CORES)
     cfg = _config(variant, s)
     scheduler, adaptation, model = build_components(cfg, torch.device("cpu"))
     # The seed's loop: python-int timesteps expanded per step, the per-sample embedding.
@@ -151,7 +152,7 @@ def plain_sampling_seconds(variant: str, s: BenchSettings) -> float:
 
 def evaluation_seconds(variant: str, s: BenchSettings) -> float:
     """Seconds for the eval loss over the data plus the KL of `s.samples` samples."""
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(CORES)
     cfg = _config(variant, s)
     scheduler, adaptation, model = build_components(cfg, torch.device("cpu"))
     points = load(cfg.dataset, cfg.n_points)
@@ -256,16 +257,15 @@ def vmap_lever(s: BenchSettings, models: int = 4) -> dict:
 
 def run_bench(s: BenchSettings) -> dict:
     """Every measurement, as a JSON-ready dict."""
-    cores = os.cpu_count() or 1
     bf16 = has_native_bf16()
     precisions = ["fp32", "bf16"] if bf16 else ["fp32"]
-    out: dict = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": cores,
+    out: dict = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": CORES,
                              "torch": torch.__version__, "native_bf16": bf16},
                  "settings": vars(s).copy(), "variants": {}}
-    peak = {"fp32_1thread": matmul_gflops(torch.float32, 1), "fp32_all": matmul_gflops(torch.float32, cores)}
+    peak = {"fp32_1thread": matmul_gflops(torch.float32, 1), "fp32_all": matmul_gflops(torch.float32, CORES)}
     if bf16:
         peak["bf16_1thread"] = matmul_gflops(torch.bfloat16, 1)
-        peak["bf16_all"] = matmul_gflops(torch.bfloat16, cores)
+        peak["bf16_all"] = matmul_gflops(torch.bfloat16, CORES)
     out["matmul_gflops"] = peak
     for variant in VARIANTS:
         flops = training_flops_per_step(_config(variant, s), variant != "baseline")
@@ -277,12 +277,12 @@ def run_bench(s: BenchSettings) -> dict:
             sampling = sampling_seconds(variant, s, precision)
             sampling_machine = machine_sampling_seconds(variant, s, precision)
             result[precision] = {
-                "steps_per_s_one_process": gridnoise_steps_per_second(variant, s, precision, cores),
+                "steps_per_s_one_process": gridnoise_steps_per_second(variant, s, precision, CORES),
                 "steps_per_s_machine": machine,
                 "training_speedup": machine / plain,
                 "training_gflops": machine * flops / 1e9,
                 # against the peak of the arithmetic the matmuls actually run in
-                "fraction_of_peak": machine * flops / 1e9 / (peak[f"{precision}_1thread"] * cores),
+                "fraction_of_peak": machine * flops / 1e9 / (peak[f"{precision}_1thread"] * CORES),
                 "sampling_seconds": sampling,
                 "sampling_speedup": plain_sample / sampling,
                 "sampling_seconds_machine": sampling_machine,
@@ -295,7 +295,7 @@ def run_bench(s: BenchSettings) -> dict:
             out["levers"]["torch_compile"] = compile_lever(s)
         except Exception as e:  # noqa: BLE001 - any backend failure is a result here, not a crash
             out["levers"]["torch_compile"] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"}
-    torch.set_num_threads(cores)
+    torch.set_num_threads(CORES)
     return out
 
 
