@@ -281,8 +281,8 @@ def run_bench(s: BenchSettings) -> dict:
                 "steps_per_s_machine": machine,
                 "training_speedup": machine / plain,
                 "training_gflops": machine * flops / 1e9,
-                # against the peak of the arithmetic the matmuls actually run in
-                "fraction_of_peak": machine * flops / 1e9 / (peak[f"{precision}_1thread"] * CORES),
+                # against the peak of the arithmetic the matmuls actually run in, on the cores in use
+                "fraction_of_peak": machine * flops / 1e9 / (peak[f"{precision}_1thread"] * s.workers),
                 "sampling_seconds": sampling,
                 "sampling_speedup": plain_sample / sampling,
                 "sampling_seconds_machine": sampling_machine,
