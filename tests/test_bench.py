@@ -2,18 +2,29 @@ import json
 
 import pytest
 
-from gridnoise.bench import BenchSettings, format_table, has_native_bf16, run_bench, training_flops_per_step
+from gridnoise.bench import (BenchSettings, best_of, format_table, has_native_bf16, run_bench, sampling_flops,
+                             training_flops_per_step)
 from gridnoise.config import RunConfig
 
 
 def test_flop_count_of_the_reference_network():
     # (384 * 256 + 3 * 256^2 + 256 * 2) MACs per sample, x2 forward, x3 with backward, x256 samples
     assert training_flops_per_step(RunConfig(), False) == 6 * (384 * 256 + 3 * 65536 + 512) * 256
+    # one forward call (2 FLOPs per MAC) per point and timestep; the level input adds one column
+    assert sampling_flops(RunConfig(), True, 10) == 2 * (385 * 256 + 3 * 65536 + 512) * 10 * 100
+
+
+def testbest_of_takes_the_highest_rate_or_the_lowest_time():
+    assert best_of(3, next, iter([2.0, 5.0, 1.0])) == 5.0
+    assert best_of(3, next, iter([2.0, 5.0, 1.0]), lower=True) == 1.0
+    assert best_of(1, next, iter([2.0, 5.0])) == 2.0  # runs exactly `repeats` times
 
 
 def test_bench_runs_at_a_tiny_size():
     # one worker, so the share of peak must be taken over the cores in use, not the machine's
-    result = run_bench(BenchSettings(steps=3, warmup=1, samples=50, n_points=1000, workers=1, levers=True))
+    # (the peak is measured with as many single-threaded processes as the training figure)
+    result = run_bench(BenchSettings(steps=3, warmup=1, samples=50, n_points=1000, workers=1, repeats=1,
+                                     levers=True))
     precisions = ["fp32", "bf16"] if has_native_bf16() else ["fp32"]
     for variant in ("baseline", "multiscale_l1"):
         v = result["variants"][variant]
@@ -22,9 +33,12 @@ def test_bench_runs_at_a_tiny_size():
             p = v[precision]
             assert p["steps_per_s_machine"] > 0 and p["sampling_seconds"] > 0 and p["sampling_seconds_machine"] > 0
             assert p["training_speedup"] == p["steps_per_s_machine"] / v["plain_steps_per_s"]
-            peak = result["matmul_gflops"][f"{precision}_1thread"]
+            peak = result["matmul_gflops"][f"{precision}_machine"]
             assert p["fraction_of_peak"] == pytest.approx(p["training_gflops"] / peak)
+            assert 0 < p["sampling_fraction_of_peak"] < 1.5  # no code beats the matmul peak
     assert result["matmul_gflops"]["fp32_1thread"] > 0
+    # one worker's machine peak is one thread's, up to timing noise
+    assert 0.5 < result["matmul_gflops"]["fp32_machine"] / result["matmul_gflops"]["fp32_1thread"] < 2
     assert result["levers"]["vmap_models"]["model_steps_per_s"] > 0
     compiled = result["levers"]["torch_compile"]
     assert compiled.get("compile_seconds", 0) > 0 or compiled["error"]

@@ -218,6 +218,9 @@ def test_study_commands_bad_input(tmp_path):
     assert_one_line_error(gridnoise("reproduce", "--out", tmp_path / "o", "--steps", "2",
                                     "--scheduler", "tcp://127.0.0.1:9", check=False), 2, "cannot reach")
     assert_one_line_error(gridnoise("report", tmp_path, check=False), 2, "experiment.json")
+    assert_one_line_error(gridnoise("bench", "--repeats", "0", "--json", tmp_path / "b.json", check=False), 2,
+                          "and --repeats must be >= 1")
+    assert not (tmp_path / "b.json").exists()
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").rglob("metrics.json"))
 
 

@@ -116,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--samples", type=int, default=10_000, help="points drawn in the sampling measurement")
     bench.add_argument("--n-points", type=int, default=100_000, help="data set size")
     bench.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes for the machine figure")
+    bench.add_argument("--repeats", type=int, default=3, help="report the best of this many measurements")
     bench.add_argument("--json", type=Path, default=Path("bench.json"), help="where to write the results")
     bench.add_argument("--levers", action="store_true",
                        help="also time the levers that were weighed and rejected (torch.compile, vmap)")
@@ -273,10 +274,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from gridnoise.config import ConfigError
     from gridnoise.files import write_json
 
-    if min(args.steps, args.samples, args.workers) < 1 or args.n_points < BENCH_MIN_POINTS:
-        raise ConfigError(f"--steps, --samples and --workers must be >= 1 and --n-points >= {BENCH_MIN_POINTS}")
+    if min(args.steps, args.samples, args.workers, args.repeats) < 1 or args.n_points < BENCH_MIN_POINTS:
+        raise ConfigError("--steps, --samples, --workers and --repeats must be >= 1 and --n-points >= "
+                          f"{BENCH_MIN_POINTS}")
     result = run_bench(BenchSettings(steps=args.steps, warmup=min(30, args.steps), samples=args.samples,
-                                     n_points=args.n_points, workers=args.workers, levers=args.levers))
+                                     n_points=args.n_points, workers=args.workers, repeats=args.repeats,
+                                     levers=args.levers))
     print(format_table(result))
     write_json(args.json, result)
     print(f"-> {args.json}")
