@@ -81,8 +81,9 @@ def test_bundled_schedules_experiment():
     assert cfgs["baseline_cosine"].diffusion.beta_schedule == "cosine"
     assert cfgs["multiscale_linear"].diffusion.beta_schedule == "linear"
     samplers = cfgs["multiscale_cosine"].eval.extra_samplers
-    assert {k: (v.sampler, v.steps, v.eta) for k, v in samplers.items()} == {"ddim20": ("ddim", 20, 0.0),
-                                                                               "ddim50": ("ddim", 50, 0.0)}
+    assert {k: (v.sampler, v.steps, v.eta, v.clip_sample) for k, v in samplers.items()} == {
+        "ddim20": ("ddim", 20, 0.0, 0.0), "ddim50": ("ddim", 50, 0.0, 0.0),
+        "ddpm_clip5": ("ddpm", 0, 0.0, 5.0), "ddim20_clip5": ("ddim", 20, 0.0, 5.0)}
 
 
 def test_settings_added_later_keep_earlier_task_hashes_when_off():
