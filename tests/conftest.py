@@ -27,7 +27,7 @@ def _datasaurus_env(monkeypatch):
         monkeypatch.setenv("GRIDNOISE_DATASAURUS", str(DATASAURUS))
 
 
-def make_study(root: Path, seeds=(0, 1, 2, 3, 4), steps: int = 500) -> Path:
+def make_study(root: Path, seeds=(0, 1, 2, 3, 4), steps: int = 500, datasets=("moons", "line")) -> Path:
     """A study directory written from known inputs: `good` beats the baseline on KL by 0.1 bits
     on every seed, `noisy` differs from it only by seeded noise."""
     import json
@@ -39,7 +39,7 @@ def make_study(root: Path, seeds=(0, 1, 2, 3, 4), steps: int = 500) -> Path:
     from gridnoise.presets import adaptation_for
 
     runs = [("base", "Baseline", "baseline"), ("good", "10x10 Grid", "grid10"), ("noisy", "Multi-scale", "multiscale")]
-    datasets = ["moons", "line"]
+    datasets = list(datasets)
     (root / "experiment.json").parent.mkdir(parents=True, exist_ok=True)
     (root / "experiment.json").write_text(json.dumps({
         "name": "synthetic", "identity": "x", "description": "known inputs", "baseline": "base",

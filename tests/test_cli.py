@@ -207,6 +207,17 @@ def test_missing_datasaurus_is_one_line(tmp_path):
     assert_one_line_error(proc, 2, "GRIDNOISE_DATASAURUS")
 
 
+def test_report_without_the_datasaurus_table_writes_nothing(tmp_path):
+    from conftest import make_study
+
+    study = make_study(tmp_path / "s", seeds=(0, 1), datasets=("dino",))
+    env = {**os.environ, "GRIDNOISE_DATASAURUS": str(tmp_path / "nope.tsv")}
+    proc = subprocess.run([sys.executable, "-m", "gridnoise", "report", str(study), "--dest", str(tmp_path / "docs")],
+                          capture_output=True, text=True, env=env)
+    assert_one_line_error(proc, 2, "GRIDNOISE_DATASAURUS")
+    assert not (tmp_path / "docs").exists() and not list(study.glob("*.png")) and not (study / "results.csv").exists()
+
+
 def test_study_commands_bad_input(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('[experiment]\nname = "x"\n[runs.a]\nvariant = "baseline"\nsteps = 3\n')

@@ -239,12 +239,16 @@ def build_study_outputs(study_dir: Path, dest: Path | None = None, report: bool 
     """
     from gridnoise.errors import CheckpointError
     from gridnoise.plots import make_figures
-    from gridnoise.report import write_report
+    from gridnoise.report import study_data, write_report
     from gridnoise.results import load_results, write_summaries
 
     results = load_results(study_dir)
     if not results.metrics:
         raise CheckpointError(f"{study_dir} has no finished task yet: run the study first")
+    if report:
+        # The report needs every data set (dino's table too): fail before any file is written,
+        # rather than after the figures were redrawn without their data overlay.
+        study_data(results)
     write_summaries(results)
     dest = dest or Path(study_dir)
     figures = make_figures(results, dest, only_missing_heatmaps=not redraw_heatmaps)

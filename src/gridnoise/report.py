@@ -210,20 +210,27 @@ def ranking_section(results: StudyResults) -> str:
             "indistinguishable from seed noise.\n\n" + "\n\n".join(parts))
 
 
-def edge_cell_section(results: StudyResults) -> str:
-    """Share of each data set's points in border cells of 10x10 and 20x20 grids, under the seed's
-    [-1, 1]^2 and under the data's own extent (recomputed from the deterministic data sets)."""
+def study_data(results: StudyResults) -> dict:
+    """Every data set of the study as its tasks loaded it (`{name: (N, 2) tensor}`): the report
+    recomputes statistics from the deterministic data sets."""
     import torch
 
-    from gridnoise.adaptation import data_extent, edge_cell_share
     from gridnoise.data import load
     from gridnoise.run import read_config
 
     any_task = next(iter(sorted(results.metrics)), None)
     cfg = read_config(results.run_dir(*any_task)) if any_task else None
+    return {dataset: torch.from_numpy(load(dataset, cfg.n_points, seed=cfg.data_seed) if cfg else load(dataset))
+            for dataset in results.datasets}
+
+
+def edge_cell_section(results: StudyResults) -> str:
+    """Share of each data set's points in border cells of 10x10 and 20x20 grids, under the seed's
+    [-1, 1]^2 and under the data's own extent."""
+    from gridnoise.adaptation import data_extent, edge_cell_share
+
     rows = []
-    for dataset in results.datasets:
-        points = torch.from_numpy(load(dataset, cfg.n_points, seed=cfg.data_seed) if cfg else load(dataset))
+    for dataset, points in study_data(results).items():
         own = data_extent(points)
         rows.append([dataset] + [f"{edge_cell_share(points, n, extent):.1%}" for n in (10, 20)
                                  for extent in ([-1.0, 1.0, -1.0, 1.0], own)])
