@@ -2,9 +2,10 @@ import json
 
 import pytest
 
-from gridnoise.bench import (BenchSettings, best_of, format_table, has_native_bf16, run_bench, sampling_flops,
+from gridnoise.bench import (BenchSettings, best_of, format_table, run_bench, sampling_flops,
                              training_flops_per_step)
 from gridnoise.config import RunConfig
+from gridnoise.precision import native_bf16
 
 
 def test_flop_count_of_the_reference_network():
@@ -25,7 +26,7 @@ def test_bench_runs_at_a_tiny_size():
     # (the peak is measured with as many single-threaded processes as the training figure)
     result = run_bench(BenchSettings(steps=3, warmup=1, samples=50, n_points=1000, workers=1, repeats=1,
                                      levers=True))
-    precisions = ["fp32", "bf16"] if has_native_bf16() else ["fp32"]
+    precisions = ["fp32", "bf16"] if native_bf16("cpu") else ["fp32"]
     for variant in ("baseline", "multiscale_l1"):
         v = result["variants"][variant]
         assert v["plain_steps_per_s"] > 0 and v["plain_sampling_seconds"] > 0
@@ -44,4 +45,5 @@ def test_bench_runs_at_a_tiny_size():
     assert compiled.get("compile_seconds", 0) > 0 or compiled["error"]
     table = format_table(result)
     assert "multiscale_l1" in table and "torch.compile" in table
+    assert result["machine"]["cpu"] in table  # the table says which machine it is from
     json.dumps(result)

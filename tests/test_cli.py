@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from conftest import gridnoise
 
+from gridnoise.precision import native_bf16
+
 TINY = """
 n_points = 3000
 [diffusion]
@@ -42,8 +44,9 @@ def assert_one_line_error(proc, code, text):
 
 def test_train_writes_every_result_with_the_seeds_names(tiny, tmp_path):
     out = tmp_path / "run"
-    gridnoise("train", "--config", tiny, "--dataset", "moons", "--variant", "multiscale_l1", "--steps", 60,
-              "--seed", 0, "--out", out, "--no-progress")
+    proc = gridnoise("train", "--config", tiny, "--dataset", "moons", "--variant", "multiscale_l1", "--steps", 60,
+                     "--seed", 0, "--out", out, "--no-progress")
+    assert "gridnoise: warning" not in proc.stderr  # fp32 runs natively everywhere
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {"training_time", "eval_loss", "inference_time", "kl_divergence",
                             "coarse_grid_variance", "fine_grid_variance", "w2", "sliced_w2", "mmd", "precision",
@@ -74,9 +77,13 @@ def test_train_writes_every_result_with_the_seeds_names(tiny, tmp_path):
 
 def test_bf16_run_records_its_precision(tiny, tmp_path):
     out = tmp_path / "bf16"
-    gridnoise("train", "--config", tiny, "--variant", "multiscale", "--precision", "bf16", "--steps", "40",
-              "--out", out, "--no-progress")
+    proc = gridnoise("train", "--config", tiny, "--variant", "multiscale", "--precision", "bf16", "--steps", "40",
+                     "--out", out, "--no-progress")
     assert 'precision = "bf16"' in (out / "config.toml").read_text()
+    # bf16 without hardware support is emulated and slow: the run goes on, with one line saying so
+    warnings = [ln for ln in proc.stderr.splitlines() if ln.startswith("gridnoise: warning:")]
+    assert len(warnings) == (0 if native_bf16("cpu") else 1), proc.stderr
+    assert all("--precision fp32" in ln for ln in warnings)
     metrics = json.loads((out / "metrics.json").read_text())
     assert math.isfinite(metrics["kl_divergence"]) and math.isfinite(metrics["eval_loss"])
     # Sampling again from the checkpoint runs at the run's precision and redraws the same points.

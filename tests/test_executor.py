@@ -16,6 +16,7 @@ import pytest
 from gridnoise.errors import OutputExistsError
 from gridnoise.executor import SchedulerError, run_tasks
 from gridnoise.experiment import load_experiment
+from gridnoise.precision import native_bf16
 from gridnoise.results import load_results, write_summaries
 
 EXPERIMENT = """
@@ -208,6 +209,16 @@ def test_killed_sweep_resumes_to_the_same_numbers(tmp_path):
         with np.load(out / run / "moons/seed_0/samples.npz") as a, \
                 np.load(tmp_path / "full" / run / "moons/seed_0/samples.npz") as b:
             assert np.array_equal(a["samples"], b["samples"])
+
+
+def test_a_bf16_study_says_once_where_bf16_is_emulated(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "gridnoise", "run", str(write_experiment(tmp_path, steps=5)),
+                           "--workers", "1", "--no-progress", "--datasets", "moons", "--seeds", "0",
+                           "--precision", "bf16", "--out", str(tmp_path / "study")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    warnings = [ln for ln in proc.stderr.splitlines() if ln.startswith("gridnoise: warning:")]
+    assert len(warnings) == (0 if native_bf16("cpu") else 1), proc.stderr
+    assert len(load_results(tmp_path / "study").metrics) == 2  # a warning, not an error: the study ran
 
 
 FAULTS_SCRIPT = """

@@ -5,7 +5,7 @@ from gridnoise.config import ConfigError, RunConfig, comparable_dict, from_dict,
 from gridnoise.data import load
 from gridnoise.experiment import config_hash
 from gridnoise.model import MLPDenoiser
-from gridnoise.precision import Autocast, autocast, with_precision
+from gridnoise.precision import Autocast, autocast, native_bf16, slow_precision_warning, with_precision
 from gridnoise.presets import adaptation_for
 from gridnoise.train import Trainer
 
@@ -63,3 +63,10 @@ def test_fp32_keeps_the_task_hashes_of_configs_written_before_precision_existed(
     assert "precision" not in comparable_dict(cfg)
     bf16 = RunConfig(precision="bf16")
     assert comparable_dict(bf16)["precision"] == "bf16" and config_hash(bf16) != config_hash(cfg)
+
+
+def test_only_emulated_bf16_is_warned_about():
+    assert slow_precision_warning("fp32", "cpu") is None
+    assert (slow_precision_warning("bf16", "cpu") is None) == native_bf16("cpu")
+    if not torch.cuda.is_available():
+        assert not native_bf16("cuda") and "--precision fp32" in slow_precision_warning("bf16", "cuda")

@@ -31,7 +31,7 @@ from gridnoise.config import RunConfig
 from gridnoise.data import load
 from gridnoise.evaluate import eval_loss
 from gridnoise.metrics import KLEstimator
-from gridnoise.precision import with_precision
+from gridnoise.precision import native_bf16, with_precision
 from gridnoise.presets import adaptation_for
 from gridnoise.sampling import sample
 from gridnoise.seeding import generator
@@ -184,14 +184,16 @@ def sampling_flops(cfg: RunConfig, noise_level_input: bool, samples: int) -> flo
     return 2.0 * _macs_per_point(cfg, noise_level_input) * samples * cfg.diffusion.num_timesteps
 
 
-def has_native_bf16() -> bool:
-    flags = ""
+def cpu_name() -> str:
+    """The CPU's model name (Linux), else what `platform` knows: which machine the numbers are from."""
     try:
         with open("/proc/cpuinfo") as f:
-            flags = f.read()
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return platform.processor() or platform.machine()
 
 
 def matmul_gflops(dtype: torch.dtype, threads: int, repeats: int = 400) -> float:
@@ -287,9 +289,9 @@ def best_of(repeats: int, measure, *args, lower: bool = False) -> float:
 def run_bench(s: BenchSettings) -> dict:
     """Every measurement, as a JSON-ready dict."""
     best = functools.partial(best_of, s.repeats)
-    bf16 = has_native_bf16()
+    bf16 = native_bf16("cpu")
     precisions = ["fp32", "bf16"] if bf16 else ["fp32"]
-    out: dict = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": CORES,
+    out: dict = {"machine": {"cpu": cpu_name(), "cores": CORES,
                              "torch": torch.__version__, "native_bf16": bf16},
                  "settings": vars(s).copy(), "variants": {}}
     peak = {}

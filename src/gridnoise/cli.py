@@ -164,6 +164,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.datasaurus is not None:
         os.environ["GRIDNOISE_DATASAURUS"] = str(args.datasaurus)
     cfg = run_config_from_args(args)
+    _warn_if_slow(cfg)
     metrics = train_run(cfg, args.out, overwrite=args.overwrite, resume=args.resume,
                         progress=not args.no_progress)
     print(f"{cfg.dataset} / {cfg.variant} (seed {cfg.seed}) -> {args.out}")
@@ -186,6 +187,16 @@ def cmd_sample(args: argparse.Namespace) -> int:
     write_npz(args.out, samples=samples)
     print(f"{len(samples)} samples -> {args.out}")
     return 0
+
+
+def _warn_if_slow(cfg) -> None:
+    """One line on stderr when the run's precision has no hardware support on its device."""
+    from gridnoise.precision import slow_precision_warning
+    from gridnoise.train import resolve_device
+
+    message = slow_precision_warning(cfg.precision, resolve_device(cfg.device))
+    if message:
+        print(f"gridnoise: warning: {message}", file=sys.stderr)
 
 
 def _sampler(args: argparse.Namespace):
@@ -220,6 +231,9 @@ def cmd_study(args: argparse.Namespace) -> int:
     path = args.experiment if args.command == "run" else bundled("seed")
     exp = load_experiment(path).restricted(seeds=args.seeds, datasets=args.datasets, steps=args.steps,
                                            precision=args.precision)
+    if args.scheduler is None:  # remote workers may have other CPUs than this one
+        configs = [exp.config(run, exp.datasets[0], exp.seeds[0]) for run in exp.runs]
+        _warn_if_slow(next((c for c in configs if c.precision != "fp32"), configs[0]))
     outcome = run_tasks(exp, args.out, workers=args.workers, scheduler=args.scheduler,
                         progress=not args.no_progress)
     for key, error in outcome.failed.items():
