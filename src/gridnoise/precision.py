@@ -35,11 +35,12 @@ def native_bf16(device: torch.device | str = "cpu") -> bool:
 def slow_precision_warning(precision: str, device: torch.device | str = "cpu") -> str | None:
     """A one-line warning when `precision` would run emulated on `device`, else None.
 
-    Without native bf16, oneDNN falls back to converting to fp32 around every matmul: a bf16
-    training step took 7x as long as an fp32 one on an AVX2-only AMD EPYC."""
+    Without native bf16 the matmuls are emulated (converted to fp32 and back): a bf16 training
+    step took 7x as long as an fp32 one on an AVX2-only AMD EPYC."""
     if precision != "bf16" or native_bf16(device):
         return None
-    what = "this CPU has no AVX512-BF16 or AMX" if torch.device(device).type == "cpu" else f"{device} has no native bf16"
+    device = torch.device(device)
+    what = "this CPU has no AVX512-BF16 or AMX" if device.type == "cpu" else f"{device} has no native bf16"
     return f"{what}, so bf16 is emulated and several times slower than fp32 - use --precision fp32 here"
 
 
