@@ -189,14 +189,16 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def _warn_if_slow(cfg) -> None:
-    """One line on stderr when the run's precision has no hardware support on its device."""
+def _warn_if_slow(*configs) -> None:
+    """One line on stderr, once, when a run's precision has no hardware support on its device."""
     from gridnoise.precision import slow_precision_warning
     from gridnoise.train import resolve_device
 
-    message = slow_precision_warning(cfg.precision, resolve_device(cfg.device))
-    if message:
-        print(f"gridnoise: warning: {message}", file=sys.stderr)
+    for cfg in configs:
+        message = slow_precision_warning(cfg.precision, resolve_device(cfg.device))
+        if message:
+            print(f"gridnoise: warning: {message}", file=sys.stderr)
+            return
 
 
 def _sampler(args: argparse.Namespace):
@@ -232,8 +234,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     exp = load_experiment(path).restricted(seeds=args.seeds, datasets=args.datasets, steps=args.steps,
                                            precision=args.precision)
     if args.scheduler is None:  # remote workers may have other CPUs than this one
-        configs = [exp.config(run, exp.datasets[0], exp.seeds[0]) for run in exp.runs]
-        _warn_if_slow(next((c for c in configs if c.precision != "fp32"), configs[0]))
+        _warn_if_slow(*(exp.config(run, exp.datasets[0], exp.seeds[0]) for run in exp.runs))
     outcome = run_tasks(exp, args.out, workers=args.workers, scheduler=args.scheduler,
                         progress=not args.no_progress)
     for key, error in outcome.failed.items():
