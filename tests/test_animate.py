@@ -50,12 +50,30 @@ def test_gif_has_one_frame_per_state(runs, tmp_path, variant, args, frames):
     assert proc.returncode == 2 and "exists" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_sample_with_ddim_eta_0_is_deterministic(runs, tmp_path):
-    for name in ("a", "b"):
-        gridnoise("sample", runs["baseline"], "-n", 100, "--sampler", "ddim", "--sample-steps", 5, "--eta", 0,
-                  "--out", tmp_path / f"{name}.npz")
-    with np.load(tmp_path / "a.npz") as a, np.load(tmp_path / "b.npz") as b:
-        assert np.array_equal(a["samples"], b["samples"])
+def test_sample_with_ddim_eta_0_is_the_deterministic_map_of_its_starting_noise(runs, tmp_path):
+    # DDIM with eta = 0 draws nothing after the starting noise: the command's samples must equal the
+    # update x_{t'} = sqrt(abar_t') x0_hat + sqrt(1 - abar_t') eps_hat applied to that noise by hand.
+    import torch
+
+    from gridnoise.seeding import generator
+    from gridnoise.train import load_checkpoint, sampling_components
+
+    gridnoise("sample", runs["multiscale"], "-n", 100, "--seed", 3, "--sampler", "ddim", "--sample-steps", 5,
+              "--eta", 0, "--out", tmp_path / "a.npz")
+    scheduler, model, adaptation = sampling_components(load_checkpoint(runs["multiscale"] / "checkpoint.pt"),
+                                                       torch.device("cpu"))
+    x = torch.randn((100, 2), generator=generator(3, "sample"))
+    abar = scheduler.alphas_cumprod
+    steps = [19, 15, 11, 7, 3]  # five trailing timesteps of T = 20
+    with torch.no_grad():
+        for t, t_prev in zip(steps, steps[1:] + [-1]):
+            ts = torch.full((100,), t)
+            eps = model(x, ts, adaptation.sampling_level(x, ts))
+            x0 = (x - (1 - abar[t]).sqrt() * eps) / abar[t].sqrt()
+            a_prev = abar[t_prev] if t_prev >= 0 else torch.tensor(1.0)
+            x = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
+    with np.load(tmp_path / "a.npz") as a:
+        assert np.allclose(a["samples"], x.numpy(), rtol=1e-5, atol=1e-5)
     bad = gridnoise("sample", runs["baseline"], "--sampler", "ddim", "--sample-steps", 50, "--out",
                     tmp_path / "c.npz", check=False)
     assert bad.returncode == 2 and "sample steps" in bad.stderr and not (tmp_path / "c.npz").exists()

@@ -200,11 +200,10 @@ def test_diverged_run_exits_1_and_keeps_its_last_good_checkpoint(tmp_path):
     proc = gridnoise("train", "--config", cfg, "--steps", 200, "--out", out, "--no-progress", check=False)
     assert_one_line_error(proc, 1, "diverged")
     assert (out / "config.toml").is_file() and not (out / "metrics.json").exists()
-    if (out / "checkpoint.pt").exists():
-        import torch
+    import torch
 
-        state = torch.load(out / "checkpoint.pt", weights_only=True)
-        assert all(torch.isfinite(v).all() for v in state["model"].values())
+    state = torch.load(out / "checkpoint.pt", weights_only=True)  # step 1's weights are huge but finite
+    assert int(state["step"]) >= 1 and all(torch.isfinite(v).all() for v in state["model"].values())
 
 
 def test_missing_datasaurus_is_one_line(tmp_path):

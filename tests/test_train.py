@@ -106,7 +106,76 @@ def test_divergence_is_detected_and_no_bad_checkpoint_written(points, tmp_path):
     tr = Trainer(small_config(steps=50, lr=1e30, log_every=1), points)
     with pytest.raises(DivergedError, match="non-finite"):
         tr.fit(on_step=lambda t, _: t.save_checkpoint(tmp_path / "ck.pt"))
-    if (tmp_path / "ck.pt").exists():  # the last one written is finite
-        state = load_checkpoint(tmp_path / "ck.pt")
-        assert all(torch.isfinite(v).all() for v in state["model"].values())
-        assert torch.isfinite(state["losses"][: state["step"]]).all()
+    # lr = 1e30 leaves finite (huge) weights after step 1 and an infinite loss at step 2: the checkpoint
+    # of step 1 is the last good one, and nothing later replaced it
+    state = load_checkpoint(tmp_path / "ck.pt")
+    assert int(state["step"]) >= 1
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+    assert torch.isfinite(state["losses"][: state["step"]]).all()
+
+
+def test_gradients_are_clipped_separately_for_network_and_grids(points):
+    # A tight clip on the network must leave the grids' gradient alone, and the reverse.
+    loose = Trainer(small_config(variant="grid10", steps=5, grad_clip=1e9, grid_grad_clip=1e9), points)
+    tight_net = Trainer(small_config(variant="grid10", steps=5, grad_clip=1e-4, grid_grad_clip=1e9), points)
+    tight_grid = Trainer(small_config(variant="grid10", steps=5, grad_clip=1e9, grid_grad_clip=1e-6), points)
+    for tr in (loose, tight_net, tight_grid):
+        tr.train_step()  # gradients stay in .grad after the step
+
+    def grads(tr, module):
+        return torch.cat([p.grad.flatten() for p in module.parameters()])
+
+    net, grid = grads(loose, loose.model), grads(loose, loose.adaptation)
+    assert net.norm() > 1e-3 and grid.norm() > 1e-5  # both would be clipped by the tight settings
+    assert torch.allclose(grads(tight_net, tight_net.model), net * (1e-4 / net.norm()), rtol=1e-4, atol=0)
+    assert torch.equal(grads(tight_net, tight_net.adaptation), grid)
+    assert torch.allclose(grads(tight_grid, tight_grid.adaptation), grid * (1e-6 / grid.norm()), rtol=1e-4, atol=0)
+    assert torch.equal(grads(tight_grid, tight_grid.model), net)
+
+
+def test_weight_decay_reaches_the_grids(points):
+    # AdamW's decoupled decay: p <- p - lr * wd * p - lr * adam_update. Grids start at 1, so one step
+    # with decay ends exactly lr * wd below the same step without it.
+    lr, wd = 1e-2, 0.5
+    with_decay = Trainer(small_config(variant="grid10", steps=5, lr=lr, weight_decay=wd), points)
+    without = Trainer(small_config(variant="grid10", steps=5, lr=lr, weight_decay=0.0), points)
+    grid_ids = {id(p) for p in with_decay.adaptation.parameters()}
+    group = next(g for g in with_decay.optimizer.param_groups if any(id(p) in grid_ids for p in g["params"]))
+    assert group["weight_decay"] == wd
+    for tr in (with_decay, without):
+        tr.train_step()
+    gap = with_decay.adaptation.grids()["grid"] - without.adaptation.grids()["grid"]
+    assert torch.allclose(gap, torch.full_like(gap, -lr * wd), atol=1e-6)
+
+
+def test_eval_loss_is_one_pass_of_the_trained_weights_without_the_penalty(points, tmp_path):
+    import torch.nn.functional as F
+
+    from gridnoise.data import load
+    from gridnoise.run import read_metrics, train_run
+    from gridnoise.seeding import generator
+
+    cfg = small_config(variant="multiscale_l1", steps=30)
+    cfg.n_points, cfg.eval.num_samples = 500, 200
+    train_run(cfg, tmp_path, progress=False)
+    tr = Trainer(cfg, load("moons", 500))
+    tr.load_state_dict(load_checkpoint(tmp_path / "checkpoint.pt"))
+
+    def reference(model) -> float:
+        # one pass over the data in order, batch by batch, fresh noise and timesteps from the eval stream
+        gen, losses = generator(cfg.seed, "eval"), []
+        with torch.no_grad():
+            for start in range(0, len(tr.data), cfg.train.batch_size):
+                x0 = tr.data[start:start + cfg.train.batch_size]
+                eps = torch.randn(x0.shape, generator=gen)
+                t = torch.randint(0, len(tr.scheduler), (len(x0),), generator=gen)
+                g = tr.adaptation.level(x0, t)
+                x_t = tr.scheduler.add_noise(x0, eps * g.unsqueeze(-1), t)
+                losses.append(F.mse_loss(model(x_t, t, g), eps))
+        return float(torch.stack(losses).mean())
+
+    recorded = read_metrics(tmp_path)["eval_loss"]
+    assert recorded == pytest.approx(reference(tr.model), rel=1e-6)
+    assert recorded != pytest.approx(reference(tr.ema.averaged), rel=1e-6)  # not the EMA weights
+    penalty = float(tr.adaptation.penalty().detach())
+    assert penalty > 1e-4 and recorded != pytest.approx(reference(tr.model) + penalty, rel=1e-6)
