@@ -36,7 +36,7 @@ def make_study(root: Path, seeds=(0, 1, 2, 3, 4), steps: int = 500, datasets=("m
 
     from gridnoise.adaptation import grid_label
     from gridnoise.config import RunConfig, dumps_toml
-    from gridnoise.presets import adaptation_for
+    from gridnoise.config import adaptation_for
 
     runs = [("base", "Baseline", "baseline"), ("good", "10x10 Grid", "grid10"), ("noisy", "Multi-scale", "multiscale")]
     datasets = list(datasets)

@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 import torch
 
-from gridnoise.adaptation import (Grid, NoiseAdaptation, SeedGridAdaptation, build_adaptation, data_extent,
-                                  edge_cell_share, grid_label)
-from gridnoise.config import AdaptationConfig
-from gridnoise.diffusion import DDPMScheduler
-from gridnoise.presets import adaptation_for
+from gridnoise.adaptation import (Grid, NoiseAdaptation, SeedGridAdaptation, data_extent, edge_cell_share,
+                                  grid_label)
+from gridnoise.components import build_adaptation
+from gridnoise.config import AdaptationConfig, adaptation_for
+from gridnoise.schedulers import DDPMScheduler
 
 SEED_EXTENT = [-1.0, 1.0, -1.0, 1.0]
 
@@ -47,7 +47,7 @@ def test_multiscale_level_is_the_product():
         ad.grid_modules["fine"].values.uniform_(0.5, 1.5)
     p, t = torch.rand(100, 2) * 2 - 1, torch.randint(0, 2, (100,))
     coarse, fine = ad.grid_modules["coarse"](p, t), ad.grid_modules["fine"](p, t)
-    assert torch.allclose(ad.level(p, t), coarse * fine)
+    assert torch.allclose(ad.noise_scale(p, t), coarse * fine)
 
 
 def test_seed_training_scales_noise_at_x0_and_sampling_looks_at_xt():
@@ -65,7 +65,7 @@ def test_seed_training_scales_noise_at_x0_and_sampling_looks_at_xt():
     assert torch.allclose(x_t, expected)
     # x_t of the second point lands in the scaled cell; sampling must look there, not at x0.
     assert (x_t[1] > 0).all()
-    assert ad.sampling_level(x_t, t).tolist() == [3.0, 3.0]
+    assert ad.sampling_noise_scale(x_t, t).tolist() == [3.0, 3.0]
 
 
 def test_all_ones_grid_reproduces_plain_ddpm():
@@ -142,7 +142,8 @@ def test_edge_cell_share_by_hand():
 
 def test_data_extent_is_set_in_training_and_saved_with_the_grids():
     from gridnoise.config import RunConfig
-    from gridnoise.train import Trainer, sampling_components
+    from gridnoise.components import sampling_components
+    from gridnoise.train import Trainer
 
     cfg = RunConfig(dataset="moons", variant="multiscale_data", adaptation=adaptation_for("multiscale_data"),
                     device="cpu", n_points=1000)
@@ -171,8 +172,8 @@ def test_conditioning_looks_up_g_at_x_t_in_training_and_sampling_alike():
     x0, eps, t = torch.randn(500, 2) * 2, torch.randn(500, 2), torch.randint(0, 20, (500,))
     x_t, g = ad.training_inputs(s, x0, eps, t)
     assert torch.equal(x_t, s.add_noise(x0, eps, t))  # standard DDPM forward process
-    assert torch.equal(g, ad.sampling_level(x_t, t))
-    assert not torch.equal(g, ad.sampling_level(x0, t))  # and not at x_0, as the seed does
+    assert torch.equal(g, ad.sampling_noise_scale(x_t, t))
+    assert not torch.equal(g, ad.sampling_noise_scale(x0, t))  # and not at x_0, as the seed does
     assert ad.conditions_model and ad.reverse_std_scale(x_t, t) is None
 
 

@@ -56,7 +56,8 @@ def test_sample_with_ddim_eta_0_is_the_deterministic_map_of_its_starting_noise(r
     import torch
 
     from gridnoise.seeding import generator
-    from gridnoise.train import load_checkpoint, sampling_components
+    from gridnoise.components import sampling_components
+    from gridnoise.rundir import load_checkpoint
 
     gridnoise("sample", runs["multiscale"], "-n", 100, "--seed", 3, "--sampler", "ddim", "--sample-steps", 5,
               "--eta", 0, "--out", tmp_path / "a.npz")
@@ -68,7 +69,7 @@ def test_sample_with_ddim_eta_0_is_the_deterministic_map_of_its_starting_noise(r
     with torch.no_grad():
         for t, t_prev in zip(steps, steps[1:] + [-1]):
             ts = torch.full((100,), t)
-            eps = model(x, ts, adaptation.sampling_level(x, ts))
+            eps = model(x, ts, adaptation.sampling_noise_scale(x, ts))
             x0 = (x - (1 - abar[t]).sqrt() * eps) / abar[t].sqrt()
             a_prev = abar[t_prev] if t_prev >= 0 else torch.tensor(1.0)
             x = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps

@@ -1,7 +1,7 @@
 import pytest
 
 from gridnoise.config import ConfigError, RunConfig, dumps_toml, from_dict, load_run_config
-from gridnoise.presets import adaptation_for
+from gridnoise.config import adaptation_for
 
 
 def test_toml_roundtrip(tmp_path):
@@ -49,3 +49,18 @@ def test_missing_file():
 def test_int_accepted_for_float():
     cfg = from_dict(RunConfig, {"train": {"lr": 1}})
     assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float)
+
+
+def test_the_former_kind_name_loads_and_hashes_as_before(tmp_path):
+    from gridnoise.config import comparable_dict
+    from gridnoise.experiment import config_hash
+
+    old = tmp_path / "old.toml"
+    old.write_text('variant = "grid10"\n[adaptation]\nkind = "seed_grid"\ngrids = { grid = 10 }\n')
+    cfg = load_run_config(old)
+    assert cfg.adaptation.kind == "original_grid"
+    assert comparable_dict(cfg)["adaptation"]["kind"] == "seed_grid"  # finished studies keep their hashes
+    new = RunConfig(variant="grid10", adaptation=adaptation_for("grid10"))
+    assert config_hash(cfg) == config_hash(new)
+    assert from_dict(RunConfig, {"adaptation": {"kind": "seed_grid", "grids": {"g": 2}}}).adaptation.kind == \
+        "original_grid"

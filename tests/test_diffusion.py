@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from gridnoise.diffusion import DDPMScheduler, make_betas, rescale_zero_terminal_snr
+from gridnoise.diffusion import make_betas, rescale_zero_terminal_snr
+from gridnoise.schedulers import DDPMScheduler
 
 
 @pytest.mark.parametrize("schedule", ["linear", "quadratic"])
@@ -44,60 +45,6 @@ def test_add_noise_formula():
     assert torch.allclose(s.add_noise(x0, eps, t).double(), expected, rtol=1e-6, atol=1e-6)
 
 
-def test_step_with_true_noise_recovers_x0_and_posterior_mean():
-    s = DDPMScheduler(100)
-    x0, eps = torch.randn(6, 2, dtype=torch.float64), torch.randn(6, 2, dtype=torch.float64)
-    t = torch.tensor([0, 1, 10, 50, 98, 99])
-    x_t = s.add_noise(x0, eps, t)
-    out = s.step(eps, t, x_t, noise=torch.zeros_like(x_t))
-    assert torch.allclose(out.pred_original_sample, x0, atol=1e-4)
-    # Posterior mean computed independently in float64 from the betas (Ho et al. eq. 7).
-    b = s.betas.double()
-    abar = torch.cumprod(1 - b, 0)
-    prev = torch.cat([torch.ones(1, dtype=torch.float64), abar[:-1]])
-    c1 = (b * prev.sqrt() / (1 - abar))[t, None]
-    c2 = ((1 - prev) * (1 - b).sqrt() / (1 - abar))[t, None]
-    assert torch.allclose(out.prev_sample, c1 * x0 + c2 * x_t, atol=1e-4)
-
-
-def test_step_adds_posterior_noise_except_at_zero():
-    s = DDPMScheduler(100)
-    x = torch.zeros(3, 2)
-    z = torch.ones(3, 2)
-    t = torch.tensor([0, 1, 99])
-    out = s.step(torch.zeros(3, 2), t, x, noise=z)
-    b = s.betas.double()
-    abar = torch.cumprod(1 - b, 0)
-    prev = torch.cat([torch.ones(1, dtype=torch.float64), abar[:-1]])
-    expected_var = (b * (1 - prev) / (1 - abar))[t]
-    expected_var[0] = 0
-    assert torch.allclose(out.prev_sample[:, 0].double(), expected_var.sqrt(), atol=1e-6)
-
-
-def test_step_is_seeded_and_buffers_roundtrip():
-    s = DDPMScheduler(20, "quadratic")
-    clone = DDPMScheduler(20, "quadratic")
-    clone.load_state_dict(s.state_dict())
-    x, eps, t = torch.randn(5, 2), torch.randn(5, 2), torch.full((5,), 7)
-    a = s.step(eps, t, x, generator=torch.Generator().manual_seed(3)).prev_sample
-    b = clone.step(eps, t, x, generator=torch.Generator().manual_seed(3)).prev_sample
-    assert torch.equal(a, b)
-    assert "alphas_cumprod" in s.state_dict()
-
-
-def test_std_scale_multiplies_the_step_noise():
-    s = DDPMScheduler(10)
-    x, eps, noise = torch.randn(4, 2), torch.randn(4, 2), torch.randn(4, 2)
-    t = torch.tensor([5, 5, 3, 0])
-    plain = s.step(eps, t, x, noise=noise)
-    scale = torch.tensor([2.0, 0.0, 0.5, 3.0])
-    scaled = s.step(eps, t, x, noise=noise, std_scale=scale)
-    std = s.posterior_variance[t].sqrt().unsqueeze(-1)
-    mean = plain.prev_sample - std * noise
-    assert torch.allclose(scaled.prev_sample, mean + scale.unsqueeze(-1) * std * noise)
-    assert torch.equal(scaled.prev_sample[3], plain.prev_sample[3])  # t = 0 stays noise-free
-
-
 def test_cosine_schedule_follows_its_formula():
     T, s_ = 100, 0.008
     f = lambda t: math.cos((t / T + s_) / (1 + s_) * math.pi / 2) ** 2  # noqa: E731
@@ -124,49 +71,3 @@ def test_zero_terminal_snr_rescale():
         assert torch.allclose(torch.cumprod(1 - sched.betas.double(), 0), sched.alphas_cumprod.double(), rtol=1e-5)
         assert (sched.alphas_cumprod[1:] < sched.alphas_cumprod[:-1]).all()
     assert DDPMScheduler(100).alphas_cumprod[-1] > 0.3  # the study's schedule stops far from noise
-
-
-def test_ddim_with_every_step_and_eta_1_is_the_ddpm_step():
-    s = DDPMScheduler(50)
-    x, eps, z = torch.randn(64, 2), torch.randn(64, 2), torch.randn(64, 2)
-    t = torch.randint(1, 50, (64,))
-    ddpm = s.step(eps, t, x, noise=z).prev_sample
-    ddim = s.ddim_step(eps, t, t - 1, x, eta=1.0, noise=z).prev_sample
-    assert torch.allclose(ddim, ddpm, atol=1e-5)
-    # and the final step (t = 0 -> x_0) returns the predicted clean sample
-    zero = torch.zeros(64, dtype=torch.long)
-    out = s.ddim_step(eps, zero, zero - 1, x, eta=1.0, noise=z)
-    assert torch.allclose(out.prev_sample, out.pred_original_sample, atol=1e-6)
-
-
-def test_ddim_eta_0_is_deterministic():
-    s = DDPMScheduler(50)
-    x, eps, t = torch.randn(8, 2), torch.randn(8, 2), torch.full((8,), 30)
-    a = s.ddim_step(eps, t, t - 10, x, eta=0.0, generator=torch.Generator().manual_seed(1)).prev_sample
-    b = s.ddim_step(eps, t, t - 10, x, eta=0.0, generator=torch.Generator().manual_seed(2)).prev_sample
-    assert torch.equal(a, b)
-
-
-@pytest.mark.parametrize("ddim", [False, True])
-def test_clip_sample_bounds_the_predicted_x0_and_is_a_no_op_when_loose(ddim):
-    s = DDPMScheduler(100, "cosine")
-    x, eps, z = torch.randn(256, 2), torch.randn(256, 2), torch.randn(256, 2)
-    t = torch.full((256,), 99)  # abar ~ 2e-7: an unclipped x_0 estimate is in the thousands
-
-    def step(clip):
-        if ddim:
-            return s.ddim_step(eps, t, t - 20, x, eta=1.0, noise=z, clip_sample=clip)
-        return s.step(eps, t, x, noise=z, clip_sample=clip)
-
-    free, clipped, loose = step(0.0), step(4.0), step(1e9)
-    assert free.pred_original_sample.abs().max() > 100
-    assert clipped.pred_original_sample.abs().max() <= 4.0
-    # DDPM: a loose clip changes nothing; DDIM re-derives the noise from x_0, equal up to rounding
-    assert torch.allclose(loose.prev_sample, free.prev_sample, rtol=1e-4, atol=1e-4)
-    assert clipped.prev_sample.abs().max() < free.prev_sample.abs().max()
-    if ddim:  # the step moves along the noise re-derived from the clipped x_0, not the network's
-        abar, abar_prev = s.alphas_cumprod[99], s.alphas_cumprod[79]
-        x0 = clipped.pred_original_sample
-        eps_clipped = (x - abar.sqrt() * x0) / (1 - abar).sqrt()
-        out = s.ddim_step(eps, t, t - 20, x, eta=0.0, clip_sample=4.0).prev_sample
-        assert torch.allclose(out, abar_prev.sqrt() * x0 + (1 - abar_prev).sqrt() * eps_clipped, atol=1e-5)

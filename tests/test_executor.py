@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from gridnoise.errors import OutputExistsError
-from gridnoise.executor import SchedulerError, run_tasks
+from gridnoise.errors import ClusterError
+from gridnoise.executor import run_tasks
 from gridnoise.experiment import load_experiment
 from gridnoise.precision import native_bf16
 from gridnoise.results import load_results, write_summaries
@@ -124,7 +125,7 @@ def test_failed_task_is_reported_while_others_finish(tmp_path, monkeypatch):
 
 def test_unreachable_scheduler(tmp_path):
     exp = load_experiment(write_experiment(tmp_path, steps=20))
-    with pytest.raises(SchedulerError, match="cannot reach the Dask scheduler"):
+    with pytest.raises(ClusterError, match="cannot reach the Dask scheduler"):
         run_tasks(exp, tmp_path / "study", scheduler=f"tcp://127.0.0.1:{free_port()}", progress=False)
 
 

@@ -2,7 +2,7 @@ import pytest
 
 from gridnoise.config import ConfigError
 from gridnoise.experiment import bundled, config_hash, load_experiment, parse_experiment
-from gridnoise.presets import adaptation_for
+from gridnoise.config import adaptation_for
 
 
 def test_bundled_seed_experiment_is_the_study():
@@ -26,7 +26,7 @@ def test_run_tables_override_the_preset():
     })
     cfg = exp.config(exp.runs[0], "line", 2)
     assert cfg.adaptation.grids == {"grid": 3} and cfg.adaptation.extent == [-4.0, 4.0, -4.0, 4.0]
-    assert cfg.adaptation.kind == "seed_grid"
+    assert cfg.adaptation.kind == "original_grid"  # formerly "seed_grid"
     assert (cfg.train.steps, cfg.train.lr, cfg.n_points, cfg.seed) == (7, 0.01, 500, 2)
     assert exp.runs[0].label == "a" and exp.baseline == "a"
 
@@ -69,9 +69,9 @@ def test_bundled_improved_experiment_resolves_every_run():
     assert exp.seeds == [0, 1, 2, 3, 4] and exp.baseline == "baseline"
     kinds = {run.name: exp.config(run, "moons", 0).adaptation for run in exp.runs}
     assert kinds["baseline"].kind == "none"
-    assert kinds["multiscale"].kind == "seed_grid" and not kinds["multiscale"].extent_from_data
+    assert kinds["multiscale"].kind == "original_grid" and not kinds["multiscale"].extent_from_data
     for name in ("grid10_data", "grid20_data", "multiscale_data", "multiscale_l1_data"):
-        assert kinds[name].kind == "seed_grid" and kinds[name].extent_from_data
+        assert kinds[name].kind == "original_grid" and kinds[name].extent_from_data
     assert kinds["conditioning"].kind == "conditioning" and kinds["reverse_variance"].kind == "reverse_variance"
 
 

@@ -6,7 +6,7 @@ from gridnoise.data import load
 from gridnoise.experiment import config_hash
 from gridnoise.model import MLPDenoiser
 from gridnoise.precision import Autocast, autocast, native_bf16, slow_precision_warning, with_precision
-from gridnoise.presets import adaptation_for
+from gridnoise.config import adaptation_for
 from gridnoise.train import Trainer
 
 

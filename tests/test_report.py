@@ -1,15 +1,17 @@
 """report.md from a study written from known inputs: every number asserted here is chosen below."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy import stats as sps
 
+from gridnoise import markdown
 from gridnoise.config import RunConfig, dumps_toml
 from gridnoise.plots import make_figures, save_figure, train_loss_figure
-from gridnoise.presets import adaptation_for
-from gridnoise.report import write_report
+from gridnoise.config import adaptation_for
+from gridnoise.markdown import write_report
 from gridnoise.results import load_results
 from gridnoise.stats import convergence_step
 
@@ -25,6 +27,11 @@ TRAIN_TIME = {"base": 10.0, "good": 15.0, "noisy": 20.0}  # plus the seed number
 GRID_SHAPES = {"grid10": {"grid": 10}, "multiscale_l1": {"coarse_grid": 5, "fine_grid": 20}}
 T = 100
 SNAPSHOT_SEEDS = (0, 1)  # grid snapshots of two seeds suffice (and keep the per-step heatmaps few)
+
+
+def render(section) -> str:
+    """One report section as Markdown."""
+    return markdown.section(section, Path("."))
 
 
 def kl_of(run: str, seed: int) -> float:
@@ -180,7 +187,7 @@ def test_single_seed_report_says_nothing_is_significant(tmp_path):
 def test_ranking_puts_the_better_run_first_and_marks_noise(study):
     from gridnoise.report import ranking_section
 
-    text = ranking_section(load_results(study[0]))
+    text = render(ranking_section(load_results(study[0])))
     for dataset in DATASETS:
         block = text.split(f"### {dataset}")[1].split("###")[0]
         rows = [ln for ln in block.splitlines() if ln.startswith("| good") or ln.startswith("| noisy")]
@@ -193,7 +200,7 @@ def test_ranking_puts_the_better_run_first_and_marks_noise(study):
 def test_edge_cell_shares_in_report(study):
     from gridnoise.report import edge_cell_section
 
-    text = edge_cell_section(load_results(study[0]))
+    text = render(edge_cell_section(load_results(study[0])))
     moons = next(ln for ln in text.splitlines() if ln.startswith("| moons"))
     seed10, data10 = (float(c.strip(" %")) for c in moons.split("|")[2:4])
     assert seed10 > data10  # the seed's small grid clamps more of the data into its border
@@ -202,7 +209,7 @@ def test_edge_cell_shares_in_report(study):
 def test_abar_t_is_printed_and_warned_about(study):
     from gridnoise.report import schedule_section
 
-    text = schedule_section(load_results(study[0]))
+    text = render(schedule_section(load_results(study[0])))
     base = next(ln for ln in text.splitlines() if ln.startswith("| base"))
     assert "0.364" in base and "warning" in base  # the study's linear schedule keeps 36% of the signal
     assert "Schedules and samplers" in study[2]
@@ -229,7 +236,7 @@ def test_comparing_two_studies_pairs_their_seeds(study, tmp_path):
         m = json.loads(path.read_text())
         m["kl_divergence"] += 0.05
         path.write_text(json.dumps(m))
-    text = study_comparison(load_results(study[0]), load_results(other))
+    text = markdown.table(study_comparison(load_results(study[0]), load_results(other)))
     base = next(ln for ln in text.splitlines() if ln.startswith("| base ") and "| circle |" in ln)
     good = next(ln for ln in text.splitlines() if ln.startswith("| good ") and "| circle |" in ln)
     assert "0.050 [0.050, 0.050]" in base and base.endswith("| no |")

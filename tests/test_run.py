@@ -7,8 +7,10 @@ import pytest
 from conftest import gridnoise
 
 from gridnoise.config import RunConfig, SamplerConfig
-from gridnoise.presets import VARIANTS, adaptation_for
-from gridnoise.run import sample_run, train_run
+from gridnoise.config import adaptation_for
+from gridnoise.presets import VARIANTS
+from gridnoise.run import train_run
+from gridnoise.sampling import sample_run
 
 DDPM_ONLY = {"reverse_variance", "reverse_variance_multiscale"}
 

@@ -4,8 +4,10 @@ import torch
 
 from gridnoise.config import RunConfig
 from gridnoise.errors import CheckpointError, DivergedError
-from gridnoise.presets import adaptation_for
-from gridnoise.train import Trainer, load_checkpoint, sampling_components
+from gridnoise.config import adaptation_for
+from gridnoise.components import sampling_components
+from gridnoise.rundir import load_checkpoint
+from gridnoise.train import Trainer, TrainHooks
 
 
 def small_config(variant="multiscale_l1", seed=0, steps=40, **train):
@@ -102,10 +104,18 @@ def test_corrupt_and_missing_checkpoints(tmp_path):
         load_checkpoint(tmp_path / "missing.pt")
 
 
+class SaveEveryStep(TrainHooks):
+    def __init__(self, path):
+        self.path = path
+
+    def on_checkpoint(self, trainer):
+        trainer.save_checkpoint(self.path)
+
+
 def test_divergence_is_detected_and_no_bad_checkpoint_written(points, tmp_path):
-    tr = Trainer(small_config(steps=50, lr=1e30, log_every=1), points)
+    tr = Trainer(small_config(steps=50, lr=1e30, log_every=1, checkpoint_every=1), points)
     with pytest.raises(DivergedError, match="non-finite"):
-        tr.fit(on_step=lambda t, _: t.save_checkpoint(tmp_path / "ck.pt"))
+        tr.fit(SaveEveryStep(tmp_path / "ck.pt"))
     # lr = 1e30 leaves finite (huge) weights after step 1 and an infinite loss at step 2: the checkpoint
     # of step 1 is the last good one, and nothing later replaced it
     state = load_checkpoint(tmp_path / "ck.pt")
@@ -169,7 +179,7 @@ def test_eval_loss_is_one_pass_of_the_trained_weights_without_the_penalty(points
                 x0 = tr.data[start:start + cfg.train.batch_size]
                 eps = torch.randn(x0.shape, generator=gen)
                 t = torch.randint(0, len(tr.scheduler), (len(x0),), generator=gen)
-                g = tr.adaptation.level(x0, t)
+                g = tr.adaptation.noise_scale(x0, t)
                 x_t = tr.scheduler.add_noise(x0, eps * g.unsqueeze(-1), t)
                 losses.append(F.mse_loss(model(x_t, t, g), eps))
         return float(torch.stack(losses).mean())

@@ -1,29 +1,34 @@
-"""Noise adaptation: learnable grids of noise-scale factors over the plane, one per timestep.
+"""Noise adaptation: learnable grids of noise-scale factors g over the plane, one per timestep.
 
-A `NoiseAdaptation` decides how a sample is noised in training, which noise level the
-denoiser is given in training and in sampling, and what penalty it adds to the loss. A new
-adaptation is one subclass of it. Grids are `nn.Parameter`s and their extents buffers, so
-`state_dict`, `.to(device)` and checkpoints carry them.
+A `NoiseAdaptation` decides how a sample is noised in training, which noise scale g the
+denoiser is given in training and in sampling, whether g scales the reverse step's noise, and
+what penalty or loss it adds. A new adaptation is one subclass of it, registered in
+`ADAPTATIONS`. Grids are `nn.Parameter`s and their extents buffers, so `state_dict`,
+`.to(device)` and checkpoints carry them.
+
+g is the product of the grids' values at a point's cell and timestep; `noise_scale` computes it.
 """
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor, nn
 
-from gridnoise.config import AdaptationConfig
-from gridnoise.diffusion import DDPMScheduler
+from gridnoise.diffusion import NoiseSchedule
+from gridnoise.errors import SamplerError
 
 
 def grid_label(name: str) -> str:
-    """File and metric stem of a grid, as the seed named them: "grid" or "<name>_grid"."""
+    """File and metric stem of a grid, as the original study named them: "grid" or "<name>_grid"."""
     return "grid" if name == "grid" else f"{name}_grid"
 
 
 class Grid(nn.Module):
     """A `(T, n, n)` tensor of factors over the rectangle `extent`, initialised to 1.
 
-    Axis 1 of the tensor indexes x and axis 2 indexes y (the seed's layout).
+    Axis 1 of the tensor indexes x and axis 2 indexes y (the original study's layout).
     """
 
     def __init__(self, num_timesteps: int, size: int, extent: list[float] | tuple[float, ...]):
@@ -37,7 +42,7 @@ class Grid(nn.Module):
     def cell_index(self, points: Tensor) -> tuple[Tensor, Tensor]:
         """Cells `(B,)`, `(B,)` of points `(B, 2)`; points outside the extent go to edge cells."""
         xmin, xmax, ymin, ymax = self.extent.unbind()
-        # With the seed's extent [-1, 1] this is exactly its floor((p + 1) / 2 * n).
+        # With the original extent [-1, 1] this is exactly its floor((p + 1) / 2 * n).
         i = torch.floor((points[:, 0] - xmin) / (xmax - xmin) * self.size).long()
         j = torch.floor((points[:, 1] - ymin) / (ymax - ymin) * self.size).long()
         return i.clamp(0, self.size - 1), j.clamp(0, self.size - 1)
@@ -59,7 +64,7 @@ def edge_cell_share(points: Tensor, size: int, extent: list[float]) -> float:
     """Share of points whose cell in a `size` x `size` grid over `extent` lies on the grid's border.
 
     Points outside the extent are clamped into border cells, so a grid smaller than the data
-    spends its border cells on everything it does not cover (SYSTEM.md section 4).
+    spends its border cells on everything it does not cover.
     """
     i, j = Grid(1, size, extent).cell_index(points)
     edge = (i == 0) | (i == size - 1) | (j == 0) | (j == size - 1)
@@ -69,16 +74,18 @@ def edge_cell_share(points: Tensor, size: int, extent: list[float]) -> float:
 class NoiseAdaptation(nn.Module):
     """Interface of an adaptation; this base class is plain DDPM (no adaptation)."""
 
-    conditions_model: bool = False  # whether the denoiser takes the noise level g as an input
+    conditions_model: ClassVar[bool] = False  # whether the denoiser takes the noise scale g as an input
+    # Samplers whose steps this adaptation's reverse process is defined for (checked by `check_supported`).
+    supported_samplers: ClassVar[tuple[str, ...]] = ("ddpm", "ddim")
 
     def training_inputs(
-        self, scheduler: DDPMScheduler, x_start: Tensor, noise: Tensor, timesteps: Tensor
+        self, scheduler: NoiseSchedule, x_start: Tensor, noise: Tensor, timesteps: Tensor
     ) -> tuple[Tensor, Tensor | None]:
-        """The noised sample x_t `(B, D)` and the level g `(B,)` (or None) the denoiser sees."""
+        """The noised sample x_t `(B, D)` and the noise scale g `(B,)` (or None) the denoiser sees."""
         return scheduler.add_noise(x_start, noise, timesteps), None
 
-    def sampling_level(self, sample: Tensor, timesteps: Tensor) -> Tensor | None:
-        """The level g `(B,)` given to the denoiser at x_t during sampling, or None."""
+    def sampling_noise_scale(self, sample: Tensor, timesteps: Tensor) -> Tensor | None:
+        """The noise scale g `(B,)` given to the denoiser at x_t `(B, D)` during sampling, or None."""
         return None
 
     def reverse_std_scale(self, sample: Tensor, timesteps: Tensor) -> Tensor | None:
@@ -89,7 +96,7 @@ class NoiseAdaptation(nn.Module):
         """Regularisation added to the loss (a scalar)."""
         return torch.zeros(())
 
-    def auxiliary_loss(self, scheduler: DDPMScheduler, x_start: Tensor, x_t: Tensor, timesteps: Tensor,
+    def auxiliary_loss(self, scheduler: NoiseSchedule, x_start: Tensor, x_t: Tensor, timesteps: Tensor,
                        predicted_noise: Tensor) -> Tensor | None:
         """A loss term that trains the adaptation from the network's prediction, or None."""
         return None
@@ -100,7 +107,7 @@ class NoiseAdaptation(nn.Module):
 
 
 class GridAdaptation(NoiseAdaptation):
-    """Shared by every grid variant: named grids whose values multiply into one factor g,
+    """Shared by every grid variant: named grids whose values multiply into one noise scale g,
     optional L1 penalties pulling chosen grids toward 1, and an extent that can be reset to
     the data's (it is a buffer, so it is saved with the model)."""
 
@@ -111,13 +118,18 @@ class GridAdaptation(NoiseAdaptation):
         self.grid_modules = nn.ModuleDict({name: Grid(num_timesteps, n, extent) for name, n in sizes.items()})
         self.l1 = dict(l1 or {})
 
-    def level(self, points: Tensor, timesteps: Tensor) -> Tensor:
-        """g `(B,)`: the product of every grid's value at the points' cells."""
+    def noise_scale(self, points: Tensor, timesteps: Tensor) -> Tensor:
+        """g `(B,)`: the product of every grid's value at the cells of `points` `(B, 2)`."""
         g = None
         for grid in self.grid_modules.values():
             value = grid(points, timesteps)
             g = value if g is None else g * value
         return g
+
+    @property
+    def extent(self) -> list[float]:
+        """(xmin, xmax, ymin, ymax) the grids cover (all share one)."""
+        return next(iter(self.grid_modules.values())).extent.tolist()
 
     def set_extent(self, extent: list[float]) -> None:
         for grid in self.grid_modules.values():
@@ -133,21 +145,26 @@ class GridAdaptation(NoiseAdaptation):
         return {name: grid.values for name, grid in self.grid_modules.items()}
 
 
-class SeedGridAdaptation(GridAdaptation):
-    """The seed's mechanism (SYSTEM.md section 4): g scales the forward noise.
+class OriginalGridAdaptation(GridAdaptation):
+    """The original study's mechanism: g scales the forward noise.
 
-    g is looked up at the clean x_0 in training and at the noisy x_t in sampling. The denoiser
-    gets g and still predicts the unscaled noise; the reverse step is unchanged.
+    g is looked up at the clean x_0 in training, x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) g eps,
+    and at the noisy x_t in sampling. The denoiser gets g and still predicts the unscaled eps;
+    the reverse step is the standard one. Training and sampling thus look g up at different
+    points, and the forward process is not the one the reverse step assumes: kept as it was run.
     """
 
     conditions_model = True
 
     def training_inputs(self, scheduler, x_start, noise, timesteps):
-        g = self.level(x_start, timesteps)
+        g = self.noise_scale(x_start, timesteps)
         return scheduler.add_noise(x_start, noise * g.unsqueeze(-1), timesteps), g
 
-    def sampling_level(self, sample, timesteps):
-        return self.level(sample, timesteps)
+    def sampling_noise_scale(self, sample, timesteps):
+        return self.noise_scale(sample, timesteps)
+
+
+SeedGridAdaptation = OriginalGridAdaptation  # its name before "seed" was kept for random seeds
 
 
 class ConditioningGridAdaptation(GridAdaptation):
@@ -159,10 +176,10 @@ class ConditioningGridAdaptation(GridAdaptation):
 
     def training_inputs(self, scheduler, x_start, noise, timesteps):
         x_t = scheduler.add_noise(x_start, noise, timesteps)
-        return x_t, self.sampling_level(x_t, timesteps)
+        return x_t, self.sampling_noise_scale(x_t, timesteps)
 
-    def sampling_level(self, sample, timesteps):
-        return self.level(sample, timesteps)
+    def sampling_noise_scale(self, sample, timesteps):
+        return self.noise_scale(sample, timesteps)
 
 
 class ReverseVarianceGridAdaptation(GridAdaptation):
@@ -174,11 +191,14 @@ class ReverseVarianceGridAdaptation(GridAdaptation):
     learned variances. For Gaussians with variances beta~_t and g^2 beta~_t in d dimensions it is
         d/2 (log g^2 + 1/g^2 - 1) + ||mu_q - mu_model||^2 / (2 g^2 beta~_t),
     minimised per cell at g^2 = 1 + E[||mu_q - mu_model||^2] / (d beta~_t) (cf. Analytic-DPM,
-    Bao et al. 2022). t = 0 adds no noise, so it has no such term.
+    Bao et al. 2022). t = 0 adds no noise, so it has no such term. The grids are trained for
+    single DDPM steps, so DDIM's longer jumps are not supported.
     """
 
+    supported_samplers = ("ddpm",)
+
     def reverse_std_scale(self, sample, timesteps):
-        return self.level(sample, timesteps)
+        return self.noise_scale(sample, timesteps)
 
     def auxiliary_loss(self, scheduler, x_start, x_t, timesteps, predicted_noise):
         g2 = self.reverse_std_scale(x_t, timesteps) ** 2
@@ -194,17 +214,19 @@ class ReverseVarianceGridAdaptation(GridAdaptation):
         return torch.where(noisy, kl, torch.zeros_like(kl)).sum() / noisy.sum().clamp(min=1)
 
 
-ADAPTATIONS: dict[str, type[GridAdaptation]] = {
-    "seed_grid": SeedGridAdaptation,
+# kind (`adaptation.kind` in a config) -> class; "none" is plain DDPM.
+ADAPTATIONS: dict[str, type[NoiseAdaptation]] = {
+    "none": NoiseAdaptation,
+    "original_grid": OriginalGridAdaptation,
     "conditioning": ConditioningGridAdaptation,
     "reverse_variance": ReverseVarianceGridAdaptation,
 }
 
-
-def build_adaptation(cfg: AdaptationConfig, num_timesteps: int) -> NoiseAdaptation:
-    """The adaptation a config describes; unknown kinds raise ValueError."""
-    if cfg.kind == "none":
-        return NoiseAdaptation()
-    if cfg.kind in ADAPTATIONS:
-        return ADAPTATIONS[cfg.kind](num_timesteps, cfg.grids, cfg.extent, cfg.l1)
-    raise ValueError(f"unknown adaptation kind '{cfg.kind}': use none or one of {', '.join(ADAPTATIONS)}")
+def check_supported(adaptation: type[NoiseAdaptation] | NoiseAdaptation, sampler: str, where: str = "") -> None:
+    """Raise SamplerError unless `sampler` is in the adaptation's `supported_samplers`: the one
+    place where a run's sampler is checked against its adaptation."""
+    cls = adaptation if isinstance(adaptation, type) else type(adaptation)
+    if sampler not in cls.supported_samplers:
+        raise SamplerError(f"{where + ': ' if where else ''}the {sampler} sampler is not defined for "
+                           f"{cls.__name__} (it supports {', '.join(cls.supported_samplers)}): sample this run "
+                           f"with --sampler {cls.supported_samplers[0]}")

@@ -18,7 +18,7 @@ from gridnoise.files import atomic_write
 def reverse_process_frames(run_dir: str | Path, num_samples: int = 2000, seed: int = 0,
                            sampler: SamplerConfig | None = None, device: str = "auto") -> list[tuple[int, np.ndarray]]:
     """(t, samples) from the starting noise (t = T) through every step of the run's sampler."""
-    from gridnoise.run import sample_run
+    from gridnoise.sampling import sample_run
 
     frames: list[tuple[int, np.ndarray]] = []
     sample_run(run_dir, num_samples, seed, device, sampler,
@@ -37,19 +37,16 @@ def write_gif(run_dir: str | Path, out: str | Path, num_samples: int = 2000, see
     from PIL import Image
 
     from gridnoise import data as datasets
+    from gridnoise import rundir
     from gridnoise.adaptation import data_extent
     from gridnoise.plots import _with_combined
-    from gridnoise.run import CHECKPOINT_FILE, read_config
-    from gridnoise.train import load_checkpoint, sampling_components
 
-    cfg = read_config(run_dir)
+    cfg = rundir.read_config(run_dir)
     points = datasets.load(cfg.dataset, cfg.n_points, seed=cfg.data_seed)
     xmin, xmax, ymin, ymax = data_extent(torch.from_numpy(points))
-    state = load_checkpoint(Path(run_dir) / CHECKPOINT_FILE, "cpu")
-    _, _, adaptation = sampling_components(state, torch.device("cpu"))
-    grids = {k: v.detach().numpy() for k, v in adaptation.grids().items()}
+    # the grids the run samples with: its final snapshot (EMA grids where the run averaged them)
+    grids, grid_extent = _sampling_grids(Path(run_dir), cfg)
     grid = _with_combined(grids).get("combined", next(iter(grids.values()), None)) if grids else None
-    grid_extent = next(iter(adaptation.grid_modules.values())).extent.tolist() if grids else None
 
     images = []
     for t, x in reverse_process_frames(run_dir, num_samples, seed, sampler, device):
@@ -68,3 +65,19 @@ def write_gif(run_dir: str | Path, out: str | Path, num_samples: int = 2000, see
         images.append(Image.open(buffer).convert("P", palette=Image.Palette.ADAPTIVE))
     return atomic_write(out, lambda f: images[0].save(f, format="GIF", save_all=True, append_images=images[1:],
                                                       duration=int(1000 / fps), loop=0))
+
+
+def _sampling_grids(run_dir: Path, cfg) -> tuple[dict[str, np.ndarray], list[float] | None]:
+    """The grids `(T, n, n)` the run samples with, read from its checkpoint (the EMA grids where
+    `train.ema_grids` averaged them), and their extent; empty for a run without grids."""
+    from gridnoise import rundir
+
+    if cfg.adaptation.kind == "none":
+        return {}, None
+    state = rundir.load_checkpoint(run_dir / rundir.CHECKPOINT_FILE, "cpu")
+    raw = state["adaptation"]
+    weights = {k[len("averaged."):]: v for k, v in state["ema_adaptation"].items()} \
+        if "ema_adaptation" in state else raw
+    grids = {k.split(".")[1]: v.numpy() for k, v in weights.items() if k.endswith(".values")}
+    extent = next(v for k, v in raw.items() if k.endswith(".extent")).tolist()
+    return grids, extent

@@ -27,15 +27,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gridnoise.config import RunConfig
+from gridnoise.components import build_components
+from gridnoise.config import RunConfig, adaptation_for
 from gridnoise.data import load
 from gridnoise.evaluate import eval_loss
 from gridnoise.metrics import KLEstimator
 from gridnoise.precision import native_bf16, with_precision
-from gridnoise.presets import adaptation_for
 from gridnoise.sampling import sample
 from gridnoise.seeding import generator
-from gridnoise.train import Trainer, build_components
+from gridnoise.train import Trainer
 
 VARIANTS = ("baseline", "multiscale_l1")
 BATCH = 256
@@ -145,7 +145,7 @@ def plain_sampling_seconds(variant: str, s: BenchSettings) -> float:
         for t in reversed(range(len(scheduler))):
             timesteps = torch.from_numpy(np.repeat(t, n)).long()
             with torch.no_grad():
-                eps = model(x, timesteps.float(), adaptation.sampling_level(x, timesteps))
+                eps = model(x, timesteps.float(), adaptation.sampling_noise_scale(x, timesteps))
             x = scheduler.step(eps, timesteps, x).prev_sample
 
     plain(min(s.samples, 1000))  # warm-up, as for gridnoise's sampler
@@ -167,21 +167,21 @@ def evaluation_seconds(variant: str, s: BenchSettings) -> float:
     return time.perf_counter() - start
 
 
-def _macs_per_point(cfg: RunConfig, noise_level_input: bool) -> int:
+def _macs_per_point(cfg: RunConfig, noise_scale_input: bool) -> int:
     """Multiply-accumulates of one network call on one point (the linear layers)."""
     m = cfg.model
-    return (3 * m.embedding_dim + int(noise_level_input)) * m.hidden_dim + m.hidden_layers * m.hidden_dim**2 \
+    return (3 * m.embedding_dim + int(noise_scale_input)) * m.hidden_dim + m.hidden_layers * m.hidden_dim**2 \
         + m.hidden_dim * 2
 
 
-def training_flops_per_step(cfg: RunConfig, noise_level_input: bool) -> float:
+def training_flops_per_step(cfg: RunConfig, noise_scale_input: bool) -> float:
     """Dense FLOPs of one training step: forward 2*MACs per sample, backward about twice that."""
-    return 6.0 * _macs_per_point(cfg, noise_level_input) * BATCH
+    return 6.0 * _macs_per_point(cfg, noise_scale_input) * BATCH
 
 
-def sampling_flops(cfg: RunConfig, noise_level_input: bool, samples: int) -> float:
+def sampling_flops(cfg: RunConfig, noise_scale_input: bool, samples: int) -> float:
     """Dense FLOPs of drawing `samples` points: one forward call per point and timestep."""
-    return 2.0 * _macs_per_point(cfg, noise_level_input) * samples * cfg.diffusion.num_timesteps
+    return 2.0 * _macs_per_point(cfg, noise_scale_input) * samples * cfg.diffusion.num_timesteps
 
 
 def cpu_name() -> str:

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-EPILOG = ("Variants: baseline, grid10, grid20, multiscale, multiscale_l1 (the seed's), their *_data versions "
+EPILOG = ("Variants: baseline, grid10, grid20, multiscale, multiscale_l1 (the original study's), their *_data versions "
           "(grids over the data's extent), conditioning[_multiscale], reverse_variance[_multiscale]. "
           "Data sets: circle, dino, line, moons.")
 
@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="clip each step's predicted x_0 to [-C, C] (default 0: off)")
 
     for name, help_text in (("run", "run a study declared in an experiment file, on Dask"),
-                            ("reproduce", "run the original study (the bundled seed.toml)")):
+                            ("reproduce", "run the original study (the bundled original.toml)")):
         study = sub.add_parser(name, help=help_text)
         if name == "run":
             study.add_argument("experiment", type=Path, help="experiment TOML file")
@@ -136,9 +136,8 @@ def _str_list(text: str) -> list[str]:
 
 def run_config_from_args(args: argparse.Namespace):
     """Saved config (on --resume) or --config or defaults, then the flags given on top."""
-    from gridnoise.config import RunConfig, load_run_config
-    from gridnoise.presets import adaptation_for
-    from gridnoise.run import CONFIG_FILE
+    from gridnoise.config import RunConfig, adaptation_for, load_run_config
+    from gridnoise.rundir import CONFIG_FILE
 
     saved = args.out / CONFIG_FILE
     if args.resume and saved.is_file() and args.config is None:
@@ -174,10 +173,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from gridnoise.config import ConfigError
-    from gridnoise.errors import OutputExistsError
+    from gridnoise.errors import ConfigError, OutputExistsError
     from gridnoise.files import write_npz
-    from gridnoise.run import sample_run
+    from gridnoise.sampling import sample_run
 
     if args.num_samples < 1:
         raise ConfigError(f"-n must be >= 1 (got {args.num_samples})")
@@ -191,8 +189,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def _warn_if_slow(*configs) -> None:
     """One line on stderr, once, when a run's precision has no hardware support on its device."""
+    from gridnoise.components import resolve_device
     from gridnoise.precision import slow_precision_warning
-    from gridnoise.train import resolve_device
 
     for cfg in configs:
         message = slow_precision_warning(cfg.precision, resolve_device(cfg.device))
@@ -209,9 +207,8 @@ def _sampler(args: argparse.Namespace):
 
 def cmd_animate(args: argparse.Namespace) -> int:
     from gridnoise.animate import write_gif
-    from gridnoise.config import ConfigError
-    from gridnoise.errors import OutputExistsError
-    from gridnoise.run import ANIMATION_FILE, read_config
+    from gridnoise.errors import ConfigError, OutputExistsError
+    from gridnoise.rundir import ANIMATION_FILE, read_config
 
     read_config(args.run_dir)  # a one-line error for anything that is not a run directory
     out = args.out or args.run_dir / ANIMATION_FILE
@@ -230,7 +227,7 @@ def cmd_study(args: argparse.Namespace) -> int:
 
     if args.datasaurus is not None:
         os.environ["GRIDNOISE_DATASAURUS"] = str(args.datasaurus.resolve())
-    path = args.experiment if args.command == "run" else bundled("seed")
+    path = args.experiment if args.command == "run" else bundled("original")
     exp = load_experiment(path).restricted(seeds=args.seeds, datasets=args.datasets, steps=args.steps,
                                            precision=args.precision)
     if args.scheduler is None:  # remote workers may have other CPUs than this one
@@ -254,7 +251,8 @@ def build_study_outputs(study_dir: Path, dest: Path | None = None, report: bool 
     """
     from gridnoise.errors import CheckpointError
     from gridnoise.plots import make_figures
-    from gridnoise.report import study_data, write_report
+    from gridnoise.markdown import write_report
+    from gridnoise.report import study_data
     from gridnoise.results import load_results, write_summaries
 
     results = load_results(study_dir)
@@ -281,16 +279,17 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from gridnoise.markdown import table
     from gridnoise.report import study_comparison
     from gridnoise.results import load_results
 
-    print(study_comparison(load_results(args.first), load_results(args.second), args.metric))
+    print(table(study_comparison(load_results(args.first), load_results(args.second), args.metric)))
     return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from gridnoise.bench import BenchSettings, format_table, run_bench
-    from gridnoise.config import ConfigError
+    from gridnoise.errors import ConfigError
     from gridnoise.files import write_json
 
     if min(args.steps, args.samples, args.workers, args.repeats) < 1 or args.n_points < BENCH_MIN_POINTS:
@@ -313,23 +312,15 @@ COMMANDS = {"train": cmd_train, "sample": cmd_sample, "run": cmd_study, "reprodu
 
 
 def main(argv: list[str] | None = None) -> int:
-    from gridnoise.data import DataError
-    from gridnoise.errors import GridnoiseError
-    from gridnoise.metrics import MetricError
+    """Run one command; any error a user can fix (and any OS error) ends in one line on stderr."""
+    from gridnoise.errors import GridnoiseError, exit_code, one_line
 
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except GridnoiseError as e:
-        print(f"gridnoise: error: {e}", file=sys.stderr)
-        return e.exit_code
-    except (DataError, MetricError) as e:
-        print(f"gridnoise: error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:
-        print(f"gridnoise: error: {e.strerror or e}: {e.filename or ''} - check the path and permissions",
-              file=sys.stderr)
-        return 2
+    except (GridnoiseError, OSError) as e:
+        print(f"gridnoise: error: {one_line(e)}", file=sys.stderr)
+        return exit_code(e)
     except KeyboardInterrupt:
         print("gridnoise: interrupted - run the same command with --resume to continue", file=sys.stderr)
         return 130

@@ -17,11 +17,8 @@ from typing import Any, Literal
 
 import tomli_w
 
-from gridnoise.errors import GridnoiseError
-
-
-class ConfigError(GridnoiseError, ValueError):
-    """A configuration value or file is invalid; the message says which and how to fix it."""
+from gridnoise.errors import ConfigError
+from gridnoise.presets import ORIGINAL_EXTENT, VARIANTS
 
 
 @dataclass
@@ -54,25 +51,32 @@ class ModelConfig:
     time_scale: float = 1.0
 
 
-ADAPTATION_KINDS = ("none", "seed_grid", "conditioning", "reverse_variance")
+AdaptationKind = Literal["none", "original_grid", "conditioning", "reverse_variance"]
+# Values renamed after results were saved under the old spelling: the old one is still accepted
+# (and is what task hashes see, so finished studies stay finished).
+RENAMED_VALUES: dict[str, str] = {"seed_grid": "original_grid"}
 
 
 @dataclass
 class AdaptationConfig:
     """How the noise is adapted over the plane; `kind = "none"` is plain DDPM."""
 
-    # none: DDPM; seed_grid: the seed's (g scales the forward noise, looked up at x_0 in training);
-    # conditioning: g looked up at x_t and fed to the denoiser; reverse_variance: g scales the
-    # reverse step's noise std (see adaptation.py)
-    kind: Literal["none", "seed_grid", "conditioning", "reverse_variance"] = "none"
+    # none: DDPM; original_grid: the original study's (g scales the forward noise, looked up at x_0
+    # in training; "seed_grid" is its old name); conditioning: g looked up at x_t and fed to the
+    # denoiser; reverse_variance: g scales the reverse step's noise std (see adaptation.py); or a
+    # plug-in class "module:Class" registered in gridnoise.adaptation.ADAPTATIONS
+    kind: AdaptationKind = "none"
     # name -> cells per side; several grids multiply (the study's multi-scale: coarse=5, fine=20)
     grids: dict[str, int] = field(default_factory=dict)
     # name -> weight of the L1 penalty sum|G - 1| on that grid
     l1: dict[str, float] = field(default_factory=dict)
-    # (xmin, xmax, ymin, ymax) covered by every grid; the seed's [-1, 1]^2
-    extent: list[float] = field(default_factory=lambda: [-1.0, 1.0, -1.0, 1.0])
+    # (xmin, xmax, ymin, ymax) covered by every grid; the original study's [-1, 1]^2
+    extent: list[float] = field(default_factory=lambda: list(ORIGINAL_EXTENT))
     # true: ignore `extent` and span the training data's bounding box plus a 5% margin
     extent_from_data: bool = False
+
+    def __post_init__(self):
+        self.kind = RENAMED_VALUES.get(self.kind, self.kind)  # type: ignore[assignment]
 
 
 @dataclass
@@ -80,14 +84,14 @@ class TrainConfig:
     steps: int = 10_000
     batch_size: int = 256
     lr: float = 3e-4  # AdamW, cosine-annealed to 0 over `steps`
-    weight_decay: float = 0.01  # torch's AdamW default; the seed applies it to the grids too
+    weight_decay: float = 0.01  # torch's AdamW default; the original study applies it to the grids too
     grad_clip: float = 0.5  # max gradient norm of the network
     grid_grad_clip: float = 0.5  # max gradient norm of the grids, clipped separately
     ema_decay: float = 0.995  # cap of the EMA decay
     ema_update_every: int = 10  # EMA is updated on every 10th step
     ema_warmup_steps: int = 100  # EMA copies the weights outright up to this step
     ema_power: float = 2 / 3  # decay warms up as 1 - (1 + k)^-power
-    ema_grids: bool = False  # the seed samples with the raw (non-averaged) grids
+    ema_grids: bool = False  # the original study samples with the raw (non-averaged) grids
     checkpoint_every: int = 1000
     grid_snapshot_every: int = 1000  # save (and draw) every grid this often
     log_every: int = 100  # progress-bar refresh and non-finite-loss check
@@ -109,7 +113,7 @@ class RunConfig:
     dataset: str = "moons"
     variant: str = "baseline"  # preset name; `adaptation` holds what it resolved to
     seed: int = 0  # fixes initialisation, noise, timesteps, batches and sampling
-    data_seed: int = 42  # the data sets' own generator seed (SYSTEM.md section 2)
+    data_seed: int = 42  # the data sets' own generator seed (the original study's)
     n_points: int = 100_000
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: network matmuls under autocast (opt-in)
@@ -121,6 +125,7 @@ class RunConfig:
 
     def validate(self) -> "RunConfig":
         """Check values that types alone cannot; raise ConfigError naming the fix."""
+        from gridnoise.adaptation import ADAPTATIONS
         from gridnoise.data import DATASETS
 
         if self.dataset not in DATASETS:
@@ -139,8 +144,8 @@ class RunConfig:
             (self.diffusion.beta_schedule in ("linear", "quadratic", "cosine"),
              f"unknown beta schedule '{self.diffusion.beta_schedule}': use linear, quadratic or cosine"),
             (self.precision in ("fp32", "bf16"), f"unknown precision '{self.precision}': use fp32 or bf16"),
-            (self.adaptation.kind in ADAPTATION_KINDS,
-             f"unknown adaptation kind '{self.adaptation.kind}': use one of {', '.join(ADAPTATION_KINDS)}"),
+            (self.adaptation.kind in ADAPTATIONS,
+             f"unknown adaptation kind '{self.adaptation.kind}': use one of {', '.join(ADAPTATIONS)}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -163,7 +168,9 @@ class RunConfig:
 
 
 def check_sampler(sampler: SamplerConfig, num_timesteps: int, kind: str, where: str = "sampler") -> None:
-    """Raise ConfigError for a sampler the run cannot use."""
+    """Raise ConfigError (SamplerError where the adaptation is the reason) for a sampler the run cannot use."""
+    from gridnoise.adaptation import ADAPTATIONS, check_supported
+
     if sampler.sampler not in ("ddpm", "ddim"):
         raise ConfigError(f"{where}: unknown sampler '{sampler.sampler}': use ddpm or ddim")
     if not 0 <= sampler.steps <= num_timesteps:
@@ -172,8 +179,8 @@ def check_sampler(sampler: SamplerConfig, num_timesteps: int, kind: str, where: 
         raise ConfigError(f"{where}: eta must be in [0, 1] (got {sampler.eta})")
     if not sampler.clip_sample >= 0:
         raise ConfigError(f"{where}: clip_sample must be >= 0 (0: off; got {sampler.clip_sample})")
-    if sampler.sampler == "ddim" and kind == "reverse_variance":
-        raise ConfigError(f"{where}: DDIM is not defined for a learned reverse variance: use ddpm")
+    if kind in ADAPTATIONS:
+        check_supported(ADAPTATIONS[kind], sampler.sampler, where)
 
 
 def _extent(values: list[float]) -> tuple[float, float, float, float]:
@@ -196,12 +203,14 @@ _ADDED_SETTINGS: dict[tuple[str, ...], Any] = {
     ("eval", "extra_samplers"): {},
 }
 _ADDED_SAMPLER_SETTINGS: dict[str, Any] = {"clip_sample": 0.0}  # the same, inside each eval.extra_samplers entry
+_HASHED_AS = {new: old for old, new in RENAMED_VALUES.items()}  # renamed values compare under their old name
 
 
 def comparable_dict(cfg: RunConfig) -> dict[str, Any]:
     """The config without `device`: where a run trains does not change what it computes."""
     d = to_dict(cfg)
     d.pop("device")
+    d["adaptation"]["kind"] = _HASHED_AS.get(d["adaptation"]["kind"], d["adaptation"]["kind"])
     for path, default in _ADDED_SETTINGS.items():
         *parents, key = path
         table = d
@@ -236,6 +245,7 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     if dataclasses.is_dataclass(hint):
         return from_dict(hint, value, where)
     if origin is Literal:
+        value = RENAMED_VALUES.get(value, value) if isinstance(value, str) else value
         if value not in typing.get_args(hint):
             options = ", ".join(map(str, typing.get_args(hint)))
             raise ConfigError(f"{where} = {value!r} is not allowed: choose one of {options}")
@@ -273,10 +283,22 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"malformed TOML in {path}: {e}") from None
 
 
+def adaptation_for(variant: str) -> AdaptationConfig:
+    """The adaptation settings of a named variant (see `gridnoise.presets`); unknown names raise ConfigError."""
+    if variant not in VARIANTS:
+        raise ConfigError(f"unknown variant '{variant}': choose one of {', '.join(VARIANTS)}")
+    spec = VARIANTS[variant]
+    return AdaptationConfig(
+        kind=spec["kind"],
+        grids=dict(spec.get("grids", {})),
+        l1=dict(spec.get("l1", {})),
+        extent=list(ORIGINAL_EXTENT),
+        extent_from_data=spec.get("extent_from_data", False),
+    )
+
+
 def load_run_config(path: str | Path) -> RunConfig:
     """A validated RunConfig from TOML; without an [adaptation] table the variant's preset is used."""
-    from gridnoise.presets import adaptation_for
-
     data = load_toml(path)
     if "adaptation" not in data:
         data["adaptation"] = to_dict(adaptation_for(data.get("variant", RunConfig.variant)))

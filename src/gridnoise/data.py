@@ -14,6 +14,8 @@ from typing import Callable
 
 import numpy as np
 
+from gridnoise.errors import DataError
+
 DATASETS = ("circle", "dino", "line", "moons")
 DATASAURUS_URL = "https://raw.githubusercontent.com/jumpingrivers/datasauRus/main/inst/extdata/DatasaurusDozen.tsv"
 DATASAURUS_SHA256 = "c8c4792c3ed15238ba07dad6ab778adc79d72e3e1324ead4d8c1ae52849780f8"
@@ -21,10 +23,6 @@ DATASAURUS_ENV = "GRIDNOISE_DATASAURUS"
 DINO_ROWS = 142
 HOW_TO_PROVIDE = (f"download DatasaurusDozen.tsv from {DATASAURUS_URL} and pass --datasaurus PATH "
                   f"or set {DATASAURUS_ENV}")
-
-
-class DataError(ValueError):
-    """A data set cannot be produced; the one-line message says why and what to do."""
 
 
 def _line(n: int, rng: np.random.Generator) -> np.ndarray:

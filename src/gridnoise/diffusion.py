@@ -1,16 +1,16 @@
-"""The DDPM noise process: schedule, forward noising and the reverse step (Ho et al. 2020).
+"""The diffusion process: the beta schedule and what follows from it (Ho et al. 2020).
 
-`DDPMScheduler` owns the schedule tensors as buffers and knows nothing of the network: it
-turns a clean sample and noise into x_t (`add_noise`) and a predicted noise into x_{t-1}
-(`step`), in the verbs of diffusers' schedulers. Timesteps are always a `(B,)` long tensor.
+`NoiseSchedule` owns the schedule tensors as buffers (so `.to(device)` and `state_dict` carry
+them) and the closed forms every sampler shares: forward noising q(x_t | x_0) (`add_noise`),
+x_0 from a noise prediction, and the posterior q(x_{t-1} | x_t, x_0). It knows nothing of the
+network. The samplers built on it are in `gridnoise.schedulers`. Timesteps are always a `(B,)`
+long tensor.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
 import math
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -54,30 +54,30 @@ def rescale_zero_terminal_snr(betas: Tensor) -> Tensor:
     return 1 - alphas
 
 
-@dataclass
-class SchedulerOutput:
-    prev_sample: Tensor  # x_{t-1}, (B, D)
-    pred_original_sample: Tensor  # x0_hat, (B, D)
+class NoiseSchedule(nn.Module):
+    """The schedule's buffers (float64 maths, stored float32) and the process's closed forms.
 
-
-class DDPMScheduler(nn.Module):
-    """Schedule buffers plus `add_noise` (forward) and `step` (ancestral reverse step)."""
+    `num_train_timesteps` T; betas from `make_betas`, optionally rescaled to zero terminal SNR.
+    """
 
     def __init__(
         self,
-        num_timesteps: int = 100,
+        num_train_timesteps: int = 100,
         beta_schedule: Schedule = "linear",
         beta_start: float = 1e-4,
         beta_end: float = 0.02,
         zero_terminal_snr: bool = False,
     ):
         super().__init__()
-        if num_timesteps < 2:
-            raise ValueError(f"num_timesteps must be >= 2, got {num_timesteps}")
-        self.num_timesteps = num_timesteps
+        if num_train_timesteps < 2:
+            raise ValueError(f"num_train_timesteps must be >= 2, got {num_train_timesteps}")
+        self.num_train_timesteps = num_train_timesteps
+        # the constructor's arguments, so a scheduler can be rebuilt from them (diffusers' `config`)
+        self.config = dict(num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule,
+                           beta_start=beta_start, beta_end=beta_end, zero_terminal_snr=zero_terminal_snr)
         # Derived quantities are computed in float64 and stored as float32: in float32,
         # 1 - abar_t cancels badly at small t (posterior_mean_coef1[0] came out 0.9998, not 1).
-        betas = make_betas(num_timesteps, beta_schedule, beta_start, beta_end).double()
+        betas = make_betas(num_train_timesteps, beta_schedule, beta_start, beta_end).double()
         if zero_terminal_snr:
             betas = rescale_zero_terminal_snr(betas)
         alphas = 1.0 - betas
@@ -87,8 +87,8 @@ class DDPMScheduler(nn.Module):
             alphas[-1] = alphas_cumprod[-1] / alphas_cumprod[-2]
             betas = 1.0 - alphas
         alphas_cumprod_prev = torch.cat([torch.ones(1, dtype=torch.float64), alphas_cumprod[:-1]])
-        # Posterior q(x_{t-1} | x_t, x_0) (Ho et al. 2020, eqs. 6-7); floored at 1e-20 as the seed
-        # did, and exactly 0 at t = 0 where no noise is added.
+        # Posterior q(x_{t-1} | x_t, x_0) (Ho et al. 2020, eqs. 6-7); floored at 1e-20 as the original
+        # study did, and exactly 0 at t = 0 where no noise is added.
         posterior_variance = (betas * (1 - alphas_cumprod_prev) / (1 - alphas_cumprod)).clamp(min=1e-20)
         posterior_variance[0] = 0.0
         buffers = dict(
@@ -108,85 +108,24 @@ class DDPMScheduler(nn.Module):
             self.register_buffer(name, value.float())
 
     def __len__(self) -> int:
-        return self.num_timesteps
+        return self.num_train_timesteps
 
     def add_noise(self, original_samples: Tensor, noise: Tensor, timesteps: Tensor) -> Tensor:
-        """x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) noise; shapes `(B, D)`, `(B, D)`, `(B,)`."""
+        """x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) noise (eq. 4); shapes `(B, D)`, `(B, D)`, `(B,)`."""
         s1 = self.sqrt_alphas_cumprod[timesteps].unsqueeze(-1)
         s2 = self.sqrt_one_minus_alphas_cumprod[timesteps].unsqueeze(-1)
         return s1 * original_samples + s2 * noise
 
     def predict_start_from_noise(self, sample: Tensor, timesteps: Tensor, noise: Tensor) -> Tensor:
-        """x0_hat = sqrt(1/abar_t) x_t - sqrt(1/abar_t - 1) eps_hat (no clipping)."""
+        """x0_hat = sqrt(1/abar_t) x_t - sqrt(1/abar_t - 1) eps_hat `(B, D)` (eq. 4 solved for x_0; no clipping)."""
         return (
             self.sqrt_recip_alphas_cumprod[timesteps].unsqueeze(-1) * sample
             - self.sqrt_recipm1_alphas_cumprod[timesteps].unsqueeze(-1) * noise
         )
 
     def q_posterior_mean(self, x_start: Tensor, x_t: Tensor, timesteps: Tensor) -> Tensor:
-        """Mean of q(x_{t-1} | x_t, x_0) (Ho et al. 2020, eq. 7)."""
+        """Mean `(B, D)` of q(x_{t-1} | x_t, x_0) (Ho et al. 2020, eq. 7)."""
         return (
             self.posterior_mean_coef1[timesteps].unsqueeze(-1) * x_start
             + self.posterior_mean_coef2[timesteps].unsqueeze(-1) * x_t
         )
-
-    def step(
-        self,
-        model_output: Tensor,
-        timesteps: Tensor,
-        sample: Tensor,
-        generator: torch.Generator | None = None,
-        noise: Tensor | None = None,
-        std_scale: Tensor | None = None,
-        clip_sample: float = 0.0,
-    ) -> SchedulerOutput:
-        """One ancestral step x_t -> x_{t-1} from the predicted noise; no noise is added at t = 0.
-
-        `std_scale` `(B,)` multiplies the step's noise standard deviation (a learned reverse
-        variance); None keeps the posterior's. `clip_sample` > 0 clips the predicted x_0 to
-        [-clip_sample, clip_sample] before the posterior mean is formed.
-        """
-        pred_original = self.predict_start_from_noise(sample, timesteps, model_output)
-        if clip_sample > 0:
-            pred_original = pred_original.clamp(-clip_sample, clip_sample)
-        mean = self.q_posterior_mean(pred_original, sample, timesteps)
-        if noise is None:
-            noise = torch.randn(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype)
-        std = self.posterior_variance[timesteps].sqrt()
-        if std_scale is not None:
-            std = std * std_scale
-        std = std.unsqueeze(-1)
-        return SchedulerOutput(prev_sample=mean + std * noise, pred_original_sample=pred_original)
-
-    def ddim_step(
-        self,
-        model_output: Tensor,
-        timesteps: Tensor,
-        prev_timesteps: Tensor,
-        sample: Tensor,
-        eta: float = 0.0,
-        generator: torch.Generator | None = None,
-        noise: Tensor | None = None,
-        clip_sample: float = 0.0,
-    ) -> SchedulerOutput:
-        """One DDIM step x_t -> x_{t'} for any earlier t' (Song et al. 2021, eq. 12); t' = -1 means x_0.
-
-        sigma = eta sqrt((1 - abar_t') / (1 - abar_t)) sqrt(1 - abar_t / abar_t'); eta = 0 is
-        deterministic, and eta = 1 with t' = t - 1 is the DDPM posterior variance. `clip_sample` > 0
-        clips the predicted x_0 and re-derives the noise from it (as diffusers' DDIMScheduler does).
-        """
-        abar_t = self.alphas_cumprod[timesteps].unsqueeze(-1)
-        abar_prev = torch.where(prev_timesteps >= 0, self.alphas_cumprod[prev_timesteps.clamp(min=0)],
-                                torch.ones_like(self.alphas_cumprod[timesteps])).unsqueeze(-1)
-        pred_original = self.predict_start_from_noise(sample, timesteps, model_output)
-        if clip_sample > 0:
-            pred_original = pred_original.clamp(-clip_sample, clip_sample)
-            model_output = (sample - abar_t.sqrt() * pred_original) / (1 - abar_t).sqrt()
-        sigma = eta * ((1 - abar_prev) / (1 - abar_t) * (1 - abar_t / abar_prev)).clamp(min=0).sqrt()
-        direction = (1 - abar_prev - sigma**2).clamp(min=0).sqrt() * model_output
-        prev = abar_prev.sqrt() * pred_original + direction
-        if eta > 0:
-            if noise is None:
-                noise = torch.randn(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype)
-            prev = prev + sigma * noise
-        return SchedulerOutput(prev_sample=prev, pred_original_sample=pred_original)

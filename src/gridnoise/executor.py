@@ -17,18 +17,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gridnoise.errors import GridnoiseError, OutputExistsError
+from gridnoise.errors import ClusterError, ConfigError, OutputExistsError
 from gridnoise.experiment import Experiment, Task
 from gridnoise.files import write_json
-from gridnoise.results import EXPERIMENT_FILE, TASK_FILE, read_json, task_dir
-from gridnoise.run import METRICS_FILE
-
+from gridnoise.rundir import EXPERIMENT_FILE, METRICS_FILE, TASK_FILE, read_json, task_dir
 
 REFRESH_SECONDS = 2.0
-
-
-class SchedulerError(GridnoiseError):
-    """The Dask scheduler cannot be reached."""
 
 
 @dataclass
@@ -127,7 +121,7 @@ def connect(scheduler: str | None, workers: int | None):
         try:
             return Client(scheduler, timeout="10s")
         except (OSError, TimeoutError) as e:
-            raise SchedulerError(
+            raise ClusterError(
                 f"cannot reach the Dask scheduler at {scheduler} ({type(e).__name__}): start it with "
                 "`dask scheduler` and workers with `dask worker ADDRESS`, or drop --scheduler"
             ) from None
@@ -141,7 +135,7 @@ def run_tasks(exp: Experiment, out: str | Path, *, workers: int | None = None, s
               progress: bool = True) -> SweepOutcome:
     """Run every unfinished task of `exp` into `out`; failures are collected, not raised."""
     if workers is not None and workers < 1:
-        raise GridnoiseError(f"--workers must be >= 1 (got {workers})")
+        raise ConfigError(f"--workers must be >= 1 (got {workers})")
     out = Path(out).resolve()
     remote = connect(scheduler, workers) if scheduler is not None else None  # unreachable: fail before writing
     try:

@@ -2,7 +2,7 @@
 
 ```toml
 [experiment]
-name = "seed"
+name = "original"
 datasets = ["circle", "dino", "line", "moons"]
 seeds = [0]
 baseline = "run_0"          # what the report compares every other run against
@@ -29,9 +29,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from gridnoise.config import ConfigError, RunConfig, comparable_dict, from_dict, load_toml, to_dict
+from gridnoise.config import (RENAMED_VALUES, ConfigError, RunConfig, adaptation_for, comparable_dict, from_dict,
+                              load_toml, to_dict)
 from gridnoise.data import DATASETS
-from gridnoise.presets import adaptation_for
 
 EXPERIMENT_KEYS = {"name", "description", "datasets", "seeds", "baseline"}
 
@@ -84,9 +84,13 @@ class Experiment:
         return [Task(r.name, d, s, self.config(r, d, s)) for r in self.runs for d in self.datasets for s in self.seeds]
 
     def identity(self) -> str:
-        """Hash of what makes results comparable: runs and defaults, not which seeds or data sets."""
-        body = {"name": self.name, "defaults": self.defaults,
-                "runs": [[r.name, r.variant, r.overrides] for r in self.runs]}
+        """Hash of what makes results comparable: runs and defaults, not which seeds or data sets.
+
+        Names renamed since studies were saved hash under their old spelling, so those studies'
+        directories still belong to the renamed experiment.
+        """
+        body = {"name": HASHED_NAMES.get(self.name, self.name), "defaults": _hashed(self.defaults),
+                "runs": [[r.name, r.variant, _hashed(r.overrides)] for r in self.runs]}
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
     def restricted(self, *, seeds: list[int] | None = None, datasets: list[str] | None = None,
@@ -98,14 +102,24 @@ class Experiment:
         if datasets is not None:
             exp.datasets = _check_datasets(datasets)
         if steps is not None:
-            if steps < 1:
-                raise ConfigError(f"--steps must be >= 1 (got {steps})")
             exp.defaults.setdefault("train", {})["steps"] = steps
         if precision is not None:
             exp.defaults["precision"] = precision
         for run in exp.runs:  # fail now, not inside a worker
             exp.config(run, exp.datasets[0], exp.seeds[0])
         return exp
+
+
+HASHED_NAMES = {"original": "seed"}  # experiment names renamed after studies were saved: new -> old
+_OLD_VALUES = {new: old for old, new in RENAMED_VALUES.items()}
+
+
+def _hashed(tables: dict) -> dict:
+    """Config tables with renamed values (an adaptation kind) back under their old spelling."""
+    kind = tables.get("adaptation", {}).get("kind") if isinstance(tables.get("adaptation"), dict) else None
+    if kind not in _OLD_VALUES:
+        return tables
+    return {**tables, "adaptation": {**tables["adaptation"], "kind": _OLD_VALUES[kind]}}
 
 
 def config_hash(cfg: RunConfig) -> str:
@@ -183,6 +197,10 @@ def load_experiment(path: str | Path) -> Experiment:
     return parse_experiment(load_toml(path), source=str(path))
 
 
-def bundled(name: str = "seed") -> Path:
-    """Path of an experiment file shipped with gridnoise (e.g. "seed")."""
+BUNDLED_ALIASES = {"seed": "original"}  # old names of bundled experiment files
+
+
+def bundled(name: str = "original") -> Path:
+    """Path of an experiment file shipped with gridnoise: "original", "improved" or "schedules"."""
+    name = BUNDLED_ALIASES.get(name, name)
     return Path(str(resources.files("gridnoise") / "experiments" / f"{name}.toml"))

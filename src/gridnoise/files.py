@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import torch
 
 # mkstemp creates 0600 files; a result should get the permissions any new file gets here.
 # The umask can only be read by setting it, so that is done once, at import.
@@ -55,6 +54,8 @@ def write_npz(path: str | Path, **arrays: np.ndarray) -> Path:
 
 def save_torch(path: str | Path, obj: Any) -> Path:
     """torch.save of tensors and plain containers only, loadable with weights_only=True."""
+    import torch  # here, so reading and writing results does not import torch
+
     buf = io.BytesIO()
     torch.save(obj, buf)
     return atomic_write(path, lambda f: f.write(buf.getvalue()))

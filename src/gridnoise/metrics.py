@@ -1,5 +1,5 @@
-"""Sample metrics: the seed's k-NN KL estimate and grid variance, and sample-quality metrics
-between generated samples and data (W2, sliced W2, MMD, precision and recall; issue 5 item 4)."""
+"""Sample metrics: the original study's k-NN KL estimate and grid variance, and sample-quality
+metrics between generated samples and data (W2, sliced W2, MMD, precision and recall)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ import torch
 from scipy.spatial import cKDTree
 from scipy.spatial.distance import cdist, pdist
 
-
-class MetricError(ValueError):
-    """A metric cannot be computed on the given inputs; the one-line message says why."""
+from gridnoise.errors import MetricError
 
 
 def _points(a: np.ndarray, name: str, metric: str = "the KL estimate") -> np.ndarray:
@@ -27,8 +25,8 @@ class KLEstimator:
 
     KL = log2(m / (n - 1)) + d * mean_i[log2 nu_k(i) - log2 rho_k(i)], with rho_k(i) the
     distance from data point i to its k-th nearest other data point and nu_k(i) to its k-th
-    nearest sample (Wang, Kulkarni & Verdu, IEEE Trans. Inf. Theory 55(5), 2009, in base 2;
-    SYSTEM.md section 5). The data's distances rho are computed once, so each sample set costs
+    nearest sample (Wang, Kulkarni & Verdu, IEEE Trans. Inf. Theory 55(5), 2009, in base 2).
+    The data's distances rho are computed once, so each sample set costs
     one tree query.
     """
 
@@ -67,8 +65,8 @@ def kl_divergence(data: np.ndarray, samples: np.ndarray, k: int = 5) -> float:
 
 
 def grid_variance(grid: torch.Tensor | np.ndarray) -> float:
-    """Unbiased variance over all entries of a grid tensor: the seed's "noise adaptation
-    effectiveness" (SYSTEM.md section 4)."""
+    """Unbiased variance over all entries of a grid tensor: the original study's "noise adaptation
+    effectiveness"."""
     if isinstance(grid, torch.Tensor):
         values = grid.detach().cpu().double().numpy()
     else:

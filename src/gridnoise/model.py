@@ -1,6 +1,7 @@
-"""The denoiser: a residual MLP over sinusoidal embeddings of x, y and t (SYSTEM.md section 3).
+"""The denoiser: a residual MLP over sinusoidal embeddings of x, y and t, as in the original study.
 
-It maps (x_t, t[, g]) to a noise prediction and knows nothing of how x_t was made.
+It maps (x_t, t[, g]) to a noise prediction and knows nothing of how x_t was made: g, a noise
+scale from an adaptation, is one more input column when the network is built to take it.
 """
 
 from __future__ import annotations
@@ -49,15 +50,15 @@ class ResidualBlock(nn.Module):
 
 
 class MLPDenoiser(nn.Module):
-    """Predicts the noise `(B, 2)` from x_t `(B, 2)`, t `(B,)` and optionally a level g `(B,)`."""
+    """Predicts the noise `(B, 2)` from x_t `(B, 2)`, t `(B,)` and optionally a noise scale g `(B,)`."""
 
-    def __init__(self, cfg: ModelConfig = ModelConfig(), noise_level_input: bool = False):
+    def __init__(self, cfg: ModelConfig = ModelConfig(), noise_scale_input: bool = False):
         super().__init__()
-        self.noise_level_input = noise_level_input
+        self.noise_scale_input = noise_scale_input
         self.x_embedding = SinusoidalEmbedding(cfg.embedding_dim, scale=cfg.input_scale)
         self.y_embedding = SinusoidalEmbedding(cfg.embedding_dim, scale=cfg.input_scale)
         self.t_embedding = SinusoidalEmbedding(cfg.embedding_dim, scale=cfg.time_scale)
-        in_features = 3 * cfg.embedding_dim + int(noise_level_input)
+        in_features = 3 * cfg.embedding_dim + int(noise_scale_input)
         self.network = nn.Sequential(
             nn.Linear(in_features, cfg.hidden_dim),
             *[ResidualBlock(cfg.hidden_dim) for _ in range(cfg.hidden_layers)],
@@ -65,10 +66,10 @@ class MLPDenoiser(nn.Module):
             nn.Linear(cfg.hidden_dim, 2),
         )
 
-    def forward(self, x: Tensor, timesteps: Tensor, noise_level: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, timesteps: Tensor, noise_scale: Tensor | None = None) -> Tensor:
         features = [self.x_embedding(x[:, 0]), self.y_embedding(x[:, 1]), self.t_embedding(timesteps)]
-        if self.noise_level_input:
-            if noise_level is None:
-                raise ValueError("this denoiser was built with a noise-level input: pass noise_level")
-            features.append(noise_level.unsqueeze(-1))
+        if self.noise_scale_input:
+            if noise_scale is None:
+                raise ValueError("this denoiser was built with a noise-scale input: pass noise_scale")
+            features.append(noise_scale.unsqueeze(-1))
         return self.network(torch.cat(features, dim=-1))

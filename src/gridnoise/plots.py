@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from gridnoise import rundir  # noqa: E402
 from gridnoise.files import atomic_write  # noqa: E402
 
 if TYPE_CHECKING:
@@ -26,8 +27,8 @@ POINT_COLOUR = "#e8000b"  # data overlaid on heatmaps: visible on viridis and on
 def grid_heatmap(values: np.ndarray, extent, title: str = "", points: np.ndarray | None = None) -> Figure:
     """Heatmap of one timestep's grid `(n, n)` (axis 0 = x, axis 1 = y) over its real extent.
 
-    Drawn with `origin="lower"` so x runs along the horizontal axis (the seed's figures were
-    transposed); `points` `(N, 2)` are overlaid when given.
+    Drawn with `origin="lower"` so x runs along the horizontal axis (the original study's figures
+    were transposed); `points` `(N, 2)` are overlaid when given.
     """
     fig, ax = plt.subplots(figsize=(4.6, 4))
     xmin, xmax, ymin, ymax = (float(v) for v in extent)
@@ -35,7 +36,7 @@ def grid_heatmap(values: np.ndarray, extent, title: str = "", points: np.ndarray
                       cmap="viridis", aspect="auto", interpolation="nearest")
     if points is not None:
         ax.scatter(points[:, 0], points[:, 1], s=1, c=POINT_COLOUR, alpha=0.3, linewidths=0)
-    fig.colorbar(image, ax=ax, label="noise factor")
+    fig.colorbar(image, ax=ax, label="noise scale g")
     ax.set(xlabel="x", ylabel="y", title=title)
     fig.tight_layout()
     return fig
@@ -49,7 +50,21 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
         plt.close(fig)
 
 
-# -- study figures (SYSTEM.md section 6) -------------------------------------------------------
+def draw_heatmaps(run_dir: str | Path) -> list[Path]:
+    """Draw every saved grid snapshot of a run as the original study's heatmap files (at its recorded timestep)."""
+    run_dir = Path(run_dir)
+    cfg = rundir.read_config(run_dir)
+    written = []
+    for path in rundir.grid_snapshots(run_dir):
+        step = rundir.snapshot_step(path)
+        t, grids, extent = rundir.read_grid_snapshot(path, cfg)
+        for label, values in grids.items():
+            fig = grid_heatmap(values[t], extent, title=f"{cfg.dataset} {label.replace('_', ' ')}, t={t}, step {step}")
+            written.append(save_figure(fig, rundir.heatmap_path(run_dir, cfg.dataset, label, step)))
+    return written
+
+
+# -- study figures: the original study's four, and the final grids ------------------------------
 
 PALETTE = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c"]
 FINAL_GRID_TIMESTEPS = (0, 25, 50, 75, 99)
@@ -90,7 +105,6 @@ def _panels(n: int, ncols: int = PANEL_COLUMNS, size: float = PANEL_SIZE) -> tup
 
 def train_loss_figure(results: StudyResults) -> Figure:
     """One panel per data set, one smoothed loss curve per run (mean over seeds, band = min..max)."""
-    from gridnoise.run import LOSSES_FILE
     from gridnoise.stats import SMOOTHING_WINDOW, smooth
 
     colours = run_colours(results)
@@ -99,8 +113,7 @@ def train_loss_figure(results: StudyResults) -> Figure:
         for run in results.runs:
             curves = []
             for seed in results.seeds(run["name"], dataset):
-                with np.load(results.run_dir(run["name"], dataset, seed) / LOSSES_FILE) as f:
-                    curves.append(smooth(f["loss"]))
+                curves.append(smooth(rundir.read_losses(results.run_dir(run["name"], dataset, seed))))
             if not curves:
                 continue
             length = min(len(c) for c in curves)
@@ -120,7 +133,6 @@ def train_loss_figure(results: StudyResults) -> Figure:
 
 def generated_images_figure(results: StudyResults, seed: int | None = None) -> Figure:
     """Rows = runs, columns = data sets: scatter plots of samples (the first finished seed by default)."""
-    from gridnoise.run import SAMPLES_FILE
 
     colours = run_colours(results)
     nrows, ncols = len(results.runs), len(results.datasets)
@@ -132,8 +144,7 @@ def generated_images_figure(results: StudyResults, seed: int | None = None) -> F
             seeds = results.seeds(run["name"], dataset)
             chosen = seed if seed in seeds else (seeds[0] if seeds else None)
             if chosen is not None:
-                with np.load(results.run_dir(run["name"], dataset, chosen) / SAMPLES_FILE) as f:
-                    pts = f["samples"]
+                pts = rundir.read_samples(results.run_dir(run["name"], dataset, chosen))
                 ax.scatter(pts[:, 0], pts[:, 1], s=SAMPLE_POINT_SIZE, alpha=SAMPLE_ALPHA, color=colours[run["name"]],
                            linewidths=0)
             ax.set_aspect("equal", adjustable="datalim")
@@ -168,7 +179,7 @@ def _bars(ax, results: StudyResults, metric: str, runs: list[dict]) -> None:
 
 
 def evaluation_metrics_figure(results: StudyResults) -> Figure:
-    """Bars per data set and run: eval loss, KL, training and inference time (the seed's 2x2),
+    """Bars per data set and run: eval loss, KL, training and inference time (the original study's 2x2),
     then W2, MMD, precision and recall when the study recorded them."""
     recorded = results.metric_names()
     panels = METRIC_PANELS + tuple(p for p in SAMPLE_METRIC_PANELS if p[0] in recorded)
@@ -253,23 +264,10 @@ def final_grids_figure(values: dict[str, np.ndarray], extent, timesteps=FINAL_GR
             if j == 0:
                 ax.set_ylabel("y", fontsize=8)
         bar = fig.colorbar(image, ax=list(axes[i]), fraction=0.02, pad=0.01)
-        bar.set_label("noise factor", fontsize=8)
+        bar.set_label("noise scale g", fontsize=8)
         bar.formatter.set_useOffset(False)  # factors near 1 read as 1.0002, not "+1" and 0.0002
     fig.suptitle(title)
     return fig
-
-
-def _snapshot_step(path: Path) -> int:
-    """Training step of `grids/grids_step_K.npz`."""
-    return int(path.stem.rsplit("_", 1)[1])
-
-
-def final_snapshot(run_dir: Path) -> Path | None:
-    """The last grid snapshot of a run (its final grids), or None for a run without grids."""
-    from gridnoise.run import GRIDS_DIR
-
-    snapshots = sorted((run_dir / GRIDS_DIR).glob("grids_step_*.npz"), key=_snapshot_step)
-    return snapshots[-1] if snapshots else None
 
 
 def overlay_points(dataset: str, data_seed: int) -> np.ndarray | None:
@@ -285,14 +283,12 @@ def overlay_points(dataset: str, data_seed: int) -> np.ndarray | None:
 
 def redraw_heatmaps(results: StudyResults, only_missing: bool = False) -> list[Path]:
     """Redraw the per-step heatmaps of every finished task with grids (or only of tasks lacking them)."""
-    from gridnoise.run import HEATMAPS_DIR, draw_heatmaps
-
     written = []
     for (run, dataset, seed) in sorted(results.metrics):
         run_dir = results.run_dir(run, dataset, seed)
-        if final_snapshot(run_dir) is None:
+        if rundir.final_snapshot(run_dir) is None:
             continue
-        if only_missing and any((run_dir / HEATMAPS_DIR).glob("*.png")):
+        if only_missing and any((run_dir / rundir.HEATMAPS_DIR).glob("*.png")):
             continue
         written += draw_heatmaps(run_dir)
     return written
@@ -303,8 +299,6 @@ def make_figures(results: StudyResults, dest: str | Path, *, only_missing_heatma
 
     The per-step heatmaps live in their run directories and are not in the returned list.
     """
-    from gridnoise.run import read_config, read_grid_snapshot
-
     dest = Path(dest)
     written = [
         save_figure(train_loss_figure(results), dest / "train_loss.png"),
@@ -316,14 +310,14 @@ def make_figures(results: StudyResults, dest: str | Path, *, only_missing_heatma
     for run in results.runs:
         for dataset in results.datasets:
             seeds = results.seeds(run["name"], dataset)
-            snapshot = final_snapshot(results.run_dir(run["name"], dataset, seeds[0])) if seeds else None
+            snapshot = rundir.final_snapshot(results.run_dir(run["name"], dataset, seeds[0])) if seeds else None
             if snapshot is None:
                 continue
-            cfg = read_config(snapshot.parent.parent)
-            _, grids, extent = read_grid_snapshot(snapshot, cfg)
+            cfg = rundir.read_config(snapshot.parent.parent)
+            _, grids, extent = rundir.read_grid_snapshot(snapshot, cfg)
             fig = final_grids_figure(grids, extent, points=overlay_points(dataset, cfg.data_seed),
                                      title=f"{run['label']} on {dataset}: final grids "
-                                           f"(seed {seeds[0]}, step {_snapshot_step(snapshot)})")
+                                           f"(seed {seeds[0]}, step {rundir.snapshot_step(snapshot)})")
             written.append(save_figure(fig, dest / "final_grids" / f"{run['name']}_{dataset}.png"))
     redraw_heatmaps(results, only_missing=only_missing_heatmaps)
     return written

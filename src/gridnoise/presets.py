@@ -1,26 +1,26 @@
-"""The study's five variants as named presets (SYSTEM.md section 1).
+"""Named variants as data: the adaptation settings each resolves to (`config.adaptation_for`).
 
-A variant is data: the adaptation settings it resolves to. Adding a variant is adding an
-entry here (or writing the same table in a TOML file).
+The original study ran five (`baseline`, `grid10`, `grid20`, `multiscale`, `multiscale_l1`);
+the others move its grids onto the data's extent or fix the inconsistencies of its mechanism.
+Adding a variant is adding an entry here, or writing the same table in a TOML file.
 """
 
 from __future__ import annotations
 
-from gridnoise.config import AdaptationConfig, ConfigError
-
-SEED_EXTENT = [-1.0, 1.0, -1.0, 1.0]
+ORIGINAL_EXTENT = (-1.0, 1.0, -1.0, 1.0)  # the original study's grids cover [-1, 1]^2
 
 VARIANTS: dict[str, dict] = {
     "baseline": dict(kind="none"),
-    "grid10": dict(kind="seed_grid", grids={"grid": 10}),
-    "grid20": dict(kind="seed_grid", grids={"grid": 20}),
-    "multiscale": dict(kind="seed_grid", grids={"coarse": 5, "fine": 20}),
-    "multiscale_l1": dict(kind="seed_grid", grids={"coarse": 5, "fine": 20}, l1={"fine": 0.01}),
+    "grid10": dict(kind="original_grid", grids={"grid": 10}),
+    "grid20": dict(kind="original_grid", grids={"grid": 20}),
+    "multiscale": dict(kind="original_grid", grids={"coarse": 5, "fine": 20}),
+    "multiscale_l1": dict(kind="original_grid", grids={"coarse": 5, "fine": 20}, l1={"fine": 0.01}),
 }
-# The seed's variants with grids over the data's bounding box (+5%) instead of [-1, 1]^2.
+# The original variants with grids over the data's bounding box (+5%) instead of [-1, 1]^2.
 VARIANTS.update({f"{name}_data": dict(VARIANTS[name], extent_from_data=True)
                  for name in ("grid10", "grid20", "multiscale", "multiscale_l1")})
-# Beyond the seed (issue 5): consistent conditioning and a learned reverse variance, data extent.
+# Consistent mechanisms, over the data's extent: g fed to the denoiser at x_t in training and
+# sampling alike, and g as a learned reverse variance.
 VARIANTS.update({
     "conditioning": dict(kind="conditioning", grids={"grid": 10}, extent_from_data=True),
     "conditioning_multiscale": dict(kind="conditioning", grids={"coarse": 5, "fine": 20}, extent_from_data=True),
@@ -29,7 +29,7 @@ VARIANTS.update({
                                         extent_from_data=True),
 })
 
-# Human-readable labels used by the seed's plots and logs.
+# Human-readable labels, as the original study's plots and logs named its variants.
 LABELS: dict[str, str] = {
     "baseline": "Baseline",
     "grid10": "10x10 Grid",
@@ -45,17 +45,3 @@ LABELS: dict[str, str] = {
     "reverse_variance": "Reverse-variance 10x10 Grid",
     "reverse_variance_multiscale": "Reverse-variance Multi-scale",
 }
-
-
-def adaptation_for(variant: str) -> AdaptationConfig:
-    """The adaptation settings of a named variant; unknown names raise ConfigError."""
-    if variant not in VARIANTS:
-        raise ConfigError(f"unknown variant '{variant}': choose one of {', '.join(VARIANTS)}")
-    spec = VARIANTS[variant]
-    return AdaptationConfig(
-        kind=spec["kind"],
-        grids=dict(spec.get("grids", {})),
-        l1=dict(spec.get("l1", {})),
-        extent=list(SEED_EXTENT),
-        extent_from_data=spec.get("extent_from_data", False),
-    )

@@ -1,25 +1,59 @@
-"""`report.md` of a study, computed from its saved results (never from memory or by training).
+"""A study's report, computed from its saved results (never from memory or by training).
 
 Per metric and data set: mean and 95% CI per run; each run's paired difference from the
-baseline with a t-test and Holm's correction; the seed's original numbers beside ours;
+baseline with a t-test and Holm's correction; the original study's numbers beside ours;
 convergence speed; computational overhead; the figures.
+
+Each section is a function that returns a `Section`: a title and blocks, each a short text
+(Markdown inline), a `Table` of formatted cells or a `Figure`. `report_sections` gathers them;
+`gridnoise.markdown` renders them and writes `report.md`, and any other renderer can walk the
+same `Report`.
 """
 
 from __future__ import annotations
 
 import math
-import os
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 
-from gridnoise.files import write_text
 from gridnoise.stats import (CONVERGENCE_TOL, SMOOTHING_WINDOW, PairedResult, confidence_interval,
                              convergence_step, holm, paired_comparison)
 
 if TYPE_CHECKING:
     from gridnoise.results import StudyResults
+
+
+@dataclass
+class Table:
+    header: list[str]
+    rows: list[list[str]]  # formatted cells, one list per row
+    title: str = ""  # a sub-heading above the table
+
+
+@dataclass
+class Figure:
+    path: Path  # a PNG file
+    caption: str
+
+
+Block = Union[str, Table, Figure]
+
+
+@dataclass
+class Section:
+    title: str | None  # None: no heading
+    blocks: list[Block] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    title: str
+    sections: list[Section]
 
 ALPHA = 0.05  # family-wise significance level after Holm's correction
 DIGITS = 3  # decimals of metric values in the tables
@@ -40,15 +74,14 @@ METRIC_TITLES = {
     "coarse_grid_variance": "Coarse grid variance", "fine_grid_variance": "Fine grid variance",
 }
 
-# SYSTEM.md section 7: the seed's single-seed GPU numbers, by variant.
-SEED_NUMBERS = {
-    "baseline": {"kl_divergence": (0.359, 1.060, 0.157, 0.095), "eval_loss": (0.439, 0.664, 0.802, 0.620)},
-    "grid10": {"kl_divergence": (0.334, 1.130, 0.188, 0.111), "eval_loss": (0.396, 0.646, 0.771, 0.590)},
-    "grid20": {"kl_divergence": (0.349, 1.107, 0.194, 0.096), "eval_loss": (0.397, 0.645, 0.780, 0.598)},
-    "multiscale": {"kl_divergence": (0.304, 1.194, 0.311, 0.136), "eval_loss": (0.356, 0.624, 0.629, 0.560)},
-    "multiscale_l1": {"kl_divergence": (0.323, 1.167, 0.197, 0.105), "eval_loss": (0.388, 0.641, 0.765, 0.585)},
-}
-SEED_DATASETS = ("circle", "dino", "line", "moons")
+
+
+def original_numbers() -> tuple[list[str], dict[str, dict[str, list[float]]]]:
+    """The original study's published numbers (`experiments/original_numbers.toml`): its data sets,
+    and variant -> metric -> one value per data set."""
+    text = (resources.files("gridnoise") / "experiments" / "original_numbers.toml").read_text()
+    numbers = tomllib.loads(text)
+    return numbers.pop("datasets"), numbers
 
 EVAL_LOSS_NOTE = (
     "**Eval loss is not comparable across variants whose forward noise differs.** The seed's grids scale "
@@ -83,13 +116,6 @@ def _run_name(run: dict) -> str:
     return f"{run['name']} {run['label']}"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    """A Markdown table."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def paired_tests(pairs: dict) -> dict:
     """key -> (PairedResult, Holm-adjusted p) for each key's ({seed: reference}, {seed: other}) pair
     that has values on both sides; Holm runs over all of them together."""
@@ -121,12 +147,12 @@ def verdict(test: PairedResult, adjusted_p: float, lower_is_better: bool = True)
     return "better*" if improved else "worse*"
 
 
-def headline(results: StudyResults) -> str:
+def headline(results: StudyResults) -> Section:
     """Which runs beat (or trail) the baseline significantly on KL, and on which data sets, or "none"."""
     seeds = results.max_seeds()
     if seeds < 2:
-        return ("One seed per task: no difference can be called significant. Run more seeds "
-                "(`--seeds 0,1,2,3,4`) to tell effects from seed noise.")
+        return Section("Headline", ["One seed per task: no difference can be called significant. Run more seeds "
+                                    "(`--seeds 0,1,2,3,4`) to tell effects from seed noise."])
     found: dict[str, list[str]] = {"better*": [], "worse*": []}
     for (run, dataset), (test, p) in comparisons(results, "kl_divergence").items():
         v = verdict(test, p)
@@ -139,12 +165,12 @@ def headline(results: StudyResults) -> str:
                      ("worse*", "Significantly worse than the baseline")):
         lines = found[v]
         parts.append(f"**{title}:** " + ("none." if not lines else "\n\n" + "\n".join(f"- {x}" for x in lines)))
-    return "\n\n".join(parts)
+    return Section("Headline", parts)
 
 
-def metric_tables(results: StudyResults) -> str:
+def metric_tables(results: StudyResults) -> Section:
     """Per metric: one row per run, one cell per data set holding `mean [95% CI] (n=seeds)`."""
-    parts = []
+    parts: list[Block] = []
     for metric in (m for m in METRIC_TITLES if m in results.metric_names()):
         rows = []
         for run in results.runs:
@@ -154,13 +180,16 @@ def metric_tables(results: StudyResults) -> str:
                 cells.append(f"{fmt_ci(vals)} (n={len(vals)})" if vals else "-")
             if any(c != "-" for c in cells):
                 rows.append([_run_name(run)] + cells)
-        parts.append(f"### {METRIC_TITLES[metric]}\n\n" + _table(["run"] + list(results.datasets), rows))
-    return "\n\n".join(parts)
+        parts.append(Table(["run"] + list(results.datasets), rows, METRIC_TITLES[metric]))
+    return Section("Metrics: mean [95% confidence interval] over seeds", parts)
 
 
-def difference_tables(results: StudyResults) -> str:
+def difference_tables(results: StudyResults) -> Section:
     """Per compared metric: each non-baseline run's paired difference from the baseline per data set."""
-    parts = []
+    parts: list[Block] = [
+        f"{TEST_SENTENCE} `better*`/`worse*`: significant after correction at {ALPHA} (lower is better, except for\n"
+        "precision and recall); `n.s.`: not significant; `n/a (1 seed)`: no test is possible.",
+        EVAL_LOSS_NOTE]
     for metric in COMPARED:
         comps = comparisons(results, metric)
         if not comps:
@@ -171,21 +200,22 @@ def difference_tables(results: StudyResults) -> str:
             rows.append([f"{run} {results.label(run)}", dataset, str(test.n), fmt(test.mean_diff), ci,
                          fmt_percent(test.relative_change), fmt(test.p_value), fmt(p),
                          verdict(test, p, metric in LOWER_IS_BETTER)])
-        parts.append(f"### {METRIC_TITLES[metric]}\n\n" + _table(
-            ["run", "data set", "seeds", "mean diff", "95% CI", "change", "p", "Holm p", "verdict"], rows))
-    return "\n\n".join(parts)
+        parts.append(Table(["run", "data set", "seeds", "mean diff", "95% CI", "change", "p", "Holm p", "verdict"],
+                           rows, METRIC_TITLES[metric]))
+    return Section("Differences from the baseline", parts)
 
 
 RANKED = ("kl_divergence", "w2")  # the metrics the verdict ranks variants on
 
 
-def ranking_section(results: StudyResults) -> str:
+def ranking_section(results: StudyResults) -> Section:
     """Per data set, every run ranked by its mean KL difference from the baseline, with the paired
     difference, its CI and verdict on KL and W2; empty when the study has no W2 (older studies)."""
     if not any("w2" in m for m in results.metrics.values()):
-        return ""
+        return Section(None)
     tests = {metric: comparisons(results, metric) for metric in RANKED}
-    parts = []
+    parts: list[Block] = ["Differences are run - baseline on the same seeds (negative is better); `better*`/`worse*` "
+                          "are significant after Holm's correction, `n.s.` is indistinguishable from seed noise."]
     for dataset in results.datasets:
         rows = []
         for run in results.runs:
@@ -202,12 +232,9 @@ def ranking_section(results: StudyResults) -> str:
                 cells += [f"{fmt(test.mean_diff)}{ci}", verdict(test, p)]
             rows.append((tests["kl_divergence"][key][0].mean_diff, [_run_name(run)] + cells))
         rows.sort(key=lambda r: r[0])
-        parts.append(f"### {dataset}\n\n" + _table(
-            ["run (best KL first)", "KL diff [95% CI]", "KL verdict", "W2 diff [95% CI]", "W2 verdict"],
-            [r for _, r in rows]))
-    return ("## Verdict: every variant against the baseline\n\nDifferences are run - baseline on the same seeds "
-            "(negative is better); `better*`/`worse*` are significant after Holm's correction, `n.s.` is "
-            "indistinguishable from seed noise.\n\n" + "\n\n".join(parts))
+        parts.append(Table(["run (best KL first)", "KL diff [95% CI]", "KL verdict", "W2 diff [95% CI]", "W2 verdict"],
+                           [r for _, r in rows], dataset))
+    return Section("Verdict: every variant against the baseline", parts)
 
 
 def study_data(results: StudyResults) -> dict:
@@ -216,7 +243,7 @@ def study_data(results: StudyResults) -> dict:
     import torch
 
     from gridnoise.data import load
-    from gridnoise.run import read_config
+    from gridnoise.rundir import read_config
 
     any_task = next(iter(sorted(results.metrics)), None)
     cfg = read_config(results.run_dir(*any_task)) if any_task else None
@@ -224,7 +251,7 @@ def study_data(results: StudyResults) -> dict:
             for dataset in results.datasets}
 
 
-def edge_cell_section(results: StudyResults) -> str:
+def edge_cell_section(results: StudyResults) -> Section:
     """Share of each data set's points in border cells of 10x10 and 20x20 grids, under the seed's
     [-1, 1]^2 and under the data's own extent."""
     from gridnoise.adaptation import data_extent, edge_cell_share
@@ -234,9 +261,10 @@ def edge_cell_section(results: StudyResults) -> str:
         own = data_extent(points)
         rows.append([dataset] + [f"{edge_cell_share(points, n, extent):.1%}" for n in (10, 20)
                                  for extent in ([-1.0, 1.0, -1.0, 1.0], own)])
-    return ("Points in a grid's border cells, where every point outside the grid is clamped: the seed's extent "
-            "[-1, 1]^2 against the data's bounding box + 5% (`*_data` variants).\n\n"
-            + _table(["data set", "10x10 seed", "10x10 data", "20x20 seed", "20x20 data"], rows))
+    return Section("Grid extent: points in edge cells", [
+        "Points in a grid's border cells, where every point outside the grid is clamped: the seed's extent "
+        "[-1, 1]^2 against the data's bounding box + 5% (`*_data` variants).",
+        Table(["data set", "10x10 seed", "10x10 data", "20x20 seed", "20x20 data"], rows)])
 
 
 ABAR_T_WARNING = 0.01  # above this, pure-noise starting points are far from the forward process's x_T
@@ -244,34 +272,34 @@ ABAR_T_WARNING = 0.01  # above this, pure-noise starting points are far from the
 
 def terminal_signal(results: StudyResults) -> dict[str, float]:
     """abar_T of each run's schedule, rebuilt from the config of its first finished task."""
-    from gridnoise.diffusion import DDPMScheduler
-    from gridnoise.run import read_config
+    from gridnoise.rundir import read_config
+    from gridnoise.schedulers import DDPMScheduler
 
     out = {}
     for run in results.runs:
         task = next((key for key in sorted(results.metrics) if key[0] == run["name"]), None)
         if task is not None:
-            d = read_config(results.run_dir(*task)).diffusion
-            scheduler = DDPMScheduler(d.num_timesteps, d.beta_schedule, d.beta_start, d.beta_end, d.zero_terminal_snr)
+            scheduler = DDPMScheduler.from_config(read_config(results.run_dir(*task)).diffusion)
             out[run["name"]] = float(scheduler.alphas_cumprod[-1])
     return out
 
 
-def schedule_section(results: StudyResults) -> str:
+def schedule_section(results: StudyResults) -> Section:
     """abar_T per run (with a warning above ABAR_T_WARNING) and, when runs were also sampled with
     other samplers, each sampler's time against its KL and W2."""
     abar = terminal_signal(results)
     rows = [[_run_name(run), f"{abar[run['name']]:.3g}",
              "**warning: sampling starts from N(0, I), which the forward process never reaches**"
              if abar[run["name"]] > ABAR_T_WARNING else "ok"] for run in results.runs if run["name"] in abar]
-    text = ("abar_T is the share of signal variance left at the last timestep; sampling starts from pure noise, "
-            f"so above {ABAR_T_WARNING} training and sampling disagree at the start (SYSTEM.md section 4).\n\n"
-            + _table(["run", "abar_T", ""], rows))
+    section = Section("Schedules and samplers", [
+        "abar_T is the share of signal variance left at the last timestep; sampling starts from pure noise, "
+        f"so above {ABAR_T_WARNING} training and sampling disagree at the start (SYSTEM.md section 4).",
+        Table(["run", "abar_T", ""], rows)])
     names = results.metric_names()
     extra = sorted({m[: -len("_inference_time")] for m in names if m.endswith("_inference_time")
                     and m != "inference_time"})
     if not extra:
-        return text
+        return section
     rows = []
     for run in results.runs:
         for sampler in ["ddpm"] + extra:
@@ -286,13 +314,14 @@ def schedule_section(results: StudyResults) -> str:
                 w2 = list(results.values(run["name"], dataset, f"{prefix}w2").values())
                 cells.append(f"{fmt_ci(kl)} / {fmt_ci(w2)}" if kl and w2 else "-")
             rows.append([_run_name(run), sampler, fmt(float(np.mean(times)), 2)] + cells)
-    return (text + "\n\nEach sampler on the same trained networks: mean sampling time of "
-            "10000 points (s), and KL (bits) / W2 per data set, mean [95% CI] over seeds.\n\n"
-            + _table(["run", "sampler", "time (s)"] + [f"{d} KL / W2" for d in results.datasets], rows)
-            + "\n\n" + sampler_costs(results, extra))
+    section.blocks += ["Each sampler on the same trained networks: mean sampling time of "
+                       "10000 points (s), and KL (bits) / W2 per data set, mean [95% CI] over seeds.",
+                       Table(["run", "sampler", "time (s)"] + [f"{d} KL / W2" for d in results.datasets], rows),
+                       *sampler_costs(results, extra)]
+    return section
 
 
-def sampler_costs(results: StudyResults, samplers: list[str]) -> str:
+def sampler_costs(results: StudyResults, samplers: list[str]) -> list[Block]:
     """Each extra sampler against DDPM on the same networks: its time as a share of DDPM's, and
     the paired KL and W2 differences over seeds with Holm-corrected verdicts."""
     found = paired_tests({(run["name"], sampler, dataset, metric): (
@@ -319,48 +348,48 @@ def sampler_costs(results: StudyResults, samplers: list[str]) -> str:
                         parts.append(f"{fmt(test.mean_diff)} {verdict(test, adjusted)}")
                 cells.append(" / ".join(parts) or "-")
             rows.append([_run_name(run), sampler, f"{float(np.mean(ratios)):.2f}x"] + cells)
-    return ("Cost or gain against DDPM on the same networks: sampling time as a multiple of DDPM's, and the "
+    return ["Cost or gain against DDPM on the same networks: sampling time as a multiple of DDPM's, and the "
             "paired difference (sampler - DDPM) in KL / W2 per data set, mean over seeds; lower is better, "
-            f"`better*`/`worse*` significant after Holm at {ALPHA} over this table, `n.s.` noise.\n\n"
-            + _table(["run", "sampler", "time vs DDPM"] + [f"{d} dKL / dW2" for d in results.datasets], rows))
+            f"`better*`/`worse*` significant after Holm at {ALPHA} over this table, `n.s.` noise.",
+            Table(["run", "sampler", "time vs DDPM"] + [f"{d} dKL / dW2" for d in results.datasets], rows)]
 
 
-def seed_table(results: StudyResults) -> str:
-    """SYSTEM.md section 7's numbers beside our means, for runs whose variant the seed ran."""
-    datasets = [d for d in results.datasets if d in SEED_DATASETS]
+def original_table(results: StudyResults) -> Section:
+    """The original study's published numbers beside our means, for runs whose variant it ran."""
+    original_datasets, published = original_numbers()
+    datasets = [d for d in results.datasets if d in original_datasets]
     rows = []
     for run in results.runs:
-        numbers = SEED_NUMBERS.get(run["variant"])
+        numbers = published.get(run["variant"])
         if numbers is None or not datasets:
             continue
         for metric in ("kl_divergence", "eval_loss"):
             cells = []
             for dataset in datasets:
                 ours = list(results.values(run["name"], dataset, metric).values())
-                seed_value = numbers[metric][SEED_DATASETS.index(dataset)]
+                seed_value = numbers[metric][original_datasets.index(dataset)]
                 cells.append(f"{fmt(seed_value)} / {fmt(float(np.mean(ours))) if ours else '-'}")
             rows.append([_run_name(run), METRIC_TITLES[metric]] + cells)
+    title = "The seed's original numbers"
     if not rows:
-        return "No run of this study uses one of the seed's variants."
-    return ("The seed's value (one seed, on a GPU) / ours (mean over seeds).\n\n"
-            + _table(["run", "metric"] + datasets, rows))
+        return Section(title, ["No run of this study uses one of the seed's variants."])
+    return Section(title, ["The seed's value (one seed, on a GPU) / ours (mean over seeds).",
+                           Table(["run", "metric"] + datasets, rows)])
 
 
 def _convergence_steps(results: StudyResults, run: str, dataset: str) -> list[int]:
     """`convergence_step` of each finished seed's training losses."""
-    from gridnoise.run import LOSSES_FILE
+    from gridnoise.rundir import read_losses
 
     steps = []
     for seed in results.seeds(run, dataset):
-        with np.load(results.run_dir(run, dataset, seed) / LOSSES_FILE) as f:
-            steps.append(convergence_step(f["loss"]))
+        steps.append(convergence_step(read_losses(results.run_dir(run, dataset, seed))))
     return steps
 
 
 def _kl_history(results: StudyResults, run: str, dataset: str) -> dict[int, list[float]]:
     """step -> intermediate KL of each seed that recorded one (empty without kl_history.json)."""
-    from gridnoise.results import read_json
-    from gridnoise.run import KL_HISTORY_FILE
+    from gridnoise.rundir import KL_HISTORY_FILE, read_json
 
     by_step: dict[int, list[float]] = {}
     for seed in results.seeds(run, dataset):
@@ -372,7 +401,7 @@ def _kl_history(results: StudyResults, run: str, dataset: str) -> dict[int, list
     return by_step
 
 
-def convergence_section(results: StudyResults) -> str:
+def convergence_section(results: StudyResults) -> Section:
     """Convergence step of the training loss per run and data set, and KL during training when recorded."""
     rows = []
     for run in results.runs:
@@ -381,27 +410,28 @@ def convergence_section(results: StudyResults) -> str:
             steps = _convergence_steps(results, run["name"], dataset)
             cells.append(fmt_ci(steps, digits=0) if steps else "-")
         rows.append([_run_name(run)] + cells)
-    text = (f"Training step at which the loss, smoothed over {SMOOTHING_WINDOW} steps, first comes within "
-            f"{CONVERGENCE_TOL:.0%} of its final smoothed value (mean [95% CI] over seeds).\n\n"
-            + _table(["run"] + list(results.datasets), rows))
+    section = Section("Convergence speed", [
+        f"Training step at which the loss, smoothed over {SMOOTHING_WINDOW} steps, first comes within "
+        f"{CONVERGENCE_TOL:.0%} of its final smoothed value (mean [95% CI] over seeds).",
+        Table(["run"] + list(results.datasets), rows)])
     histories = [(run, dataset, h) for run in results.runs for dataset in results.datasets
                  if (h := _kl_history(results, run["name"], dataset))]
     if histories:
         steps = sorted({s for _, _, h in histories for s in h})
         rows = [[_run_name(run), dataset] + [fmt(float(np.mean(h[s]))) if s in h else "-" for s in steps]
                 for run, dataset, h in histories]
-        text += ("\n\nKL divergence of the EMA model during training (mean over seeds; intermediate estimates "
-                 "use fewer samples than the final one, so compare them across runs, not with the final KL).\n\n"
-                 + _table(["run", "data set"] + [f"step {s}" for s in steps], rows))
-    return text
+        section.blocks += ["KL divergence of the EMA model during training (mean over seeds; intermediate estimates "
+                           "use fewer samples than the final one, so compare them across runs, not with the final KL).",
+                           Table(["run", "data set"] + [f"step {s}" for s in steps], rows)]
+    return section
 
 
 def parameter_counts(results: StudyResults) -> dict[str, int]:
     """Trainable parameters (network + grids) of each run, built from the config of its first finished task."""
     import torch
 
-    from gridnoise.run import read_config
-    from gridnoise.train import build_components
+    from gridnoise.components import build_components
+    from gridnoise.rundir import read_config
 
     counts = {}
     for run in results.runs:
@@ -422,7 +452,7 @@ def _time_ratios(results: StudyResults, run: str, metric: str) -> list[float]:
     return ratios
 
 
-def overhead_table(results: StudyResults) -> str:
+def overhead_table(results: StudyResults) -> Section:
     """Per run: parameters (and those added over the baseline), time ratios to the baseline, peak memory."""
     counts = parameter_counts(results)
     base_count = counts.get(results.baseline)
@@ -435,13 +465,14 @@ def overhead_table(results: StudyResults) -> str:
         added = "-" if name not in counts or base_count is None else f"{counts[name] - base_count:+,}"
         total = f"{counts[name]:,}" if name in counts else "-"
         rows.append([_run_name(run), total, added, *ratios, f"{max(peaks):.0f}" if peaks else "-"])
-    return ("Time ratios are run / baseline per (data set, seed) pair, mean [95% CI]. Peak memory is the largest "
-            "resident set of a worker process while it ran this run's tasks (an upper bound per task).\n\n"
-            + _table(["run", "parameters", "added vs baseline", "training-time ratio", "sampling-time ratio",
-                      "peak memory (MiB)"], rows))
+    return Section("Computational overhead", [
+        "Time ratios are run / baseline per (data set, seed) pair, mean [95% CI]. Peak memory is the largest "
+        "resident set of a worker process while it ran this run's tasks (an upper bound per task).",
+        Table(["run", "parameters", "added vs baseline", "training-time ratio", "sampling-time ratio",
+               "peak memory (MiB)"], rows)])
 
 
-def study_comparison(first: StudyResults, second: StudyResults, metric: str = "kl_divergence") -> str:
+def study_comparison(first: StudyResults, second: StudyResults, metric: str = "kl_divergence") -> Table:
     """Two studies of the same runs (e.g. fp32 and bf16): per run and data set, `metric`'s mean [95% CI]
     in each, and the paired difference (second - first) on their common seeds with its t-test."""
     rows = []
@@ -457,76 +488,33 @@ def study_comparison(first: StudyResults, second: StudyResults, metric: str = "k
             rows.append([_run_name(run), dataset, fmt_ci(list(a.values())), fmt_ci(list(b.values())),
                          f"{fmt(test.mean_diff)} {ci}", fmt(test.p_value), inside])
     title = METRIC_TITLES.get(metric, metric)
-    return _table(["run", "data set", f"{title}: first", "second", "second - first [95% CI]", "p",
-                   "second's mean inside first's CI"], rows)
+    return Table(["run", "data set", f"{title}: first", "second", "second - first [95% CI]", "p",
+                  "second's mean inside first's CI"], rows)
 
 
-def figure_links(figures: list[Path], dest: Path) -> str:
-    """Markdown image links to the PNG figures, by paths relative to the report's directory."""
-    return "\n\n".join(f"![{Path(p).stem}]({Path(os.path.relpath(Path(p).resolve(), dest.resolve())).as_posix()})"
-                       for p in figures if Path(p).suffix == ".png")
+def header(results: StudyResults) -> Section:
+    """What the study is: its description, data sets, seeds, steps, baseline and runs."""
+    from gridnoise.rundir import read_config
 
-
-def write_report(results: StudyResults, dest: str | Path, figures: list[Path]) -> Path:
-    """Write `dest/report.md` from saved results, linking `figures` relative to `dest`."""
-    from gridnoise.run import read_config
-
-    dest = Path(dest)
     exp = results.experiment
     any_task = next(iter(sorted(results.metrics)), None)
     steps = read_config(results.run_dir(*any_task)).train.steps if any_task else "-"
-    seeds = sorted({s for (_, _, s) in results.metrics})
-    runs_table = _table(["run", "label", "variant"], [[r["name"], r["label"], r["variant"]] for r in results.runs])
-    description = f"{exp['description']}\n\n" if exp.get("description") else ""
-    seed_list = ", ".join(map(str, seeds)) or "-"
-    text = f"""# Study report: {exp['name']}
+    seeds = ", ".join(map(str, sorted({s for (_, _, s) in results.metrics}))) or "-"
+    blocks: list[Block] = [exp["description"]] if exp.get("description") else []
+    blocks += [f"Data sets: {', '.join(results.datasets)}. Seeds: {seeds}. Training steps: {steps}.\n"
+               f"Baseline: {results.baseline}. Tasks finished: {len(results.metrics)}.",
+               Table(["run", "label", "variant"], [[r["name"], r["label"], r["variant"]] for r in results.runs])]
+    return Section(None, blocks)
 
-{description}Data sets: {', '.join(results.datasets)}. Seeds: {seed_list}. Training steps: {steps}.
-Baseline: {results.baseline}. Tasks finished: {len(results.metrics)}.
 
-{runs_table}
+def figures_section(figures: list[Path]) -> Section:
+    """The PNG figures, captioned by their file names."""
+    return Section("Figures", [Figure(Path(p), Path(p).stem) for p in figures if Path(p).suffix == ".png"])
 
-## Headline
 
-{headline(results)}
-
-## Metrics: mean [95% confidence interval] over seeds
-
-{metric_tables(results)}
-
-## Differences from the baseline
-
-{TEST_SENTENCE} `better*`/`worse*`: significant after correction at {ALPHA} (lower is better, except for
-precision and recall); `n.s.`: not significant; `n/a (1 seed)`: no test is possible.
-
-{EVAL_LOSS_NOTE}
-
-{difference_tables(results)}
-
-{ranking_section(results)}
-
-## Schedules and samplers
-
-{schedule_section(results)}
-
-## Grid extent: points in edge cells
-
-{edge_cell_section(results)}
-
-## The seed's original numbers
-
-{seed_table(results)}
-
-## Convergence speed
-
-{convergence_section(results)}
-
-## Computational overhead
-
-{overhead_table(results)}
-
-## Figures
-
-{figure_links(figures, dest)}
-"""
-    return write_text(dest / "report.md", text)
+def report_sections(results: StudyResults, figures: list[Path]) -> Report:
+    """Every section of a study's report, in order."""
+    return Report(f"Study report: {results.experiment['name']}", [
+        header(results), headline(results), metric_tables(results), difference_tables(results),
+        ranking_section(results), schedule_section(results), edge_cell_section(results), original_table(results),
+        convergence_section(results), overhead_table(results), figures_section(figures)])

@@ -1,15 +1,14 @@
 """Saved results of a study: reading them back, and the summaries written beside them.
 
 A study directory holds `experiment.json`, one run directory per task at
-`<run>/<dataset>/seed_<s>/` (see `gridnoise.run`), and the summaries made here:
-`<run>/final_info.json` in the seed's schema and a tidy `results.csv`.
+`<run>/<dataset>/seed_<s>/` (see `gridnoise.rundir`), and the summaries made here:
+`<run>/final_info.json` in the original study's schema and a tidy `results.csv`.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,24 +17,10 @@ import numpy as np
 
 from gridnoise.errors import CheckpointError
 from gridnoise.files import write_json, write_text
-from gridnoise.run import METRICS_FILE, TASK_FILE
+from gridnoise.rundir import EXPERIMENT_FILE, METRICS_FILE, TASK_FILE, read_json, task_dir
 
-EXPERIMENT_FILE = "experiment.json"
 RESULTS_CSV = "results.csv"
 FINAL_INFO = "final_info.json"
-
-
-def task_dir(out: str | Path, run: str, dataset: str, seed: int) -> Path:
-    return Path(out) / run / dataset / f"seed_{seed}"
-
-
-def read_json(path: Path, what: str) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{what} not found: {path}") from None
-    except (ValueError, OSError):
-        raise CheckpointError(f"{path} is corrupt: delete it (its task reruns) or restore it") from None
 
 
 @dataclass

@@ -1,16 +1,7 @@
 """One run end to end: train with checkpoints, evaluate, sample, and write every result.
 
-A run directory holds:
-  config.toml        the resolved config
-  checkpoint.pt      network, EMA, grids, optimiser, LR schedule, RNG, step, losses, config
-  train_losses.npz   per-step training loss (`loss`, with penalty) and `mse`
-  grids/grids_step_K.npz   every grid (T, n, n) each `grid_snapshot_every` steps, and the
-                     timestep `t` the seed drew its heatmap at
-  heatmaps/<dataset>_<grid>_step_K.png   drawn from those arrays
-  samples.npz        `samples` (num_samples, 2) from the EMA network
-  kl_history.json    KL at intermediate steps, when `eval.kl_every` asks for it
-  metrics.json       the seed's metric names
-Every file is written atomically; `metrics.json` is written last and marks a finished run.
+The files of a run directory and how they are read are `gridnoise.rundir`'s; this module
+decides when each is written. `metrics.json` is written last and marks a finished run.
 """
 
 from __future__ import annotations
@@ -23,30 +14,19 @@ import numpy as np
 import torch
 
 from gridnoise import data as datasets
+from gridnoise import rundir
 from gridnoise.adaptation import grid_label
-from gridnoise.config import (RunConfig, SamplerConfig, check_sampler, comparable_dict, dumps_toml, from_dict,
-                              load_run_config)
-from gridnoise.errors import CheckpointError, OutputExistsError
+from gridnoise.components import resolve_device
+from gridnoise.config import RunConfig, comparable_dict
+from gridnoise.errors import OutputExistsError
 from gridnoise.evaluate import eval_loss
-from gridnoise.files import write_json, write_npz, write_text
 from gridnoise.metrics import SAMPLE_METRICS, KLEstimator, grid_variance, sample_metrics, wasserstein2
 from gridnoise.precision import with_precision
+from gridnoise.rundir import CHECKPOINT_FILE, CONFIG_FILE, RUN_ENTRIES, read_config, read_metrics
 from gridnoise.sampling import sample
+from gridnoise.schedulers import make_scheduler
 from gridnoise.seeding import generator
-from gridnoise.train import Trainer, load_checkpoint, resolve_device
-
-CONFIG_FILE = "config.toml"
-CHECKPOINT_FILE = "checkpoint.pt"
-LOSSES_FILE = "train_losses.npz"
-SAMPLES_FILE = "samples.npz"
-METRICS_FILE = "metrics.json"
-KL_HISTORY_FILE = "kl_history.json"
-TASK_FILE = "task.json"  # written by the study executor beside a task's results
-GRIDS_DIR = "grids"
-HEATMAPS_DIR = "heatmaps"
-ANIMATION_FILE = "reverse_process.gif"  # `gridnoise animate` writes it beside the results
-RUN_ENTRIES = {CONFIG_FILE, CHECKPOINT_FILE, LOSSES_FILE, SAMPLES_FILE, METRICS_FILE, KL_HISTORY_FILE, TASK_FILE,
-               ANIMATION_FILE, GRIDS_DIR, HEATMAPS_DIR}
+from gridnoise.train import Trainer, TrainHooks
 
 
 def prepare_output(cfg: RunConfig, out: Path, overwrite: bool, resume: bool) -> None:
@@ -78,59 +58,31 @@ def prepare_output(cfg: RunConfig, out: Path, overwrite: bool, resume: bool) -> 
             "or choose another --out"
         )
     out.mkdir(parents=True, exist_ok=True)
-    write_text(out / CONFIG_FILE, dumps_toml(cfg))
+    rundir.write_config(out, cfg)
 
 
-def read_config(run_dir: str | Path) -> RunConfig:
-    path = Path(run_dir) / CONFIG_FILE
-    if not path.is_file():
-        raise CheckpointError(f"{run_dir} has no {CONFIG_FILE}: it is not a gridnoise run directory")
-    return load_run_config(path)
+class RunHooks(TrainHooks):
+    """Writes a run's files while it trains: grid snapshots, the KL history and checkpoints."""
 
+    def __init__(self, out: Path, kl: KLEstimator, history: dict):
+        self.out, self.kl, self.history = out, kl, history
 
-def read_metrics(run_dir: str | Path) -> dict | None:
-    """The metrics of a finished run, or None if it has not finished."""
-    import json
+    def on_grid_snapshot(self, trainer: Trainer) -> None:
+        """Every grid `(T, n, n)` with its extent, and the heatmaps' timestep: the first of the last
+        batch, as the original study drew its heatmaps."""
+        grids = {grid_label(name): g.detach().cpu().numpy() for name, g in trainer.adaptation.grids().items()}
+        extent = next(iter(trainer.adaptation.grid_modules.values())).extent.cpu().numpy()
+        rundir.write_grid_snapshot(self.out, trainer.step, int(trainer.last_timesteps[0]), grids, extent)
 
-    path = Path(run_dir) / METRICS_FILE
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (ValueError, OSError):
-        raise CheckpointError(f"{path} is corrupt: delete it and resume the run with --resume") from None
+    def on_kl_estimate(self, trainer: Trainer) -> None:
+        """KL of the current EMA model, once per step (a resumed run keeps its earlier estimates)."""
+        if trainer.step not in self.history["step"]:
+            self.history["step"].append(trainer.step)
+            self.history["kl_divergence"].append(intermediate_kl(trainer, self.kl))
+            rundir.write_kl_history(self.out, self.history)
 
-
-def save_grid_snapshot(trainer: Trainer, out: Path, first_t: torch.Tensor) -> None:
-    arrays = {grid_label(name): g.detach().cpu().numpy() for name, g in trainer.adaptation.grids().items()}
-    extent = next(iter(trainer.adaptation.grid_modules.values())).extent.cpu().numpy()
-    write_npz(out / GRIDS_DIR / f"grids_step_{trainer.step}.npz", t=np.int64(first_t), extent=extent, **arrays)
-
-
-def read_grid_snapshot(path: Path, cfg: RunConfig) -> tuple[int, dict[str, np.ndarray], list[float]]:
-    """(heatmap timestep, grids by label, extent) of a snapshot; the extent is the one the grids
-    really covered (saved with it), else the config's (snapshots from before it was saved)."""
-    with np.load(path, allow_pickle=False) as snap:
-        grids = {k: snap[k] for k in snap.files if k not in ("t", "extent")}
-        extent = snap["extent"].tolist() if "extent" in snap.files else list(cfg.adaptation.extent)
-        return int(snap["t"]), grids, extent
-
-
-def draw_heatmaps(run_dir: str | Path) -> list[Path]:
-    """Draw every saved grid snapshot as the seed's heatmap files (at its recorded timestep)."""
-    from gridnoise.plots import grid_heatmap, save_figure
-
-    run_dir = Path(run_dir)
-    cfg = read_config(run_dir)
-    written = []
-    for path in sorted((run_dir / GRIDS_DIR).glob("grids_step_*.npz")):
-        step = int(path.stem.rsplit("_", 1)[1])
-        t, grids, extent = read_grid_snapshot(path, cfg)
-        for label, values in grids.items():
-            fig = grid_heatmap(values[t], extent, title=f"{cfg.dataset} {label.replace('_', ' ')}, t={t}, step {step}")
-            name = f"{cfg.dataset}_{label}_step_{step}.png"
-            written.append(save_figure(fig, run_dir / HEATMAPS_DIR / name))
-    return written
+    def on_checkpoint(self, trainer: Trainer) -> None:
+        trainer.save_checkpoint(self.out / CHECKPOINT_FILE)
 
 
 def train_run(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, resume: bool = False,
@@ -150,44 +102,19 @@ def train_run(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, resum
 
     trainer = Trainer(cfg, points, device)
     if resume and (out / CHECKPOINT_FILE).exists():
-        trainer.load_state_dict(load_checkpoint(out / CHECKPOINT_FILE, device))
-    tc = cfg.train
-
-    history = read_kl_history(out) if resume else {"step": [], "kl_divergence": []}
-    kl_every = cfg.eval.kl_every
+        trainer.load_state_dict(rundir.load_checkpoint(out / CHECKPOINT_FILE, device))
+    history = rundir.read_kl_history(out) if resume else {"step": [], "kl_divergence": []}
     kl = KLEstimator(points, cfg.eval.kl_k)  # the data's neighbour distances, computed once
-
-    def on_step(tr: Trainer, first_t: torch.Tensor) -> None:
-        if tr.adaptation.grids() and (tr.step % tc.grid_snapshot_every == 0 or tr.step == tc.steps):
-            save_grid_snapshot(tr, out, first_t)
-        if kl_every and (tr.step % kl_every == 0 or tr.step == tc.steps) and tr.step not in history["step"]:
-            history["step"].append(tr.step)
-            history["kl_divergence"].append(intermediate_kl(tr, kl))
-            write_json(out / KL_HISTORY_FILE, history)
-        if tr.step % tc.checkpoint_every == 0 and tr.step < tc.steps:
-            tr.save_checkpoint(out / CHECKPOINT_FILE)
-
-    trainer.fit(on_step, progress=progress)
+    trainer.fit(RunHooks(out, kl, history), progress=progress)
     trainer.save_checkpoint(out / CHECKPOINT_FILE)
-    write_npz(out / LOSSES_FILE, loss=trainer.losses.numpy(), mse=trainer.mse.numpy())
+    rundir.write_losses(out, trainer.losses.numpy(), trainer.mse.numpy())
     metrics = evaluate_trainer(trainer, out, kl)
     if trainer.adaptation.grids():
+        from gridnoise.plots import draw_heatmaps
+
         draw_heatmaps(out)
-    write_json(out / METRICS_FILE, metrics)
+    rundir.write_metrics(out, metrics)
     return metrics
-
-
-def read_kl_history(run_dir: Path) -> dict:
-    """KL estimates taken during training so far (empty if none)."""
-    import json
-
-    path = run_dir / KL_HISTORY_FILE
-    if not path.is_file():
-        return {"step": [], "kl_divergence": []}
-    try:
-        return json.loads(path.read_text())
-    except ValueError:
-        raise CheckpointError(f"{path} is corrupt: delete it and resume with --resume") from None
 
 
 def intermediate_kl(trainer: Trainer, kl: KLEstimator) -> float:
@@ -200,7 +127,7 @@ def intermediate_kl(trainer: Trainer, kl: KLEstimator) -> float:
 
 
 def evaluate_trainer(trainer: Trainer, out: Path, kl: KLEstimator) -> dict:
-    """Eval loss, samples and sample metrics of a trained run, under the seed's names."""
+    """Eval loss, samples and sample metrics of a trained run, under the original study's names."""
     cfg = trainer.cfg
     metrics = {"training_time": trainer.elapsed}
     network = with_precision(trainer.model, cfg.precision)
@@ -214,10 +141,10 @@ def evaluate_trainer(trainer: Trainer, out: Path, kl: KLEstimator) -> dict:
         torch.cuda.synchronize()
     metrics["inference_time"] = time.perf_counter() - start
     samples = samples.cpu().numpy()
-    write_npz(out / SAMPLES_FILE, samples=samples)
+    rundir.write_samples(out, samples)
     finite = bool(np.isfinite(samples).all())
     metrics["kl_divergence"] = kl(samples) if finite else float("nan")
-    # Metrics that compare across variants (issue 5); seeded per run so they are reproducible.
+    # Metrics that compare across variants; seeded per run so they are reproducible.
     data = trainer.data.cpu().numpy()
     extra = sample_metrics(samples, data, seed=cfg.seed) if finite else dict.fromkeys(SAMPLE_METRICS, float("nan"))
     metrics.update(extra)
@@ -225,31 +152,12 @@ def evaluate_trainer(trainer: Trainer, out: Path, kl: KLEstimator) -> dict:
         metrics[f"{grid_label(name)}_variance"] = grid_variance(grid.detach().cpu())
     metrics["abar_T"] = float(trainer.scheduler.alphas_cumprod[-1])  # signal left where sampling starts
     for name, sampler in cfg.eval.extra_samplers.items():
+        scheduler = make_scheduler(cfg.diffusion, sampler).to(trainer.device)
         start = time.perf_counter()
-        other = sample(model, adaptation, trainer.scheduler, cfg.eval.num_samples,
-                       generator(cfg.seed, "sample", trainer.device), sampler).cpu().numpy()
+        other = sample(model, adaptation, scheduler, cfg.eval.num_samples,
+                       generator(cfg.seed, "sample", trainer.device)).cpu().numpy()
         metrics[f"{name}_inference_time"] = time.perf_counter() - start
         ok = bool(np.isfinite(other).all())
         metrics[f"{name}_kl_divergence"] = kl(other) if ok else float("nan")
         metrics[f"{name}_w2"] = wasserstein2(other, data, seed=cfg.seed) if ok else float("nan")
     return metrics
-
-
-def sample_run(run_dir: str | Path, num_samples: int, seed: int, device: str = "auto",
-               sampler: SamplerConfig | None = None, callback=None) -> np.ndarray:
-    """Draw samples from a saved run's EMA network and grids with `seed`'s sampling stream
-    (with `sampler`, default DDPM; `callback(t, x)` sees every intermediate state)."""
-    from gridnoise.train import sampling_components
-
-    dev = resolve_device(device)
-    state = load_checkpoint(Path(run_dir) / CHECKPOINT_FILE, dev)
-    cfg = from_dict(RunConfig, state["config"])
-    if int(state["step"]) < cfg.train.steps:
-        raise CheckpointError(
-            f"{run_dir} stopped at step {int(state['step'])} of {cfg.train.steps}: finish it with "
-            "`gridnoise train --out RUN_DIR --resume` first")
-    if sampler is not None:
-        check_sampler(sampler, cfg.diffusion.num_timesteps, cfg.adaptation.kind)
-    scheduler, model, adaptation = sampling_components(state, dev)
-    return sample(model, adaptation, scheduler, num_samples, generator(seed, "sample", dev), sampler,
-                  callback).cpu().numpy()

@@ -1,21 +1,27 @@
 """Sampling: run the reverse process from pure noise with a trained network and its grids.
 
-Two samplers: DDPM's ancestral sampler over every timestep (the study's), and DDIM (Song et
-al. 2021) over a chosen number of steps with a chosen eta.
+One loop for every sampler (`sample`): the scheduler (`gridnoise.schedulers`) says which
+timesteps to visit and how to step; the adaptation says which noise scale g the network sees at
+x_t and, for a learned reverse variance, the factor on the step's noise. `sample_run` draws
+from a saved run directory.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-from gridnoise.adaptation import NoiseAdaptation
-from gridnoise.config import SamplerConfig
-from gridnoise.diffusion import DDPMScheduler
-from gridnoise.errors import GridnoiseError
-
+from gridnoise import rundir
+from gridnoise.adaptation import NoiseAdaptation, check_supported
+from gridnoise.components import resolve_device, sampling_components
+from gridnoise.config import RunConfig, SamplerConfig, check_sampler, from_dict
+from gridnoise.errors import CheckpointError
+from gridnoise.schedulers import DDIMScheduler, DDPMScheduler, make_scheduler
+from gridnoise.seeding import generator
 
 # Points per network call. A (2048, 256) fp32 activation is 2 MiB, about one core's L2 cache;
 # whole 10000-point batches spill to L3 and the element-wise layers (ReLU, residual adds,
@@ -25,68 +31,61 @@ from gridnoise.errors import GridnoiseError
 CHUNK = 2048
 
 
-def predict_noise(model: nn.Module, x: Tensor, timesteps: Tensor, level: Tensor | None) -> Tensor:
-    """`model(x, timesteps, level)`, evaluated CHUNK points at a time on a CPU."""
+def predict_noise(model: nn.Module, x: Tensor, timesteps: Tensor, noise_scale: Tensor | None) -> Tensor:
+    """`model(x, timesteps, noise_scale)` `(B, 2)`, evaluated CHUNK points at a time on a CPU."""
     if len(x) <= CHUNK or x.device.type != "cpu":
-        return model(x, timesteps, level)
-    return torch.cat([model(x[i:i + CHUNK], timesteps[i:i + CHUNK], None if level is None else level[i:i + CHUNK])
+        return model(x, timesteps, noise_scale)
+    return torch.cat([model(x[i:i + CHUNK], timesteps[i:i + CHUNK],
+                            None if noise_scale is None else noise_scale[i:i + CHUNK])
                       for i in range(0, len(x), CHUNK)])
-
-
-class SamplerError(GridnoiseError, ValueError):
-    """A sampler that the run's variant or schedule does not support."""
-
-
-def ddim_timesteps(num_timesteps: int, steps: int) -> list[int]:
-    """`steps` timesteps from T-1 down, evenly spaced and "trailing" so the first is T-1, where
-    sampling starts (Lin et al. 2024, section 3.4); all T of them when steps = T."""
-    if not 1 <= steps <= num_timesteps:
-        raise SamplerError(f"DDIM needs 1 <= sample steps <= T = {num_timesteps} (got {steps})")
-    return [round(num_timesteps - i * num_timesteps / steps) - 1 for i in range(steps)]
 
 
 @torch.no_grad()
 def sample(
     model: nn.Module,
     adaptation: NoiseAdaptation,
-    scheduler: DDPMScheduler,
+    scheduler: DDPMScheduler | DDIMScheduler,
     num_samples: int,
     generator: torch.Generator,
-    sampler: SamplerConfig | None = None,
     callback: Callable[[int, Tensor], None] | None = None,
+    noise: Tensor | None = None,
 ) -> Tensor:
-    """Draw `(num_samples, 2)` points, from t = T-1 down to x_0.
+    """Draw `(num_samples, 2)` points, from x_T ~ N(0, I) through `scheduler.timesteps` down to x_0.
 
-    The adaptation supplies the noise level the network sees at each x_t (the seed looks the
-    grid up at the current noisy point) and, for a learned reverse variance, the factor on the
-    step's noise; the reverse step itself is the scheduler's. `callback(t, x)` sees the starting
-    noise (t = T) and every step's result (t = the timestep it was computed from).
+    `noise` `(num_samples, 2)` is the starting x_T (drawn from `generator` when None); the steps'
+    noise always comes from `generator`. `callback(t, x)` sees the starting noise (t = T) and
+    every step's result (t = the timestep it was computed from).
     """
-    sampler = sampler or SamplerConfig()
+    check_supported(adaptation, scheduler.name)
     device = scheduler.betas.device
-    x = torch.randn((num_samples, 2), generator=generator, device=device)
+    x = torch.randn((num_samples, 2), generator=generator, device=device) if noise is None else noise.to(device)
     if callback is not None:
         callback(len(scheduler), x)
-    if sampler.sampler == "ddpm":
-        for t in reversed(range(len(scheduler))):
-            timesteps = torch.full((num_samples,), t, dtype=torch.long, device=device)
-            level = adaptation.sampling_level(x, timesteps)
-            scale = adaptation.reverse_std_scale(x, timesteps)
-            eps = predict_noise(model, x, timesteps, level)
-            x = scheduler.step(eps, timesteps, x, generator=generator, std_scale=scale,
-                               clip_sample=sampler.clip_sample).prev_sample
-            if callback is not None:
-                callback(t, x)
-        return x
-    if adaptation.reverse_std_scale(x[:1], torch.zeros(1, dtype=torch.long, device=device)) is not None:
-        raise SamplerError("DDIM is not defined for a learned reverse variance (its grids are trained for "
-                           "single DDPM steps): sample this run with --sampler ddpm")
-    schedule = ddim_timesteps(len(scheduler), sampler.steps or len(scheduler))
-    for t, t_prev in zip(schedule, schedule[1:] + [-1]):
+    for t in scheduler.timesteps.tolist():
         timesteps = torch.full((num_samples,), t, dtype=torch.long, device=device)
-        eps = predict_noise(model, x, timesteps, adaptation.sampling_level(x, timesteps))
-        x = scheduler.ddim_step(eps, timesteps, torch.full_like(timesteps, t_prev), x, eta=sampler.eta,
-                                generator=generator, clip_sample=sampler.clip_sample).prev_sample
+        g = adaptation.sampling_noise_scale(x, timesteps)
+        std_scale = adaptation.reverse_std_scale(x, timesteps)
+        model_output = predict_noise(model, x, timesteps, g)
+        x = scheduler.step(model_output, timesteps, x, generator=generator, std_scale=std_scale).prev_sample
         if callback is not None:
             callback(t, x)
     return x
+
+
+def sample_run(run_dir: str | Path, num_samples: int, seed: int, device: str = "auto",
+               sampler: SamplerConfig | None = None, callback=None) -> np.ndarray:
+    """Draw `(num_samples, 2)` samples from a saved run's EMA network and grids with `seed`'s
+    sampling stream (with `sampler`, default DDPM; `callback(t, x)` sees every intermediate state).
+    The run's own seed redraws its `samples.npz` exactly."""
+    dev = resolve_device(device)
+    state = rundir.load_checkpoint(Path(run_dir) / rundir.CHECKPOINT_FILE, dev)
+    cfg = from_dict(RunConfig, state["config"])
+    if int(state["step"]) < cfg.train.steps:
+        raise CheckpointError(
+            f"{run_dir} stopped at step {int(state['step'])} of {cfg.train.steps}: finish it with "
+            "`gridnoise train --out RUN_DIR --resume` first")
+    sampler = sampler or SamplerConfig()
+    check_sampler(sampler, cfg.diffusion.num_timesteps, cfg.adaptation.kind)
+    _, model, adaptation = sampling_components(state, dev)
+    scheduler = make_scheduler(cfg.diffusion, sampler).to(dev)
+    return sample(model, adaptation, scheduler, num_samples, generator(seed, "sample", dev), callback).cpu().numpy()

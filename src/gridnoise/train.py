@@ -1,8 +1,10 @@
 """Training: the `Trainer` owns the model, grids, optimiser, EMA, seeding and checkpoints.
 
-The loop itself is `Trainer.fit`; one optimisation step is `Trainer.train_step`. Every source
-of randomness is a generator seeded from `cfg.seed`, so a run resumed from a checkpoint ends
-with exactly the numbers of an uninterrupted one.
+The loop itself is `Trainer.fit`; one optimisation step is `Trainer.train_step`. What a run does
+between steps (grid snapshots, intermediate KL estimates, checkpoints) are the named methods of
+`TrainHooks`, called at the cadence the config sets. Every source of randomness is a generator
+seeded from `cfg.seed`, so a run resumed from a checkpoint ends with exactly the numbers of an
+uninterrupted one.
 """
 
 from __future__ import annotations
@@ -10,51 +12,39 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gridnoise.adaptation import GridAdaptation, NoiseAdaptation, build_adaptation, data_extent
+from gridnoise.adaptation import GridAdaptation, NoiseAdaptation, data_extent
+from gridnoise.components import build_components
 from gridnoise.config import RunConfig, to_dict
-from gridnoise.diffusion import DDPMScheduler
 from gridnoise.ema import EMA
-from gridnoise.errors import CheckpointError, DivergedError
+from gridnoise.errors import DivergedError
 from gridnoise.files import save_torch
-from gridnoise.model import MLPDenoiser
 from gridnoise.precision import autocast, with_precision
-from gridnoise.seeding import derive_seed, generator
+from gridnoise.seeding import generator
 
 
-def resolve_device(name: str) -> torch.device:
-    """`auto` picks CUDA when present; an unavailable CUDA request is a config error."""
-    from gridnoise.config import ConfigError
+class TrainHooks:
+    """What happens between training steps; each method is called after a step (see `Trainer.fit`
+    for when) and does nothing here. A run (`gridnoise.run`) overrides them to write its files."""
 
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device '{name}' requested but CUDA is not available: use --device cpu or auto")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"unknown device '{name}': use auto, cpu or cuda") from None
+    def on_grid_snapshot(self, trainer: "Trainer") -> None:
+        """Every `train.grid_snapshot_every` steps and after the last, for a run with grids."""
 
+    def on_kl_estimate(self, trainer: "Trainer") -> None:
+        """Every `eval.kl_every` steps and after the last, when `kl_every` > 0."""
 
-def build_components(cfg: RunConfig, device: torch.device) -> tuple[DDPMScheduler, NoiseAdaptation, MLPDenoiser]:
-    """Scheduler, adaptation and network of a run, initialised from `cfg.seed`."""
-    d = cfg.diffusion
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derive_seed(cfg.seed, "init"))
-        scheduler = DDPMScheduler(d.num_timesteps, d.beta_schedule, d.beta_start, d.beta_end, d.zero_terminal_snr)
-        adaptation = build_adaptation(cfg.adaptation, d.num_timesteps)
-        model = MLPDenoiser(cfg.model, noise_level_input=adaptation.conditions_model)
-    return scheduler.to(device), adaptation.to(device), model.to(device)
+    def on_checkpoint(self, trainer: "Trainer") -> None:
+        """Every `train.checkpoint_every` steps before the last (the caller saves the final one)."""
 
 
 class Trainer:
-    """Trains one model on one data set as SYSTEM.md section 3 describes."""
+    """Trains one model on one data set: AdamW over network and grids, cosine-annealed learning
+    rate, separately clipped gradients, and an EMA of the network for sampling."""
 
     def __init__(self, cfg: RunConfig, data: np.ndarray, device: torch.device | str = "cpu"):
         self.cfg, tc = cfg, cfg.train
@@ -68,7 +58,7 @@ class Trainer:
         self.ema = EMA(self.model, **ema_kwargs)
         self.ema_adaptation = EMA(self.adaptation, **ema_kwargs) if tc.ema_grids else None
         self.grid_params = list(self.adaptation.parameters())
-        # One AdamW over network and grids, as the seed did (its weight decay pulls grids to 0).
+        # One AdamW over network and grids, as the original study did (its weight decay pulls grids to 0).
         # The fused kernel does the whole update in one pass (about 15% of a CPU step saved).
         self.optimizer = torch.optim.AdamW(
             list(self.model.parameters()) + self.grid_params, lr=tc.lr, weight_decay=tc.weight_decay, fused=True
@@ -78,6 +68,7 @@ class Trainer:
         self.batches_per_epoch = math.ceil(len(self.data) / tc.batch_size)
         self._epoch, self._shuffled = -1, self.data
         self.step = 0
+        self.last_timesteps: Tensor | None = None  # the timesteps `(B,)` of the last batch
         self.losses = torch.full((tc.steps,), float("nan"))
         self.mse = torch.full((tc.steps,), float("nan"))
         self.elapsed = 0.0  # seconds spent in the training loop, summed over resumed segments
@@ -95,7 +86,7 @@ class Trainer:
 
     # -- one step ---------------------------------------------------------------------------
     def train_step(self) -> Tensor:
-        """One optimisation step; returns the first timestep of the batch (the seed's heatmap t)."""
+        """One optimisation step; returns its loss (a detached scalar tensor)."""
         tc = self.cfg.train
         x_start = self.batch(self.step)
         noise = torch.randn(x_start.shape, generator=self.generator, device=self.device)
@@ -125,31 +116,40 @@ class Trainer:
         self.losses[self.step] = loss.detach()
         self.mse[self.step] = mse.detach()
         self.step += 1
-        return timesteps[0]
+        self.last_timesteps = timesteps
+        return loss.detach()
 
     # -- the loop ---------------------------------------------------------------------------
-    def fit(self, on_step: Callable[["Trainer", Tensor], None] | None = None,
-            progress: bool = False) -> None:
-        """Train until `cfg.train.steps`; `on_step(trainer, first_t)` runs after every step."""
+    def fit(self, hooks: TrainHooks | None = None, progress: bool = False) -> None:
+        """Train until `cfg.train.steps`, calling `hooks` at their cadence after each step."""
         from tqdm.auto import tqdm
 
-        tc = self.cfg.train
+        hooks = hooks or TrainHooks()
+        tc, kl_every = self.cfg.train, self.cfg.eval.kl_every
         bar = tqdm(total=tc.steps, initial=self.step, disable=not progress, desc=self.cfg.variant,
                    dynamic_ncols=True, leave=False)
         try:
             while self.step < tc.steps:
                 start = time.perf_counter()
-                first_t = self.train_step()
-                if self.step % tc.log_every == 0 or self.step == tc.steps:
+                self.train_step()
+                if self.due(tc.log_every):
                     self.check_finite()
                     bar.set_postfix(loss=f"{self.losses[self.step - 1].item():.4f}")
                     bar.update(self.step - bar.n)
-                # training_time counts the loop itself, not what on_step adds (snapshots, evaluations)
+                # training_time counts the loop itself, not what the hooks add (snapshots, evaluations)
                 self.elapsed += time.perf_counter() - start
-                if on_step is not None:
-                    on_step(self, first_t)
+                if self.adaptation.grids() and self.due(tc.grid_snapshot_every):
+                    hooks.on_grid_snapshot(self)
+                if kl_every and self.due(kl_every):
+                    hooks.on_kl_estimate(self)
+                if self.step % tc.checkpoint_every == 0 and self.step < tc.steps:
+                    hooks.on_checkpoint(self)
         finally:
             bar.close()
+
+    def due(self, every: int) -> bool:
+        """Whether the step just taken is a multiple of `every`, or the last one."""
+        return self.step % every == 0 or self.step == self.cfg.train.steps
 
     def check_finite(self) -> None:
         """Raise DivergedError if a recorded loss or a weight is not finite."""
@@ -207,40 +207,6 @@ class Trainer:
 
     def sampling_modules(self) -> tuple[nn.Module, NoiseAdaptation]:
         """The network and grids sampling uses: the EMA network (at the run's precision); EMA
-        grids only if configured."""
+        grids only if configured (the original study sampled with the raw grids)."""
         adaptation = self.ema_adaptation.averaged if self.ema_adaptation is not None else self.adaptation
         return with_precision(self.ema.averaged, self.cfg.precision), adaptation
-
-
-def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dict:
-    """Read a checkpoint without unpickling arbitrary objects; corrupt files raise CheckpointError."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path} - train the run first or check the path")
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:  # torch raises many kinds for truncated or foreign files
-        raise CheckpointError(
-            f"checkpoint {path} is corrupt or not a gridnoise checkpoint ({type(e).__name__}): "
-            "delete it and retrain, or restore it from a copy"
-        ) from None
-    missing = {"config", "step", "model", "adaptation", "ema", "optimizer"} - set(state if isinstance(state, dict) else ())
-    if missing:
-        raise CheckpointError(f"checkpoint {path} lacks {sorted(missing)}: it is not a gridnoise checkpoint")
-    return state
-
-
-def sampling_components(state: dict, device: torch.device) -> tuple[DDPMScheduler, nn.Module, NoiseAdaptation]:
-    """Scheduler, EMA network and grids of a checkpoint, as the run itself sampled with them."""
-    from gridnoise.config import from_dict
-
-    cfg = from_dict(RunConfig, state["config"])
-    scheduler, adaptation, model = build_components(cfg, device)
-    prefix = "averaged."
-    model.load_state_dict({k[len(prefix):]: v for k, v in state["ema"].items() if k.startswith(prefix)})
-    if "ema_adaptation" in state:
-        adaptation.load_state_dict(
-            {k[len(prefix):]: v for k, v in state["ema_adaptation"].items() if k.startswith(prefix)})
-    else:
-        adaptation.load_state_dict(state["adaptation"])
-    return scheduler, with_precision(model.eval(), cfg.precision), adaptation.eval()

@@ -58,7 +58,7 @@ def golden_files() -> list[Path]:
 
 def run_config(name: str):
     from gridnoise.config import RunConfig, SamplerConfig
-    from gridnoise.presets import adaptation_for
+    from gridnoise.config import adaptation_for
 
     variant = "baseline" if name == "cosine_zero_snr" else name
     cfg = RunConfig(dataset="moons", variant=variant, adaptation=adaptation_for(variant), n_points=2000,
@@ -76,7 +76,8 @@ def run_config(name: str):
 def record_values(root: Path) -> dict[str, np.ndarray]:
     """Train each run into `root` and draw it with each of its samplers: arrays by key."""
     from gridnoise.config import SamplerConfig
-    from gridnoise.run import sample_run, train_run
+    from gridnoise.run import train_run
+    from gridnoise.sampling import sample_run
 
     values: dict[str, np.ndarray] = {}
     for name, samplers in VARIANTS.items():
@@ -98,7 +99,7 @@ def record_streams() -> None:
     from gridnoise.config import RunConfig
     from gridnoise.experiment import load_experiment
     from gridnoise.seeding import generator
-    from gridnoise.train import build_components
+    from gridnoise.components import build_components
 
     train = generator(0, "train")
     noise = torch.randn((256, 2), generator=train)[:4]

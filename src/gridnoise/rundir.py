@@ -1,0 +1,187 @@
+"""The layout of a run directory and of a study directory: file names, and reading and writing them.
+
+A run directory holds:
+
+    config.toml        the resolved config (every hyper-parameter)
+    checkpoint.pt      network, EMA, grids, optimiser, LR schedule, RNG, step, losses, config
+    train_losses.npz   per-step training loss (`loss`, with penalty) and `mse`
+    grids/grids_step_K.npz   every grid (T, n, n) each `grid_snapshot_every` steps, the grids'
+                       extent and the timestep `t` their heatmaps are drawn at
+    heatmaps/<dataset>_<grid>_step_K.png   drawn from those arrays
+    samples.npz        `samples` (num_samples, 2) from the EMA network
+    kl_history.json    KL at intermediate steps, when `eval.kl_every` asks for it
+    metrics.json       the original study's metric names; written last, it marks a finished run
+    task.json          in a study: the task's config hash, run, data set, seed, peak memory
+    reverse_process.gif   written by `gridnoise animate`
+
+A study directory holds `experiment.json` and one run directory per task at
+`<run>/<dataset>/seed_<s>/`, plus the summaries of `gridnoise.results`. Every file is written
+atomically. Nothing here imports torch until a checkpoint is read.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gridnoise.config import RunConfig, dumps_toml, load_run_config
+from gridnoise.errors import CheckpointError
+from gridnoise.files import write_json, write_npz, write_text
+
+CONFIG_FILE = "config.toml"
+CHECKPOINT_FILE = "checkpoint.pt"
+LOSSES_FILE = "train_losses.npz"
+SAMPLES_FILE = "samples.npz"
+METRICS_FILE = "metrics.json"
+KL_HISTORY_FILE = "kl_history.json"
+TASK_FILE = "task.json"
+GRIDS_DIR = "grids"
+HEATMAPS_DIR = "heatmaps"
+ANIMATION_FILE = "reverse_process.gif"
+RUN_ENTRIES = {CONFIG_FILE, CHECKPOINT_FILE, LOSSES_FILE, SAMPLES_FILE, METRICS_FILE, KL_HISTORY_FILE, TASK_FILE,
+               ANIMATION_FILE, GRIDS_DIR, HEATMAPS_DIR}
+EXPERIMENT_FILE = "experiment.json"  # in a study directory: the experiment it holds
+
+
+def task_dir(out: str | Path, run: str, dataset: str, seed: int) -> Path:
+    """The run directory of one (run, data set, seed) task of a study in `out`."""
+    return Path(out) / run / dataset / f"seed_{seed}"
+
+
+def read_json(path: Path, what: str) -> Any:
+    """A JSON file, with one-line errors for a missing or corrupt one (`what` names it)."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{what} not found: {path}") from None
+    except (ValueError, OSError):
+        raise CheckpointError(f"{path} is corrupt: delete it (its task reruns) or restore it") from None
+
+
+# -- config, metrics, losses, samples -----------------------------------------------------------
+
+def write_config(run_dir: Path, cfg: RunConfig) -> Path:
+    return write_text(run_dir / CONFIG_FILE, dumps_toml(cfg))
+
+
+def read_config(run_dir: str | Path) -> RunConfig:
+    """The run's validated config; a directory without one is not a run directory."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{run_dir} has no {CONFIG_FILE}: it is not a gridnoise run directory")
+    return load_run_config(path)
+
+
+def write_metrics(run_dir: Path, metrics: dict[str, float]) -> Path:
+    return write_json(run_dir / METRICS_FILE, metrics)
+
+
+def read_metrics(run_dir: str | Path) -> dict | None:
+    """The metrics of a finished run, or None if it has not finished."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, OSError):
+        raise CheckpointError(f"{path} is corrupt: delete it and resume the run with --resume") from None
+
+
+def write_losses(run_dir: Path, loss: np.ndarray, mse: np.ndarray) -> Path:
+    return write_npz(run_dir / LOSSES_FILE, loss=loss, mse=mse)
+
+
+def read_losses(run_dir: Path) -> np.ndarray:
+    """Per-step training loss `(steps,)` (with the penalty)."""
+    with np.load(Path(run_dir) / LOSSES_FILE) as f:
+        return f["loss"]
+
+
+def write_samples(run_dir: Path, samples: np.ndarray) -> Path:
+    return write_npz(run_dir / SAMPLES_FILE, samples=samples)
+
+
+def read_samples(run_dir: Path) -> np.ndarray:
+    """The run's samples `(num_samples, 2)`."""
+    with np.load(Path(run_dir) / SAMPLES_FILE) as f:
+        return f["samples"]
+
+
+def read_kl_history(run_dir: Path) -> dict:
+    """KL estimates taken during training so far: {"step": [...], "kl_divergence": [...]} (empty if none)."""
+    path = Path(run_dir) / KL_HISTORY_FILE
+    if not path.is_file():
+        return {"step": [], "kl_divergence": []}
+    try:
+        return json.loads(path.read_text())
+    except ValueError:
+        raise CheckpointError(f"{path} is corrupt: delete it and resume with --resume") from None
+
+
+def write_kl_history(run_dir: Path, history: dict) -> Path:
+    return write_json(run_dir / KL_HISTORY_FILE, history)
+
+
+# -- grid snapshots -------------------------------------------------------------------------------
+
+def write_grid_snapshot(run_dir: Path, step: int, t: int, grids: dict[str, np.ndarray], extent) -> Path:
+    """Grids `(T, n, n)` by label at training step `step`, their extent and the heatmaps' timestep `t`."""
+    return write_npz(run_dir / GRIDS_DIR / f"grids_step_{step}.npz", t=np.int64(t), extent=np.asarray(extent),
+                     **grids)
+
+
+def snapshot_step(path: Path) -> int:
+    """Training step of `grids/grids_step_K.npz`."""
+    return int(path.stem.rsplit("_", 1)[1])
+
+
+def grid_snapshots(run_dir: Path) -> list[Path]:
+    """Every grid snapshot of a run, in training order (empty for a run without grids)."""
+    return sorted((Path(run_dir) / GRIDS_DIR).glob("grids_step_*.npz"), key=snapshot_step)
+
+
+def final_snapshot(run_dir: Path) -> Path | None:
+    """The last grid snapshot of a run (its final grids), or None for a run without grids."""
+    snapshots = grid_snapshots(run_dir)
+    return snapshots[-1] if snapshots else None
+
+
+def read_grid_snapshot(path: Path, cfg: RunConfig) -> tuple[int, dict[str, np.ndarray], list[float]]:
+    """(heatmap timestep, grids by label, extent) of a snapshot; the extent is the one the grids
+    really covered (saved with it), else the config's (snapshots from before it was saved)."""
+    with np.load(path, allow_pickle=False) as snap:
+        grids = {k: snap[k] for k in snap.files if k not in ("t", "extent")}
+        extent = snap["extent"].tolist() if "extent" in snap.files else list(cfg.adaptation.extent)
+        return int(snap["t"]), grids, extent
+
+
+def heatmap_path(run_dir: Path, dataset: str, label: str, step: int) -> Path:
+    return Path(run_dir) / HEATMAPS_DIR / f"{dataset}_{label}_step_{step}.png"
+
+
+# -- checkpoints ----------------------------------------------------------------------------------
+
+CHECKPOINT_KEYS = {"config", "step", "model", "adaptation", "ema", "optimizer"}
+
+
+def load_checkpoint(path: str | Path, device: Any = "cpu") -> dict:
+    """Read a checkpoint without unpickling arbitrary objects; corrupt files raise CheckpointError."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path} - train the run first or check the path")
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # torch raises many kinds for truncated or foreign files
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or not a gridnoise checkpoint ({type(e).__name__}): "
+            "delete it and retrain, or restore it from a copy"
+        ) from None
+    missing = CHECKPOINT_KEYS - set(state if isinstance(state, dict) else ())
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks {sorted(missing)}: it is not a gridnoise checkpoint")
+    return state
