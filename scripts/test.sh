@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Install, then run the whole test suite (slow end-to-end tests included).
+# Install, then lint (ruff), type-check (mypy) and run the whole test suite (slow end-to-end tests included).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
 # Tests read the Datasaurus table from ../shared/data unless told otherwise; never the network.
 export GRIDNOISE_DATASAURUS="${GRIDNOISE_DATASAURUS:-$(cd .. && pwd)/shared/data/DatasaurusDozen.tsv}"
+.venv/bin/ruff check src tests
+.venv/bin/mypy
 .venv/bin/python -m pytest "$@"

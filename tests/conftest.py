@@ -35,8 +35,7 @@ def make_study(root: Path, seeds=(0, 1, 2, 3, 4), steps: int = 500, datasets=("m
     import numpy as np
 
     from gridnoise.adaptation import grid_label
-    from gridnoise.config import RunConfig, dumps_toml
-    from gridnoise.config import adaptation_for
+    from gridnoise.config import RunConfig, adaptation_for, dumps_toml
 
     runs = [("base", "Baseline", "baseline"), ("good", "10x10 Grid", "grid10"), ("noisy", "Multi-scale", "multiscale")]
     datasets = list(datasets)

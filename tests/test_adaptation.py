@@ -2,8 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from gridnoise.adaptation import (Grid, NoiseAdaptation, SeedGridAdaptation, data_extent, edge_cell_share,
-                                  grid_label)
+from gridnoise.adaptation import Grid, NoiseAdaptation, SeedGridAdaptation, data_extent, edge_cell_share, grid_label
 from gridnoise.components import build_adaptation
 from gridnoise.config import AdaptationConfig, adaptation_for
 from gridnoise.schedulers import DDPMScheduler
@@ -115,7 +114,7 @@ def test_bad_sizes():
 
 
 def test_seed_extent_edge_share():
-    # SYSTEM.md section 4: only about 4% of circle points lie strictly inside [-1, 1]^2.
+    # only about 4% of circle points lie strictly inside [-1, 1]^2.
     from gridnoise.data import load
 
     pts = load("circle", 20_000)
@@ -141,8 +140,8 @@ def test_edge_cell_share_by_hand():
 
 
 def test_data_extent_is_set_in_training_and_saved_with_the_grids():
-    from gridnoise.config import RunConfig
     from gridnoise.components import sampling_components
+    from gridnoise.config import RunConfig
     from gridnoise.train import Trainer
 
     cfg = RunConfig(dataset="moons", variant="multiscale_data", adaptation=adaptation_for("multiscale_data"),

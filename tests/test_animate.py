@@ -2,8 +2,9 @@
 
 import numpy as np
 import pytest
-from conftest import gridnoise
 from PIL import Image
+
+from conftest import gridnoise
 
 TINY = """
 n_points = 2000
@@ -55,9 +56,9 @@ def test_sample_with_ddim_eta_0_is_the_deterministic_map_of_its_starting_noise(r
     # update x_{t'} = sqrt(abar_t') x0_hat + sqrt(1 - abar_t') eps_hat applied to that noise by hand.
     import torch
 
-    from gridnoise.seeding import generator
     from gridnoise.components import sampling_components
     from gridnoise.rundir import load_checkpoint
+    from gridnoise.seeding import generator
 
     gridnoise("sample", runs["multiscale"], "-n", 100, "--seed", 3, "--sampler", "ddim", "--sample-steps", 5,
               "--eta", 0, "--out", tmp_path / "a.npz")

@@ -4,8 +4,7 @@ import shutil
 
 import pytest
 
-from gridnoise.bench import (BenchSettings, best_of, format_table, run_bench, sampling_flops,
-                             training_flops_per_step)
+from gridnoise.bench import BenchSettings, best_of, format_table, run_bench, sampling_flops, training_flops_per_step
 from gridnoise.config import RunConfig
 from gridnoise.precision import native_bf16
 

@@ -10,9 +10,10 @@ import time
 
 import numpy as np
 import pytest
-from conftest import gridnoise
 
 from gridnoise.precision import native_bf16
+
+from conftest import gridnoise
 
 TINY = """
 n_points = 3000

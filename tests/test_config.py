@@ -1,7 +1,6 @@
 import pytest
 
-from gridnoise.config import ConfigError, RunConfig, dumps_toml, from_dict, load_run_config
-from gridnoise.config import adaptation_for
+from gridnoise.config import ConfigError, RunConfig, adaptation_for, dumps_toml, from_dict, load_run_config
 
 
 def test_toml_roundtrip(tmp_path):

@@ -1,4 +1,4 @@
-"""The data sets against their definitions in SYSTEM.md section 2, and the Datasaurus loading."""
+"""The data sets against the original study's definitions, and the Datasaurus loading."""
 
 import csv
 from pathlib import Path
@@ -91,7 +91,7 @@ def test_dino_recomputed_from_the_table():
 @pytest.mark.parametrize("name, low, high", [("circle", 0.02, 0.07), ("dino", 0.11, 0.17),
                                              ("line", 0.11, 0.17), ("moons", 0.11, 0.17)])
 def test_share_inside_the_seeds_grid(name, low, high):
-    # SYSTEM.md section 4: only 4 % of circle points and 13-15 % of the others lie inside [-1, 1]^2.
+    # only 4 % of circle points and 13-15 % of the others lie inside [-1, 1]^2.
     pts = load(name, 50_000)
     assert low < np.mean((np.abs(pts) < 1).all(axis=1)) < high
 

@@ -24,7 +24,7 @@ def test_quadratic_is_linear_in_sqrt_beta():
 
 
 def test_linear_schedule_leaves_signal_at_T():
-    # SYSTEM.md section 4: abar_T is about 0.36 with T = 100 and the linear schedule.
+    # abar_T is about 0.36 with T = 100 and the linear schedule.
     assert DDPMScheduler(100).alphas_cumprod[-1].item() == pytest.approx(0.364, abs=0.005)
 
 

@@ -3,9 +3,10 @@
 import inspect
 
 import pytest
-from conftest import gridnoise
 
 from gridnoise import errors
+
+from conftest import gridnoise
 
 
 def test_every_reported_error_is_a_gridnoise_error_and_value_errors_stay_value_errors():

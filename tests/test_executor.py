@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gridnoise.errors import OutputExistsError
-from gridnoise.errors import ClusterError
+from gridnoise.errors import ClusterError, OutputExistsError
 from gridnoise.executor import run_tasks
 from gridnoise.experiment import load_experiment
 from gridnoise.precision import native_bf16

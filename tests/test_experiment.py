@@ -1,8 +1,7 @@
 import pytest
 
-from gridnoise.config import ConfigError
+from gridnoise.config import ConfigError, adaptation_for
 from gridnoise.experiment import bundled, config_hash, load_experiment, parse_experiment
-from gridnoise.config import adaptation_for
 
 
 def test_bundled_seed_experiment_is_the_study():

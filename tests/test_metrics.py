@@ -8,8 +8,17 @@ import pytest
 import torch
 from scipy.spatial.distance import cdist, pdist
 
-from gridnoise.metrics import (KLEstimator, MetricError, grid_variance, kl_divergence, mmd_rbf, precision_recall,
-                               sample_metrics, sliced_wasserstein, wasserstein2)
+from gridnoise.metrics import (
+    KLEstimator,
+    MetricError,
+    grid_variance,
+    kl_divergence,
+    mmd_rbf,
+    precision_recall,
+    sample_metrics,
+    sliced_wasserstein,
+    wasserstein2,
+)
 
 
 def gaussian_kl_bits(mu, s):
@@ -161,7 +170,9 @@ def test_w2_exact_cases():
     # A shift by v moves every point by ||v|| and no coupling does better: W2 = ||v|| = 5 exactly.
     assert wasserstein2(x + [3.0, -4.0], x) == pytest.approx(5.0, rel=1e-9)
     # On the x axis, {0, 2} vs {1, 5}: 0->1, 2->5 costs (1 + 9) / 2 = 5 (crossing would cost 13).
-    line = lambda *xs: np.array([[v, 0.0] for v in xs])
+    def line(*xs):
+        return np.array([[v, 0.0] for v in xs])
+
     assert wasserstein2(line(0, 2), line(1, 5)) == pytest.approx(math.sqrt(5), rel=1e-12)
     # Unequal sizes, uniform weights: {0} vs {1, 5} moves half a unit of mass each: (1 + 25) / 2 = 13.
     assert wasserstein2(line(0), line(1, 5)) == pytest.approx(math.sqrt(13), rel=1e-12)
@@ -176,7 +187,8 @@ def test_sliced_w2_of_a_shift():
         x = np.random.default_rng(seed).normal(size=(100, 2))
         assert sliced_wasserstein(x + v, x, projections=5000, seed=seed) == pytest.approx(5 / math.sqrt(2), rel=0.02)
     # In 1-D every direction is +-1, so SW2 is W2 exactly: {0, 2} vs {1, 5} gives sqrt(5) as above.
-    assert sliced_wasserstein(np.array([[0.0], [2.0]]), np.array([[1.0], [5.0]])) == pytest.approx(math.sqrt(5), rel=1e-12)
+    one_d = sliced_wasserstein(np.array([[0.0], [2.0]]), np.array([[1.0], [5.0]]))
+    assert one_d == pytest.approx(math.sqrt(5), rel=1e-12)
 
 
 def test_sliced_w2_is_at_most_w2():
@@ -205,7 +217,9 @@ def test_mmd_bandwidth_is_the_median_distance():
     x, y = rng.random((5, 2)), rng.random((7, 2)) * 2
     sigma = float(np.median(pdist(np.vstack([x, y]))))
     assert mmd_rbf(x, y) == pytest.approx(mmd_rbf(x, y, bandwidth=sigma), rel=1e-12)
-    k = lambda a, b: np.exp(-cdist(a, b, "sqeuclidean") / (2 * sigma**2))
+    def k(a, b):
+        return np.exp(-cdist(a, b, "sqeuclidean") / (2 * sigma**2))
+
     by_definition = ((k(x, x).sum() - 5) / 20 + (k(y, y).sum() - 7) / 42 - 2 * k(x, y).mean())
     assert mmd_rbf(x, y) == pytest.approx(by_definition, rel=1e-12)
     # the root of the median squared distance differs here, and so would the value

@@ -3,10 +3,19 @@ import numpy as np
 import pytest
 from matplotlib.container import ErrorbarContainer
 
-from conftest import make_study
-from gridnoise.plots import (evaluation_metrics_figure, final_grids_figure, generated_images_figure, grid_heatmap,
-                             grid_variance_figure, overlay_points, run_colours, train_loss_figure)
+from gridnoise.plots import (
+    evaluation_metrics_figure,
+    final_grids_figure,
+    generated_images_figure,
+    grid_heatmap,
+    grid_variance_figure,
+    overlay_points,
+    run_colours,
+    train_loss_figure,
+)
 from gridnoise.results import load_results
+
+from conftest import make_study
 
 
 def heatmap_axes(fig):

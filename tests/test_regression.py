@@ -16,6 +16,7 @@ that must keep the numbers, never to make a failing comparison pass.
 from __future__ import annotations
 
 import json
+
 import numpy as np
 import pytest
 import torch
@@ -99,8 +100,8 @@ def test_first_draws_of_every_seeded_stream():
     assert torch.equal(noise, torch.tensor(streams["train_noise"]))
     assert torch.equal(start, torch.tensor(streams["sample_start"]))
     # initialisation: the first weights of a fresh network
-    from gridnoise.config import RunConfig
     from gridnoise.components import build_components
+    from gridnoise.config import RunConfig
 
     _, _, model = build_components(RunConfig(), torch.device("cpu"))
     assert torch.equal(model.network[0].weight[0, :4].detach(), torch.tensor(streams["init_weight"]))

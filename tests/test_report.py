@@ -8,10 +8,9 @@ import pytest
 from scipy import stats as sps
 
 from gridnoise import markdown
-from gridnoise.config import RunConfig, dumps_toml
-from gridnoise.plots import make_figures, save_figure, train_loss_figure
-from gridnoise.config import adaptation_for
+from gridnoise.config import RunConfig, adaptation_for, dumps_toml
 from gridnoise.markdown import write_report
+from gridnoise.plots import make_figures, save_figure, train_loss_figure
 from gridnoise.results import load_results
 from gridnoise.stats import convergence_step
 
@@ -156,7 +155,7 @@ def test_headline_names_the_significant_runs(study):
 
 def test_seed_numbers_caveat_convergence_overhead_and_links(study):
     _, _, text = study
-    seed = section(text, "## The seed's original numbers")
+    seed = section(text, "## The original study's numbers")
     assert f"| base Baseline | KL divergence (bits) | 0.359 / {np.mean(BASE_KL):.3f} |" in seed
     assert "0.304" not in seed  # the seed's plain multi-scale run is not one of ours; its L1 variant is
     assert f"0.323 / {np.mean([kl_of('noisy', s) for s in SEEDS]):.3f}" in seed

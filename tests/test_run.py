@@ -4,13 +4,13 @@ import json
 
 import numpy as np
 import pytest
-from conftest import gridnoise
 
-from gridnoise.config import RunConfig, SamplerConfig
-from gridnoise.config import adaptation_for
+from gridnoise.config import RunConfig, SamplerConfig, adaptation_for
 from gridnoise.presets import VARIANTS
 from gridnoise.run import train_run
 from gridnoise.sampling import sample_run
+
+from conftest import gridnoise
 
 DDPM_ONLY = {"reverse_variance", "reverse_variance_multiscale"}
 

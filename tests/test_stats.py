@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from gridnoise.stats import (SMOOTHING_WINDOW, confidence_interval, convergence_step, holm, paired_comparison,
-                             smooth)
+from gridnoise.stats import SMOOTHING_WINDOW, confidence_interval, convergence_step, holm, paired_comparison, smooth
 
 
 def test_confidence_interval_by_hand():

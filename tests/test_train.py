@@ -2,10 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from gridnoise.config import RunConfig
-from gridnoise.errors import CheckpointError, DivergedError
-from gridnoise.config import adaptation_for
 from gridnoise.components import sampling_components
+from gridnoise.config import RunConfig, adaptation_for
+from gridnoise.errors import CheckpointError, DivergedError
 from gridnoise.rundir import load_checkpoint
 from gridnoise.train import Trainer, TrainHooks
 

@@ -11,7 +11,7 @@ g is the product of the grids' values at a point's cell and timestep; `noise_sca
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import torch
 from torch import Tensor, nn
@@ -30,6 +30,9 @@ class Grid(nn.Module):
 
     Axis 1 of the tensor indexes x and axis 2 indexes y (the original study's layout).
     """
+
+    values: nn.Parameter  # (T, n, n)
+    extent: Tensor  # (4,): xmin, xmax, ymin, ymax
 
     def __init__(self, num_timesteps: int, size: int, extent: list[float] | tuple[float, ...]):
         super().__init__()
@@ -118,31 +121,36 @@ class GridAdaptation(NoiseAdaptation):
         self.grid_modules = nn.ModuleDict({name: Grid(num_timesteps, n, extent) for name, n in sizes.items()})
         self.l1 = dict(l1 or {})
 
+    def named_grids(self) -> dict[str, Grid]:
+        """The `Grid` modules by name, in the order their values multiply."""
+        return {name: cast(Grid, grid) for name, grid in self.grid_modules.items()}
+
     def noise_scale(self, points: Tensor, timesteps: Tensor) -> Tensor:
         """g `(B,)`: the product of every grid's value at the cells of `points` `(B, 2)`."""
-        g = None
-        for grid in self.grid_modules.values():
-            value = grid(points, timesteps)
-            g = value if g is None else g * value
+        first, *rest = self.named_grids().values()
+        g = first(points, timesteps)
+        for grid in rest:
+            g = g * grid(points, timesteps)
         return g
 
     @property
     def extent(self) -> list[float]:
         """(xmin, xmax, ymin, ymax) the grids cover (all share one)."""
-        return next(iter(self.grid_modules.values())).extent.tolist()
+        return next(iter(self.named_grids().values())).extent.tolist()
 
     def set_extent(self, extent: list[float]) -> None:
-        for grid in self.grid_modules.values():
+        for grid in self.named_grids().values():
             grid.extent.copy_(torch.tensor(extent, dtype=torch.float32))
 
     def penalty(self) -> Tensor:
         total = torch.zeros((), device=next(self.parameters()).device)
+        grids = self.named_grids()
         for name, weight in self.l1.items():
-            total = total + weight * (self.grid_modules[name].values - 1).abs().sum()
+            total = total + weight * (grids[name].values - 1).abs().sum()
         return total
 
     def grids(self) -> dict[str, Tensor]:
-        return {name: grid.values for name, grid in self.grid_modules.items()}
+        return {name: grid.values for name, grid in self.named_grids().items()}
 
 
 class OriginalGridAdaptation(GridAdaptation):

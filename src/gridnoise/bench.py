@@ -6,7 +6,7 @@ Everything is measured in one process run, so the ratios compare like with like:
 - the yardstick: the plain loop (a DataLoader over a TensorDataset, eager fp32, one process
   using every core) training the same network;
 - sampling of 10000 points x T steps, gridnoise's sampler (one process, and one single-threaded
-  process per core) against the seed-style loop;
+  process per core) against the original study's loop;
 - evaluation (eval loss + KL);
 - dense matmul throughput at the network's shapes (fp32, and bf16 where the CPU has it), one
   process per core like the training figure, so training and sampling throughput can be read
@@ -135,11 +135,11 @@ def machine_sampling_seconds(variant: str, s: BenchSettings, precision: str = "f
 
 
 def plain_sampling_seconds(variant: str, s: BenchSettings) -> float:
-    """The yardstick for sampling: the seed's loop, fp32, all cores."""
+    """The yardstick for sampling: the original study's loop, fp32, all cores."""
     torch.set_num_threads(CORES)
     cfg = _config(variant, s)
     scheduler, adaptation, model = build_components(cfg, torch.device("cpu"))
-    # The seed's loop: python-int timesteps expanded per step, the per-sample embedding.
+    # The original study's loop: python-int timesteps expanded per step, the per-sample embedding.
     def plain(n: int) -> None:
         x = torch.randn(n, 2)
         for t in reversed(range(len(scheduler))):
@@ -354,7 +354,8 @@ def format_table(result: dict) -> str:
             lines.append(
                 f"{name:14s} {precision:4s} {v['plain_steps_per_s']:10.1f} {p['steps_per_s_one_process']:8.1f} "
                 f"{p['steps_per_s_machine']:9.1f} {p['training_speedup']:7.2f}x {100 * p['fraction_of_peak']:5.1f}% "
-                f"{v['plain_sampling_seconds']:11.2f} {p['sampling_seconds']:6.2f} {p['sampling_seconds_machine']:7.2f} "
+                f"{v['plain_sampling_seconds']:11.2f} {p['sampling_seconds']:6.2f} "
+                f"{p['sampling_seconds_machine']:7.2f} "
                 f"{p['sampling_speedup']:8.2f}/{p['sampling_speedup_machine']:.2f}x "
                 f"{100 * p['sampling_fraction_of_peak']:5.1f}% {v['evaluation_seconds']:7.2f}")
     levers = result.get("levers")

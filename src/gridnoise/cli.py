@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, (_, typ, help_text) in RUN_FLAGS.items():
         train.add_argument(flag, type=typ, default=None, help=help_text)
     train.add_argument("--grid-extent", type=float, nargs=4, metavar=("XMIN", "XMAX", "YMIN", "YMAX"),
-                       help="rectangle the grids cover (default the seed's -1 1 -1 1)")
+                       help="rectangle the grids cover (default the original study's -1 1 -1 1)")
     train.add_argument("--datasaurus", type=Path, help="path of DatasaurusDozen.tsv (offline dino)")
     mode = train.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
@@ -250,8 +250,8 @@ def build_study_outputs(study_dir: Path, dest: Path | None = None, report: bool 
     (`gridnoise plot`), else only where missing.
     """
     from gridnoise.errors import CheckpointError
-    from gridnoise.plots import make_figures
     from gridnoise.markdown import write_report
+    from gridnoise.plots import make_figures
     from gridnoise.report import study_data
     from gridnoise.results import load_results, write_summaries
 

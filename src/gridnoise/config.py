@@ -123,7 +123,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
-    def validate(self) -> "RunConfig":
+    def validate(self) -> RunConfig:
         """Check values that types alone cannot; raise ConfigError naming the fix."""
         from gridnoise.adaptation import ADAPTATIONS
         from gridnoise.data import DATASETS
@@ -242,7 +242,7 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
 
 def _coerce(hint: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(hint)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return from_dict(hint, value, where)
     if origin is Literal:
         value = RENAMED_VALUES.get(value, value) if isinstance(value, str) else value

@@ -1,4 +1,4 @@
-"""The four 2-D data sets of the study, generated exactly as SYSTEM.md section 2 defines them.
+"""The four 2-D data sets of the original study, generated exactly as it generated them.
 
 `load(name, n)` returns a float32 `(n, 2)` array. `dino` reads the Datasaurus Dozen table:
 from an explicit path, else `$GRIDNOISE_DATASAURUS`, else a cached, checksummed download.
@@ -9,8 +9,8 @@ from __future__ import annotations
 import csv
 import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 

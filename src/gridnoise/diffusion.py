@@ -60,6 +60,19 @@ class NoiseSchedule(nn.Module):
     `num_train_timesteps` T; betas from `make_betas`, optionally rescaled to zero terminal SNR.
     """
 
+    # buffers, each `(T,)`
+    betas: Tensor
+    alphas: Tensor
+    alphas_cumprod: Tensor
+    alphas_cumprod_prev: Tensor
+    sqrt_alphas_cumprod: Tensor
+    sqrt_one_minus_alphas_cumprod: Tensor
+    sqrt_recip_alphas_cumprod: Tensor
+    sqrt_recipm1_alphas_cumprod: Tensor
+    posterior_mean_coef1: Tensor
+    posterior_mean_coef2: Tensor
+    posterior_variance: Tensor
+
     def __init__(
         self,
         num_train_timesteps: int = 100,

@@ -1,4 +1,4 @@
-"""Exponential moving average of a module's weights with the seed's warm-up rule."""
+"""Exponential moving average of a module's weights with the original study's warm-up rule."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ from torch import nn
 class EMA(nn.Module):
     """Holds `averaged`, an EMA copy of a module, updated by `update(module)` once per step.
 
-    The rule of the seed (ema-pytorch's defaults there): on every `update_every`-th call,
+    The original study's rule (ema-pytorch's defaults): on every `update_every`-th call,
     copy the weights outright while the call index s is <= `warmup_steps`; afterwards
     average with decay min(1 - (1 + k)^-power, max_decay), k = s - warmup_steps the number of
     calls past the warm-up.
     """
+
+    num_calls: torch.Tensor  # () long: calls of `update` so far
 
     def __init__(self, module: nn.Module, max_decay: float = 0.995, update_every: int = 10,
                  warmup_steps: int = 100, power: float = 2 / 3):
@@ -38,7 +40,7 @@ class EMA(nn.Module):
         self.num_calls += 1
         if s % self.update_every:
             return
-        averaged = [p for p in self.averaged.parameters()]
+        averaged: list[torch.Tensor] = list(self.averaged.parameters())
         current = [p.detach() for p in module.parameters()]
         d = self.decay(s)
         if d == 0.0:

@@ -29,8 +29,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from gridnoise.config import (RENAMED_VALUES, ConfigError, RunConfig, adaptation_for, comparable_dict, from_dict,
-                              load_toml, to_dict)
+from gridnoise.config import (
+    RENAMED_VALUES,
+    ConfigError,
+    RunConfig,
+    adaptation_for,
+    comparable_dict,
+    from_dict,
+    load_toml,
+    to_dict,
+)
 from gridnoise.data import DATASETS
 
 EXPERIMENT_KEYS = {"name", "description", "datasets", "seeds", "baseline"}
@@ -94,7 +102,7 @@ class Experiment:
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
     def restricted(self, *, seeds: list[int] | None = None, datasets: list[str] | None = None,
-                   steps: int | None = None, precision: str | None = None) -> "Experiment":
+                   steps: int | None = None, precision: str | None = None) -> Experiment:
         """A copy with the command line's --seeds, --datasets, --steps and --precision applied."""
         exp = copy.deepcopy(self)
         if seeds is not None:

@@ -7,10 +7,12 @@ import io
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 # mkstemp creates 0600 files; a result should get the permissions any new file gets here.
 # The umask can only be read by setting it, so that is done once, at import.
@@ -45,10 +47,11 @@ def write_json(path: str | Path, obj: Any) -> Path:
     return write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
-def write_npz(path: str | Path, **arrays: np.ndarray) -> Path:
+def write_npz(path: str | Path, **arrays: ArrayLike) -> Path:
     """Compressed npz of plain numeric arrays (read back with allow_pickle=False)."""
     buf = io.BytesIO()
-    np.savez_compressed(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    plain: dict[str, Any] = {k: np.asarray(v) for k, v in arrays.items()}
+    np.savez_compressed(buf, **plain)
     return atomic_write(path, lambda f: f.write(buf.getvalue()))
 
 

@@ -17,6 +17,8 @@ from gridnoise.config import ModelConfig
 class SinusoidalEmbedding(nn.Module):
     """Half sines, half cosines of `scale * x` at frequencies exp(-i ln(10000) / (size/2 - 1))."""
 
+    freqs: Tensor  # (size / 2,)
+
     def __init__(self, size: int, scale: float = 1.0):
         super().__init__()
         half = size // 2
@@ -52,8 +54,9 @@ class ResidualBlock(nn.Module):
 class MLPDenoiser(nn.Module):
     """Predicts the noise `(B, 2)` from x_t `(B, 2)`, t `(B,)` and optionally a noise scale g `(B,)`."""
 
-    def __init__(self, cfg: ModelConfig = ModelConfig(), noise_scale_input: bool = False):
+    def __init__(self, cfg: ModelConfig | None = None, noise_scale_input: bool = False):
         super().__init__()
+        cfg = cfg or ModelConfig()
         self.noise_scale_input = noise_scale_input
         self.x_embedding = SinusoidalEmbedding(cfg.embedding_dim, scale=cfg.input_scale)
         self.y_embedding = SinusoidalEmbedding(cfg.embedding_dim, scale=cfg.input_scale)

@@ -265,7 +265,7 @@ def final_grids_figure(values: dict[str, np.ndarray], extent, timesteps=FINAL_GR
                 ax.set_ylabel("y", fontsize=8)
         bar = fig.colorbar(image, ax=list(axes[i]), fraction=0.02, pad=0.01)
         bar.set_label("noise scale g", fontsize=8)
-        bar.formatter.set_useOffset(False)  # factors near 1 read as 1.0002, not "+1" and 0.0002
+        bar.formatter.set_useOffset(False)  # type: ignore[attr-defined]  # factors near 1 read as 1.0002, not "+1" and 0.0002
     fig.suptitle(title)
     return fig
 

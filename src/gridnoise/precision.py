@@ -9,7 +9,8 @@ so the default path computes exactly what it did before precision was a setting.
 from __future__ import annotations
 
 import contextlib
-from typing import ContextManager, Literal
+from contextlib import AbstractContextManager
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -44,7 +45,7 @@ def slow_precision_warning(precision: str, device: torch.device | str = "cpu") -
     return f"{what}, so bf16 is emulated and several times slower than fp32 - use --precision fp32 here"
 
 
-def autocast(precision: str, device: torch.device | str) -> ContextManager:
+def autocast(precision: str, device: torch.device | str) -> AbstractContextManager:
     """The context the network's forward pass runs in for `precision`."""
     if precision == "fp32":
         return contextlib.nullcontext()

@@ -14,15 +14,23 @@ from __future__ import annotations
 
 import math
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gridnoise.stats import (CONVERGENCE_TOL, SMOOTHING_WINDOW, PairedResult, confidence_interval,
-                             convergence_step, holm, paired_comparison)
+from gridnoise.stats import (
+    CONVERGENCE_TOL,
+    SMOOTHING_WINDOW,
+    PairedResult,
+    confidence_interval,
+    convergence_step,
+    holm,
+    paired_comparison,
+)
 
 if TYPE_CHECKING:
     from gridnoise.results import StudyResults
@@ -41,7 +49,7 @@ class Figure:
     caption: str
 
 
-Block = Union[str, Table, Figure]
+Block = str | Table | Figure
 
 
 @dataclass
@@ -84,7 +92,7 @@ def original_numbers() -> tuple[list[str], dict[str, dict[str, list[float]]]]:
     return numbers.pop("datasets"), numbers
 
 EVAL_LOSS_NOTE = (
-    "**Eval loss is not comparable across variants whose forward noise differs.** The seed's grids scale "
+    "**Eval loss is not comparable across variants whose forward noise differs.** The original grids scale "
     "the forward noise by g, and a larger g makes the noise easier to predict, so a grid run can lower its "
     "eval loss without generating better samples. It is also measured on the training points with the "
     "trained (not EMA) weights. Compare variants on KL divergence, a property of the samples."
@@ -105,7 +113,7 @@ def fmt_percent(fraction: float) -> str:
     return "-" if math.isnan(fraction) else f"{100 * fraction:+.{PERCENT_DIGITS}f}%"
 
 
-def fmt_ci(values: list[float], digits: int = DIGITS) -> str:
+def fmt_ci(values: Sequence[float], digits: int = DIGITS) -> str:
     """`mean [lo, hi]` (95% t-interval); just the mean with a single value."""
     mean, lo, hi = confidence_interval(values)
     return fmt(mean, digits) if math.isnan(lo) else f"{fmt(mean, digits)} [{fmt(lo, digits)}, {fmt(hi, digits)}]"
@@ -159,8 +167,8 @@ def headline(results: StudyResults) -> Section:
         if v in found:
             found[v].append(f"{results.label(run)} on {dataset}: KL {test.mean_diff:+.{DIGITS}f} bits "
                             f"({fmt_percent(test.relative_change)}), Holm p = {fmt(p)}")
-    parts = [f"KL divergence against the baseline, paired t-test over up to {seeds} seeds, Holm-corrected at "
-             f"{ALPHA} across runs and data sets."]
+    parts: list[Block] = [f"KL divergence against the baseline, paired t-test over up to {seeds} seeds, "
+                          f"Holm-corrected at {ALPHA} across runs and data sets."]
     for v, title in (("better*", "Significantly better than the baseline"),
                      ("worse*", "Significantly worse than the baseline")):
         lines = found[v]
@@ -252,7 +260,7 @@ def study_data(results: StudyResults) -> dict:
 
 
 def edge_cell_section(results: StudyResults) -> Section:
-    """Share of each data set's points in border cells of 10x10 and 20x20 grids, under the seed's
+    """Share of each data set's points in border cells of 10x10 and 20x20 grids, under the original
     [-1, 1]^2 and under the data's own extent."""
     from gridnoise.adaptation import data_extent, edge_cell_share
 
@@ -262,9 +270,9 @@ def edge_cell_section(results: StudyResults) -> Section:
         rows.append([dataset] + [f"{edge_cell_share(points, n, extent):.1%}" for n in (10, 20)
                                  for extent in ([-1.0, 1.0, -1.0, 1.0], own)])
     return Section("Grid extent: points in edge cells", [
-        "Points in a grid's border cells, where every point outside the grid is clamped: the seed's extent "
+        "Points in a grid's border cells, where every point outside the grid is clamped: the original study's extent "
         "[-1, 1]^2 against the data's bounding box + 5% (`*_data` variants).",
-        Table(["data set", "10x10 seed", "10x10 data", "20x20 seed", "20x20 data"], rows)])
+        Table(["data set", "10x10 original", "10x10 data", "20x20 original", "20x20 data"], rows)])
 
 
 ABAR_T_WARNING = 0.01  # above this, pure-noise starting points are far from the forward process's x_T
@@ -293,7 +301,7 @@ def schedule_section(results: StudyResults) -> Section:
              if abar[run["name"]] > ABAR_T_WARNING else "ok"] for run in results.runs if run["name"] in abar]
     section = Section("Schedules and samplers", [
         "abar_T is the share of signal variance left at the last timestep; sampling starts from pure noise, "
-        f"so above {ABAR_T_WARNING} training and sampling disagree at the start (SYSTEM.md section 4).",
+        f"so above {ABAR_T_WARNING} training and sampling disagree at the start.",
         Table(["run", "abar_T", ""], rows)])
     names = results.metric_names()
     extra = sorted({m[: -len("_inference_time")] for m in names if m.endswith("_inference_time")
@@ -370,10 +378,10 @@ def original_table(results: StudyResults) -> Section:
                 seed_value = numbers[metric][original_datasets.index(dataset)]
                 cells.append(f"{fmt(seed_value)} / {fmt(float(np.mean(ours))) if ours else '-'}")
             rows.append([_run_name(run), METRIC_TITLES[metric]] + cells)
-    title = "The seed's original numbers"
+    title = "The original study's numbers"
     if not rows:
-        return Section(title, ["No run of this study uses one of the seed's variants."])
-    return Section(title, ["The seed's value (one seed, on a GPU) / ours (mean over seeds).",
+        return Section(title, ["No run of this study uses one of the original study's variants."])
+    return Section(title, ["The original study's value (one seed, on a GPU) / ours (mean over seeds).",
                            Table(["run", "metric"] + datasets, rows)])
 
 

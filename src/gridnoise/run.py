@@ -9,13 +9,14 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
 
 from gridnoise import data as datasets
 from gridnoise import rundir
-from gridnoise.adaptation import grid_label
+from gridnoise.adaptation import GridAdaptation, grid_label
 from gridnoise.components import resolve_device
 from gridnoise.config import RunConfig, comparable_dict
 from gridnoise.errors import OutputExistsError
@@ -70,8 +71,10 @@ class RunHooks(TrainHooks):
     def on_grid_snapshot(self, trainer: Trainer) -> None:
         """Every grid `(T, n, n)` with its extent, and the heatmaps' timestep: the first of the last
         batch, as the original study drew its heatmaps."""
-        grids = {grid_label(name): g.detach().cpu().numpy() for name, g in trainer.adaptation.grids().items()}
-        extent = next(iter(trainer.adaptation.grid_modules.values())).extent.cpu().numpy()
+        adaptation = cast(GridAdaptation, trainer.adaptation)  # called only for runs with grids
+        grids = {grid_label(name): g.detach().cpu().numpy() for name, g in adaptation.grids().items()}
+        extent = next(iter(adaptation.named_grids().values())).extent.cpu().numpy()
+        assert trainer.last_timesteps is not None  # a step has been taken
         rundir.write_grid_snapshot(self.out, trainer.step, int(trainer.last_timesteps[0]), grids, extent)
 
     def on_kl_estimate(self, trainer: Trainer) -> None:
@@ -135,12 +138,12 @@ def evaluate_trainer(trainer: Trainer, out: Path, kl: KLEstimator) -> dict:
                                      cfg.train.batch_size, generator(cfg.seed, "eval", trainer.device))
     model, adaptation = trainer.sampling_modules()
     start = time.perf_counter()
-    samples = sample(model, adaptation, trainer.scheduler, cfg.eval.num_samples,
-                     generator(cfg.seed, "sample", trainer.device))
+    drawn = sample(model, adaptation, trainer.scheduler, cfg.eval.num_samples,
+                   generator(cfg.seed, "sample", trainer.device))
     if trainer.device.type == "cuda":
         torch.cuda.synchronize()
     metrics["inference_time"] = time.perf_counter() - start
-    samples = samples.cpu().numpy()
+    samples = drawn.cpu().numpy()
     rundir.write_samples(out, samples)
     finite = bool(np.isfinite(samples).all())
     metrics["kl_divergence"] = kl(samples) if finite else float("nan")

@@ -60,7 +60,7 @@ class DDPMScheduler(NoiseSchedule):
         self.set_timesteps()
 
     @classmethod
-    def from_config(cls, diffusion: DiffusionConfig, sampler: SamplerConfig | None = None) -> "DDPMScheduler":
+    def from_config(cls, diffusion: DiffusionConfig, sampler: SamplerConfig | None = None) -> DDPMScheduler:
         """The scheduler of a run's `DiffusionConfig`, with a sampler's clip setting."""
         return cls(diffusion.num_timesteps, diffusion.beta_schedule, diffusion.beta_start, diffusion.beta_end,
                    diffusion.zero_terminal_snr, clip_sample=sampler.clip_sample if sampler else 0.0)
@@ -116,6 +116,7 @@ class DDIMScheduler(NoiseSchedule):
     """
 
     name: ClassVar[str] = "ddim"
+    prev_timesteps: Tensor  # `(T,)`: the timestep each step jumps to, -1 for x_0
 
     def __init__(
         self,
@@ -133,7 +134,7 @@ class DDIMScheduler(NoiseSchedule):
         self.set_timesteps(num_train_timesteps)
 
     @classmethod
-    def from_config(cls, diffusion: DiffusionConfig, sampler: SamplerConfig | None = None) -> "DDIMScheduler":
+    def from_config(cls, diffusion: DiffusionConfig, sampler: SamplerConfig | None = None) -> DDIMScheduler:
         """The scheduler of a run's `DiffusionConfig` with a sampler's eta, clip and steps (0: all T)."""
         scheduler = cls(diffusion.num_timesteps, diffusion.beta_schedule, diffusion.beta_start, diffusion.beta_end,
                         diffusion.zero_terminal_snr, eta=sampler.eta if sampler else 0.0,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -32,13 +33,13 @@ class TrainHooks:
     """What happens between training steps; each method is called after a step (see `Trainer.fit`
     for when) and does nothing here. A run (`gridnoise.run`) overrides them to write its files."""
 
-    def on_grid_snapshot(self, trainer: "Trainer") -> None:
+    def on_grid_snapshot(self, trainer: Trainer) -> None:
         """Every `train.grid_snapshot_every` steps and after the last, for a run with grids."""
 
-    def on_kl_estimate(self, trainer: "Trainer") -> None:
+    def on_kl_estimate(self, trainer: Trainer) -> None:
         """Every `eval.kl_every` steps and after the last, when `kl_every` > 0."""
 
-    def on_checkpoint(self, trainer: "Trainer") -> None:
+    def on_checkpoint(self, trainer: Trainer) -> None:
         """Every `train.checkpoint_every` steps before the last (the caller saves the final one)."""
 
 
@@ -53,10 +54,12 @@ class Trainer:
         self.data = torch.as_tensor(data, dtype=torch.float32, device=self.device)
         if cfg.adaptation.extent_from_data and isinstance(self.adaptation, GridAdaptation):
             self.adaptation.set_extent(data_extent(self.data))
-        ema_kwargs = dict(max_decay=tc.ema_decay, update_every=tc.ema_update_every,
-                          warmup_steps=tc.ema_warmup_steps, power=tc.ema_power)
-        self.ema = EMA(self.model, **ema_kwargs)
-        self.ema_adaptation = EMA(self.adaptation, **ema_kwargs) if tc.ema_grids else None
+        def ema(module: nn.Module) -> EMA:
+            return EMA(module, max_decay=tc.ema_decay, update_every=tc.ema_update_every,
+                       warmup_steps=tc.ema_warmup_steps, power=tc.ema_power)
+
+        self.ema = ema(self.model)
+        self.ema_adaptation = ema(self.adaptation) if tc.ema_grids else None
         self.grid_params = list(self.adaptation.parameters())
         # One AdamW over network and grids, as the original study did (its weight decay pulls grids to 0).
         # The fused kernel does the whole update in one pass (about 15% of a CPU step saved).
@@ -209,4 +212,4 @@ class Trainer:
         """The network and grids sampling uses: the EMA network (at the run's precision); EMA
         grids only if configured (the original study sampled with the raw grids)."""
         adaptation = self.ema_adaptation.averaged if self.ema_adaptation is not None else self.adaptation
-        return with_precision(self.ema.averaged, self.cfg.precision), adaptation
+        return with_precision(self.ema.averaged, self.cfg.precision), cast(NoiseAdaptation, adaptation)

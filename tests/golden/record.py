@@ -57,8 +57,7 @@ def golden_files() -> list[Path]:
 
 
 def run_config(name: str):
-    from gridnoise.config import RunConfig, SamplerConfig
-    from gridnoise.config import adaptation_for
+    from gridnoise.config import RunConfig, SamplerConfig, adaptation_for
 
     variant = "baseline" if name == "cosine_zero_snr" else name
     cfg = RunConfig(dataset="moons", variant=variant, adaptation=adaptation_for(variant), n_points=2000,
@@ -96,10 +95,10 @@ def record_values(root: Path) -> dict[str, np.ndarray]:
 def record_streams() -> None:
     import torch
 
+    from gridnoise.components import build_components
     from gridnoise.config import RunConfig
     from gridnoise.experiment import load_experiment
     from gridnoise.seeding import generator
-    from gridnoise.components import build_components
 
     train = generator(0, "train")
     noise = torch.randn((256, 2), generator=train)[:4]
