@@ -164,10 +164,3 @@ def test_failed_download_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="cannot download the Datasaurus table") as info:
         load("dino", 10)
     assert "GRIDNOISE_DATASAURUS" in one_line_error(info)
-
-
-def test_extent():
-    assert data.data_extent(np.array([[0, 1], [2, -3]])) == (0.0, 2.0, -3.0, 1.0)
-    pts = load("line", 1000)
-    xmin, xmax, ymin, ymax = data.data_extent(pts)
-    assert -2 <= xmin < xmax <= 2 and -4 <= ymin < ymax <= 4

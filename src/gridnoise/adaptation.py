@@ -133,11 +133,6 @@ class GridAdaptation(NoiseAdaptation):
             g = g * grid(points, timesteps)
         return g
 
-    @property
-    def extent(self) -> list[float]:
-        """(xmin, xmax, ymin, ymax) the grids cover (all share one)."""
-        return next(iter(self.named_grids().values())).extent.tolist()
-
     def set_extent(self, extent: list[float]) -> None:
         for grid in self.named_grids().values():
             grid.extent.copy_(torch.tensor(extent, dtype=torch.float32))

@@ -80,13 +80,6 @@ def load(name: str, n: int = 100_000, *, seed: int = 42,
     return GENERATORS[name](int(n), seed, datasaurus_path).astype(np.float32)
 
 
-def data_extent(points: np.ndarray) -> tuple[float, float, float, float]:
-    """(xmin, xmax, ymin, ymax) of a 2-D point cloud, for plot limits."""
-    points = np.asarray(points)
-    return (float(points[:, 0].min()), float(points[:, 0].max()),
-            float(points[:, 1].min()), float(points[:, 1].max()))
-
-
 def datasaurus_dino(path: str | os.PathLike | None = None) -> np.ndarray:
     """The 142 (x, y) rows of the `dino` data set (read-only float64) from the checksummed table."""
     if path is None:

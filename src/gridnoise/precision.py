@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import contextlib
 from contextlib import AbstractContextManager
-from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
-Precision = Literal["fp32", "bf16"]
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 
 

@@ -28,20 +28,3 @@ VARIANTS.update({
     "reverse_variance_multiscale": dict(kind="reverse_variance", grids={"coarse": 5, "fine": 20},
                                         extent_from_data=True),
 })
-
-# Human-readable labels, as the original study's plots and logs named its variants.
-LABELS: dict[str, str] = {
-    "baseline": "Baseline",
-    "grid10": "10x10 Grid",
-    "grid20": "20x20 Grid",
-    "multiscale": "Multi-scale Grid",
-    "multiscale_l1": "Multi-scale + L1 Reg",
-    "grid10_data": "10x10 Grid, data extent",
-    "grid20_data": "20x20 Grid, data extent",
-    "multiscale_data": "Multi-scale Grid, data extent",
-    "multiscale_l1_data": "Multi-scale + L1, data extent",
-    "conditioning": "x_t-conditioned 10x10 Grid",
-    "conditioning_multiscale": "x_t-conditioned Multi-scale",
-    "reverse_variance": "Reverse-variance 10x10 Grid",
-    "reverse_variance_multiscale": "Reverse-variance Multi-scale",
-}
