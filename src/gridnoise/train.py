@@ -54,6 +54,7 @@ class Trainer:
         self.data = torch.as_tensor(data, dtype=torch.float32, device=self.device)
         if cfg.adaptation.extent_from_data and isinstance(self.adaptation, GridAdaptation):
             self.adaptation.set_extent(data_extent(self.data))
+
         def ema(module: nn.Module) -> EMA:
             return EMA(module, max_decay=tc.ema_decay, update_every=tc.ema_update_every,
                        warmup_steps=tc.ema_warmup_steps, power=tc.ema_power)
@@ -95,9 +96,9 @@ class Trainer:
         noise = torch.randn(x_start.shape, generator=self.generator, device=self.device)
         timesteps = torch.randint(0, len(self.scheduler), (len(x_start),), generator=self.generator,
                                   device=self.device)
-        x_t, level = self.adaptation.training_inputs(self.scheduler, x_start, noise, timesteps)
+        x_t, g = self.adaptation.training_inputs(self.scheduler, x_start, noise, timesteps)
         with autocast(self.cfg.precision, self.device):
-            prediction = self.model(x_t, timesteps, level)
+            prediction = self.model(x_t, timesteps, g)
         prediction = prediction.float()
         mse = F.mse_loss(prediction, noise)
         loss = mse + self.adaptation.penalty()
