@@ -257,3 +257,13 @@ def test_plot_and_report_rebuild_from_saved_results(tmp_path):
     assert len(rows) == 4 and all("| 0.000 " in r for r in rows)
     bad = gridnoise("compare", study, tmp_path / "nowhere", check=False)
     assert_one_line_error(bad, 2, "nowhere")
+
+
+def test_datasets_lists_every_data_set_and_draws_them(tmp_path):
+    from gridnoise.data import DATASETS
+
+    out = gridnoise("datasets", "--plot", tmp_path / "all.png", "-n", 300).stdout
+    assert [line.split()[0] for line in out.splitlines()[:len(DATASETS)]] == list(DATASETS)
+    assert (tmp_path / "all.png").read_bytes()[:4] == b"\x89PNG"
+    assert_one_line_error(gridnoise("datasets", "--plot", tmp_path / "all.pdf", check=False), 2, ".png")
+    assert not (tmp_path / "all.pdf").exists()

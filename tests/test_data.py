@@ -32,7 +32,9 @@ def one_line_error(exc_info) -> str:
 
 
 def test_registry():
-    assert DATASETS == ("circle", "dino", "line", "moons")
+    assert data.STUDY_DATASETS == ("circle", "dino", "line", "moons")
+    assert DATASETS == data.STUDY_DATASETS + ("8gaussians", "25gaussians", "checkerboard", "2spirals", "pinwheel",
+                                              "swissroll", "rings", "scales")
     assert set(data.GENERATORS) == set(DATASETS)
 
 
@@ -99,7 +101,7 @@ def test_share_inside_the_seeds_grid(name, low, high):
 def test_unknown_name_and_bad_n():
     with pytest.raises(DataError) as info:
         load("spiral")
-    assert one_line_error(info) == "unknown data set 'spiral': choose one of circle, dino, line, moons"
+    assert one_line_error(info) == f"unknown data set 'spiral': choose one of {', '.join(DATASETS)}"
     for bad in (0, -3, 2.5):
         with pytest.raises(DataError, match="n must be an integer >= 1"):
             load("moons", bad)

@@ -106,3 +106,15 @@ def test_overlay_points_survive_a_missing_data_set(monkeypatch):
     monkeypatch.setattr(data, "load", unavailable)
     with pytest.warns(UserWarning, match="no table"):
         assert overlay_points("dino", 42) is None
+
+
+def test_datasets_figure_has_one_panel_per_data_set_on_shared_axes():
+    from gridnoise.data import load
+    from gridnoise.plots import datasets_figure
+
+    names = ["moons", "rings", "scales", "checkerboard", "pinwheel"]
+    fig = datasets_figure({n: load(n, 200) for n in names}, columns=4)
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in visible] == names and len(fig.axes) == 8
+    assert all(ax.get_xlim() == (-4.5, 4.5) and ax.get_ylim() == (-4.5, 4.5) for ax in visible)
+    assert len(visible[1].collections[0].get_offsets()) == 200

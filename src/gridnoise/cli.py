@@ -105,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("study_dir", type=Path)
     report.add_argument("--dest", type=Path, help="write report.md and figures here (default: the study dir)")
 
+    data = sub.add_parser("datasets", help="list the data sets; with --plot, draw them all in one figure")
+    data.add_argument("--plot", type=Path, metavar="FILE.png", help="write a figure of every data set here")
+    data.add_argument("-n", "--num-points", type=int, default=5000, help="points drawn per data set (default 5000)")
+    data.add_argument("--seed", type=int, default=42, help="the data sets' generator seed (default 42, the study's)")
+    data.add_argument("--datasaurus", type=Path, help="path of DatasaurusDozen.tsv (offline dino)")
+
     compare = sub.add_parser("compare", help="compare a metric between two studies of the same runs "
                                              "(e.g. fp32 against bf16), per run, data set and seed")
     compare.add_argument("first", type=Path)
@@ -278,6 +284,23 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from gridnoise.data import DATASETS, DESCRIPTIONS, STUDY_DATASETS, load
+
+    for name in DATASETS:
+        print(f"{name:13s} {DESCRIPTIONS[name]}{'  (original study)' if name in STUDY_DATASETS else ''}")
+    if args.plot is None:
+        return 0
+    from gridnoise.errors import ConfigError
+    from gridnoise.plots import datasets_figure, save_figure
+
+    if args.plot.suffix != ".png":
+        raise ConfigError(f"--plot writes PNG: give a file ending in .png (got {args.plot})")
+    points = {name: load(name, args.num_points, seed=args.seed, datasaurus_path=args.datasaurus) for name in DATASETS}
+    print(f"figure -> {save_figure(datasets_figure(points), args.plot)}")
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from gridnoise.markdown import table
     from gridnoise.report import study_comparison
@@ -308,7 +331,7 @@ BENCH_MIN_POINTS = 256  # one full batch
 
 COMMANDS = {"train": cmd_train, "sample": cmd_sample, "run": cmd_study, "reproduce": cmd_study,
             "plot": cmd_plot, "report": cmd_report, "bench": cmd_bench,
-            "animate": cmd_animate, "compare": cmd_compare}
+            "animate": cmd_animate, "compare": cmd_compare, "datasets": cmd_datasets}
 
 
 def main(argv: list[str] | None = None) -> int:

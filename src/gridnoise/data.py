@@ -1,7 +1,9 @@
-"""The four 2-D data sets of the original study, generated exactly as it generated them.
+"""The data set registry: the original study's four data sets and the standard 2-D benchmarks.
 
-`load(name, n)` returns a float32 `(n, 2)` array. `dino` reads the Datasaurus Dozen table:
-from an explicit path, else `$GRIDNOISE_DATASAURUS`, else a cached, checksummed download.
+`load(name, n)` returns a float32 `(n, 2)` array; the same name, n and seed give the same points.
+`circle`, `dino`, `line` and `moons` are generated exactly as the original study generated them;
+the others are in `gridnoise.toy_data`. `dino` reads the Datasaurus Dozen table: from an explicit
+path, else `$GRIDNOISE_DATASAURUS`, else a cached, checksummed download.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from gridnoise import toy_data
 from gridnoise.errors import DataError
 
-DATASETS = ("circle", "dino", "line", "moons")
+STUDY_DATASETS = ("circle", "dino", "line", "moons")  # the original study's
 DATASAURUS_URL = "https://raw.githubusercontent.com/jumpingrivers/datasauRus/main/inst/extdata/DatasaurusDozen.tsv"
 DATASAURUS_SHA256 = "c8c4792c3ed15238ba07dad6ab778adc79d72e3e1324ead4d8c1ae52849780f8"
 DATASAURUS_ENV = "GRIDNOISE_DATASAURUS"
@@ -67,6 +70,32 @@ GENERATORS: dict[str, Callable[[int, int, str | os.PathLike | None], np.ndarray]
     "dino": lambda n, seed, path: _dino(n, np.random.default_rng(seed), path),
     "line": lambda n, seed, path: _line(n, np.random.default_rng(seed)),
     "moons": lambda n, seed, path: _moons(n, seed),
+}
+
+
+def _seeded(generate: Callable[[int, np.random.Generator], np.ndarray]):
+    """A benchmark generator `(n, rng)` in the registry's shape `(n, seed, datasaurus_path)`."""
+    def generator(n: int, seed: int, path: str | os.PathLike | None) -> np.ndarray:
+        return generate(n, np.random.default_rng(seed))
+    return generator
+
+
+GENERATORS.update({name: _seeded(generate) for name, generate in toy_data.GENERATORS.items()})
+DATASETS = tuple(GENERATORS)  # every registered name: the study's four, then the benchmarks
+
+DESCRIPTIONS = {
+    "circle": "17 tight clusters: 16 directions on a circle of radius 3, and the centre",
+    "dino": "the Datasaurus dino, 142 points each blurred by N(0, 0.15^2), scaled into [-4, 4]^2",
+    "line": "uniform on the rectangle [-2, 2] x [-4, 4]",
+    "moons": "scikit-learn's two moons (noise 0.03), stretched",
+    "8gaussians": "8 Gaussians on a circle of radius 2.83, std 0.35",
+    "25gaussians": "25 Gaussians on a 5 x 5 lattice of spacing 0.71, std 0.018",
+    "checkerboard": "uniform on 8 alternating squares of side 2 in [-4, 4]^2",
+    "2spirals": "two interleaved spiral arms",
+    "pinwheel": "5 curved arms",
+    "swissroll": "the swiss roll's (x, z) plane",
+    "rings": "4 concentric circles of radii 3, 2.25, 1.5 and 0.75",
+    "scales": "4 Gaussian blobs whose standard deviations span 30x (0.025 to 0.75)",
 }
 
 

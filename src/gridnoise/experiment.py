@@ -39,7 +39,7 @@ from gridnoise.config import (
     load_toml,
     to_dict,
 )
-from gridnoise.data import DATASETS
+from gridnoise.data import DATASETS, STUDY_DATASETS
 
 EXPERIMENT_KEYS = {"name", "description", "datasets", "seeds", "baseline"}
 
@@ -190,7 +190,7 @@ def parse_experiment(data: dict[str, Any], source: str = "experiment") -> Experi
     exp = Experiment(
         name=str(head["name"]),
         description=str(head.get("description", "")),
-        datasets=_check_datasets(list(head.get("datasets", DATASETS))),
+        datasets=_check_datasets(list(head.get("datasets", STUDY_DATASETS))),
         seeds=_check_seeds(list(head.get("seeds", [0]))),
         runs=runs,
         baseline=baseline,

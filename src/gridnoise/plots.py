@@ -42,6 +42,20 @@ def grid_heatmap(values: np.ndarray, extent, title: str = "", points: np.ndarray
     return fig
 
 
+def datasets_figure(points: dict[str, np.ndarray], columns: int = 4) -> Figure:
+    """One scatter panel per data set `(N, 2)`, all on the same [-4.5, 4.5]^2 axes."""
+    rows = (len(points) + columns - 1) // columns
+    fig, axes = plt.subplots(rows, columns, figsize=(SAMPLE_PANEL_SIZE * columns, SAMPLE_PANEL_SIZE * rows),
+                             squeeze=False, layout="constrained")
+    for ax in axes.flat[len(points):]:
+        ax.set_visible(False)
+    for ax, (name, pts) in zip(axes.flat, points.items()):
+        ax.scatter(pts[:, 0], pts[:, 1], s=SAMPLE_POINT_SIZE, alpha=SAMPLE_ALPHA, color=PALETTE[0], linewidths=0)
+        ax.set(xlim=(-4.5, 4.5), ylim=(-4.5, 4.5), title=name, aspect="equal")
+        ax.tick_params(labelsize=7)
+    return fig
+
+
 def save_figure(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
     """Write a figure atomically as PNG and close it."""
     try:
