@@ -1,6 +1,14 @@
 import pytest
 
-from gridnoise.config import ConfigError, RunConfig, adaptation_for, dumps_toml, from_dict, load_run_config
+from gridnoise.config import (
+    AdaptationConfig,
+    ConfigError,
+    RunConfig,
+    adaptation_for,
+    dumps_toml,
+    from_dict,
+    load_run_config,
+)
 
 
 def test_toml_roundtrip(tmp_path):
@@ -63,3 +71,15 @@ def test_the_former_kind_name_loads_and_hashes_as_before(tmp_path):
     assert config_hash(cfg) == config_hash(new)
     assert from_dict(RunConfig, {"adaptation": {"kind": "seed_grid", "grids": {"g": 2}}}).adaptation.kind == \
         "original_grid"
+
+
+def test_a_config_built_in_python_resolves_its_variants_preset():
+    # built with only a variant, a config trains that variant, not plain DDPM
+    assert RunConfig(variant="grid10").adaptation == adaptation_for("grid10")
+    assert RunConfig(variant="multiscale_l1_data").adaptation.extent_from_data
+    assert RunConfig().adaptation.kind == "none"
+    explicit = AdaptationConfig(kind="conditioning", grids={"g": 3})
+    assert RunConfig(variant="grid10", adaptation=explicit).adaptation is explicit  # a given table wins
+    assert from_dict(RunConfig, {"variant": "grid20"}).adaptation.grids == {"grid": 20}
+    with pytest.raises(ConfigError, match="unknown variant 'grid7'"):
+        RunConfig(variant="grid7")

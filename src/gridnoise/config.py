@@ -119,9 +119,14 @@ class RunConfig:
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: network matmuls under autocast (opt-in)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    adaptation: AdaptationConfig = field(default_factory=AdaptationConfig)
+    # None (the default): the variant's preset, resolved when the config is built
+    adaptation: AdaptationConfig = None  # type: ignore[assignment]
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self):
+        if self.adaptation is None:
+            self.adaptation = adaptation_for(self.variant)
 
     def validate(self) -> RunConfig:
         """Check values that types alone cannot; raise ConfigError naming the fix."""
@@ -299,10 +304,7 @@ def adaptation_for(variant: str) -> AdaptationConfig:
 
 def load_run_config(path: str | Path) -> RunConfig:
     """A validated RunConfig from TOML; without an [adaptation] table the variant's preset is used."""
-    data = load_toml(path)
-    if "adaptation" not in data:
-        data["adaptation"] = to_dict(adaptation_for(data.get("variant", RunConfig.variant)))
-    return from_dict(RunConfig, data).validate()
+    return from_dict(RunConfig, load_toml(path)).validate()
 
 
 def dumps_toml(cfg: Any) -> str:
