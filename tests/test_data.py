@@ -101,7 +101,8 @@ def test_share_inside_the_seeds_grid(name, low, high):
 def test_unknown_name_and_bad_n():
     with pytest.raises(DataError) as info:
         load("spiral")
-    assert one_line_error(info) == f"unknown data set 'spiral': choose one of {', '.join(DATASETS)}"
+    assert one_line_error(info) == (f"unknown data set 'spiral': choose one of {', '.join(DATASETS)}, or a plug-in "
+                                    "function as module:function")
     for bad in (0, -3, 2.5):
         with pytest.raises(DataError, match="n must be an integer >= 1"):
             load("moons", bad)

@@ -11,7 +11,7 @@ g is the product of the grids' values at a point's cell and timestep; `noise_sca
 
 from __future__ import annotations
 
-from typing import ClassVar, cast
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import Tensor, nn
@@ -80,6 +80,13 @@ class NoiseAdaptation(nn.Module):
     conditions_model: ClassVar[bool] = False  # whether the denoiser takes the noise scale g as an input
     # Samplers whose steps this adaptation's reverse process is defined for (checked by `check_supported`).
     supported_samplers: ClassVar[tuple[str, ...]] = ("ddpm", "ddim")
+    # Whether the denoiser sees the same g for the same (x_t, t) in training and in sampling.
+    same_lookup: ClassVar[bool] = True
+
+    @classmethod
+    def from_config(cls, cfg: Any, num_timesteps: int) -> NoiseAdaptation:
+        """The adaptation an `AdaptationConfig` describes, for T = `num_timesteps`."""
+        return cls()
 
     def training_inputs(
         self, scheduler: NoiseSchedule, x_start: Tensor, noise: Tensor, timesteps: Tensor
@@ -121,6 +128,11 @@ class GridAdaptation(NoiseAdaptation):
         self.grid_modules = nn.ModuleDict({name: Grid(num_timesteps, n, extent) for name, n in sizes.items()})
         self.l1 = dict(l1 or {})
 
+    @classmethod
+    def from_config(cls, cfg: Any, num_timesteps: int) -> NoiseAdaptation:
+        """Grids of `cfg.grids` cells per side over `cfg.extent`, with `cfg.l1` penalties."""
+        return cls(num_timesteps, cfg.grids, cfg.extent, cfg.l1)
+
     def named_grids(self) -> dict[str, Grid]:
         """The `Grid` modules by name, in the order their values multiply."""
         return {name: cast(Grid, grid) for name, grid in self.grid_modules.items()}
@@ -158,6 +170,7 @@ class OriginalGridAdaptation(GridAdaptation):
     """
 
     conditions_model = True
+    same_lookup = False  # g at x_0 in training, at x_t in sampling
 
     def training_inputs(self, scheduler, x_start, noise, timesteps):
         g = self.noise_scale(x_start, timesteps)

@@ -9,10 +9,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gridnoise.adaptation import ADAPTATIONS, NoiseAdaptation
+from gridnoise.adaptation import NoiseAdaptation
 from gridnoise.config import AdaptationConfig, RunConfig, from_dict
 from gridnoise.errors import ConfigError
 from gridnoise.model import MLPDenoiser
+from gridnoise.plugins import adaptation_class
 from gridnoise.precision import with_precision
 from gridnoise.schedulers import DDPMScheduler
 from gridnoise.seeding import derive_seed
@@ -31,11 +32,9 @@ def resolve_device(name: str) -> torch.device:
 
 
 def build_adaptation(cfg: AdaptationConfig, num_timesteps: int) -> NoiseAdaptation:
-    """The adaptation a config describes (`cfg.kind` in `ADAPTATIONS`; validated by `RunConfig.validate`)."""
-    cls = ADAPTATIONS[cfg.kind]
-    if cls is NoiseAdaptation:
-        return NoiseAdaptation()
-    return cls(num_timesteps, cfg.grids, cfg.extent, cfg.l1)  # type: ignore[call-arg]
+    """The adaptation a config describes: built in, or a plug-in (`gridnoise.plugins`)."""
+    cls: type[NoiseAdaptation] = adaptation_class(cfg.kind)
+    return cls.from_config(cfg, num_timesteps)
 
 
 def build_components(cfg: RunConfig, device: torch.device) -> tuple[DDPMScheduler, NoiseAdaptation, MLPDenoiser]:

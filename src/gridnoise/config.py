@@ -51,7 +51,6 @@ class ModelConfig:
     time_scale: float = 1.0
 
 
-AdaptationKind = Literal["none", "original_grid", "conditioning", "reverse_variance"]
 # Values renamed after results were saved under the old spelling: the old one is still accepted
 # (and is what task hashes see, so finished studies stay finished).
 RENAMED_VALUES: dict[str, str] = {"seed_grid": "original_grid"}
@@ -64,8 +63,8 @@ class AdaptationConfig:
     # none: DDPM; original_grid: the original study's (g scales the forward noise, looked up at x_0
     # in training; "seed_grid" is its old name); conditioning: g looked up at x_t and fed to the
     # denoiser; reverse_variance: g scales the reverse step's noise std (see adaptation.py); or a
-    # plug-in class "module:Class" registered in gridnoise.adaptation.ADAPTATIONS
-    kind: AdaptationKind = "none"
+    # plug-in: "module:Class" or an entry point of the group gridnoise.adaptations (see plugins.py)
+    kind: str = "none"
     # name -> cells per side; several grids multiply (the study's multi-scale: coarse=5, fine=20)
     grids: dict[str, int] = field(default_factory=dict)
     # name -> weight of the L1 penalty sum|G - 1| on that grid
@@ -76,7 +75,7 @@ class AdaptationConfig:
     extent_from_data: bool = False
 
     def __post_init__(self):
-        self.kind = RENAMED_VALUES.get(self.kind, self.kind)  # type: ignore[assignment]
+        self.kind = RENAMED_VALUES.get(self.kind, self.kind)
 
 
 @dataclass
@@ -130,11 +129,11 @@ class RunConfig:
 
     def validate(self) -> RunConfig:
         """Check values that types alone cannot; raise ConfigError naming the fix."""
-        from gridnoise.adaptation import ADAPTATIONS
-        from gridnoise.data import DATASETS
+        from gridnoise.adaptation import GridAdaptation
+        from gridnoise.data import check_dataset
+        from gridnoise.plugins import adaptation_class
 
-        if self.dataset not in DATASETS:
-            raise ConfigError(f"unknown data set '{self.dataset}': choose one of {', '.join(DATASETS)}")
+        check_dataset(self.dataset)
         checks = [
             (self.train.steps >= 1, f"steps must be >= 1 (got {self.train.steps})"),
             (self.train.batch_size >= 1, f"batch size must be >= 1 (got {self.train.batch_size})"),
@@ -149,8 +148,6 @@ class RunConfig:
             (self.diffusion.beta_schedule in ("linear", "quadratic", "cosine"),
              f"unknown beta schedule '{self.diffusion.beta_schedule}': use linear, quadratic or cosine"),
             (self.precision in ("fp32", "bf16"), f"unknown precision '{self.precision}': use fp32 or bf16"),
-            (self.adaptation.kind in ADAPTATIONS,
-             f"unknown adaptation kind '{self.adaptation.kind}': use one of {', '.join(ADAPTATIONS)}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -159,7 +156,7 @@ class RunConfig:
         for name, size in a.grids.items():
             if size < 1:
                 raise ConfigError(f"grid '{name}' has size {size}: grid sizes must be >= 1")
-        if a.kind != "none" and not a.grids:
+        if issubclass(adaptation_class(a.kind), GridAdaptation) and not a.grids:
             raise ConfigError(f"adaptation '{a.kind}' needs at least one grid in [adaptation.grids]")
         unknown = set(a.l1) - set(a.grids)
         if unknown:
@@ -174,7 +171,8 @@ class RunConfig:
 
 def check_sampler(sampler: SamplerConfig, num_timesteps: int, kind: str, where: str = "sampler") -> None:
     """Raise ConfigError (SamplerError where the adaptation is the reason) for a sampler the run cannot use."""
-    from gridnoise.adaptation import ADAPTATIONS, check_supported
+    from gridnoise.adaptation import check_supported
+    from gridnoise.plugins import adaptation_class
 
     if sampler.sampler not in ("ddpm", "ddim"):
         raise ConfigError(f"{where}: unknown sampler '{sampler.sampler}': use ddpm or ddim")
@@ -184,8 +182,7 @@ def check_sampler(sampler: SamplerConfig, num_timesteps: int, kind: str, where: 
         raise ConfigError(f"{where}: eta must be in [0, 1] (got {sampler.eta})")
     if not sampler.clip_sample >= 0:
         raise ConfigError(f"{where}: clip_sample must be >= 0 (0: off; got {sampler.clip_sample})")
-    if kind in ADAPTATIONS:
-        check_supported(ADAPTATIONS[kind], sampler.sampler, where)
+    check_supported(adaptation_class(kind), sampler.sampler, where)
 
 
 def _extent(values: list[float]) -> tuple[float, float, float, float]:

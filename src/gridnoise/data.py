@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from gridnoise import toy_data
-from gridnoise.errors import DataError
+from gridnoise.errors import ConfigError, DataError
 
 STUDY_DATASETS = ("circle", "dino", "line", "moons")  # the original study's
 DATASAURUS_URL = "https://raw.githubusercontent.com/jumpingrivers/datasauRus/main/inst/extdata/DatasaurusDozen.tsv"
@@ -99,14 +99,51 @@ DESCRIPTIONS = {
 }
 
 
+def check_dataset(name: str) -> None:
+    """Raise ConfigError unless `name` is a registered data set or a plug-in that loads."""
+    try:
+        _generator(name)
+    except DataError as e:
+        raise ConfigError(str(e)) from None
+
+
+def _generator(name: str) -> Callable[[int, int, str | os.PathLike | None], np.ndarray]:
+    if name in GENERATORS:
+        return GENERATORS[name]
+    from gridnoise.plugins import DATASET_GROUP, dataset_function, installed
+
+    plugin = dataset_function(name)
+    if plugin is None:
+        choices = ", ".join([*DATASETS, *installed(DATASET_GROUP)])
+        raise DataError(f"unknown data set '{name}': choose one of {choices}, or a plug-in function as "
+                        "module:function")
+    return _checked(name, _seeded(plugin))
+
+
+def _checked(name: str, generate: Callable[[int, int, str | os.PathLike | None], np.ndarray]):
+    """A plug-in generator whose output is checked: n finite points in 2-D."""
+    def generator(n: int, seed: int, path: str | os.PathLike | None) -> np.ndarray:
+        try:
+            points = np.asarray(generate(n, seed, path), dtype=np.float64)
+        except (TypeError, ValueError) as e:
+            raise DataError(f"data set '{name}' did not return numbers ({type(e).__name__}: {e})") from None
+        if points.shape != (n, 2):
+            raise DataError(f"data set '{name}' returned an array of shape {points.shape}: a data set plug-in "
+                            f"returns (n, 2), here ({n}, 2)")
+        if not np.isfinite(points).all():
+            raise DataError(f"data set '{name}' returned NaN or infinite values")
+        return points
+    return generator
+
+
 def load(name: str, n: int = 100_000, *, seed: int = 42,
          datasaurus_path: str | os.PathLike | None = None) -> np.ndarray:
-    """Data set `name` as a float32 `(n, 2)` array; the same arguments give the same points."""
-    if name not in GENERATORS:
-        raise DataError(f"unknown data set '{name}': choose one of {', '.join(DATASETS)}")
+    """Data set `name` (registered, or a plug-in) as a float32 `(n, 2)` array; the same arguments
+    give the same points."""
+    generate = _generator(name)
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise DataError(f"the number of points n must be an integer >= 1 (got {n!r})")
-    return GENERATORS[name](int(n), seed, datasaurus_path).astype(np.float32)
+    return generate(int(n), seed, datasaurus_path).astype(np.float32)
 
 
 def datasaurus_dino(path: str | os.PathLike | None = None) -> np.ndarray:

@@ -39,7 +39,7 @@ from gridnoise.config import (
     load_toml,
     to_dict,
 )
-from gridnoise.data import DATASETS, STUDY_DATASETS
+from gridnoise.data import DATASETS, STUDY_DATASETS, check_dataset
 
 EXPERIMENT_KEYS = {"name", "description", "datasets", "seeds", "baseline"}
 
@@ -155,9 +155,10 @@ def _check_seeds(seeds: list[int]) -> list[int]:
 
 
 def _check_datasets(datasets: list[str]) -> list[str]:
-    unknown = [d for d in datasets if d not in DATASETS]
-    if not datasets or unknown:
-        raise ConfigError(f"unknown data set(s) {unknown or datasets}: choose from {', '.join(DATASETS)}")
+    if not datasets:
+        raise ConfigError(f"an experiment needs at least one data set: choose from {', '.join(DATASETS)}")
+    for name in datasets:
+        check_dataset(name)
     return list(datasets)
 
 
