@@ -5,6 +5,6 @@ cd "$(dirname "$0")/.."
 bash scripts/install.sh
 # Tests read the Datasaurus table from ../shared/data unless told otherwise; never the network.
 export GRIDNOISE_DATASAURUS="${GRIDNOISE_DATASAURUS:-$(cd .. && pwd)/shared/data/DatasaurusDozen.tsv}"
-.venv/bin/ruff check src tests
+.venv/bin/ruff check src tests examples
 .venv/bin/mypy
 .venv/bin/python -m pytest "$@"
