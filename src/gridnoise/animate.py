@@ -17,7 +17,8 @@ from gridnoise.files import atomic_write
 
 def reverse_process_frames(run_dir: str | Path, num_samples: int = 2000, seed: int = 0,
                            sampler: SamplerConfig | None = None, device: str = "auto") -> list[tuple[int, np.ndarray]]:
-    """(t, samples) from the starting noise (t = T) through every step of the run's sampler."""
+    """(t, samples) from the starting noise (t = T) through every step of the run's sampler, in the
+    model's units (`datafile.to_data` takes them to the data's)."""
     from gridnoise.sampling import sample_run
 
     frames: list[tuple[int, np.ndarray]] = []
@@ -39,17 +40,21 @@ def write_gif(run_dir: str | Path, out: str | Path, num_samples: int = 2000, see
     from gridnoise import data as datasets
     from gridnoise import rundir
     from gridnoise.adaptation import data_extent
+    from gridnoise.datafile import extent_to_data, to_data
     from gridnoise.plots import _with_combined
 
     cfg = rundir.read_config(run_dir)
-    points = datasets.load(cfg.dataset, cfg.n_points, seed=cfg.data_seed)
+    points = datasets.run_points(cfg)  # everything is drawn in the data's own units
     xmin, xmax, ymin, ymax = data_extent(torch.from_numpy(points))
-    # the grids the run samples with: its final snapshot (EMA grids where the run averaged them)
+    # the grids the run samples with (EMA grids where the run averaged them)
     grids, grid_extent = _sampling_grids(Path(run_dir), cfg)
+    if grid_extent is not None:
+        grid_extent = extent_to_data(grid_extent, cfg.data.shift, cfg.data.scale)
     grid = _with_combined(grids).get("combined", next(iter(grids.values()), None)) if grids else None
 
     images = []
     for t, x in reverse_process_frames(run_dir, num_samples, seed, sampler, device):
+        x = to_data(x, cfg.data.shift, cfg.data.scale)
         fig, ax = plt.subplots(figsize=(4, 4), dpi=80)
         if grid is not None:
             ax.imshow(grid[min(t, len(grid) - 1)].T, origin="lower", extent=grid_extent, cmap="viridis",
@@ -79,5 +84,5 @@ def _sampling_grids(run_dir: Path, cfg) -> tuple[dict[str, np.ndarray], list[flo
     weights = {k[len("averaged."):]: v for k, v in state["ema_adaptation"].items()} \
         if "ema_adaptation" in state else raw
     grids = {k.split(".")[1]: v.numpy() for k, v in weights.items() if k.endswith(".values")}
-    extent = next(v for k, v in raw.items() if k.endswith(".extent")).tolist()
-    return grids, extent
+    extents = [v.tolist() for k, v in raw.items() if k.endswith(".extent")]
+    return (grids, extents[0]) if grids and extents else ({}, None)

@@ -5,15 +5,22 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 EPILOG = ("Variants: baseline, grid10, grid20, multiscale, multiscale_l1 (the original study's), their *_data versions "
           "(grids over the data's extent), conditioning[_multiscale], reverse_variance[_multiscale]. "
           "Data sets: circle, dino, line, moons.")
 
+def _comma_list(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
 # flag -> (RunConfig field path, type, help)
-RUN_FLAGS = {
-    "--dataset": ("dataset", str, "data set: circle, dino, line or moons"),
+RUN_FLAGS: dict[str, tuple[str, Callable[[str], Any], str]] = {
+    "--dataset": ("dataset", str, "a data set (see `gridnoise datasets`), a data file (.npy, .npz, .csv, .tsv, "
+                                  ".txt) or a plug-in module:function"),
     "--variant": ("variant", str, "preset, e.g. baseline, multiscale, conditioning, reverse_variance (see below)"),
     "--seed": ("seed", int, "seed for initialisation, noise, batches and sampling"),
     "--steps": ("train.steps", int, "training steps (default 10000)"),
@@ -25,6 +32,10 @@ RUN_FLAGS = {
     "--n-points": ("n_points", int, "data set size (default 100000)"),
     "--device": ("device", str, "auto, cpu or cuda"),
     "--precision": ("precision", str, "fp32 (default, exact) or bf16 (autocast matmuls; opt-in)"),
+    "--data-key": ("data.key", str, "the array of an .npz --dataset file (default: its only array)"),
+    "--columns": ("data.columns", _comma_list,
+                  "x,y: the columns of a .csv/.tsv --dataset file, by header name or 0-based index"),
+    "--standardize": ("data.standardize", str, "auto (default: scale data far from [-4, 4]), always or never"),
 }
 
 

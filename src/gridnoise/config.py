@@ -97,6 +97,20 @@ class TrainConfig:
 
 
 @dataclass
+class DataConfig:
+    """How a data file is read and scaled (registered data sets ignore `key` and `columns`)."""
+
+    key: str = ""  # the array of an .npz file (empty: its only array)
+    columns: list[str] = field(default_factory=list)  # CSV/TSV x and y columns, by header name or 0-based index
+    # auto: move and scale data far from the study's [-4, 4] (see datafile.py); always; never
+    standardize: Literal["auto", "always", "never"] = "auto"
+    # Filled in when the run starts, and saved with it:
+    sha256: str = ""  # of the data file: a study notices when its data changed
+    shift: list[float] = field(default_factory=list)  # x_model = (x - shift) / scale; empty: not resolved yet
+    scale: float = 1.0
+
+
+@dataclass
 class EvalConfig:
     num_samples: int = 10_000
     kl_k: int = 5  # neighbours in the KL estimator
@@ -122,6 +136,7 @@ class RunConfig:
     adaptation: AdaptationConfig = None  # type: ignore[assignment]
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    data: DataConfig = field(default_factory=DataConfig)
 
     def __post_init__(self):
         if self.adaptation is None:
@@ -204,6 +219,7 @@ _ADDED_SETTINGS: dict[tuple[str, ...], Any] = {
     ("diffusion", "zero_terminal_snr"): False,
     ("eval", "extra_samplers"): {},
 }
+_DERIVED = ("shift", "scale")  # data.shift and data.scale follow from the data and data.standardize
 _ADDED_SAMPLER_SETTINGS: dict[str, Any] = {"clip_sample": 0.0}  # the same, inside each eval.extra_samplers entry
 _HASHED_AS = {new: old for old, new in RENAMED_VALUES.items()}  # renamed values compare under their old name
 
@@ -212,6 +228,9 @@ def comparable_dict(cfg: RunConfig) -> dict[str, Any]:
     """The config without `device`: where a run trains does not change what it computes."""
     d = to_dict(cfg)
     d.pop("device")
+    data = {k: v for k, v in d.pop("data").items() if k not in _DERIVED}
+    if data != {k: v for k, v in to_dict(DataConfig()).items() if k not in _DERIVED}:
+        d["data"] = data  # a table added later: only a non-default one takes part
     d["adaptation"]["kind"] = _HASHED_AS.get(d["adaptation"]["kind"], d["adaptation"]["kind"])
     for path, default in _ADDED_SETTINGS.items():
         *parents, key = path

@@ -13,10 +13,12 @@ import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from gridnoise import toy_data
+from gridnoise.datafile import is_data_file, read_points
 from gridnoise.errors import ConfigError, DataError
 
 STUDY_DATASETS = ("circle", "dino", "line", "moons")  # the original study's
@@ -100,7 +102,10 @@ DESCRIPTIONS = {
 
 
 def check_dataset(name: str) -> None:
-    """Raise ConfigError unless `name` is a registered data set or a plug-in that loads."""
+    """Raise ConfigError unless `name` is a registered data set, a plug-in that loads, or a data
+    file name (whose contents are checked when it is read)."""
+    if is_data_file(name):
+        return
     try:
         _generator(name)
     except DataError as e:
@@ -136,10 +141,13 @@ def _checked(name: str, generate: Callable[[int, int, str | os.PathLike | None],
     return generator
 
 
-def load(name: str, n: int = 100_000, *, seed: int = 42,
-         datasaurus_path: str | os.PathLike | None = None) -> np.ndarray:
-    """Data set `name` (registered, or a plug-in) as a float32 `(n, 2)` array; the same arguments
-    give the same points."""
+def load(name: str, n: int = 100_000, *, seed: int = 42, datasaurus_path: str | os.PathLike | None = None,
+         key: str = "", columns: list[str] | None = None) -> np.ndarray:
+    """Data set `name` as a float32 array: `(n, 2)` points of a registered data set or plug-in (the
+    same arguments give the same points), or every row of a data file (`name` ending in .npy,
+    .npz, .csv, .tsv or .txt; `key` and `columns` as in `datafile.read_points`)."""
+    if is_data_file(name):
+        return read_points(name, key, columns).astype(np.float32)
     generate = _generator(name)
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise DataError(f"the number of points n must be an integer >= 1 (got {n!r})")
@@ -195,3 +203,8 @@ def _parse_dino(text: str, source: str) -> np.ndarray:
     if len(rows) != DINO_ROWS:
         raise DataError(f"{source} has {len(rows)} dino rows, expected {DINO_ROWS}: {HOW_TO_PROVIDE}")
     return np.asarray(rows, dtype=np.float64)
+
+
+def run_points(cfg: Any) -> np.ndarray:
+    """The points a run's config (`RunConfig`) trains on, in the data's own units, float32 `(N, 2)`."""
+    return load(cfg.dataset, cfg.n_points, seed=cfg.data_seed, key=cfg.data.key, columns=cfg.data.columns)

@@ -20,7 +20,7 @@ from pathlib import Path
 from gridnoise.errors import ClusterError, ConfigError, OutputExistsError
 from gridnoise.experiment import Experiment, Task
 from gridnoise.files import write_json
-from gridnoise.rundir import EXPERIMENT_FILE, METRICS_FILE, TASK_FILE, read_json, task_dir
+from gridnoise.rundir import CONFIG_FILE, EXPERIMENT_FILE, METRICS_FILE, TASK_FILE, read_config, read_json, task_dir
 
 REFRESH_SECONDS = 2.0
 
@@ -109,6 +109,11 @@ def is_finished(task: Task, out: Path) -> bool:
     if not (d / TASK_FILE).is_file():
         return False
     if read_json(d / TASK_FILE, "task.json").get("hash") != task.config_hash:
+        saved = read_config(d).data.sha256 if (d / CONFIG_FILE).is_file() else ""
+        if saved and task.config.data.sha256 and saved != task.config.data.sha256:
+            raise OutputExistsError(f"the data file {task.dataset} changed since {d} was trained (sha256 "
+                                    f"{task.config.data.sha256[:12]}..., was {saved[:12]}...): restore it, or "
+                                    "run the study into another --out")
         raise OutputExistsError(f"{d} holds a task with other settings: choose another --out")
     return (d / METRICS_FILE).is_file()
 

@@ -22,6 +22,7 @@ with a hash that identifies its results on disk.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from gridnoise.config import (
     to_dict,
 )
 from gridnoise.data import DATASETS, STUDY_DATASETS, check_dataset
+from gridnoise.datafile import is_data_file, sha256
 
 EXPERIMENT_KEYS = {"name", "description", "datasets", "seeds", "baseline"}
 
@@ -86,7 +88,10 @@ class Experiment:
         data = _merge(copy.deepcopy(self.defaults), {"dataset": dataset, "seed": seed, "variant": run.variant})
         data["adaptation"] = to_dict(adaptation_for(run.variant))
         data = _merge(data, copy.deepcopy(run.overrides))
-        return from_dict(RunConfig, data, where=f"runs.{run.name}").validate()
+        cfg = from_dict(RunConfig, data, where=f"runs.{run.name}").validate()
+        if is_data_file(dataset):  # the file's content is part of what the task computes
+            cfg.data.sha256 = file_sha256(dataset)
+        return cfg
 
     def tasks(self) -> list[Task]:
         return [Task(r.name, d, s, self.config(r, d, s)) for r in self.runs for d in self.datasets for s in self.seeds]
@@ -128,6 +133,21 @@ def _hashed(tables: dict) -> dict:
     if kind not in _OLD_VALUES:
         return tables
     return {**tables, "adaptation": {**tables["adaptation"], "kind": _OLD_VALUES[kind]}}
+
+
+def file_sha256(path: str) -> str:
+    """A data file's sha256, computed once per file version (path, size, modification time)."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        raise ConfigError(f"data file not found: {path} - check the path (relative paths are from the "
+                          "directory the command runs in)") from None
+    return _cached_sha256(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_sha256(path: str, size: int, mtime_ns: int) -> str:
+    return sha256(path)
 
 
 def config_hash(cfg: RunConfig) -> str:

@@ -16,6 +16,9 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from gridnoise import rundir  # noqa: E402
+from gridnoise.config import DataConfig  # noqa: E402
+from gridnoise.datafile import extent_to_data  # noqa: E402
+from gridnoise.errors import GridnoiseError  # noqa: E402
 from gridnoise.files import atomic_write  # noqa: E402
 
 if TYPE_CHECKING:
@@ -72,6 +75,7 @@ def draw_heatmaps(run_dir: str | Path) -> list[Path]:
     for path in rundir.grid_snapshots(run_dir):
         step = rundir.snapshot_step(path)
         t, grids, extent = rundir.read_grid_snapshot(path, cfg)
+        extent = extent_to_data(extent, cfg.data.shift, cfg.data.scale)
         for label, values in grids.items():
             fig = grid_heatmap(values[t], extent, title=f"{cfg.dataset} {label.replace('_', ' ')}, t={t}, step {step}")
             written.append(save_figure(fig, rundir.heatmap_path(run_dir, cfg.dataset, label, step)))
@@ -284,13 +288,20 @@ def final_grids_figure(values: dict[str, np.ndarray], extent, timesteps=FINAL_GR
     return fig
 
 
-def overlay_points(dataset: str, data_seed: int) -> np.ndarray | None:
-    """A sample of the data set to draw over grids; None (with a warning) when it cannot be made here."""
-    from gridnoise.data import DataError, load
+def overlay_points(dataset: str, data_seed: int, data: DataConfig | None = None) -> np.ndarray | None:
+    """Up to OVERLAY_POINTS points of the data set, in its own units, to draw over grids; None (with
+    a warning) when they cannot be had here (a missing table, file or plug-in)."""
+    from gridnoise.data import load
+    from gridnoise.datafile import is_data_file
 
+    data = data or DataConfig()
     try:
-        return load(dataset, OVERLAY_POINTS, seed=data_seed)
-    except DataError as e:  # e.g. dino without the Datasaurus table: draw the grids alone
+        if not is_data_file(dataset):
+            return load(dataset, OVERLAY_POINTS, seed=data_seed)
+        points = load(dataset, key=data.key, columns=data.columns)
+        keep = np.random.default_rng(0).permutation(len(points))[:OVERLAY_POINTS]
+        return points[np.sort(keep)]
+    except GridnoiseError as e:  # e.g. dino without the Datasaurus table: draw the grids alone
         warnings.warn(f"{dataset} data not drawn over its grids: {e}", stacklevel=2)
         return None
 
@@ -329,9 +340,10 @@ def make_figures(results: StudyResults, dest: str | Path, *, only_missing_heatma
                 continue
             cfg = rundir.read_config(snapshot.parent.parent)
             _, grids, extent = rundir.read_grid_snapshot(snapshot, cfg)
-            fig = final_grids_figure(grids, extent, points=overlay_points(dataset, cfg.data_seed),
+            extent = extent_to_data(extent, cfg.data.shift, cfg.data.scale)
+            fig = final_grids_figure(grids, extent, points=overlay_points(dataset, cfg.data_seed, cfg.data),
                                      title=f"{run['label']} on {dataset}: final grids "
                                            f"(seed {seeds[0]}, step {rundir.snapshot_step(snapshot)})")
-            written.append(save_figure(fig, dest / "final_grids" / f"{run['name']}_{dataset}.png"))
+            written.append(save_figure(fig, dest / "final_grids" / f"{run['name']}_{rundir.file_stem(dataset)}.png"))
     redraw_heatmaps(results, only_missing=only_missing_heatmaps)
     return written

@@ -246,17 +246,23 @@ def ranking_section(results: StudyResults) -> Section:
 
 
 def study_data(results: StudyResults) -> dict:
-    """Every data set of the study as its tasks loaded it (`{name: (N, 2) tensor}`): the report
-    recomputes statistics from the deterministic data sets."""
+    """Every data set of the study as its tasks trained on it, in the model's units (`{name: (N, 2)
+    tensor}`): the report recomputes statistics from the data sets (regenerated, or read again)."""
     import torch
 
-    from gridnoise.data import load
+    from gridnoise.data import load, run_points
+    from gridnoise.datafile import to_model
     from gridnoise.rundir import read_config
 
-    any_task = next(iter(sorted(results.metrics)), None)
-    cfg = read_config(results.run_dir(*any_task)) if any_task else None
-    return {dataset: torch.from_numpy(load(dataset, cfg.n_points, seed=cfg.data_seed) if cfg else load(dataset))
-            for dataset in results.datasets}
+    points = {}
+    for dataset in results.datasets:
+        task = next((key for key in sorted(results.metrics) if key[1] == dataset), None)
+        if task is None:
+            points[dataset] = torch.from_numpy(load(dataset))
+            continue
+        cfg = read_config(results.run_dir(*task))
+        points[dataset] = torch.from_numpy(to_model(run_points(cfg), cfg.data.shift, cfg.data.scale))
+    return points
 
 
 def edge_cell_section(results: StudyResults) -> Section:

@@ -19,7 +19,8 @@ from gridnoise import rundir
 from gridnoise.adaptation import GridAdaptation, grid_label
 from gridnoise.components import resolve_device
 from gridnoise.config import RunConfig, comparable_dict
-from gridnoise.errors import OutputExistsError
+from gridnoise.datafile import is_data_file, sha256, standardization, to_data, to_model
+from gridnoise.errors import DataError, OutputExistsError
 from gridnoise.evaluate import eval_loss
 from gridnoise.metrics import SAMPLE_METRICS, KLEstimator, grid_variance, sample_metrics, wasserstein2
 from gridnoise.precision import with_precision
@@ -98,12 +99,13 @@ def train_run(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, resum
     cfg.validate()
     out = Path(out)
     device = resolve_device(cfg.device)
-    points = datasets.load(cfg.dataset, cfg.n_points, seed=cfg.data_seed)
+    points = datasets.run_points(cfg)  # in the data's own units
+    resolve_data(cfg, points)
     prepare_output(cfg, out, overwrite, resume)
     if resume and (metrics := read_metrics(out)) is not None:
         return metrics
 
-    trainer = Trainer(cfg, points, device)
+    trainer = Trainer(cfg, to_model(points, cfg.data.shift, cfg.data.scale), device)
     if resume and (out / CHECKPOINT_FILE).exists():
         trainer.load_state_dict(rundir.load_checkpoint(out / CHECKPOINT_FILE, device))
     history = rundir.read_kl_history(out) if resume else {"step": [], "kl_divergence": []}
@@ -111,7 +113,7 @@ def train_run(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, resum
     trainer.fit(RunHooks(out, kl, history), progress=progress)
     trainer.save_checkpoint(out / CHECKPOINT_FILE)
     rundir.write_losses(out, trainer.losses.numpy(), trainer.mse.numpy())
-    metrics = evaluate_trainer(trainer, out, kl)
+    metrics = evaluate_trainer(trainer, out, kl, points)
     if trainer.adaptation.grids():
         from gridnoise.plots import draw_heatmaps
 
@@ -120,17 +122,39 @@ def train_run(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, resum
     return metrics
 
 
+def resolve_data(cfg: RunConfig, points: np.ndarray) -> None:
+    """Record a data file's sha256 and the transform to the model's scale in `cfg.data`.
+
+    A config that already names a sha256 (a study's task) must find the same file.
+    """
+    if is_data_file(cfg.dataset):
+        digest = sha256(cfg.dataset)
+        if cfg.data.sha256 and cfg.data.sha256 != digest:
+            raise DataError(f"{cfg.dataset} changed since this run's study started (sha256 {digest[:12]}..., "
+                            f"expected {cfg.data.sha256[:12]}...): restore it, or run the study into another --out")
+        cfg.data.sha256 = digest
+    cfg.data.shift, cfg.data.scale = standardization(points, cfg.data.standardize)
+
+
+def to_data_units(trainer: Trainer, samples: torch.Tensor) -> np.ndarray:
+    """Samples from the model's units to the data's, as a numpy array."""
+    return to_data(samples.cpu().numpy(), trainer.cfg.data.shift, trainer.cfg.data.scale)
+
+
 def intermediate_kl(trainer: Trainer, kl: KLEstimator) -> float:
     """KL of the current EMA model from `eval.kl_every_samples` samples (its own random stream)."""
     cfg = trainer.cfg
     model, adaptation = trainer.sampling_modules()
-    samples = sample(model, adaptation, trainer.scheduler, cfg.eval.kl_every_samples,
-                     generator(cfg.seed, f"kl{trainer.step}", trainer.device)).cpu().numpy()
+    samples = to_data_units(trainer, sample(model, adaptation, trainer.scheduler, cfg.eval.kl_every_samples,
+                                            generator(cfg.seed, f"kl{trainer.step}", trainer.device)))
     return kl(samples) if np.isfinite(samples).all() else float("nan")
 
 
-def evaluate_trainer(trainer: Trainer, out: Path, kl: KLEstimator) -> dict:
-    """Eval loss, samples and sample metrics of a trained run, under the original study's names."""
+def evaluate_trainer(trainer: Trainer, out: Path, kl: KLEstimator, data: np.ndarray) -> dict:
+    """Eval loss, samples and sample metrics of a trained run, under the original study's names.
+
+    Samples and metrics are in the data's own units (`data` `(N, 2)`); the eval loss is the model's.
+    """
     cfg = trainer.cfg
     metrics = {"training_time": trainer.elapsed}
     network = with_precision(trainer.model, cfg.precision)
@@ -143,12 +167,11 @@ def evaluate_trainer(trainer: Trainer, out: Path, kl: KLEstimator) -> dict:
     if trainer.device.type == "cuda":
         torch.cuda.synchronize()
     metrics["inference_time"] = time.perf_counter() - start
-    samples = drawn.cpu().numpy()
+    samples = to_data_units(trainer, drawn)
     rundir.write_samples(out, samples)
     finite = bool(np.isfinite(samples).all())
     metrics["kl_divergence"] = kl(samples) if finite else float("nan")
     # Metrics that compare across variants; seeded per run so they are reproducible.
-    data = trainer.data.cpu().numpy()
     extra = sample_metrics(samples, data, seed=cfg.seed) if finite else dict.fromkeys(SAMPLE_METRICS, float("nan"))
     metrics.update(extra)
     for name, grid in trainer.adaptation.grids().items():
@@ -157,8 +180,8 @@ def evaluate_trainer(trainer: Trainer, out: Path, kl: KLEstimator) -> dict:
     for name, sampler in cfg.eval.extra_samplers.items():
         scheduler = make_scheduler(cfg.diffusion, sampler).to(trainer.device)
         start = time.perf_counter()
-        other = sample(model, adaptation, scheduler, cfg.eval.num_samples,
-                       generator(cfg.seed, "sample", trainer.device)).cpu().numpy()
+        other = to_data_units(trainer, sample(model, adaptation, scheduler, cfg.eval.num_samples,
+                                              generator(cfg.seed, "sample", trainer.device)))
         metrics[f"{name}_inference_time"] = time.perf_counter() - start
         ok = bool(np.isfinite(other).all())
         metrics[f"{name}_kl_divergence"] = kl(other) if ok else float("nan")

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from gridnoise.config import RunConfig, dumps_toml, load_run_config
+from gridnoise.config import RunConfig, dumps_toml, from_dict, load_toml
 from gridnoise.errors import CheckpointError
 from gridnoise.files import write_json, write_npz, write_text
 
@@ -46,9 +46,14 @@ RUN_ENTRIES = {CONFIG_FILE, CHECKPOINT_FILE, LOSSES_FILE, SAMPLES_FILE, METRICS_
 EXPERIMENT_FILE = "experiment.json"  # in a study directory: the experiment it holds
 
 
+def file_stem(name: str) -> str:
+    """A data set name as one file-name component (a data file's path loses its separators)."""
+    return name.replace("/", "_").replace("\\", "_")
+
+
 def task_dir(out: str | Path, run: str, dataset: str, seed: int) -> Path:
     """The run directory of one (run, data set, seed) task of a study in `out`."""
-    return Path(out) / run / dataset / f"seed_{seed}"
+    return Path(out) / run / file_stem(dataset) / f"seed_{seed}"
 
 
 def read_json(path: Path, what: str) -> Any:
@@ -68,11 +73,12 @@ def write_config(run_dir: Path, cfg: RunConfig) -> Path:
 
 
 def read_config(run_dir: str | Path) -> RunConfig:
-    """The run's validated config; a directory without one is not a run directory."""
+    """The run's config, as validated when the run started (read without importing its plug-ins
+    or reading its data file); a directory without one is not a run directory."""
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         raise CheckpointError(f"{run_dir} has no {CONFIG_FILE}: it is not a gridnoise run directory")
-    return load_run_config(path)
+    return from_dict(RunConfig, load_toml(path))
 
 
 def write_metrics(run_dir: Path, metrics: dict[str, float]) -> Path:
@@ -159,7 +165,7 @@ def read_grid_snapshot(path: Path, cfg: RunConfig) -> tuple[int, dict[str, np.nd
 
 
 def heatmap_path(run_dir: Path, dataset: str, label: str, step: int) -> Path:
-    return Path(run_dir) / HEATMAPS_DIR / f"{dataset}_{label}_step_{step}.png"
+    return Path(run_dir) / HEATMAPS_DIR / f"{file_stem(dataset)}_{label}_step_{step}.png"
 
 
 # -- checkpoints ----------------------------------------------------------------------------------

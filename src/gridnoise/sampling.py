@@ -19,6 +19,7 @@ from gridnoise import rundir
 from gridnoise.adaptation import NoiseAdaptation, check_supported
 from gridnoise.components import resolve_device, sampling_components
 from gridnoise.config import RunConfig, SamplerConfig, check_sampler, from_dict
+from gridnoise.datafile import to_data
 from gridnoise.errors import CheckpointError
 from gridnoise.schedulers import DDIMScheduler, DDPMScheduler, make_scheduler
 from gridnoise.seeding import generator
@@ -88,4 +89,5 @@ def sample_run(run_dir: str | Path, num_samples: int, seed: int, device: str = "
     check_sampler(sampler, cfg.diffusion.num_timesteps, cfg.adaptation.kind)
     _, model, adaptation = sampling_components(state, dev)
     scheduler = make_scheduler(cfg.diffusion, sampler).to(dev)
-    return sample(model, adaptation, scheduler, num_samples, generator(seed, "sample", dev), callback).cpu().numpy()
+    drawn = sample(model, adaptation, scheduler, num_samples, generator(seed, "sample", dev), callback).cpu().numpy()
+    return to_data(drawn, cfg.data.shift, cfg.data.scale)  # in the data's own units
