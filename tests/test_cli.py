@@ -141,12 +141,12 @@ def test_killed_run_resumes_to_the_same_numbers(tmp_path):
 
 @pytest.mark.parametrize("args, text", [
     (["--dataset", "spiral"], "unknown data set 'spiral'"),
-    (["--variant", "grid99"], "unknown variant 'grid99'"),
+    (["--variant", "grid99"], "invalid choice: 'grid99' (choose from 'baseline', 'grid10'"),
     (["--steps", "0"], "steps must be >= 1"),
     (["--timesteps", "1"], "T must be >= 2"),
     (["--config", "/nonexistent/x.toml"], "config file not found"),
     (["--steps", "abc"], "invalid int value"),
-    (["--precision", "fp16"], "unknown precision 'fp16'"),
+    (["--precision", "fp16"], "invalid choice: 'fp16' (choose from 'fp32', 'bf16')"),
     (["--grid-extent", "1", "-1", "0", "1", "--variant", "grid10"], "is empty"),
     (["--device", "cuda:7"] if not __import__("torch").cuda.is_available() else ["--device", "tpu"], "device"),
 ])
@@ -267,3 +267,58 @@ def test_datasets_lists_every_data_set_and_draws_them(tmp_path):
     assert (tmp_path / "all.png").read_bytes()[:4] == b"\x89PNG"
     assert_one_line_error(gridnoise("datasets", "--plot", tmp_path / "all.pdf", check=False), 2, ".png")
     assert not (tmp_path / "all.pdf").exists()
+
+
+def test_version_choices_and_defaults_in_every_help():
+    from gridnoise import __version__
+    from gridnoise.cli import RUN_FLAGS
+
+    assert gridnoise("--version").stdout.strip() == f"gridnoise {__version__}"
+    text = " ".join(gridnoise("train", "--help").stdout.split())
+    for flag, (_, _, choices, _) in RUN_FLAGS.items():
+        assert flag in text
+        if choices:
+            assert "{" + ",".join(choices) + "}" in text  # the choices are listed
+    assert "(default: 0.0003)" in text and "(default: 10000)" in text and "(default: moons)" in text
+    sample = " ".join(gridnoise("sample", "--help").stdout.split())
+    assert "(default: 10000)" in sample and "{ddpm,ddim}" in sample and "the run's own" in sample
+    assert "(default: 3)" in " ".join(gridnoise("bench", "--help").stdout.split())
+
+
+def test_set_reaches_any_setting_and_config_show_prints_the_resolved_config(tiny, tmp_path):
+    import tomllib
+
+    from gridnoise.config import RunConfig, adaptation_for, from_dict
+
+    shown = gridnoise("config", "show", "--variant", "multiscale_l1", "--set", "train.ema_decay=0.9",
+                      "--set", "adaptation.l1={fine=0.5}", "--set", "eval.extra_samplers.d5={sampler='ddim', steps=5}")
+    cfg = from_dict(RunConfig, tomllib.loads(shown.stdout))
+    assert cfg.adaptation.grids == adaptation_for("multiscale_l1").grids and cfg.adaptation.l1 == {"fine": 0.5}
+    assert cfg.train.ema_decay == 0.9 and cfg.eval.extra_samplers["d5"].steps == 5
+    out = tmp_path / "run"
+    gridnoise("train", "--config", tiny, "--steps", 20, "--set", "train.ema_warmup_steps=3", "--set",
+              "model.hidden_dim=32", "--threads", 1, "--out", out, "--no-progress")
+    saved = tomllib.loads((out / "config.toml").read_text())
+    assert saved["train"]["ema_warmup_steps"] == 3 and saved["model"]["hidden_dim"] == 32
+    for bad, text in [("train.nope=1", "unknown key"), ("train.lr=fast", "must be float"), ("lr", "section.key=value"),
+                      ("train.lr=nan", "not a finite number"), ("model.embedding_dim=7", "even")]:
+        assert_one_line_error(gridnoise("train", "--set", bad, "--out", tmp_path / "x", check=False), 2, text)
+    assert_one_line_error(gridnoise("train", "--threads", 0, "--out", tmp_path / "x", check=False), 2, "--threads")
+    assert not (tmp_path / "x").exists()
+
+
+def test_default_threads_use_the_idle_cores():
+    from gridnoise.cli import MAX_THREADS, default_threads
+
+    assert 1 <= default_threads() <= MAX_THREADS
+
+
+def test_sample_defaults_to_the_runs_seed_and_refuses_other_formats(tiny, tmp_path):
+    out = tmp_path / "run"
+    gridnoise("train", "--config", tiny, "--steps", 20, "--seed", 7, "--out", out, "--no-progress")
+    gridnoise("sample", out, "-n", 500, "--out", tmp_path / "again.npz")  # num_samples of the tiny config
+    with np.load(out / "samples.npz") as a, np.load(tmp_path / "again.npz") as b:
+        assert np.array_equal(a["samples"], b["samples"])  # the run's own seed redraws its samples
+    assert_one_line_error(gridnoise("sample", out, "--out", tmp_path / "s.csv", check=False), 2, ".npz")
+    assert_one_line_error(gridnoise("animate", out, "--out", tmp_path / "a.mp4", check=False), 2, ".gif")
+    assert not (tmp_path / "s.csv").exists() and not (tmp_path / "a.mp4").exists()

@@ -15,7 +15,7 @@ from gridnoise.config import SamplerConfig
 from gridnoise.files import atomic_write
 
 
-def reverse_process_frames(run_dir: str | Path, num_samples: int = 2000, seed: int = 0,
+def reverse_process_frames(run_dir: str | Path, num_samples: int = 2000, seed: int | None = None,
                            sampler: SamplerConfig | None = None, device: str = "auto") -> list[tuple[int, np.ndarray]]:
     """(t, samples) from the starting noise (t = T) through every step of the run's sampler, in the
     model's units (`datafile.to_data` takes them to the data's)."""
@@ -27,7 +27,7 @@ def reverse_process_frames(run_dir: str | Path, num_samples: int = 2000, seed: i
     return frames
 
 
-def write_gif(run_dir: str | Path, out: str | Path, num_samples: int = 2000, seed: int = 0,
+def write_gif(run_dir: str | Path, out: str | Path, num_samples: int = 2000, seed: int | None = None,
               sampler: SamplerConfig | None = None, fps: int = 10, device: str = "auto") -> Path:
     """Render the run's reverse process to `out` (atomically); returns the path."""
     import matplotlib

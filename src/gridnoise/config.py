@@ -8,6 +8,7 @@ to a default.
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import types
 import typing
@@ -148,8 +149,25 @@ class RunConfig:
         from gridnoise.data import check_dataset
         from gridnoise.plugins import adaptation_class
 
+        _check_finite(self)
         check_dataset(self.dataset)
+        t, m = self.train, self.model
         checks = [
+            (self.seed >= 0 and self.data_seed >= 0, "seeds must be >= 0"),
+            (t.lr > 0, f"train.lr must be > 0 (got {t.lr})"),
+            (t.weight_decay >= 0, f"train.weight_decay must be >= 0 (got {t.weight_decay})"),
+            (t.grad_clip > 0 and t.grid_grad_clip > 0, "train.grad_clip and train.grid_grad_clip must be > 0"),
+            (0 <= t.ema_decay < 1, f"train.ema_decay must be in [0, 1) (got {t.ema_decay})"),
+            (t.ema_update_every >= 1 and t.ema_warmup_steps >= 0 and t.ema_power > 0,
+             "train.ema_update_every must be >= 1, ema_warmup_steps >= 0 and ema_power > 0"),
+            (min(t.checkpoint_every, t.grid_snapshot_every, t.log_every) >= 1,
+             "train.checkpoint_every, grid_snapshot_every and log_every must be >= 1"),
+            (m.embedding_dim >= 4 and m.embedding_dim % 2 == 0,
+             f"model.embedding_dim must be even and >= 4 (got {m.embedding_dim})"),
+            (m.hidden_dim >= 1 and m.hidden_layers >= 0, "model.hidden_dim must be >= 1 and hidden_layers >= 0"),
+            (m.input_scale > 0 and m.time_scale > 0, "model.input_scale and time_scale must be > 0"),
+            (self.eval.kl_k >= 1, f"eval.kl_k must be >= 1 (got {self.eval.kl_k})"),
+            (all(w >= 0 for w in self.adaptation.l1.values()), "adaptation.l1 weights must be >= 0"),
             (self.train.steps >= 1, f"steps must be >= 1 (got {self.train.steps})"),
             (self.train.batch_size >= 1, f"batch size must be >= 1 (got {self.train.batch_size})"),
             (self.diffusion.num_timesteps >= 2, f"T must be >= 2 (got {self.diffusion.num_timesteps})"),
@@ -182,6 +200,18 @@ class RunConfig:
         if not (xmin < xmax and ymin < ymax):
             raise ConfigError(f"grid extent {a.extent} is empty: need xmin < xmax and ymin < ymax")
         return self
+
+
+def _check_finite(cfg: Any, where: str = "") -> None:
+    """Raise ConfigError naming the first float setting that is NaN or infinite."""
+    for f in dataclasses.fields(cfg):
+        value, name = getattr(cfg, f.name), f"{where}{f.name}"
+        values = value if isinstance(value, list) else list(value.values()) if isinstance(value, dict) else [value]
+        for v in values:
+            if dataclasses.is_dataclass(v) and not isinstance(v, type):
+                _check_finite(v, f"{name}.")
+            elif isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"{name} = {v} is not a finite number: give a finite value")
 
 
 def check_sampler(sampler: SamplerConfig, num_timesteps: int, kind: str, where: str = "sampler") -> None:

@@ -73,11 +73,11 @@ def sample(
     return x
 
 
-def sample_run(run_dir: str | Path, num_samples: int, seed: int, device: str = "auto",
+def sample_run(run_dir: str | Path, num_samples: int, seed: int | None = None, device: str = "auto",
                sampler: SamplerConfig | None = None, callback=None) -> np.ndarray:
     """Draw `(num_samples, 2)` samples from a saved run's EMA network and grids with `seed`'s
-    sampling stream (with `sampler`, default DDPM; `callback(t, x)` sees every intermediate state).
-    The run's own seed redraws its `samples.npz` exactly."""
+    sampling stream (None: the run's own seed, which redraws its `samples.npz` exactly), with
+    `sampler` (default DDPM); `callback(t, x)` sees every intermediate state."""
     dev = resolve_device(device)
     state = rundir.load_checkpoint(Path(run_dir) / rundir.CHECKPOINT_FILE, dev)
     cfg = from_dict(RunConfig, state["config"])
@@ -89,5 +89,6 @@ def sample_run(run_dir: str | Path, num_samples: int, seed: int, device: str = "
     check_sampler(sampler, cfg.diffusion.num_timesteps, cfg.adaptation.kind)
     _, model, adaptation = sampling_components(state, dev)
     scheduler = make_scheduler(cfg.diffusion, sampler).to(dev)
+    seed = cfg.seed if seed is None else seed
     drawn = sample(model, adaptation, scheduler, num_samples, generator(seed, "sample", dev), callback).cpu().numpy()
     return to_data(drawn, cfg.data.shift, cfg.data.scale)  # in the data's own units
