@@ -142,7 +142,7 @@ def test_edge_cell_share_by_hand():
 def test_data_extent_is_set_in_training_and_saved_with_the_grids():
     from gridnoise.components import sampling_components
     from gridnoise.config import RunConfig
-    from gridnoise.train import Trainer
+    from gridnoise.trainer import Trainer
 
     cfg = RunConfig(dataset="moons", variant="multiscale_data", adaptation=adaptation_for("multiscale_data"),
                     device="cpu", n_points=1000)

@@ -6,7 +6,7 @@ from gridnoise.data import load
 from gridnoise.experiment import config_hash
 from gridnoise.model import MLPDenoiser
 from gridnoise.precision import Autocast, autocast, native_bf16, slow_precision_warning, with_precision
-from gridnoise.train import Trainer
+from gridnoise.trainer import Trainer
 
 
 def _trainer(precision: str, variant: str = "multiscale_l1", steps: int = 5) -> Trainer:

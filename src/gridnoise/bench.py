@@ -30,12 +30,12 @@ import torch.nn.functional as F
 from gridnoise.components import build_components
 from gridnoise.config import RunConfig, adaptation_for
 from gridnoise.data import load
-from gridnoise.evaluate import eval_loss
+from gridnoise.eval_loss import eval_loss
 from gridnoise.metrics import KLEstimator
 from gridnoise.precision import native_bf16, with_precision
 from gridnoise.sampling import sample
 from gridnoise.seeding import generator
-from gridnoise.train import Trainer
+from gridnoise.trainer import Trainer
 
 VARIANTS = ("baseline", "multiscale_l1")
 BATCH = 256

@@ -21,21 +21,23 @@ from gridnoise.components import resolve_device
 from gridnoise.config import RunConfig, comparable_dict
 from gridnoise.datafile import is_data_file, sha256, standardization, to_data, to_model
 from gridnoise.errors import DataError, OutputExistsError
-from gridnoise.evaluate import eval_loss
+from gridnoise.eval_loss import eval_loss
 from gridnoise.metrics import SAMPLE_METRICS, KLEstimator, grid_variance, sample_metrics, wasserstein2
 from gridnoise.precision import with_precision
 from gridnoise.rundir import CHECKPOINT_FILE, CONFIG_FILE, RUN_ENTRIES, read_config, read_metrics
 from gridnoise.sampling import sample
 from gridnoise.schedulers import make_scheduler
 from gridnoise.seeding import generator
-from gridnoise.train import Trainer, TrainHooks
+from gridnoise.trainer import Trainer, TrainHooks
 
 
 def prepare_output(cfg: RunConfig, out: Path, overwrite: bool, resume: bool) -> None:
     """Make `out` ready; never clobber results unless asked, never touch foreign files."""
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"output path {out} is a file: choose a directory with --out")
-    entries = {p.name for p in out.iterdir() if not p.name.startswith(".")} if out.is_dir() else set()
+    # the run's own input data (an array saved by the Python API) is not a result to protect or clear
+    entries = {p.name for p in out.iterdir() if not p.name.startswith(".")} - {rundir.DATA_FILE} \
+        if out.is_dir() else set()
     foreign = entries - RUN_ENTRIES
     if resume and (out / CONFIG_FILE).is_file():
         saved, wanted = comparable_dict(read_config(out)), comparable_dict(cfg)

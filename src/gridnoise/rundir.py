@@ -12,6 +12,7 @@ A run directory holds:
     kl_history.json    KL at intermediate steps, when `eval.kl_every` asks for it
     metrics.json       the original study's metric names; written last, it marks a finished run
     task.json          in a study: the task's config hash, run, data set, seed, peak memory
+    data.npy           the training points, when the run was given an array (Python API)
     reverse_process.gif   written by `gridnoise animate`
 
 A study directory holds `experiment.json` and one run directory per task at
@@ -41,8 +42,9 @@ TASK_FILE = "task.json"
 GRIDS_DIR = "grids"
 HEATMAPS_DIR = "heatmaps"
 ANIMATION_FILE = "reverse_process.gif"
+DATA_FILE = "data.npy"  # the points of a run trained on an array (the Python API saves them here)
 RUN_ENTRIES = {CONFIG_FILE, CHECKPOINT_FILE, LOSSES_FILE, SAMPLES_FILE, METRICS_FILE, KL_HISTORY_FILE, TASK_FILE,
-               ANIMATION_FILE, GRIDS_DIR, HEATMAPS_DIR}
+               ANIMATION_FILE, GRIDS_DIR, HEATMAPS_DIR, DATA_FILE}
 EXPERIMENT_FILE = "experiment.json"  # in a study directory: the experiment it holds
 
 

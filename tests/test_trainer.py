@@ -6,7 +6,7 @@ from gridnoise.components import sampling_components
 from gridnoise.config import RunConfig, adaptation_for
 from gridnoise.errors import CheckpointError, DivergedError
 from gridnoise.rundir import load_checkpoint
-from gridnoise.train import Trainer, TrainHooks
+from gridnoise.trainer import Trainer, TrainHooks
 
 
 def small_config(variant="multiscale_l1", seed=0, steps=40, **train):

@@ -1,0 +1,229 @@
+"""The Python API: what a notebook needs, without reaching into submodules.
+
+    import gridnoise
+
+    cfg = gridnoise.make_config("grid10", dataset="moons", train={"steps": 500})
+    run = gridnoise.train(cfg)                     # a Run; into a temporary directory unless out= is given
+    samples = run.sample(2000, sampler="ddim", steps=20)
+    gridnoise.evaluate(samples, run.data())        # every sample metric, in the data's units
+    study = gridnoise.run_experiment("experiments/original.toml", "results/x", steps=200, seeds=[0])
+    study.to_dataframe()                           # one row per (run, data set, seed), a column per metric
+
+Everything here is built on the modules the command line uses, so a notebook and `gridnoise train`
+compute the same numbers for the same settings.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gridnoise import rundir
+from gridnoise.config import RunConfig, SamplerConfig, adaptation_for, from_dict, to_dict
+from gridnoise.errors import ConfigError
+
+
+def make_config(variant: str = "baseline", **overrides: Any) -> RunConfig:
+    """A validated `RunConfig` of a named variant, with any settings on top.
+
+    Top-level settings are keywords (`dataset="rings"`, `seed=3`); a table takes a dict whose keys
+    replace the variant's one by one (`train={"steps": 500, "lr": 1e-3}`, `adaptation={"grids":
+    {"grid": 5}}`). Unknown keys and wrong types are one-line `ConfigError`s.
+    """
+    data = to_dict(RunConfig(variant=variant, adaptation=adaptation_for(variant)))
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    return from_dict(RunConfig, data).validate()
+
+
+def load_data(source: str | Path | np.ndarray, n: int = 100_000, *, seed: int = 42, key: str = "",
+              columns: list[str] | None = None) -> np.ndarray:
+    """Points as a float32 `(N, 2)` array: a data set's name (`n` points, `seed`), a data file's
+    path (every row; `key` for .npz, `columns` for CSV/TSV), or an array (checked)."""
+    from gridnoise.data import load
+    from gridnoise.datafile import check_points
+
+    if isinstance(source, np.ndarray) or not isinstance(source, (str, Path)):
+        return check_points(np.asarray(source)).astype(np.float32)
+    return load(str(source), n, seed=seed, key=key, columns=columns)
+
+
+def train(config: RunConfig | None = None, data: np.ndarray | None = None, out: str | Path | None = None, *,
+          overwrite: bool = False, resume: bool = False, progress: bool = True) -> Run:
+    """Train, evaluate and sample one run; returns it as a `Run`.
+
+    `data` (an `(N, 2)` array) trains on your own points instead of `config.dataset`; they are
+    saved with the run as `data.npy`. Without `out` the run goes to a new temporary directory.
+    """
+    from gridnoise.run import train_run
+
+    cfg = copy.deepcopy(config) if config is not None else make_config()
+    path = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="gridnoise-run-"))
+    if data is not None:
+        points = load_data(data)
+        path.mkdir(parents=True, exist_ok=True)
+        if any(p for p in path.iterdir() if p.name != rundir.DATA_FILE) and not (overwrite or resume):
+            from gridnoise.errors import OutputExistsError
+
+            raise OutputExistsError(f"output directory {path} is not empty: pass overwrite=True or resume=True, "
+                                    "or choose another out")
+        np.save(path / rundir.DATA_FILE, points)
+        cfg.dataset = str(path / rundir.DATA_FILE)
+    train_run(cfg, path, overwrite=overwrite, resume=resume, progress=progress)
+    return Run(path)
+
+
+def load_run(path: str | Path) -> Run:
+    """A finished (or interrupted) run from its directory."""
+    return Run(Path(path))
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run directory: its config, metrics, losses, grids and samples, and sampling from it."""
+
+    path: Path
+
+    def __post_init__(self):
+        rundir.read_config(self.path)  # a one-line error for anything that is not a run directory
+
+    @property
+    def config(self) -> RunConfig:
+        return rundir.read_config(self.path)
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """metrics.json: empty while the run has not finished."""
+        return rundir.read_metrics(self.path) or {}
+
+    @property
+    def losses(self) -> np.ndarray:
+        """Per-step training loss `(steps,)`."""
+        return rundir.read_losses(self.path)
+
+    @property
+    def samples(self) -> np.ndarray:
+        """The samples the run drew when it finished `(num_samples, 2)`, in the data's units."""
+        return rundir.read_samples(self.path)
+
+    def data(self) -> np.ndarray:
+        """The points the run trained on, in their own units `(N, 2)`."""
+        from gridnoise.data import run_points
+
+        return run_points(self.config)
+
+    def grids(self, step: int | None = None) -> dict[str, np.ndarray]:
+        """Grids `(T, n, n)` by label ("grid", "coarse_grid", ...) at training step `step` (default:
+        the last snapshot); empty for a run without grids."""
+        path = self._snapshot(step)
+        return rundir.read_grid_snapshot(path, self.config)[1] if path is not None else {}
+
+    def grid_extent(self, step: int | None = None) -> list[float] | None:
+        """The rectangle (xmin, xmax, ymin, ymax) the grids cover, in the data's units."""
+        from gridnoise.datafile import extent_to_data
+
+        path = self._snapshot(step)
+        if path is None:
+            return None
+        cfg = self.config
+        return extent_to_data(rundir.read_grid_snapshot(path, cfg)[2], cfg.data.shift, cfg.data.scale)
+
+    def sample(self, n: int = 10_000, *, seed: int | None = None, sampler: str = "ddpm", steps: int = 0,
+               eta: float = 0.0, clip_sample: float = 0.0, device: str = "auto") -> np.ndarray:
+        """Draw `(n, 2)` points in the data's units with any sampler (`seed` None: the run's own)."""
+        from gridnoise.sampling import sample_run
+
+        if sampler not in ("ddpm", "ddim"):
+            raise ConfigError(f"unknown sampler '{sampler}': use ddpm or ddim")
+        return sample_run(self.path, n, seed, device,
+                          SamplerConfig(sampler, steps, eta, clip_sample))  # type: ignore[arg-type]
+
+    def _snapshot(self, step: int | None) -> Path | None:
+        snapshots = rundir.grid_snapshots(self.path)
+        if step is None:
+            return snapshots[-1] if snapshots else None
+        found = [p for p in snapshots if rundir.snapshot_step(p) == step]
+        if not found:
+            steps = ", ".join(str(rundir.snapshot_step(p)) for p in snapshots) or "none"
+            raise ConfigError(f"{self.path} has no grid snapshot at step {step}: it has {steps}")
+        return found[0]
+
+
+def evaluate(samples: np.ndarray, data: np.ndarray, *, seed: int = 0, k: int = 5) -> dict[str, float]:
+    """Every sample metric of `samples` against `data` (both `(N, 2)`): the k-NN KL divergence in
+    bits, W2, sliced W2, MMD, precision and recall (see the README's metric table)."""
+    from gridnoise.metrics import KLEstimator, sample_metrics
+
+    samples, data = np.asarray(samples), np.asarray(data)
+    return {"kl_divergence": KLEstimator(data, k)(samples), **sample_metrics(samples, data, seed=seed)}
+
+
+@dataclass(frozen=True)
+class Study:
+    """A study directory: its experiment and the metrics of every finished task."""
+
+    path: Path
+
+    @property
+    def results(self):
+        """The `gridnoise.results.StudyResults` of the study."""
+        from gridnoise.results import load_results
+
+        return load_results(self.path)
+
+    def run(self, run: str, dataset: str, seed: int) -> Run:
+        """One task's run directory."""
+        return Run(rundir.task_dir(self.path, run, dataset, seed))
+
+    def to_dataframe(self):
+        """A pandas DataFrame: one row per finished (run, data set, seed), a column per metric,
+        plus `label` and `variant`."""
+        import pandas as pd
+
+        results = self.results
+        rows = []
+        for (run, dataset, seed), metrics in sorted(results.metrics.items()):
+            spec = next(r for r in results.runs if r["name"] == run)
+            rows.append({"run": run, "label": spec["label"], "variant": spec["variant"], "dataset": dataset,
+                         "seed": seed, **metrics})
+        return pd.DataFrame(rows)
+
+
+def run_experiment(experiment: str | Path, out: str | Path, *, seeds: list[int] | None = None,
+                   datasets: list[str] | None = None, steps: int | None = None, workers: int | None = None,
+                   scheduler: str | None = None, progress: bool = False) -> Study:
+    """Run an experiment file (or a bundled one by name: "original", "improved", "schedules") on a
+    local Dask cluster (`workers` processes) or an existing one (`scheduler` address), into `out`;
+    finished tasks are skipped. Failed tasks raise one `GridnoiseError` naming them."""
+    from gridnoise.errors import GridnoiseError
+    from gridnoise.executor import run_tasks
+    from gridnoise.experiment import bundled, load_experiment
+
+    path = Path(experiment)
+    if not path.suffix and not path.exists():
+        path = bundled(str(experiment))
+    exp = load_experiment(path).restricted(seeds=seeds, datasets=datasets, steps=steps)
+    outcome = run_tasks(exp, out, workers=workers, scheduler=scheduler, progress=progress)
+    if outcome.failed:
+        first = next(iter(outcome.failed.items()))
+        raise GridnoiseError(f"{len(outcome.failed)} task(s) failed, e.g. {first[0]}: {first[1]}")
+    from gridnoise.results import load_results, write_summaries
+
+    write_summaries(load_results(out))
+    return Study(Path(out))
+
+
+def load_study(path: str | Path) -> Study:
+    """A study directory written by `run_experiment`, `gridnoise run` or `gridnoise reproduce`."""
+    from gridnoise.results import load_results
+
+    load_results(path)  # a one-line error for anything that is not a study directory
+    return Study(Path(path))
