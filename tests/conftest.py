@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -71,3 +74,46 @@ def make_study(root: Path, seeds=(0, 1, 2, 3, 4), steps: int = 500, datasets=("m
                 if name == "base":
                     (d / "kl_history.json").write_text(json.dumps({"step": [250, 500], "kl_divergence": [0.9, kl]}))
     return root
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def dask_bin(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+@contextlib.contextmanager
+def loopback_cluster(workers: int = 1, env: dict | None = None):
+    """A real `dask scheduler` and `workers` single-threaded `dask worker` processes on 127.0.0.1,
+    the workers started with `env` (default: this process's environment); yields the scheduler's
+    address and the processes."""
+    from distributed import Client
+
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    procs = [subprocess.Popen([dask_bin("dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--dashboard-address", ":0", "--no-show"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        time.sleep(2)
+        for _ in range(workers):
+            procs.append(subprocess.Popen([dask_bin("dask"), "worker", address, "--nthreads", "1", "--no-nanny",
+                                           "--host", "127.0.0.1", "--no-dashboard"],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                          env=env if env is not None else {**os.environ}))
+        with Client(address, timeout="30s") as client:
+            client.wait_for_workers(workers, timeout=60)
+        yield address, procs
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            try:  # a worker may linger while it retries its vanished scheduler
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()

@@ -3,7 +3,6 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -18,6 +17,8 @@ from gridnoise.executor import run_tasks
 from gridnoise.experiment import load_experiment
 from gridnoise.precision import native_bf16
 from gridnoise.results import load_results, write_summaries
+
+from conftest import free_port, loopback_cluster
 
 EXPERIMENT = """
 [experiment]
@@ -128,37 +129,12 @@ def test_unreachable_scheduler(tmp_path):
         run_tasks(exp, tmp_path / "study", scheduler=f"tcp://127.0.0.1:{free_port()}", progress=False)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def dask_bin(name: str) -> str:
-    return str(Path(sys.executable).with_name(name))
-
-
 @pytest.mark.slow
 def test_loopback_scheduler_and_workers_match_local_results(tmp_path):
     exp = load_experiment(write_experiment(tmp_path, steps=300)).restricted(datasets=["moons"])
     run_tasks(exp, tmp_path / "local", workers=2, progress=False)
 
-    port = free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    procs = [subprocess.Popen([dask_bin("dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                               "--dashboard-address", ":0", "--no-show"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-    try:
-        time.sleep(2)
-        for _ in range(2):
-            procs.append(subprocess.Popen([dask_bin("dask"), "worker", address, "--nthreads", "1",
-                                           "--no-nanny", "--host", "127.0.0.1", "--no-dashboard"],
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                          env={**os.environ}))
-        from distributed import Client
-
-        with Client(address, timeout="30s") as client:
-            client.wait_for_workers(2, timeout=60)
+    with loopback_cluster(workers=2) as (address, procs):
         # Kill one worker once some task has checkpointed: its task moves to the other worker,
         # resumes from the checkpoint and the sweep still ends with the local numbers.
         result = {}
@@ -172,15 +148,6 @@ def test_loopback_scheduler_and_workers_match_local_results(tmp_path):
         sweep.join(timeout=300)
         outcome = result["outcome"]
         assert not outcome.failed and len(outcome.done) == 4
-    finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in procs:
-            try:  # a worker may linger while it retries its vanished scheduler
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
     assert numbers(tmp_path / "remote") == numbers(tmp_path / "local")
 
 

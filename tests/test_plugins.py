@@ -17,7 +17,7 @@ from gridnoise.errors import ConfigError, DataError
 from gridnoise.plugins import adaptation_class
 from gridnoise.testing import check_adaptation
 
-from conftest import gridnoise
+from conftest import gridnoise, loopback_cluster
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -199,7 +199,15 @@ def test_train_runs_a_plugin_adaptation_on_a_plugin_data_set(plugin_dir, tmp_pat
 @pytest.mark.slow
 def test_a_study_on_a_local_cluster_runs_plugins(plugin_dir, tmp_path):
     experiment = tmp_path / "plug.toml"
-    experiment.write_text("""[experiment]
+    experiment.write_text(STUDY)
+    out = tmp_path / "study"
+    proc = gridnoise("run", experiment, "--out", out, "--workers", 2, "--no-progress")
+    assert "4 tasks done" in proc.stdout and "0 failed" in proc.stdout
+    rows = (out / "results.csv").read_text().splitlines()
+    assert any(r.startswith("halved,halved,conditioning,myplug:blobs,0,kl_divergence,") for r in rows)
+
+
+STUDY = """[experiment]
 name = "plug"
 datasets = ["blobs_ep", "myplug:blobs"]
 seeds = [0]
@@ -219,9 +227,19 @@ variant = "baseline"
 variant = "conditioning"
 [runs.halved.adaptation]
 kind = "myplug:HalvedGrid"
-""")
-    out = tmp_path / "study"
-    proc = gridnoise("run", experiment, "--out", out, "--workers", 2, "--no-progress")
+"""
+
+
+@pytest.mark.slow
+def test_a_remote_scheduler_runs_plugins_its_workers_can_import(plugin_dir, tmp_path):
+    experiment = tmp_path / "plug.toml"
+    experiment.write_text(STUDY)
+    with loopback_cluster(workers=1) as (address, _):  # a worker started with the plug-in on its PYTHONPATH
+        proc = gridnoise("run", experiment, "--out", tmp_path / "study", "--scheduler", address, "--no-progress")
     assert "4 tasks done" in proc.stdout and "0 failed" in proc.stdout
-    rows = (out / "results.csv").read_text().splitlines()
-    assert any(r.startswith("halved,halved,conditioning,myplug:blobs,0,kl_divergence,") for r in rows)
+    # a worker without it: every task that needs the plug-in fails, and says what is missing
+    bare = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    with loopback_cluster(workers=1, env=bare) as (address, _):
+        proc = gridnoise("run", experiment, "--out", tmp_path / "bare", "--scheduler", address, "--no-progress",
+                         check=False)
+    assert proc.returncode == 1 and "cannot import module 'myplug'" in proc.stderr

@@ -146,6 +146,31 @@ class Run:
         return sample_run(self.path, n, seed, device,
                           SamplerConfig(sampler, steps, eta, clip_sample))  # type: ignore[arg-type]
 
+    def plot_samples(self, samples: np.ndarray | None = None, max_data: int = 5000):
+        """A matplotlib Figure of `samples` (default: the run's own) over its data, in the data's units."""
+        from gridnoise.plots import samples_figure
+
+        data = self.data()
+        data = data[np.random.default_rng(0).permutation(len(data))[:max_data]]
+        cfg = self.config
+        return _detached(samples_figure(self.samples if samples is None else samples, data,
+                                        title=f"{cfg.variant} on {Path(cfg.dataset).name}"))
+
+    def plot_grids(self, timesteps: tuple[int, ...] | None = None, step: int | None = None, max_data: int = 3000):
+        """A matplotlib Figure of the grids at several timesteps (default: 0, T/4, T/2, 3T/4, T-1) over
+        their real extent, the data drawn over them; a ConfigError for a run without grids."""
+        from gridnoise.plots import final_grids_figure
+
+        grids = self.grids(step)
+        if not grids:
+            raise ConfigError(f"{self.path} has no grids: its adaptation is '{self.config.adaptation.kind}'")
+        T = next(iter(grids.values())).shape[0]
+        timesteps = timesteps or (0, T // 4, T // 2, 3 * T // 4, T - 1)
+        data = self.data()
+        data = data[np.random.default_rng(0).permutation(len(data))[:max_data]]
+        return _detached(final_grids_figure(grids, self.grid_extent(step), timesteps, points=data,
+                                            title=f"{self.config.variant}: learned noise scales g"))
+
     def _snapshot(self, step: int | None) -> Path | None:
         snapshots = rundir.grid_snapshots(self.path)
         if step is None:
@@ -155,6 +180,14 @@ class Run:
             steps = ", ".join(str(rundir.snapshot_step(p)) for p in snapshots) or "none"
             raise ConfigError(f"{self.path} has no grid snapshot at step {step}: it has {steps}")
         return found[0]
+
+
+def _detached(fig):
+    """`fig`, released by pyplot: a notebook shows it once, as the cell's value, and nothing piles up."""
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return fig
 
 
 def evaluate(samples: np.ndarray, data: np.ndarray, *, seed: int = 0, k: int = 5) -> dict[str, float]:

@@ -204,7 +204,7 @@ class SweepProgress:
     """One live line across the sweep: tasks done, running, failed, and an ETA."""
 
     def __init__(self, total: int, done: int, client, enabled: bool = True):
-        from tqdm.auto import tqdm
+        from tqdm import tqdm  # the plain bar: tqdm.auto wants ipywidgets in a notebook
 
         self.client = client
         self.start_done = done

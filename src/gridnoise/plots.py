@@ -4,13 +4,15 @@ which `save_figure` writes; `make_figures` writes a whole study's figures."""
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import matplotlib
 
-matplotlib.use("Agg")  # files only; no display is needed or assumed
+if "ipykernel" not in sys.modules:  # files only, no display; a notebook keeps its inline backend
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
@@ -56,6 +58,18 @@ def datasets_figure(points: dict[str, np.ndarray], columns: int = 4) -> Figure:
         ax.scatter(pts[:, 0], pts[:, 1], s=SAMPLE_POINT_SIZE, alpha=SAMPLE_ALPHA, color=PALETTE[0], linewidths=0)
         ax.set(xlim=(-4.5, 4.5), ylim=(-4.5, 4.5), title=name, aspect="equal")
         ax.tick_params(labelsize=7)
+    return fig
+
+
+def samples_figure(samples: np.ndarray, data: np.ndarray | None = None, title: str = "") -> Figure:
+    """Samples `(N, 2)` over the data `(M, 2)` (faint grey), on the same axes."""
+    fig, ax = plt.subplots(figsize=(4.5, 4.5), layout="constrained")
+    if data is not None:
+        ax.scatter(data[:, 0], data[:, 1], s=SAMPLE_POINT_SIZE, c="#bbbbbb", alpha=SAMPLE_ALPHA, linewidths=0,
+                   label="data")
+    ax.scatter(samples[:, 0], samples[:, 1], s=SAMPLE_POINT_SIZE, color=PALETTE[0], alpha=SAMPLE_ALPHA, linewidths=0,
+               label="samples")
+    ax.set(aspect="equal", xlabel="x", ylabel="y", title=title)
     return fig
 
 

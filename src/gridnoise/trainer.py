@@ -126,7 +126,7 @@ class Trainer:
     # -- the loop ---------------------------------------------------------------------------
     def fit(self, hooks: TrainHooks | None = None, progress: bool = False) -> None:
         """Train until `cfg.train.steps`, calling `hooks` at their cadence after each step."""
-        from tqdm.auto import tqdm
+        from tqdm import tqdm  # the plain bar: tqdm.auto wants ipywidgets in a notebook
 
         hooks = hooks or TrainHooks()
         tc, kl_every = self.cfg.train, self.cfg.eval.kl_every
