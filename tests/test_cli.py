@@ -322,3 +322,11 @@ def test_sample_defaults_to_the_runs_seed_and_refuses_other_formats(tiny, tmp_pa
     assert_one_line_error(gridnoise("sample", out, "--out", tmp_path / "s.csv", check=False), 2, ".npz")
     assert_one_line_error(gridnoise("animate", out, "--out", tmp_path / "a.mp4", check=False), 2, ".gif")
     assert not (tmp_path / "s.csv").exists() and not (tmp_path / "a.mp4").exists()
+
+
+def test_study_commands_take_set_for_every_run(tmp_path):
+    assert_one_line_error(gridnoise("reproduce", "--out", tmp_path / "s", "--set", "train.nope=1", check=False), 2,
+                          "unknown key")
+    assert_one_line_error(gridnoise("reproduce", "--out", tmp_path / "s", "--set", "train.lr=-1", check=False), 2,
+                          "train.lr must be > 0")
+    assert not (tmp_path / "s").exists()

@@ -96,3 +96,14 @@ def test_settings_added_later_keep_earlier_task_hashes_when_off():
     before = config_hash(cfg)
     cfg.eval.extra_samplers["ddim20"].clip_sample = 4.0
     assert config_hash(cfg) != before
+
+
+def test_settings_lay_over_every_runs_defaults():
+    exp = load_experiment(bundled("original")).restricted(
+        seeds=[0], datasets=["moons"], settings={"train": {"ema_decay": 0.9}, "model": {"hidden_dim": 64}})
+    for task in exp.tasks():
+        assert task.config.train.ema_decay == 0.9 and task.config.model.hidden_dim == 64
+        assert task.config.train.steps == 10_000  # the rest of the defaults table stays
+    assert exp.identity() != load_experiment(bundled("original")).identity()  # other settings, another study
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_experiment(bundled("original")).restricted(settings={"train": {"nope": 1}})

@@ -155,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
         study.add_argument("--workers", type=int, help="local worker processes (default: one per core)")
         study.add_argument("--scheduler", help="address of an existing Dask scheduler, e.g. tcp://host:8786")
         study.add_argument("--datasaurus", type=Path, help="path of DatasaurusDozen.tsv (offline dino)")
+        study.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", dest="settings",
+                           help="a config setting for every run, laid over the experiment's defaults (repeatable)")
         study.add_argument("--no-progress", action="store_true")
 
     plot = sub.add_parser("plot", help="redraw a study's figures from its saved results")
@@ -229,12 +231,38 @@ def run_config_from_args(args: argparse.Namespace):
     return apply_settings(cfg, args.settings).validate()
 
 
+def parse_setting(item: str) -> tuple[list[str], Any]:
+    """`section.key=value` as (keys, value); the value is read as TOML, a bare word as a string."""
+    import tomllib
+
+    from gridnoise.errors import ConfigError
+
+    path, sep, text = item.partition("=")
+    keys = path.strip().split(".")
+    if not sep or not all(keys):
+        raise ConfigError(f"--set takes section.key=value, e.g. train.lr=1e-3 (got '{item}')")
+    try:
+        return keys, tomllib.loads(f"v = {text.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        return keys, text.strip()  # a bare word: a string
+
+
+def settings_tables(items: list[str]) -> dict[str, Any]:
+    """--set items as nested tables, e.g. ["train.lr=1e-3"] -> {"train": {"lr": 0.001}}."""
+    tables: dict[str, Any] = {}
+    for item in items:
+        keys, value = parse_setting(item)
+        table = tables
+        for name in keys[:-1]:
+            table = table.setdefault(name, {})
+        table[keys[-1]] = value
+    return tables
+
+
 def apply_settings(cfg, settings: list[str]):
     """`cfg` with each `section.key=value` of `settings` set; the value is read as TOML (a bare word
     is a string), and the result is type-checked like a config file. Setting `variant` also sets
     its adaptation preset."""
-    import tomllib
-
     from gridnoise.config import adaptation_for, from_dict, to_dict
     from gridnoise.errors import ConfigError
 
@@ -242,14 +270,8 @@ def apply_settings(cfg, settings: list[str]):
         return cfg
     data = to_dict(cfg)
     for item in settings:
-        path, sep, text = item.partition("=")
-        keys = path.strip().split(".")
-        if not sep or not all(keys):
-            raise ConfigError(f"--set takes section.key=value, e.g. train.lr=1e-3 (got '{item}')")
-        try:
-            value = tomllib.loads(f"v = {text.strip()}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = text.strip()  # a bare word: a string
+        keys, value = parse_setting(item)
+        path = ".".join(keys)
         table = data
         for name in keys[:-1]:
             if not isinstance(table.get(name), dict):
@@ -343,7 +365,7 @@ def cmd_study(args: argparse.Namespace) -> int:
         os.environ["GRIDNOISE_DATASAURUS"] = str(args.datasaurus.resolve())
     path = args.experiment if args.command == "run" else bundled("original")
     exp = load_experiment(path).restricted(seeds=args.seeds, datasets=args.datasets, steps=args.steps,
-                                           precision=args.precision)
+                                           precision=args.precision, settings=settings_tables(args.settings))
     if args.scheduler is None:  # remote workers may have other CPUs than this one
         _warn_if_slow(*(exp.config(run, exp.datasets[0], exp.seeds[0]) for run in exp.runs))
     outcome = run_tasks(exp, args.out, workers=args.workers, scheduler=args.scheduler,

@@ -107,9 +107,13 @@ class Experiment:
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
     def restricted(self, *, seeds: list[int] | None = None, datasets: list[str] | None = None,
-                   steps: int | None = None, precision: str | None = None) -> Experiment:
-        """A copy with the command line's --seeds, --datasets, --steps and --precision applied."""
+                   steps: int | None = None, precision: str | None = None,
+                   settings: dict[str, Any] | None = None) -> Experiment:
+        """A copy with the command line's --seeds, --datasets, --steps, --precision and --set (nested
+        `settings` tables, laid over every run's defaults) applied."""
         exp = copy.deepcopy(self)
+        for key, value in (settings or {}).items():
+            _deep_set(exp.defaults, key, value)
         if seeds is not None:
             exp.seeds = _check_seeds(seeds)
         if datasets is not None:
@@ -164,6 +168,15 @@ def _merge(base: dict, extra: dict) -> dict:
         else:
             base[key] = value
     return base
+
+
+def _deep_set(tables: dict, key: str, value: Any) -> None:
+    """Lay `value` over `tables[key]`, table into table, key by key."""
+    if isinstance(value, dict) and isinstance(tables.get(key), dict):
+        for inner, inner_value in value.items():
+            _deep_set(tables[key], inner, inner_value)
+    else:
+        tables[key] = copy.deepcopy(value)
 
 
 def _check_seeds(seeds: list[int]) -> list[int]:
