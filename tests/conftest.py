@@ -15,6 +15,27 @@ import pytest
 DATASAURUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "DatasaurusDozen.tsv"
 
 
+# The defaults table of a tiny study: every task trains in about a second.
+TINY_STUDY = """[defaults]
+n_points = 1000
+[defaults.diffusion]
+num_timesteps = 20
+[defaults.train]
+steps = 20
+batch_size = 64
+[defaults.eval]
+num_samples = 200
+"""
+
+
+def study_file(path: Path, name: str, datasets: list[str], seeds: list[int], runs: str) -> Path:
+    """An experiment file of tiny tasks: `runs` is its [runs.*] tables, the first run the baseline."""
+    quoted = ", ".join(f'"{d}"' for d in datasets)
+    path.write_text(f'[experiment]\nname = "{name}"\ndatasets = [{quoted}]\nseeds = {list(seeds)}\n'
+                    f"{TINY_STUDY}{runs}")
+    return path
+
+
 def gridnoise(*args, check: bool = True) -> subprocess.CompletedProcess:
     """Run the real `gridnoise` command; with `check`, a non-zero exit fails the test with its stderr."""
     proc = subprocess.run([sys.executable, "-m", "gridnoise", *map(str, args)], capture_output=True, text=True,

@@ -9,6 +9,8 @@ import pytest
 import gridnoise
 from gridnoise.errors import ConfigError, DataError
 
+from conftest import study_file
+
 SMALL = dict(n_points=1000, diffusion={"num_timesteps": 20}, train={"steps": 30, "batch_size": 64,
                                                                      "grid_snapshot_every": 30},
              eval={"num_samples": 300})
@@ -75,26 +77,8 @@ def test_train_on_an_array_in_its_own_units(tmp_path):
 
 @pytest.mark.slow
 def test_run_an_experiment_and_read_it_as_a_dataframe(tmp_path):
-    experiment = tmp_path / "e.toml"
-    experiment.write_text("""[experiment]
-name = "api"
-datasets = ["moons", "rings"]
-seeds = [0, 1]
-baseline = "base"
-[defaults]
-n_points = 1000
-[defaults.diffusion]
-num_timesteps = 20
-[defaults.train]
-steps = 20
-batch_size = 64
-[defaults.eval]
-num_samples = 200
-[runs.base]
-variant = "baseline"
-[runs.grid]
-variant = "grid10_data"
-""")
+    experiment = study_file(tmp_path / "e.toml", "api", ["moons", "rings"], [0, 1],
+                            '[runs.base]\nvariant = "baseline"\n[runs.grid]\nvariant = "grid10_data"\n')
     study = gridnoise.run_experiment(experiment, tmp_path / "study", workers=2)
     frame = study.to_dataframe()
     assert len(frame) == 8 and {"run", "label", "variant", "dataset", "seed", "kl_divergence", "w2"} <= set(frame)

@@ -19,7 +19,7 @@ from gridnoise.datafile import (
 )
 from gridnoise.errors import DataError
 
-from conftest import gridnoise
+from conftest import gridnoise, study_file
 
 POINTS = np.random.default_rng(0).normal(size=(40, 2)) * [1.0, 2.0] + [0.5, -1.0]
 
@@ -176,21 +176,7 @@ def test_a_bad_data_file_fails_before_anything_is_written(tmp_path):
 def test_a_study_on_a_data_file_notices_when_the_file_changes(tmp_path):
     data = tmp_path / "pts.npy"
     np.save(data, np.random.default_rng(2).normal(size=(500, 2)))
-    experiment = tmp_path / "e.toml"
-    experiment.write_text(f"""[experiment]
-name = "file"
-datasets = ["{data}"]
-seeds = [0]
-[defaults.diffusion]
-num_timesteps = 20
-[defaults.train]
-steps = 20
-batch_size = 64
-[defaults.eval]
-num_samples = 200
-[runs.base]
-variant = "baseline"
-""")
+    experiment = study_file(tmp_path / "e.toml", "file", [str(data)], [0], '[runs.base]\nvariant = "baseline"\n')
     out = tmp_path / "study"
     assert "1 tasks done (0 already" in gridnoise("run", experiment, "--out", out, "--workers", 1,
                                                   "--no-progress").stdout

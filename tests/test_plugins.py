@@ -17,7 +17,7 @@ from gridnoise.errors import ConfigError, DataError
 from gridnoise.plugins import adaptation_class
 from gridnoise.testing import check_adaptation
 
-from conftest import gridnoise, loopback_cluster
+from conftest import gridnoise, loopback_cluster, study_file
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -198,8 +198,7 @@ def test_train_runs_a_plugin_adaptation_on_a_plugin_data_set(plugin_dir, tmp_pat
 
 @pytest.mark.slow
 def test_a_study_on_a_local_cluster_runs_plugins(plugin_dir, tmp_path):
-    experiment = tmp_path / "plug.toml"
-    experiment.write_text(STUDY)
+    experiment = study_file(tmp_path / "plug.toml", "plug", ["blobs_ep", "myplug:blobs"], [0], STUDY_RUNS)
     out = tmp_path / "study"
     proc = gridnoise("run", experiment, "--out", out, "--workers", 2, "--no-progress")
     assert "4 tasks done" in proc.stdout and "0 failed" in proc.stdout
@@ -207,21 +206,7 @@ def test_a_study_on_a_local_cluster_runs_plugins(plugin_dir, tmp_path):
     assert any(r.startswith("halved,halved,conditioning,myplug:blobs,0,kl_divergence,") for r in rows)
 
 
-STUDY = """[experiment]
-name = "plug"
-datasets = ["blobs_ep", "myplug:blobs"]
-seeds = [0]
-baseline = "base"
-[defaults]
-n_points = 1000
-[defaults.diffusion]
-num_timesteps = 20
-[defaults.train]
-steps = 20
-batch_size = 64
-[defaults.eval]
-num_samples = 200
-[runs.base]
+STUDY_RUNS = """[runs.base]
 variant = "baseline"
 [runs.halved]
 variant = "conditioning"
@@ -232,8 +217,7 @@ kind = "myplug:HalvedGrid"
 
 @pytest.mark.slow
 def test_a_remote_scheduler_runs_plugins_its_workers_can_import(plugin_dir, tmp_path):
-    experiment = tmp_path / "plug.toml"
-    experiment.write_text(STUDY)
+    experiment = study_file(tmp_path / "plug.toml", "plug", ["blobs_ep", "myplug:blobs"], [0], STUDY_RUNS)
     with loopback_cluster(workers=1) as (address, _):  # a worker started with the plug-in on its PYTHONPATH
         proc = gridnoise("run", experiment, "--out", tmp_path / "study", "--scheduler", address, "--no-progress")
     assert "4 tasks done" in proc.stdout and "0 failed" in proc.stdout
