@@ -32,6 +32,15 @@ class SchedulerOutput:
     pred_original_sample: Tensor  # x0_hat, (B, D), after clipping
 
 
+def _predicted_start(scheduler: DDPMScheduler | DDIMScheduler, model_output: Tensor, timesteps: Tensor,
+                     sample: Tensor) -> Tensor:
+    """x0_hat `(B, D)` from the predicted noise, clipped to [-clip_sample, clip_sample] when that is > 0."""
+    pred_original = scheduler.predict_start_from_noise(sample, timesteps, model_output)
+    if scheduler.clip_sample > 0:
+        pred_original = pred_original.clamp(-scheduler.clip_sample, scheduler.clip_sample)
+    return pred_original
+
+
 def _randn_like(sample: Tensor, generator: torch.Generator | None) -> Tensor:
     return torch.randn(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype)
 
@@ -87,9 +96,7 @@ class DDPMScheduler(NoiseSchedule):
         variance g); None keeps the posterior's. The noise is drawn from `generator` unless given;
         at t = 0 the posterior variance is 0, so none reaches the sample.
         """
-        pred_original = self.predict_start_from_noise(sample, timesteps, model_output)
-        if self.clip_sample > 0:
-            pred_original = pred_original.clamp(-self.clip_sample, self.clip_sample)
+        pred_original = _predicted_start(self, model_output, timesteps, sample)
         mean = self.q_posterior_mean(pred_original, sample, timesteps)
         if noise is None:
             noise = _randn_like(sample, generator)
@@ -174,9 +181,8 @@ class DDIMScheduler(NoiseSchedule):
         abar_t = self.alphas_cumprod[timesteps].unsqueeze(-1)
         abar_prev = torch.where(prev_timesteps >= 0, self.alphas_cumprod[prev_timesteps.clamp(min=0)],
                                 torch.ones_like(self.alphas_cumprod[timesteps])).unsqueeze(-1)
-        pred_original = self.predict_start_from_noise(sample, timesteps, model_output)
-        if self.clip_sample > 0:
-            pred_original = pred_original.clamp(-self.clip_sample, self.clip_sample)
+        pred_original = _predicted_start(self, model_output, timesteps, sample)
+        if self.clip_sample > 0:  # the noise is re-derived from the clipped x_0
             model_output = (sample - abar_t.sqrt() * pred_original) / (1 - abar_t).sqrt()
         sigma = self.eta * ((1 - abar_prev) / (1 - abar_t) * (1 - abar_t / abar_prev)).clamp(min=0).sqrt()
         if std_scale is not None:
