@@ -19,7 +19,6 @@ from __future__ import annotations
 import functools
 import multiprocessing as mp
 import os
-import platform
 import time
 from dataclasses import dataclass
 
@@ -33,6 +32,7 @@ from gridnoise.data import load
 from gridnoise.eval_loss import eval_loss
 from gridnoise.metrics import KLEstimator
 from gridnoise.precision import native_bf16, with_precision
+from gridnoise.provenance import cpu_model
 from gridnoise.sampling import sample
 from gridnoise.seeding import generator
 from gridnoise.trainer import Trainer
@@ -184,18 +184,6 @@ def sampling_flops(cfg: RunConfig, noise_scale_input: bool, samples: int) -> flo
     return 2.0 * _macs_per_point(cfg, noise_scale_input) * samples * cfg.diffusion.num_timesteps
 
 
-def cpu_name() -> str:
-    """The CPU's model name (Linux), else what `platform` knows: which machine the numbers are from."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def matmul_gflops(dtype: torch.dtype, threads: int, repeats: int = 400) -> float:
     """Throughput of the network's hidden-layer product (256 x 256) @ (256 x 256) at batch 256."""
     torch.set_num_threads(threads)
@@ -291,7 +279,7 @@ def run_bench(s: BenchSettings) -> dict:
     best = functools.partial(best_of, s.repeats)
     bf16 = native_bf16("cpu")
     precisions = ["fp32", "bf16"] if bf16 else ["fp32"]
-    out: dict = {"machine": {"cpu": cpu_name(), "cores": CORES,
+    out: dict = {"machine": {"cpu": cpu_model(), "cores": CORES,
                              "torch": torch.__version__, "native_bf16": bf16},
                  "settings": vars(s).copy(), "variants": {}}
     peak = {}

@@ -24,6 +24,7 @@ from gridnoise.errors import DataError, OutputExistsError
 from gridnoise.eval_loss import eval_loss
 from gridnoise.metrics import SAMPLE_METRICS, KLEstimator, grid_variance, sample_metrics, wasserstein2
 from gridnoise.precision import with_precision
+from gridnoise.provenance import provenance
 from gridnoise.rundir import CHECKPOINT_FILE, CONFIG_FILE, RUN_ENTRIES, read_config, read_metrics
 from gridnoise.sampling import sample
 from gridnoise.schedulers import make_scheduler
@@ -116,6 +117,7 @@ def train_run(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, resum
     trainer.save_checkpoint(out / CHECKPOINT_FILE)
     rundir.write_losses(out, trainer.losses.numpy(), trainer.mse.numpy())
     metrics = evaluate_trainer(trainer, out, kl, points)
+    rundir.write_provenance(out, provenance(device))
     if trainer.adaptation.grids():
         from gridnoise.plots import draw_heatmaps
 

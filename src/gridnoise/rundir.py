@@ -12,6 +12,7 @@ A run directory holds:
     kl_history.json    KL at intermediate steps, when `eval.kl_every` asks for it
     metrics.json       the original study's metric names; written last, it marks a finished run
     task.json          in a study: the task's config hash, run, data set, seed, peak memory
+    provenance.json    the software and hardware that trained it (`gridnoise.provenance`)
     data.npy           the training points, when the run was given an array (Python API)
     reverse_process.gif   written by `gridnoise animate`
 
@@ -39,12 +40,18 @@ SAMPLES_FILE = "samples.npz"
 METRICS_FILE = "metrics.json"
 KL_HISTORY_FILE = "kl_history.json"
 TASK_FILE = "task.json"
+PROVENANCE_FILE = "provenance.json"
 GRIDS_DIR = "grids"
 HEATMAPS_DIR = "heatmaps"
 ANIMATION_FILE = "reverse_process.gif"
+SAMPLES_FIGURE = "samples.png"
+LOSS_FIGURE = "loss.png"
+GRIDS_FIGURE = "grids.png"
+TENSORBOARD_DIR = "tensorboard"
 DATA_FILE = "data.npy"  # the points of a run trained on an array (the Python API saves them here)
 RUN_ENTRIES = {CONFIG_FILE, CHECKPOINT_FILE, LOSSES_FILE, SAMPLES_FILE, METRICS_FILE, KL_HISTORY_FILE, TASK_FILE,
-               ANIMATION_FILE, GRIDS_DIR, HEATMAPS_DIR, DATA_FILE}
+               ANIMATION_FILE, GRIDS_DIR, HEATMAPS_DIR, DATA_FILE, PROVENANCE_FILE, SAMPLES_FIGURE, LOSS_FIGURE,
+               GRIDS_FIGURE, TENSORBOARD_DIR}
 EXPERIMENT_FILE = "experiment.json"  # in a study directory: the experiment it holds
 
 
@@ -131,6 +138,16 @@ def read_kl_history(run_dir: Path) -> dict:
 
 def write_kl_history(run_dir: Path, history: dict) -> Path:
     return write_json(run_dir / KL_HISTORY_FILE, history)
+
+
+def write_provenance(run_dir: Path, record: dict) -> Path:
+    return write_json(run_dir / PROVENANCE_FILE, record)
+
+
+def read_provenance(run_dir: str | Path) -> dict | None:
+    """What trained the run (`gridnoise.provenance.provenance`), or None for a run from before it was kept."""
+    path = Path(run_dir) / PROVENANCE_FILE
+    return read_json(path, PROVENANCE_FILE) if path.is_file() else None
 
 
 # -- grid snapshots -------------------------------------------------------------------------------

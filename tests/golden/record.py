@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import tempfile
 from pathlib import Path
 
@@ -38,17 +37,11 @@ NUM_SAMPLES = 500
 
 def machine_key() -> str:
     """CPU model, the instruction set torch dispatches to, and torch's version, as a file-name slug."""
-    import platform
-
     import torch
 
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next(line.split(":", 1)[1] for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    text = f"{model.strip()}_{torch.backends.cpu.get_cpu_capability()}_torch{torch.__version__}"
+    from gridnoise.provenance import cpu_model
+
+    text = f"{cpu_model()}_{torch.backends.cpu.get_cpu_capability()}_torch{torch.__version__}"
     return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-")
 
 
@@ -119,10 +112,15 @@ def record_streams() -> None:
 
 
 if __name__ == "__main__":
+    import argparse
+
     import torch
 
+    parser = argparse.ArgumentParser(description="Record this machine's regression values (tests/golden).")
+    parser.add_argument("--streams", action="store_true", help="also re-record the seeded streams and task hashes")
+    args = parser.parse_args()
     torch.set_num_threads(1)
-    if "--streams" in sys.argv:
+    if args.streams:
         record_streams()
     with tempfile.TemporaryDirectory() as tmp:
         values = record_values(Path(tmp))
