@@ -3,6 +3,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
+# The report.html test drives Debian's headless Chromium with Selenium: install it when missing (needs root or sudo).
+bash scripts/install_browser.sh
+export GRIDNOISE_REQUIRE_BROWSER=1  # so the browser test fails, not skips, if Chromium is still missing
 # Tests read the Datasaurus table from ../shared/data unless told otherwise; never the network.
 export GRIDNOISE_DATASAURUS="${GRIDNOISE_DATASAURUS:-$(cd .. && pwd)/shared/data/DatasaurusDozen.tsv}"
 .venv/bin/ruff check src tests examples

@@ -10,9 +10,10 @@ from scipy import stats as sps
 from gridnoise import markdown
 from gridnoise.config import RunConfig, adaptation_for, dumps_toml
 from gridnoise.markdown import write_report
-from gridnoise.plots import make_figures, save_figure, train_loss_figure
+from gridnoise.plots import save_figure
 from gridnoise.results import load_results
 from gridnoise.stats import convergence_step
+from gridnoise.study_plots import make_figures, train_loss_figure
 
 STEPS = 500
 SEEDS = (0, 1, 2, 3, 4)
@@ -103,14 +104,59 @@ def rows_of(block: str, run: str) -> list[str]:
 def test_figures_are_written_as_png(study):
     out, figures, _ = study
     names = {p.relative_to(out).as_posix() for p in figures}
-    assert names == {"train_loss.png", "generated_images.png", "evaluation_metrics.png",
-                     "grid_variance_comparison.png", "final_grids/good_circle.png", "final_grids/good_moons.png",
+    assert [p.name for p in figures[:2]] == ["forest_kl_divergence.png", "forest_w2.png"]  # first: what is tested
+    assert names == {"forest_kl_divergence.png", "forest_w2.png", "evaluation_metrics.png", "eval_loss_and_time.png",
+                     "train_loss.png", "generated_images.png", "grid_variance_comparison.png",
+                     "final_grids/good_circle.png", "final_grids/good_moons.png",
                      "final_grids/noisy_circle.png", "final_grids/noisy_moons.png"}
     for p in figures:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     redrawn = out / "good/circle/seed_0/heatmaps/circle_grid_step_500.png"
     assert redrawn.read_bytes()[:4] == b"\x89PNG"  # the stale heatmap was redrawn
     assert (out / "noisy/moons/seed_1/heatmaps/moons_fine_grid_step_500.png").is_file()
+    # every finished task got its own figures; grids.png only where there are grid snapshots
+    assert all((d / "samples.png").is_file() and (d / "loss.png").is_file() for d in out.glob("*/*/seed_*"))
+    assert (out / "noisy/moons/seed_1/grids.png").is_file() and not (out / "noisy/moons/seed_2/grids.png").exists()
+
+
+def test_forest_plots_open_the_report(study):
+    _, _, text = study
+    headings = [ln for ln in text.splitlines() if ln.startswith("## ")]
+    assert headings[:2] == ["## Differences from the baseline", "## Headline"]
+    forest = section(text, "## Differences from the baseline")
+    assert "![forest_kl_divergence](forest_kl_divergence.png)" in forest and "forest_w2.png" in forest
+    assert "forest_" not in section(text, "## Figures")  # shown once, first
+
+
+def provenance_record(**changes) -> dict:
+    record = {"gridnoise": "0.1.0", "git_commit": "0123456789abcdef", "git_dirty": False, "torch": "2.13.0+cpu",
+              "numpy": "2.4.6", "python": "3.11.7", "platform": "Linux", "device": "cpu", "cpu": "AMD EPYC",
+              "cpu_capability": "AVX512", "gpu": None, "threads": 1}
+    return {**record, **changes}
+
+
+def test_provenance_is_listed_and_mixed_versions_are_warned_about(tmp_path):
+    from gridnoise.report import provenance_section
+
+    out = write_study(tmp_path / "study", seeds=(0, 1))
+    results = load_results(out)
+    text = render(provenance_section(results))
+    assert "| not recorded | - | 12 |" in text  # tasks from before provenance was kept
+    for d in out.glob("*/*/seed_*"):
+        (d / "provenance.json").write_text(json.dumps(provenance_record()))
+    text = render(provenance_section(results))
+    assert "| gridnoise 0.1.0 (0123456), torch 2.13.0+cpu, numpy 2.4.6 | cpu: AMD EPYC, 1 threads | 12 |" in text
+    assert "Warning" not in text
+    (out / "good/moons/seed_1/provenance.json").write_text(json.dumps(provenance_record(torch="2.14.1+cpu")))
+    text = render(provenance_section(results))
+    assert "**Warning: this study mixes 2 software versions**" in text
+    assert "torch 2.14.1+cpu, numpy 2.4.6 | cpu: AMD EPYC, 1 threads | 1 |" in text
+    full = write_report(results, tmp_path, []).read_text()
+    assert "Warning: this study's tasks were trained by 2 different software versions" in section(full, "Tasks fin")
+    # hardware alone (another CPU, more threads) is listed but is not a version mix
+    (out / "good/moons/seed_1/provenance.json").write_text(json.dumps(provenance_record(threads=2, cpu="Xeon")))
+    text = render(provenance_section(results))
+    assert "Warning" not in text and "| cpu: Xeon, 2 threads | 1 |" in text
 
 
 def test_header_and_metric_cells(study):

@@ -1,7 +1,9 @@
 """A GIF of the reverse process: 2-D samples moving from noise to data, one frame per step.
 
-The axes stay fixed at the data's extent (+5%); for grid variants the grid of the frame's
-timestep (the product of all grids, on their common lattice) is drawn underneath.
+The axes stay fixed at the data's extent (+5%) and the data is drawn faintly for reference; for
+grid variants the grid of the frame's timestep (the product of all grids, on their common lattice)
+is drawn underneath, with one colour range and colorbar for the whole animation. Each frame names
+its timestep.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import numpy as np
 
 from gridnoise.config import SamplerConfig
 from gridnoise.files import atomic_write
+
+DATA_POINTS = 2000  # data points drawn faintly in every frame
 
 
 def reverse_process_frames(run_dir: str | Path, num_samples: int = 2000, seed: int | None = None,
@@ -52,17 +56,27 @@ def write_gif(run_dir: str | Path, out: str | Path, num_samples: int = 2000, see
         grid_extent = extent_to_data(grid_extent, cfg.data.shift, cfg.data.scale)
     grid = _with_combined(grids).get("combined", next(iter(grids.values()), None)) if grids else None
 
+    # one colour range for the whole animation, so a colour means the same g in every frame
+    vmin, vmax = (float(grid.min()), float(grid.max())) if grid is not None else (0.0, 1.0)
+    data = points[np.random.default_rng(0).permutation(len(points))[:DATA_POINTS]]
+    T = cfg.diffusion.num_timesteps
     images = []
     for t, x in reverse_process_frames(run_dir, num_samples, seed, sampler, device):
         x = to_data(x, cfg.data.shift, cfg.data.scale)
-        fig, ax = plt.subplots(figsize=(4, 4), dpi=80)
+        fig, ax = plt.subplots(figsize=(4.6, 4), dpi=80, layout="constrained")
         if grid is not None:
-            ax.imshow(grid[min(t, len(grid) - 1)].T, origin="lower", extent=grid_extent, cmap="viridis",
-                      alpha=0.6, aspect="auto")
-        ax.scatter(x[:, 0], x[:, 1], s=1, c="black", alpha=0.5)
-        when = "pure noise" if t >= cfg.diffusion.num_timesteps else f"after the step from t = {t}"
-        ax.set(xlim=(xmin, xmax), ylim=(ymin, ymax), title=f"{cfg.variant} on {cfg.dataset}: {when}")
-        ax.title.set_fontsize(9)
+            image = ax.imshow(grid[min(t, len(grid) - 1)].T, origin="lower", extent=grid_extent, cmap="viridis",
+                              vmin=vmin, vmax=vmax, alpha=0.6, aspect="auto")
+            bar = fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
+            bar.set_label("noise scale g (product of grids)" if len(grids) > 1 else "noise scale g", fontsize=7)
+            bar.formatter.set_useOffset(False)
+            bar.ax.tick_params(labelsize=6)
+        ax.scatter(data[:, 0], data[:, 1], s=1, c="#999999", alpha=0.25, linewidths=0)  # the data, for reference
+        ax.scatter(x[:, 0], x[:, 1], s=1, c="black", alpha=0.5, linewidths=0)
+        when = f"pure noise, t = T = {T}" if t >= T else f"after the step from t = {t} (T = {T})"
+        ax.set(xlim=(xmin, xmax), ylim=(ymin, ymax))
+        ax.set_title(f"{cfg.variant} on {Path(cfg.dataset).name}: {when}", fontsize=8)
+        ax.tick_params(labelsize=6)
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png")
         plt.close(fig)

@@ -159,7 +159,7 @@ class Run:
     def plot_grids(self, timesteps: tuple[int, ...] | None = None, step: int | None = None, max_data: int = 3000):
         """A matplotlib Figure of the grids at several timesteps (default: 0, T/4, T/2, 3T/4, T-1) over
         their real extent, the data drawn over them; a ConfigError for a run without grids."""
-        from gridnoise.plots import final_grids_figure
+        from gridnoise.plots import grids_figure
 
         grids = self.grids(step)
         if not grids:
@@ -168,7 +168,7 @@ class Run:
         timesteps = timesteps or (0, T // 4, T // 2, 3 * T // 4, T - 1)
         data = self.data()
         data = data[np.random.default_rng(0).permutation(len(data))[:max_data]]
-        return _detached(final_grids_figure(grids, self.grid_extent(step), timesteps, points=data,
+        return _detached(grids_figure(grids, self.grid_extent(step), timesteps, points=data,
                                             title=f"{self.config.variant}: learned noise scales g"))
 
     def _snapshot(self, step: int | None) -> Path | None:

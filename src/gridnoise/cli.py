@@ -159,11 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
                            help="a config setting for every run, laid over the experiment's defaults (repeatable)")
         study.add_argument("--no-progress", action="store_true")
 
-    plot = sub.add_parser("plot", help="redraw a study's figures from its saved results")
-    plot.add_argument("study_dir", type=Path)
-    report = sub.add_parser("report", help="rebuild a study's summaries, figures and report.md")
+    plot = sub.add_parser("plot", help="redraw the figures of a run directory (samples.png, loss.png, grids.png, "
+                                       "heatmaps) or of a study directory, from saved files; never trains")
+    plot.add_argument("study_dir", type=Path, metavar="RUN_OR_STUDY_DIR")
+    report = sub.add_parser("report", help="rebuild a study's summaries, figures, report.md and report.html")
     report.add_argument("study_dir", type=Path)
-    report.add_argument("--dest", type=Path, help="write report.md and figures here (default: the study dir)")
+    report.add_argument("--dest", type=Path,
+                        help="write report.md, report.html and figures here (default: the study dir)")
 
     config = sub.add_parser("config", help="show a resolved configuration")
     config_sub = config.add_subparsers(dest="config_command", required=True, parser_class=OneLineParser)
@@ -387,9 +389,9 @@ def build_study_outputs(study_dir: Path, dest: Path | None = None, report: bool 
     """
     from gridnoise.errors import CheckpointError
     from gridnoise.markdown import write_report
-    from gridnoise.plots import make_figures
     from gridnoise.report import study_data
     from gridnoise.results import load_results, write_summaries
+    from gridnoise.study_plots import make_figures
 
     results = load_results(study_dir)
     if not results.metrics:
@@ -401,11 +403,29 @@ def build_study_outputs(study_dir: Path, dest: Path | None = None, report: bool 
     write_summaries(results)
     dest = dest or Path(study_dir)
     figures = make_figures(results, dest, only_missing_heatmaps=not redraw_heatmaps)
-    return write_report(results, dest, figures) if report else dest
+    if not report:
+        return dest
+    from gridnoise.html import write_html_report
+
+    written = write_report(results, dest, figures)
+    write_html_report(results, dest, figures)  # report.html beside it: the same report, interactive, self-contained
+    return written
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    print(f"figures -> {build_study_outputs(args.study_dir, report=False, redraw_heatmaps=True)}")
+    from gridnoise import rundir
+
+    path = args.study_dir
+    if (path / rundir.CONFIG_FILE).is_file():  # a run directory
+        from gridnoise.errors import CheckpointError
+        from gridnoise.plots import draw_run_figures
+
+        if not (path / rundir.LOSSES_FILE).is_file():
+            raise CheckpointError(f"{path} has not finished training: resume it (train --resume) before plotting")
+        written = draw_run_figures(path)
+        print(f"{len(written)} figures -> {path}")
+        return 0
+    print(f"figures -> {build_study_outputs(path, report=False, redraw_heatmaps=True)}")
     return 0
 
 

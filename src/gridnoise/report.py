@@ -518,17 +518,71 @@ def header(results: StudyResults) -> Section:
     blocks += [f"Data sets: {', '.join(results.datasets)}. Seeds: {seeds}. Training steps: {steps}.\n"
                f"Baseline: {results.baseline}. Tasks finished: {len(results.metrics)}.",
                Table(["run", "label", "variant"], [[r["name"], r["label"], r["variant"]] for r in results.runs])]
+    if mixed := mixed_versions(provenances(results)):
+        blocks.append(f"**Warning: this study's tasks were trained by {len(mixed)} different software versions** "
+                      f"({'; '.join(mixed)}): see Provenance.")
     return Section(None, blocks)
 
 
+def provenances(results: StudyResults) -> dict[tuple[str, str, int], dict | None]:
+    """Each finished task's provenance record (None where it was trained before they were kept)."""
+    from gridnoise.rundir import read_provenance
+
+    return {key: read_provenance(results.run_dir(*key)) for key in sorted(results.metrics)}
+
+
+def mixed_versions(records: dict[tuple[str, str, int], dict | None]) -> list[str]:
+    """The distinct software lines of a study's tasks when there are several (else empty): a study
+    whose tasks ran different code or libraries may not compare like with like."""
+    from gridnoise.provenance import VERSION_KEYS, software
+
+    seen: dict[tuple, str] = {}
+    for record in records.values():
+        if record is not None:
+            seen.setdefault(tuple(record.get(k) for k in VERSION_KEYS), software(record))
+    return sorted(seen.values()) if len(seen) > 1 else []
+
+
+def provenance_section(results: StudyResults) -> Section:
+    """What trained the study's tasks: software and hardware, with how many tasks each, and a warning
+    when the study mixes versions."""
+    from gridnoise.provenance import hardware, software
+
+    records = provenances(results)
+    counts: dict[tuple[str, str], int] = {}
+    for record in records.values():
+        key = (software(record), hardware(record)) if record is not None else ("not recorded", "-")
+        counts[key] = counts.get(key, 0) + 1
+    blocks: list[Block] = ["The software and hardware that trained each finished task (`provenance.json` in "
+                           "its directory)."]
+    if mixed := mixed_versions(records):
+        blocks.append(f"**Warning: this study mixes {len(mixed)} software versions**; tasks of different versions "
+                      "need not agree bit for bit.")
+    blocks.append(Table(["software", "hardware", "tasks"], [[sw, hw, str(n)] for (sw, hw), n in counts.items()]))
+    return Section("Provenance", blocks)
+
+
+FOREST_PREFIX = "forest_"  # figures named forest_<metric>.png open the report
+
+
+def forest_section(figures: list[Path]) -> Section:
+    """The forest plots: every run's paired difference from the baseline, per metric and data set."""
+    forests = [Figure(Path(p), Path(p).stem) for p in figures if Path(p).stem.startswith(FOREST_PREFIX)]
+    return Section("Differences from the baseline", [
+        "Each run's mean paired difference from the baseline (run - baseline, same seeds) with its 95% interval; "
+        f"filled and starred: significant after Holm's correction at {ALPHA}.", *forests] if forests else [])
+
+
 def figures_section(figures: list[Path]) -> Section:
-    """The PNG figures, captioned by their file names."""
-    return Section("Figures", [Figure(Path(p), Path(p).stem) for p in figures if Path(p).suffix == ".png"])
+    """The PNG figures (but the forest plots, shown first), captioned by their file names."""
+    return Section("Figures", [Figure(Path(p), Path(p).stem) for p in figures
+                               if Path(p).suffix == ".png" and not Path(p).stem.startswith(FOREST_PREFIX)])
 
 
 def report_sections(results: StudyResults, figures: list[Path]) -> Report:
     """Every section of a study's report, in order."""
     return Report(f"Study report: {results.experiment['name']}", [
-        header(results), headline(results), metric_tables(results), difference_tables(results),
-        ranking_section(results), schedule_section(results), edge_cell_section(results), original_table(results),
-        convergence_section(results), overhead_table(results), figures_section(figures)])
+        header(results), forest_section(figures), headline(results), metric_tables(results),
+        difference_tables(results), ranking_section(results), schedule_section(results), edge_cell_section(results),
+        original_table(results), convergence_section(results), overhead_table(results), provenance_section(results),
+        figures_section(figures)])

@@ -118,10 +118,9 @@ def train_run(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, resum
     rundir.write_losses(out, trainer.losses.numpy(), trainer.mse.numpy())
     metrics = evaluate_trainer(trainer, out, kl, points)
     rundir.write_provenance(out, provenance(device))
-    if trainer.adaptation.grids():
-        from gridnoise.plots import draw_heatmaps
+    from gridnoise.plots import draw_run_figures
 
-        draw_heatmaps(out)
+    draw_run_figures(out)  # samples.png, loss.png, and grids.png with the per-snapshot heatmaps
     rundir.write_metrics(out, metrics)
     return metrics
 

@@ -15,6 +15,7 @@ A run directory holds:
     provenance.json    the software and hardware that trained it (`gridnoise.provenance`)
     data.npy           the training points, when the run was given an array (Python API)
     reverse_process.gif   written by `gridnoise animate`
+    samples.png, loss.png, grids.png   the run's figures (`gridnoise.plots.draw_run_figures`)
 
 A study directory holds `experiment.json` and one run directory per task at
 `<run>/<dataset>/seed_<s>/`, plus the summaries of `gridnoise.results`. Every file is written
