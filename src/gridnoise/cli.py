@@ -44,6 +44,11 @@ RUN_FLAGS: dict[str, tuple[str, Callable[[str], Any], tuple[str, ...] | None, st
                   "x,y: the columns of a .csv/.tsv --dataset file, by header name or 0-based index"),
     "--standardize": ("data.standardize", str, ("auto", "always", "never"),
                       "scale data to the model's [-4, 4] (auto: only data far from it)"),
+    "--log": ("log.trackers", _comma_list, None, "also log to these trackers: tensorboard, mlflow or both, "
+                                                  "comma-separated (optional extras: pip install "
+                                                  "\"gridnoise[tensorboard,mlflow]\")"),
+    "--mlflow-uri": ("log.mlflow_tracking_uri", str, None,
+                     "MLflow tracking URI (empty: $MLFLOW_TRACKING_URI, else sqlite:///OUT/mlflow.db)"),
 }
 
 
@@ -157,6 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
         study.add_argument("--datasaurus", type=Path, help="path of DatasaurusDozen.tsv (offline dino)")
         study.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", dest="settings",
                            help="a config setting for every run, laid over the experiment's defaults (repeatable)")
+        study.add_argument("--log", type=_str_list, metavar="TRACKERS",
+                           help="also log every task to tensorboard, mlflow or both (comma-separated; a task's "
+                                "TensorBoard events go to its directory, MLflow runs to one experiment named "
+                                "after the study)")
+        study.add_argument("--mlflow-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
+                                                "sqlite:///OUT/mlflow.db)")
         study.add_argument("--no-progress", action="store_true")
 
     plot = sub.add_parser("plot", help="redraw the figures of a run directory (samples.png, loss.png, grids.png, "
@@ -366,8 +377,13 @@ def cmd_study(args: argparse.Namespace) -> int:
     if args.datasaurus is not None:
         os.environ["GRIDNOISE_DATASAURUS"] = str(args.datasaurus.resolve())
     path = args.experiment if args.command == "run" else bundled("original")
+    settings = settings_tables(args.settings)
+    if args.log is not None:
+        settings.setdefault("log", {})["trackers"] = args.log
+    if args.mlflow_uri is not None:
+        settings.setdefault("log", {})["mlflow_tracking_uri"] = args.mlflow_uri
     exp = load_experiment(path).restricted(seeds=args.seeds, datasets=args.datasets, steps=args.steps,
-                                           precision=args.precision, settings=settings_tables(args.settings))
+                                           precision=args.precision, settings=settings)
     if args.scheduler is None:  # remote workers may have other CPUs than this one
         _warn_if_slow(*(exp.config(run, exp.datasets[0], exp.seeds[0]) for run in exp.runs))
     outcome = run_tasks(exp, args.out, workers=args.workers, scheduler=args.scheduler,

@@ -123,6 +123,19 @@ class EvalConfig:
 
 
 @dataclass
+class LogConfig:
+    """Experiment trackers the run also logs to (`gridnoise.tracking`); its own files are written
+    either way. Not part of what a run computes: it never changes a task's hash, and a run may be
+    resumed with other trackers."""
+
+    trackers: list[str] = field(default_factory=list)  # "tensorboard", "mlflow" (optional extras)
+    # empty: $MLFLOW_TRACKING_URI, else a local store: sqlite:///<run or study dir>/mlflow.db
+    mlflow_tracking_uri: str = ""
+    mlflow_experiment: str = ""  # empty: a study's name, or "gridnoise" for a single run
+    run_name: str = ""  # the tracker's run name; empty: <variant>/<dataset>/seed_<seed> (a study's: <run>/...)
+
+
+@dataclass
 class RunConfig:
     dataset: str = "moons"
     variant: str = "baseline"  # preset name; `adaptation` holds what it resolved to
@@ -138,6 +151,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    log: LogConfig = field(default_factory=LogConfig)
 
     def __post_init__(self):
         if self.adaptation is None:
@@ -150,6 +164,7 @@ class RunConfig:
         from gridnoise.plugins import adaptation_class
 
         _check_finite(self)
+        check_trackers(self.log.trackers)
         check_dataset(self.dataset)
         t, m = self.train, self.model
         checks = [
@@ -200,6 +215,20 @@ class RunConfig:
         if not (xmin < xmax and ymin < ymax):
             raise ConfigError(f"grid extent {a.extent} is empty: need xmin < xmax and ymin < ymax")
         return self
+
+
+TRACKERS = {"tensorboard": "tensorboard", "mlflow": "mlflow"}  # log.trackers -> the module each needs
+
+
+def check_trackers(names: list[str]) -> None:
+    """Raise ConfigError for an unknown tracker, or one whose library is not installed."""
+    import importlib.util
+
+    for name in names:
+        if name not in TRACKERS:
+            raise ConfigError(f"unknown tracker '{name}' in log.trackers (--log): choose from {', '.join(TRACKERS)}")
+        if importlib.util.find_spec(TRACKERS[name]) is None:
+            raise ConfigError(f"--log {name} needs {name}, an optional extra: pip install \"gridnoise[{name}]\"")
 
 
 def _check_finite(cfg: Any, where: str = "") -> None:
@@ -255,9 +284,11 @@ _HASHED_AS = {new: old for old, new in RENAMED_VALUES.items()}  # renamed values
 
 
 def comparable_dict(cfg: RunConfig) -> dict[str, Any]:
-    """The config without `device`: where a run trains does not change what it computes."""
+    """The config without `device` and `log`: where a run trains and what it logs to do not change
+    what it computes."""
     d = to_dict(cfg)
     d.pop("device")
+    d.pop("log")
     data = {k: v for k, v in d.pop("data").items() if k not in _DERIVED}
     if data != {k: v for k, v in to_dict(DataConfig()).items() if k not in _DERIVED}:
         d["data"] = data  # a table added later: only a non-default one takes part

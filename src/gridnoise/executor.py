@@ -153,8 +153,6 @@ def run_tasks(exp: Experiment, out: str | Path, *, workers: int | None = None, s
 def _run_tasks(exp: Experiment, out: Path, remote, workers: int | None, progress: bool) -> SweepOutcome:
     from distributed import wait
 
-    from gridnoise.config import to_dict
-
     claim_directory(exp, out)
     outcome = SweepOutcome()
     pending = []
@@ -170,9 +168,10 @@ def _run_tasks(exp: Experiment, out: Path, remote, workers: int | None, progress
     if not pending:
         return outcome
 
+    configs = {t.key: task_config(t, exp, out) for t in pending}
     with remote or connect(None, workers) as client:
         futures = {
-            client.submit(execute_task, to_dict(t.config), str(task_dir(out, t.run, t.dataset, t.seed)),
+            client.submit(execute_task, configs[t.key], str(task_dir(out, t.run, t.dataset, t.seed)),
                           key=f"gridnoise-{t.key}-{t.config_hash}", pure=False): t
             for t in pending
         }
@@ -193,6 +192,24 @@ def _run_tasks(exp: Experiment, out: Path, remote, workers: int | None, progress
             display.update(len(outcome.done), len(outcome.failed))
         display.close()
     return outcome
+
+
+def task_config(task: Task, exp: Experiment, out: Path) -> dict:
+    """A task's config for its worker, with what its trackers need to group the study's runs: the
+    run name `<run>/<dataset>/seed_<s>`, the study's MLflow experiment and store (created here, once,
+    so workers do not race to create them)."""
+    from gridnoise.config import to_dict
+
+    config = to_dict(task.config)
+    log = config["log"]
+    log["run_name"] = log["run_name"] or task.key
+    log["mlflow_experiment"] = log["mlflow_experiment"] or exp.name
+    if "mlflow" in log["trackers"]:
+        from gridnoise.tracking import mlflow_experiment, mlflow_store
+
+        log["mlflow_tracking_uri"] = mlflow_store(task.config, out)
+        mlflow_experiment(log["mlflow_tracking_uri"], log["mlflow_experiment"])
+    return config
 
 
 def _one_line(error: BaseException | None) -> str:

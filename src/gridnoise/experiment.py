@@ -132,7 +132,9 @@ _OLD_VALUES = {new: old for old, new in RENAMED_VALUES.items()}
 
 
 def _hashed(tables: dict) -> dict:
-    """Config tables with renamed values (an adaptation kind) back under their old spelling."""
+    """Config tables as they take part in the identity: without `log` (trackers change no result),
+    renamed values (an adaptation kind) under their old spelling."""
+    tables = {k: v for k, v in tables.items() if k != "log"}
     kind = tables.get("adaptation", {}).get("kind") if isinstance(tables.get("adaptation"), dict) else None
     if kind not in _OLD_VALUES:
         return tables

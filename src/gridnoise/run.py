@@ -19,7 +19,7 @@ from gridnoise import rundir
 from gridnoise.adaptation import GridAdaptation, grid_label
 from gridnoise.components import resolve_device
 from gridnoise.config import RunConfig, comparable_dict
-from gridnoise.datafile import is_data_file, sha256, standardization, to_data, to_model
+from gridnoise.datafile import extent_to_data, is_data_file, sha256, standardization, to_data, to_model
 from gridnoise.errors import DataError, OutputExistsError
 from gridnoise.eval_loss import eval_loss
 from gridnoise.metrics import SAMPLE_METRICS, KLEstimator, grid_variance, sample_metrics, wasserstein2
@@ -29,6 +29,7 @@ from gridnoise.rundir import CHECKPOINT_FILE, CONFIG_FILE, RUN_ENTRIES, read_con
 from gridnoise.sampling import sample
 from gridnoise.schedulers import make_scheduler
 from gridnoise.seeding import generator
+from gridnoise.tracking import RunLog
 from gridnoise.trainer import Trainer, TrainHooks
 
 
@@ -67,10 +68,14 @@ def prepare_output(cfg: RunConfig, out: Path, overwrite: bool, resume: bool) -> 
 
 
 class RunHooks(TrainHooks):
-    """Writes a run's files while it trains: grid snapshots, the KL history and checkpoints."""
+    """Writes a run's files while it trains (grid snapshots, the KL history and checkpoints) and
+    logs to its trackers (`log`)."""
 
-    def __init__(self, out: Path, kl: KLEstimator, history: dict):
-        self.out, self.kl, self.history = out, kl, history
+    def __init__(self, out: Path, kl: KLEstimator, history: dict, log: RunLog):
+        self.out, self.kl, self.history, self.log = out, kl, history, log
+
+    def on_log(self, trainer: Trainer) -> None:
+        self.log.training(trainer)
 
     def on_grid_snapshot(self, trainer: Trainer) -> None:
         """Every grid `(T, n, n)` with its extent, and the heatmaps' timestep: the first of the last
@@ -80,6 +85,9 @@ class RunHooks(TrainHooks):
         extent = next(iter(adaptation.named_grids().values())).extent.cpu().numpy()
         assert trainer.last_timesteps is not None  # a step has been taken
         rundir.write_grid_snapshot(self.out, trainer.step, int(trainer.last_timesteps[0]), grids, extent)
+        if self.log.trackers:
+            cfg = trainer.cfg
+            self.log.grids(trainer.step, grids, extent_to_data(extent, cfg.data.shift, cfg.data.scale))
 
     def on_kl_estimate(self, trainer: Trainer) -> None:
         """KL of the current EMA model, once per step (a resumed run keeps its earlier estimates)."""
@@ -87,6 +95,7 @@ class RunHooks(TrainHooks):
             self.history["step"].append(trainer.step)
             self.history["kl_divergence"].append(intermediate_kl(trainer, self.kl))
             rundir.write_kl_history(self.out, self.history)
+            self.log.kl(trainer.step, self.history["kl_divergence"][-1])
 
     def on_checkpoint(self, trainer: Trainer) -> None:
         trainer.save_checkpoint(self.out / CHECKPOINT_FILE)
@@ -113,16 +122,27 @@ def train_run(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, resum
         trainer.load_state_dict(rundir.load_checkpoint(out / CHECKPOINT_FILE, device))
     history = rundir.read_kl_history(out) if resume else {"step": [], "kl_divergence": []}
     kl = KLEstimator(points, cfg.eval.kl_k)  # the data's neighbour distances, computed once
-    trainer.fit(RunHooks(out, kl, history), progress=progress)
-    trainer.save_checkpoint(out / CHECKPOINT_FILE)
-    rundir.write_losses(out, trainer.losses.numpy(), trainer.mse.numpy())
-    metrics = evaluate_trainer(trainer, out, kl, points)
-    rundir.write_provenance(out, provenance(device))
-    from gridnoise.plots import draw_run_figures
+    log = RunLog(cfg, out, trainer.step, points)
+    status = "FAILED"
+    try:
+        trainer.fit(RunHooks(out, kl, history, log), progress=progress)
+        trainer.save_checkpoint(out / CHECKPOINT_FILE)
+        rundir.write_losses(out, trainer.losses.numpy(), trainer.mse.numpy())
+        metrics = evaluate_trainer(trainer, out, kl, points)
+        rundir.write_provenance(out, provenance(device))
+        from gridnoise.plots import draw_run_figures
 
-    draw_run_figures(out)  # samples.png, loss.png, and grids.png with the per-snapshot heatmaps
-    rundir.write_metrics(out, metrics)
+        draw_run_figures(out)  # samples.png, loss.png, and grids.png with the per-snapshot heatmaps
+        log.finish(metrics, trainer.step)
+        rundir.write_metrics(out, metrics)
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        log.close(status)
     return metrics
+
 
 
 def resolve_data(cfg: RunConfig, points: np.ndarray) -> None:

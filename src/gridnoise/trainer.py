@@ -1,7 +1,7 @@
 """Training: the `Trainer` owns the model, grids, optimiser, EMA, seeding and checkpoints.
 
 The loop itself is `Trainer.fit`; one optimisation step is `Trainer.train_step`. What a run does
-between steps (grid snapshots, intermediate KL estimates, checkpoints) are the named methods of
+between steps (logging, grid snapshots, intermediate KL estimates, checkpoints) are the named methods of
 `TrainHooks`, called at the cadence the config sets. Every source of randomness is a generator
 seeded from `cfg.seed`, so a run resumed from a checkpoint ends with exactly the numbers of an
 uninterrupted one.
@@ -32,6 +32,9 @@ from gridnoise.seeding import generator
 class TrainHooks:
     """What happens between training steps; each method is called after a step (see `Trainer.fit`
     for when) and does nothing here. A run (`gridnoise.run`) overrides them to write its files."""
+
+    def on_log(self, trainer: Trainer) -> None:
+        """Every `train.log_every` steps and after the last."""
 
     def on_grid_snapshot(self, trainer: Trainer) -> None:
         """Every `train.grid_snapshot_every` steps and after the last, for a run with grids."""
@@ -142,6 +145,8 @@ class Trainer:
                     bar.update(self.step - bar.n)
                 # training_time counts the loop itself, not what the hooks add (snapshots, evaluations)
                 self.elapsed += time.perf_counter() - start
+                if self.due(tc.log_every):
+                    hooks.on_log(self)
                 if self.adaptation.grids() and self.due(tc.grid_snapshot_every):
                     hooks.on_grid_snapshot(self)
                 if kl_every and self.due(kl_every):
