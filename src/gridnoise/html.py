@@ -30,6 +30,7 @@ from gridnoise.datafile import extent_to_data
 from gridnoise.files import write_text
 from gridnoise.report import (
     ALPHA,
+    FOREST_PREFIX,
     LOWER_IS_BETTER,
     METRIC_TITLES,
     Block,
@@ -238,7 +239,8 @@ def forest_figure(results: StudyResults, metric: str) -> dict | None:
                 row=j // cols + 1, col=j % cols + 1)
     fig.add_vline(x=0, line={"color": "#666", "dash": "dash", "width": 1}, row="all", col="all")
     titles = [_run_title(results, r) for r in runs]
-    fig.update_yaxes(categoryorder="array", categoryarray=titles[::-1], showgrid=True, gridcolor="#eee")
+    fig.update_yaxes(categoryorder="array", categoryarray=titles[::-1], showgrid=True, gridcolor="#eee",
+                     automargin=True)  # room for the runs' names
     fig.update_xaxes(showgrid=True, gridcolor="#eee", zeroline=False)
     better = "lower" if lower else "higher"
     rows = math.ceil(len(datasets) / cols)
@@ -261,7 +263,8 @@ def _data_points(cache: dict, dataset: str, cfg) -> np.ndarray | None:
 
 def samples_figure(results: StudyResults, dataset: str, cache: dict) -> dict | None:
     """Each run's samples (first finished seed, PLOT_POINTS of them) over the data (faint grey), one
-    panel per run, axes linked; None when no run finished on `dataset`."""
+    panel per run, axes linked; None when no run finished on `dataset`. SVG scatter, not WebGL: a
+    browser keeps only about 16 WebGL contexts per page and drops the oldest plots beyond them."""
     import plotly.graph_objects as go
 
     runs = [(r["name"], results.seeds(r["name"], dataset)[0]) for r in results.runs
@@ -276,13 +279,13 @@ def samples_figure(results: StudyResults, dataset: str, cache: dict) -> dict | N
         where = {"row": j // cols + 1, "col": j % cols + 1}
         if data is not None:
             x, y = points_for_page(data)
-            fig.add_trace(go.Scattergl(x=x, y=y, mode="markers", name="data", legendgroup="data", showlegend=j == 0,
-                                       hoverinfo="skip", marker={"color": "#bbbbbb", "size": 3, "opacity": 0.5}),
+            fig.add_trace(go.Scatter(x=x, y=y, mode="markers", name="data", legendgroup="data", showlegend=j == 0,
+                                     hoverinfo="skip", marker={"color": "#bbbbbb", "size": 3, "opacity": 0.5}),
                           **where)
         x, y = points_for_page(rundir.read_samples(run_dir))
-        fig.add_trace(go.Scattergl(x=x, y=y, mode="markers", name=_run_title(results, run),
-                                   marker={"color": _run_colour(results, run), "size": 3, "opacity": 0.6},
-                                   hovertemplate="x=%{x}, y=%{y}<extra>%{fullData.name}</extra>"), **where)
+        fig.add_trace(go.Scatter(x=x, y=y, mode="markers", name=_run_title(results, run),
+                                 marker={"color": _run_colour(results, run), "size": 3, "opacity": 0.6},
+                                 hovertemplate="x=%{x}, y=%{y}<extra>%{fullData.name}</extra>"), **where)
     rows = math.ceil(len(runs) / cols)
     fig.update_layout(_layout(title={"text": f"{dataset}: samples (colour) over the data (grey)",
                                      "font": {"size": 14}},
@@ -322,8 +325,8 @@ def grid_figure(results: StudyResults, run: str, dataset: str, cache: dict) -> d
     for j in range(len(labels) if data is not None else 0):
         assert data is not None
         x, y = points_for_page(data)
-        fig.add_trace(go.Scattergl(x=x, y=y, mode="markers", name="data", legendgroup="data", showlegend=j == 0,
-                                   hoverinfo="skip", marker={"color": "#e8000b", "size": 2, "opacity": 0.3}),
+        fig.add_trace(go.Scatter(x=x, y=y, mode="markers", name="data", legendgroup="data", showlegend=j == 0,
+                                 hoverinfo="skip", marker={"color": "#e8000b", "size": 2, "opacity": 0.3}),
                       row=j // cols + 1, col=j % cols + 1)
     for j in range(1, len(labels) + 1):  # square cells at the grid's real extent
         fig.layout[_axis_key("yaxis", j)].update(scaleanchor=_axis_key("x", j), constrain="domain")
@@ -401,11 +404,29 @@ def interactive_sections(results: StudyResults) -> list[tuple[Section, str]]:
     return out
 
 
+REPLACED_FIGURES = ("generated_images.png",)  # PNGs the page's interactive plots show instead (and forest_*,
+REPLACED_DIRS = ("final_grids",)                # final_grids/*), left out to keep the page small
+
+
+def without_replaced(s: Section) -> Section | None:
+    """A section without the PNG figures an interactive plot replaces; None for the forest plots'
+    section, which the interactive forest plots replace whole."""
+    def replaced(b: Block) -> bool:
+        if not isinstance(b, Figure):
+            return False
+        path = Path(b.path)
+        return path.name in REPLACED_FIGURES or path.parent.name in REPLACED_DIRS or path.stem.startswith(FOREST_PREFIX)
+
+    if any(isinstance(b, Figure) and Path(b.path).stem.startswith(FOREST_PREFIX) for b in s.blocks):
+        return None
+    return Section(s.title, [b for b in s.blocks if not replaced(b)])
+
+
 def render(report: Report, results: StudyResults) -> str:
     """The whole page: header, interactive forest plots, the report's sections, samples and grids."""
     from plotly.offline import get_plotlyjs
 
-    sections = list(report.sections)
+    sections = [static for s in report.sections if (static := without_replaced(s)) is not None]
     head = sections.pop(0) if sections and sections[0].title is None else Section(None)
     interactive = interactive_sections(results)
     ordered = interactive[:1] + [(s, "") for s in sections] + interactive[1:]

@@ -39,14 +39,15 @@ from gridnoise.errors import GridnoiseError  # noqa: E402
 from gridnoise.files import atomic_write  # noqa: E402
 
 POINT_COLOUR = "#e8000b"  # data overlaid on heatmaps: visible on viridis and on white
-DATA_COLOUR = "#777777"  # data behind samples
-DATA_ALPHA = 0.35
+DATA_COLOUR = "#aaaaaa"  # data behind samples
+DATA_ALPHA = 0.5
+DATA_POINT_SIZE = 3.0
 PALETTE = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c"]
 GRID_CMAP = "viridis"
 SAMPLE_PANEL_SIZE = 3.0  # inches per scatter panel of samples
 GRID_PANEL_SIZE = 2.8  # inches per heatmap panel
-SAMPLE_POINT_SIZE = 0.5
-SAMPLE_ALPHA = 0.4
+SAMPLE_POINT_SIZE = 0.8
+SAMPLE_ALPHA = 0.5
 OVERLAY_POINT_SIZE = 0.3  # data drawn over grids
 OVERLAY_ALPHA = 0.3
 OVERLAY_POINTS = 5000  # data points drawn over a grid figure
@@ -109,16 +110,22 @@ def datasets_figure(points: dict[str, np.ndarray], columns: int = 4) -> Figure:
     return fig
 
 
+def scatter_samples(ax, samples: np.ndarray, data: np.ndarray | None = None, colour: str = PALETTE[0]) -> None:
+    """Samples `(N, 2)` drawn over the data `(M, 2)`: the data as a faint grey layer with larger dots
+    underneath, so data the samples miss shows grey and samples off the data show alone."""
+    if data is not None:
+        ax.scatter(data[:, 0], data[:, 1], s=DATA_POINT_SIZE, c=DATA_COLOUR, alpha=DATA_ALPHA, linewidths=0,
+                   label="data", zorder=1)
+    ax.scatter(samples[:, 0], samples[:, 1], s=SAMPLE_POINT_SIZE, color=colour, alpha=SAMPLE_ALPHA, linewidths=0,
+               label="samples", zorder=2)
+
+
 def samples_figure(samples: np.ndarray, data: np.ndarray | None = None, title: str = "") -> Figure:
     """Samples `(N, 2)` over the data `(M, 2)` (faint grey), on the same axes."""
     fig, ax = plt.subplots(figsize=(4.5, 4.5), layout="constrained")
-    if data is not None:
-        ax.scatter(data[:, 0], data[:, 1], s=3 * SAMPLE_POINT_SIZE, c=DATA_COLOUR, alpha=DATA_ALPHA, linewidths=0,
-                   label="data", zorder=2)
-    ax.scatter(samples[:, 0], samples[:, 1], s=SAMPLE_POINT_SIZE, color=PALETTE[0], alpha=SAMPLE_ALPHA, linewidths=0,
-               label="samples", zorder=1)
+    scatter_samples(ax, samples, data)
     ax.set(aspect="equal", xlabel="x", ylabel="y", title=title)
-    ax.legend(loc="upper right", fontsize=8, markerscale=10, frameon=False)
+    ax.legend(loc="upper right", fontsize=8, markerscale=6, frameon=False)
     return fig
 
 
@@ -195,14 +202,14 @@ def grids_figure(values: dict[str, np.ndarray], extent, timesteps=None, points: 
     vmin = min(float(g[cols].min()) for g in rows.values())
     vmax = max(float(g[cols].max()) for g in rows.values())
     fig, axes = plt.subplots(len(rows), len(cols), figsize=(GRID_PANEL_SIZE * len(cols) + 1,
-                                                            GRID_PANEL_SIZE * len(rows)),
+                                                            GRID_PANEL_SIZE * len(rows) + 0.4),
                              squeeze=False, layout="constrained")
     image = None
     for i, (label, grid) in enumerate(rows.items()):
         for j, t in enumerate(cols):
             ax = axes[i, j]
             image = ax.imshow(grid[t].T, origin="lower", extent=(xmin, xmax, ymin, ymax), cmap=GRID_CMAP,
-                              vmin=vmin, vmax=vmax, interpolation="nearest", aspect="auto")
+                              vmin=vmin, vmax=vmax, interpolation="nearest", aspect="equal")  # x and y alike
             if points is not None:
                 ax.scatter(points[:, 0], points[:, 1], s=OVERLAY_POINT_SIZE, c=POINT_COLOUR, alpha=OVERLAY_ALPHA,
                            linewidths=0)

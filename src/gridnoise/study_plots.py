@@ -25,18 +25,15 @@ from matplotlib.ticker import MaxNLocator
 
 from gridnoise import rundir
 from gridnoise.plots import (
-    DATA_ALPHA,
-    DATA_COLOUR,
     PALETTE,
-    SAMPLE_ALPHA,
     SAMPLE_PANEL_SIZE,
-    SAMPLE_POINT_SIZE,
     draw_run_figures,
     grids_figure,
     overlay_points,
     plt,
     run_grids,
     save_figure,
+    scatter_samples,
 )
 
 if TYPE_CHECKING:
@@ -123,13 +120,9 @@ def generated_images_figure(results: StudyResults, seed: int | None = None) -> F
             ax = axes[i, j]
             seeds = results.seeds(run["name"], dataset)
             chosen = seed if seed in seeds else (seeds[0] if seeds else None)
-            if data[dataset] is not None:
-                ax.scatter(data[dataset][:, 0], data[dataset][:, 1], s=3 * SAMPLE_POINT_SIZE, c=DATA_COLOUR,
-                           alpha=DATA_ALPHA, linewidths=0, zorder=2)
             if chosen is not None:
-                pts = rundir.read_samples(results.run_dir(run["name"], dataset, chosen))
-                ax.scatter(pts[:, 0], pts[:, 1], s=SAMPLE_POINT_SIZE, alpha=SAMPLE_ALPHA, color=colours[run["name"]],
-                           linewidths=0)
+                scatter_samples(ax, rundir.read_samples(results.run_dir(run["name"], dataset, chosen)),
+                                data[dataset], colours[run["name"]])
             ax.set_aspect("equal", adjustable="datalim")
             if i == 0:
                 ax.set_title(dataset)
@@ -159,24 +152,6 @@ def _offsets(n: int) -> np.ndarray:
     return (np.arange(n) - (n - 1) / 2) * (0.8 / max(n, 1))
 
 
-def _dots(ax, results: StudyResults, metric: str) -> None:
-    """Data sets on x, one marker per run at its mean with its 95% CI (none with one seed). The axis
-    is fitted to the values, not drawn from zero, so differences of a few hundredths show."""
-    colours = run_colours(results)
-    for run, dx in zip(results.runs, _offsets(len(results.runs))):
-        means, errors = _means(results, run["name"], metric)
-        x = np.arange(len(results.datasets)) + dx
-        if errors.any():
-            ax.errorbar(x, means, yerr=errors, fmt="o", ms=4, capsize=2, color=colours[run["name"]],
-                        label=run["label"])
-        else:
-            ax.plot(x, means, "o", ms=4, color=colours[run["name"]], label=run["label"])
-    ax.set_xticks(np.arange(len(results.datasets)), results.datasets)
-    for edge in np.arange(len(results.datasets) - 1) + 0.5:  # separate the data sets
-        ax.axvline(edge, color="#dddddd", lw=0.8)
-    ax.set_xlabel("data set")
-
-
 def _legend_outside(fig: Figure, ax, loc: Literal["outside right upper", "outside lower center"] = "outside right upper"
                     ) -> None:
     """The runs' legend outside the panels (right of them, or below with loc="outside lower center"),
@@ -193,19 +168,41 @@ def _seeds_note(results: StudyResults) -> str:
 
 
 def _metric_figure(results: StudyResults, panels, title: str) -> Figure:
-    fig, axes = _panels(len(panels), size=5)
-    for ax, (metric, name) in zip(axes, panels):
-        _dots(ax, results, metric)
-        ax.set_title(name, fontsize=10)
-        ax.set_ylabel(name.split(" (")[0])
-    _legend_outside(fig, axes[0])
+    """Rows = metrics, columns = data sets, each panel on its own y-axis fitted to its values: one
+    marker per run at its mean with its 95% CI. A difference of 0.01 bits on `moons` is as visible as
+    one of 0.1 on `dino`, which a shared axis would flatten."""
+    colours = run_colours(results)
+    rows, cols = len(panels), len(results.datasets)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols + 1.8, 2.3 * rows + 0.6), squeeze=False,
+                             layout="constrained")
+    x = np.arange(len(results.runs))
+    for i, (metric, name) in enumerate(panels):
+        stats = {run["name"]: _means(results, run["name"], metric) for run in results.runs}
+        for j, dataset in enumerate(results.datasets):
+            ax = axes[i, j]
+            for k, run in enumerate(results.runs):
+                mean, error = stats[run["name"]][0][j], stats[run["name"]][1][j]
+                if error > 0:
+                    ax.errorbar([x[k]], [mean], yerr=[error], fmt="o", ms=4, capsize=2, color=colours[run["name"]],
+                                label=run["label"])
+                else:
+                    ax.plot([x[k]], [mean], "o", ms=4, color=colours[run["name"]], label=run["label"])
+            ax.set_xticks([])
+            ax.margins(x=0.2, y=0.15)
+            ax.tick_params(labelsize=7)
+            ax.yaxis.set_major_locator(MaxNLocator(4))
+            if i == 0:
+                ax.set_title(dataset, fontsize=10)
+            if j == 0:
+                ax.set_ylabel(name, fontsize=8)
+    _legend_outside(fig, axes[0, 0])
     fig.suptitle(title + _seeds_note(results))
     return fig
 
 
 def evaluation_metrics_figure(results: StudyResults) -> Figure:
-    """The sample metrics the study recorded (KL first, then W2, sliced W2, MMD, precision, recall):
-    per data set one marker per run at its mean with its 95% CI, axes fitted to the values."""
+    """The sample metrics the study recorded (KL first, then W2, sliced W2, MMD, precision, recall),
+    a row each: per data set one marker per run at its mean with its 95% CI, axes fitted to the values."""
     recorded = results.metric_names()
     return _metric_figure(results, [p for p in SAMPLE_METRICS if p[0] in recorded], "Sample metrics")
 
