@@ -55,7 +55,8 @@ def rescale_zero_terminal_snr(betas: Tensor) -> Tensor:
 
 
 class NoiseSchedule(nn.Module):
-    """The schedule's buffers (float64 maths, stored float32) and the process's closed forms.
+    """The schedule's buffers (float64 maths, stored as `dtype`: float32 for training and sampling,
+    float64 for likelihoods and references) and the process's closed forms.
 
     `num_train_timesteps` T; betas from `make_betas`, optionally rescaled to zero terminal SNR.
     """
@@ -80,6 +81,7 @@ class NoiseSchedule(nn.Module):
         beta_start: float = 1e-4,
         beta_end: float = 0.02,
         zero_terminal_snr: bool = False,
+        dtype: torch.dtype = torch.float32,
     ):
         super().__init__()
         if num_train_timesteps < 2:
@@ -118,7 +120,7 @@ class NoiseSchedule(nn.Module):
             posterior_variance=posterior_variance,
         )
         for name, value in buffers.items():
-            self.register_buffer(name, value.float())
+            self.register_buffer(name, value.to(dtype))
 
     def __len__(self) -> int:
         return self.num_train_timesteps

@@ -1,0 +1,249 @@
+"""Likelihood of a trained model: the variational bound and the probability-flow ODE.
+
+Both give -log p(x) of held-out points `(N, 2)` in nats per point (model units; `bits_per_dim`
+converts, in the data's units). The network and grids are the run's own, read as the sampler
+reads them; the process they are measured against is always the standard forward process
+q(z_t | x) = N(sqrt(abar_t) x, (1 - abar_t) I).
+
+**The variational bound** (Ho et al. 2020, eq. 5; Nichol & Dhariwal 2021, eq. 4). In code
+timesteps t = 0..T-1 (the paper's 1..T), latents z_0..z_{T-1}, data x:
+
+    -log p(x) <= L_prior + sum_{t=1}^{T-1} L_t + L_decoder
+    L_prior   = KL(q(z_{T-1} | x) || N(0, I))                       where sampling starts
+    L_t       = E_q KL(q(z_{t-1} | z_t, x) || p(z_{t-1} | z_t))     the reverse step as it samples
+    L_decoder = E_q -log p(x | z_0)
+
+p(z_{t-1} | z_t) = N(mu(z_t), s_t^2 I) is the sampler's step: mu the posterior mean at the
+predicted x_0 (clipped if the sampler clips), s_t^2 the posterior variance beta~_t, times g^2 for a
+learned reverse variance; the denoiser sees the noise scale g the adaptation gives at z_t (for the
+original mechanism: g looked up at z_t, as it samples). So the bound is valid for every variant.
+The decoder: the sampler returns the mean of its last step, a point mass no density can be
+measured against; for continuous data gridnoise uses p(x | z_0) = N(mu(z_0), beta_0 I), the
+forward process's first variance (Ho et al.'s sigma_t^2 = beta_t choice at the one step where
+beta~ is 0). Every term is estimated with one z_t ~ q(z_t | x) per point and timestep, so the
+bound is an unbiased Monte Carlo estimate with a per-point spread that gives its standard error.
+
+**The probability-flow ODE** (Song et al. 2021, eq. 13) of a variance-preserving process. The
+discrete network is read in continuous time u in [0, T-1]: log abar(u) is linear between the
+integer timesteps (so the marginals at integer u are exactly the discrete ones, and beta(u) =
+-d log abar / du is constant on each [t, t+1]), and the network is evaluated at the real-valued u
+(its sinusoidal time embedding is defined there and agrees at integers). With eps(z, u),
+
+    dz/du = f(z, u) = -1/2 beta(u) (z - eps(z, u) / sqrt(1 - abar(u)))
+    log p_0(z(0)) = log N(z(T-1); 0, I) + integral_0^{T-1} div f(z(u), u) du
+
+integrated from the held-out point at u = 0 (noise level sqrt(1 - abar_0), 0.01 for the default
+schedule) to T-1, segment by segment with scipy's adaptive Runge-Kutta (`solve_ivp`), and the
+divergence exact: two gradient calls in 2-D, no Hutchinson noise. A noise scale g from a grid is
+looked up at floor(u); since g is piecewise constant in z, the field of a grid-conditioned network
+jumps at cell borders, where the density's jump is not in the divergence: for those models the
+ODE likelihood is approximate. Only models whose reverse step is the standard posterior one have a
+probability-flow ODE (a learned reverse variance changes the sampler, not the ODE).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from gridnoise.adaptation import NoiseAdaptation
+from gridnoise.diffusion import NoiseSchedule
+
+DIMENSIONS = 2
+ODE_TOLERANCE = 1e-5  # rtol = atol of the ODE solver; `ode_nll` also reports the result at half of it
+ODE_METHOD = "RK45"
+
+
+@dataclass
+class Likelihood:
+    """-log p(x) per held-out point (nats, model units) with what it is made of."""
+
+    nll: np.ndarray  # (N,)
+    terms: dict[str, np.ndarray]  # named parts: (N,) or (N, T)
+
+    def mean(self) -> float:
+        return float(self.nll.mean())
+
+    def stderr(self) -> float:
+        return float(self.nll.std(ddof=1) / math.sqrt(len(self.nll))) if len(self.nll) > 1 else float("nan")
+
+
+def bits_per_dim(nats: float, scale: float = 1.0, dims: int = DIMENSIONS) -> float:
+    """nats per point in model units as bits per dimension in the data's units (x_data = scale x_model
+    + shift: the density divides by scale^dims)."""
+    return (nats + dims * math.log(scale)) / (dims * math.log(2))
+
+
+SCHEDULE_KEYS = ("num_train_timesteps", "beta_schedule", "beta_start", "beta_end", "zero_terminal_snr")
+
+
+def float64_schedule(schedule: NoiseSchedule) -> NoiseSchedule:
+    """The same schedule (or a scheduler's) with float64 buffers, recomputed from its config rather
+    than cast from float32."""
+    config: dict[str, Any] = {k: schedule.config[k] for k in SCHEDULE_KEYS}
+    return NoiseSchedule(**config, dtype=torch.float64).to(schedule.betas.device)
+
+
+def gaussian_kl(mean_q: Tensor, var_q: Tensor, mean_p: Tensor, var_p: Tensor) -> Tensor:
+    """KL(N(mean_q, var_q I) || N(mean_p, var_p I)) `(B,)` for means `(B, D)`, variances `(B,)`."""
+    d = mean_q.shape[-1]
+    return 0.5 * (d * (torch.log(var_p / var_q) + var_q / var_p - 1) + ((mean_q - mean_p) ** 2).sum(-1) / var_p)
+
+
+def gaussian_nll(x: Tensor, mean: Tensor, var: Tensor) -> Tensor:
+    """-log N(x; mean, var I) `(B,)` for `(B, D)` points and variances `(B,)`."""
+    d = x.shape[-1]
+    return 0.5 * (d * torch.log(2 * math.pi * var) + ((x - mean) ** 2).sum(-1) / var)
+
+
+def prior_kl(schedule: NoiseSchedule, x: Tensor) -> Tensor:
+    """KL(q(z_{T-1} | x) || N(0, I)) `(B,)`: what starting from pure noise costs where abar_T > 0."""
+    abar = schedule.alphas_cumprod[-1]
+    mean = abar.sqrt() * x
+    return gaussian_kl(mean, (1 - abar).expand(len(x)), torch.zeros_like(x), torch.ones(len(x), dtype=x.dtype,
+                                                                                         device=x.device))
+
+
+def _noise_prediction(model: nn.Module, adaptation: NoiseAdaptation, z: Tensor, timesteps: Tensor) -> Tensor:
+    """The network's eps `(B, 2)` (float64) at z_t `(B, 2)` and integer `timesteps` `(B,)`, seeing
+    the noise scale g its adaptation gives there while sampling."""
+    from gridnoise.sampling import predict_noise
+
+    z = z.to(input_dtype(model))
+    return predict_noise(model, z, timesteps, adaptation.sampling_noise_scale(z, timesteps)).double()
+
+
+def input_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype a network takes: its parameters' (float32 for gridnoise's), float64 for a
+    parameter-free reference such as a closed-form noise predictor."""
+    return next((p.dtype for p in model.parameters()), torch.float64)
+
+
+@torch.no_grad()
+def variational_bound(model: nn.Module, adaptation: NoiseAdaptation, schedule: NoiseSchedule, x: Tensor,
+                      generator: torch.Generator, clip_sample: float = 0.0) -> Likelihood:
+    """The variational bound on -log p(x) of held-out points `x` `(N, 2)` (model units), in nats.
+
+    terms: "prior" `(N,)`; "steps" `(N, T)`, column 0 the decoder term and column t >= 1 the
+    KL term L_t; "decoder" `(N,)` (= steps[:, 0]).
+    """
+    s = float64_schedule(schedule)
+    x = x.to(s.betas.device, torch.float64)
+    n, T = len(x), len(s)
+    steps = torch.empty((n, T), dtype=torch.float64, device=x.device)
+    for t in range(T):
+        timesteps = torch.full((n,), t, dtype=torch.long, device=x.device)
+        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=torch.float64)
+        z = s.add_noise(x, noise, timesteps)
+        eps = _noise_prediction(model, adaptation, z, timesteps)
+        x0 = s.predict_start_from_noise(z, timesteps, eps)
+        if clip_sample > 0:
+            x0 = x0.clamp(-clip_sample, clip_sample)
+        mean_p = s.q_posterior_mean(x0, z, timesteps)
+        scale = adaptation.reverse_std_scale(z.float(), timesteps)
+        if t == 0:  # the decoder, N(mu(z_0), beta_0 I)
+            steps[:, 0] = gaussian_nll(x, mean_p, s.betas[0].expand(n))
+            continue
+        var_q = s.posterior_variance[timesteps]
+        var_p = var_q if scale is None else var_q * scale.double() ** 2
+        steps[:, t] = gaussian_kl(s.q_posterior_mean(x, z, timesteps), var_q, mean_p, var_p)
+    prior = prior_kl(s, x)
+    terms = {"prior": prior, "steps": steps, "decoder": steps[:, 0]}
+    return Likelihood((prior + steps.sum(1)).cpu().numpy(), {k: v.cpu().numpy() for k, v in terms.items()})
+
+
+# -- the probability-flow ODE ---------------------------------------------------------------------
+
+def continuous_alphas_cumprod(schedule: NoiseSchedule, u: Tensor, segment: int | None = None) -> tuple[Tensor, Tensor]:
+    """(abar(u), beta(u)) at real times `u` in [0, T-1]: log abar linear between integer timesteps,
+    beta(u) = -d log abar / du, constant on each segment [t, t+1]. `segment` t says which segment's
+    line and constant to use (an ODE step on [t, t+1] evaluates at t+1 too); by default the one
+    starting at floor(u) (the last one at T-1)."""
+    log_abar = schedule.alphas_cumprod.double().log()
+    T = len(log_abar)
+    u = u.double().clamp(0, T - 1)
+    lower = u.floor().long().clamp(max=T - 2) if segment is None else torch.full_like(u, segment, dtype=torch.long)
+    frac = u - lower
+    slope = log_abar[lower + 1] - log_abar[lower]
+    return (log_abar[lower] + frac * slope).exp(), -slope
+
+
+# (z (B, 2), u (B,) real time, step (B,) the integer timestep of u's segment) -> eps (B, 2)
+NoiseModel = Callable[[Tensor, Tensor, Tensor], Tensor]
+
+
+def network_noise_model(model: nn.Module, adaptation: NoiseAdaptation) -> NoiseModel:
+    """The run's network as a continuous-time noise predictor eps(z, u): the network at real u, and
+    a grid's g at the segment's timestep (g is defined at integer timesteps only)."""
+    dtype = input_dtype(model)
+
+    def eps(z: Tensor, u: Tensor, step: Tensor) -> Tensor:
+        from gridnoise.sampling import predict_noise
+
+        z = z.to(dtype)
+        return predict_noise(model, z, u.to(dtype), adaptation.sampling_noise_scale(z, step)).double()
+    return eps
+
+
+def ode_field(noise_model: NoiseModel, schedule: NoiseSchedule, z: Tensor, u: float,
+              segment: int) -> tuple[Tensor, Tensor]:
+    """(f(z, u) `(B, 2)`, div f `(B,)`) of the probability-flow ODE on segment [t, t+1] (t = `segment`),
+    the divergence exact by autograd."""
+    times = torch.full((len(z),), u, dtype=torch.float64, device=z.device)
+    abar, beta = continuous_alphas_cumprod(schedule, times, segment)
+    steps = torch.full((len(z),), segment, dtype=torch.long, device=z.device)
+    with torch.enable_grad():
+        z = z.detach().requires_grad_(True)
+        eps = noise_model(z, times, steps)
+        # each row depends on its own point only, so the gradient of a column's sum is that column's
+        # derivative at every point: two calls give the exact divergence in 2-D
+        div_eps = torch.zeros(len(z), dtype=eps.dtype, device=z.device)
+        for i in range(z.shape[1]):
+            div_eps = div_eps + torch.autograd.grad(eps[:, i].sum(), z, retain_graph=i + 1 < z.shape[1])[0][:, i]
+    sigma = (1 - abar).sqrt()
+    f = -0.5 * beta[:, None] * (z.detach() - eps.detach() / sigma[:, None])
+    div = -0.5 * beta * (z.shape[1] - div_eps.detach() / sigma)
+    return f, div
+
+
+def ode_log_likelihood(noise_model: NoiseModel, schedule: NoiseSchedule, x: Tensor, tolerance: float = ODE_TOLERANCE,
+                       prior: Callable[[Tensor], Tensor] | None = None) -> Likelihood:
+    """-log p_0(x) `(N,)` (nats) of the probability-flow ODE at held-out points `x` `(N, 2)`.
+
+    `prior(z)` `(N,)` is the log-density at u = T-1 (default N(0, I), where sampling starts).
+    terms: "prior" (-log prior at the end point), "divergence" (minus the divergence integral),
+    "end" `(N, 2)` the end points z(T-1), "evaluations" the field evaluations used.
+    """
+    from scipy.integrate import solve_ivp
+
+    s = float64_schedule(schedule)
+    z = x.to(s.betas.device, torch.float64)
+    n, T = len(z), len(s)
+    integral = torch.zeros(n, dtype=torch.float64)
+    evaluations = 0
+
+    def rhs(u: float, state: np.ndarray, segment: int) -> np.ndarray:
+        nonlocal evaluations
+        evaluations += 1
+        f, div = ode_field(noise_model, s, torch.from_numpy(state[:2 * n].reshape(n, 2)).to(z.device), u, segment)
+        return np.concatenate([f.cpu().numpy().ravel(), div.cpu().numpy()])
+
+    state = np.concatenate([z.cpu().numpy().ravel(), integral.numpy()])
+    for t in range(T - 1):  # beta is constant on each [t, t+1]: no jump inside a solver step
+        solution = solve_ivp(rhs, (t, t + 1), state, method=ODE_METHOD, rtol=tolerance, atol=tolerance, args=(t,))
+        if not solution.success:
+            raise RuntimeError(f"the ODE solver failed on [{t}, {t + 1}]: {solution.message}")
+        state = solution.y[:, -1]
+    end = torch.from_numpy(state[:2 * n].reshape(n, 2))
+    divergence = state[2 * n:]
+    log_prior = (prior(end) if prior is not None else
+                 -0.5 * (end**2).sum(1) - math.log(2 * math.pi) * end.shape[1] / 2).numpy()
+    nll = -(log_prior + divergence)
+    return Likelihood(nll, {"prior": -log_prior, "divergence": -divergence, "end": end.numpy(),
+                            "evaluations": np.array(evaluations)})

@@ -1,0 +1,150 @@
+"""The variational bound and the probability-flow ODE likelihood, proved on Gaussian data, where the
+optimal noise predictor, the data's density and the reverse chain's marginal are closed forms
+(float64 throughout)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import Tensor, nn
+
+from gridnoise.adaptation import NoiseAdaptation
+from gridnoise.diffusion import NoiseSchedule
+from gridnoise.likelihood import (
+    bits_per_dim,
+    continuous_alphas_cumprod,
+    gaussian_kl,
+    network_noise_model,
+    ode_log_likelihood,
+    variational_bound,
+)
+
+MEAN = torch.tensor([0.5, -1.0], dtype=torch.float64)
+COV = torch.tensor([[1.5, 0.6], [0.6, 0.8]], dtype=torch.float64)
+T = 20
+
+
+class GaussianOptimal(nn.Module):
+    """The optimal noise predictor for data N(MEAN, COV): at abar, z ~ N(sqrt(abar) m, S_abar) with
+    S_abar = abar COV + (1 - abar) I, and E[eps | z] = sqrt(1 - abar) S_abar^-1 (z - sqrt(abar) m).
+    Integer timesteps read the discrete abar_t, real ones the ODE's continuous abar(u)."""
+
+    def __init__(self, schedule: NoiseSchedule):
+        super().__init__()
+        self.schedule = schedule
+
+    def forward(self, z: Tensor, timesteps: Tensor, noise_scale: Tensor | None = None) -> Tensor:
+        if timesteps.is_floating_point():
+            abar = continuous_alphas_cumprod(self.schedule, timesteps)[0]
+        else:
+            abar = self.schedule.alphas_cumprod[timesteps]
+        cov = abar[:, None, None] * COV + (1 - abar)[:, None, None] * torch.eye(2, dtype=torch.float64)
+        centred = z.double() - abar.sqrt()[:, None] * MEAN
+        return (1 - abar).sqrt()[:, None] * torch.linalg.solve(cov, centred.unsqueeze(-1)).squeeze(-1)
+
+
+def gaussian_log_density(x: Tensor, mean: Tensor, cov: Tensor) -> Tensor:
+    return torch.distributions.MultivariateNormal(mean, covariance_matrix=cov).log_prob(x)
+
+
+def marginal(abar: float) -> tuple[Tensor, Tensor]:
+    return math.sqrt(abar) * MEAN, abar * COV + (1 - abar) * torch.eye(2, dtype=torch.float64)
+
+
+@pytest.fixture(scope="module")
+def schedule():
+    return NoiseSchedule(T, dtype=torch.float64)
+
+
+@pytest.fixture(scope="module")
+def data():
+    generator = torch.Generator().manual_seed(0)
+    return MEAN + torch.randn((400, 2), generator=generator, dtype=torch.float64) @ torch.linalg.cholesky(COV).T
+
+
+def reverse_chain_marginal(schedule: NoiseSchedule) -> tuple[Tensor, Tensor]:
+    """The exact marginal N(mu, P) of x under the DDPM sampler with the optimal predictor: each step
+    is linear-Gaussian, z_{t-1} = M_t z_t + v_t + sqrt(beta~_t) xi, and the decoder adds N(0, beta_0 I)."""
+    eye = torch.eye(2, dtype=torch.float64)
+    mu, cov = torch.zeros(2, dtype=torch.float64), eye.clone()
+    for t in range(T - 1, -1, -1):
+        a = float(schedule.alphas_cumprod[t])
+        inverse = torch.linalg.inv(a * COV + (1 - a) * eye)
+        # x0_hat = (z - sqrt(1 - a) eps) / sqrt(a), eps = sqrt(1 - a) S^-1 (z - sqrt(a) m)
+        A = (eye - (1 - a) * inverse) / math.sqrt(a)
+        b = (1 - a) * inverse @ MEAN
+        c1, c2 = float(schedule.posterior_mean_coef1[t]), float(schedule.posterior_mean_coef2[t])
+        M, v = c1 * A + c2 * eye, c1 * b
+        var = float(schedule.betas[0]) if t == 0 else float(schedule.posterior_variance[t])
+        mu, cov = M @ mu + v, M @ cov @ M.T + var * eye
+    return mu, cov
+
+
+def test_gaussian_kl_against_torch():
+    q = torch.distributions.Normal(torch.tensor([[0.3, -1.0]]), 0.5)
+    p = torch.distributions.Normal(torch.tensor([[1.0, 0.2]]), 0.9)
+    expected = torch.distributions.kl_divergence(q, p).sum(-1)
+    assert torch.allclose(gaussian_kl(q.mean, torch.tensor([0.25]), p.mean, torch.tensor([0.81])), expected)
+
+
+def test_continuous_schedule_meets_the_discrete_one(schedule):
+    u = torch.arange(T, dtype=torch.float64)
+    abar, beta = continuous_alphas_cumprod(schedule, u)
+    assert torch.allclose(abar, schedule.alphas_cumprod, rtol=1e-14)
+    mid = continuous_alphas_cumprod(schedule, torch.tensor([3.5], dtype=torch.float64))[0]
+    assert float(mid) == pytest.approx(math.sqrt(schedule.alphas_cumprod[3] * schedule.alphas_cumprod[4]), rel=1e-12)
+    assert torch.allclose(beta[:-1], -torch.log(schedule.alphas[1:]), rtol=1e-12)  # constant on [t, t+1]
+    assert float(beta[-1]) == pytest.approx(-math.log(schedule.alphas[-1]), rel=1e-12)  # T-1 ends the last one
+    at_end, beta_end = continuous_alphas_cumprod(schedule, torch.tensor([4.0], dtype=torch.float64), segment=3)
+    assert float(at_end) == pytest.approx(float(schedule.alphas_cumprod[4]), rel=1e-14)  # segment [3, 4] at 4
+    assert float(beta_end) == pytest.approx(-math.log(schedule.alphas[4]), rel=1e-12)
+
+
+def test_the_ode_likelihood_of_the_optimal_predictor_is_the_gaussian_density(schedule, data):
+    """With the exact score and the true marginal at T-1 as prior, the flow is exact: -log p_0(x) is
+    -log N(x; sqrt(abar_0) m, abar_0 S + (1 - abar_0) I) at every point."""
+    x = data[:100]
+    model = GaussianOptimal(schedule)
+    eps = network_noise_model(model, NoiseAdaptation())
+    mean_T, cov_T = marginal(float(schedule.alphas_cumprod[-1]))
+    exact = ode_log_likelihood(eps, schedule, x, tolerance=1e-8,
+                               prior=lambda z: gaussian_log_density(z.double(), mean_T, cov_T))
+    expected = -gaussian_log_density(x, *marginal(float(schedule.alphas_cumprod[0])))
+    assert np.allclose(exact.nll, expected.numpy(), atol=1e-5)
+
+    # with the sampler's prior N(0, I) the difference is exactly the prior mismatch at the end point
+    default = ode_log_likelihood(eps, schedule, x, tolerance=1e-8)
+    end = torch.from_numpy(default.terms["end"])
+    mismatch = gaussian_log_density(end, mean_T, cov_T) - gaussian_log_density(end, torch.zeros(2, dtype=torch.float64),
+                                                                              torch.eye(2, dtype=torch.float64))
+    assert np.allclose(default.nll - exact.nll, mismatch.numpy(), atol=1e-5)
+    assert np.allclose(default.terms["end"], exact.terms["end"], atol=1e-6)  # the same flow
+
+
+def test_the_bound_of_the_optimal_predictor_is_above_the_exact_likelihoods(schedule, data):
+    model = GaussianOptimal(schedule)
+    bound = variational_bound(model, NoiseAdaptation(), schedule, data, torch.Generator().manual_seed(1))
+    assert bound.terms["steps"].shape == (len(data), T) and np.isfinite(bound.nll).all()
+    assert np.allclose(bound.nll, bound.terms["prior"] + bound.terms["steps"].sum(1))
+    # the prior term is the closed-form KL(N(sqrt(abar) x, 1 - abar) || N(0, 1)), summed over 2 dimensions
+    abar = float(schedule.alphas_cumprod[-1])
+    prior = 0.5 * (abar * (data**2).sum(1) + 2 * (1 - abar) - 2 - 2 * math.log(1 - abar))
+    assert np.allclose(bound.terms["prior"], prior.numpy(), rtol=1e-12)
+    # the sampler's marginal is Gaussian here: the bound is above its -log p(x) (by the posterior gap),
+    # and that is above the data's own -log density on average (Gibbs' inequality)
+    mu, cov = reverse_chain_marginal(schedule)
+    sampler_nll = -gaussian_log_density(data, mu, cov).numpy()
+    gap = bound.nll - sampler_nll
+    assert gap.mean() > 3 * gap.std(ddof=1) / math.sqrt(len(gap))  # significantly above, on average
+    data_nll = -gaussian_log_density(data, MEAN, COV).numpy()
+    assert sampler_nll.mean() > data_nll.mean()
+    ode = ode_log_likelihood(network_noise_model(model, NoiseAdaptation()), schedule, data[:100], tolerance=1e-7)
+    assert bound.nll[:100].mean() > ode.nll.mean()
+
+
+def test_bits_per_dim_converts_units():
+    assert bits_per_dim(2 * math.log(2)) == pytest.approx(1.0)
+    assert bits_per_dim(0.0, scale=2.0) == pytest.approx(1.0)  # data twice as spread: one more bit per dim
