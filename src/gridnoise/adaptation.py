@@ -171,6 +171,8 @@ class OriginalGridAdaptation(GridAdaptation):
 
     conditions_model = True
     same_lookup = False  # g at x_0 in training, at x_t in sampling
+    # "cell": the sampler its training implies, the clean point's cell as a latent (gridnoise.cell_sampler)
+    supported_samplers = ("ddpm", "ddim", "cell")
 
     def training_inputs(self, scheduler, x_start, noise, timesteps):
         g = self.noise_scale(x_start, timesteps)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from gridnoise import rundir
-from gridnoise.config import RunConfig, SamplerConfig, adaptation_for, from_dict, to_dict
+from gridnoise.config import SAMPLERS, RunConfig, SamplerConfig, adaptation_for, from_dict, to_dict
 from gridnoise.errors import ConfigError
 
 
@@ -141,8 +141,8 @@ class Run:
         """Draw `(n, 2)` points in the data's units with any sampler (`seed` None: the run's own)."""
         from gridnoise.sampling import sample_run
 
-        if sampler not in ("ddpm", "ddim"):
-            raise ConfigError(f"unknown sampler '{sampler}': use ddpm or ddim")
+        if sampler not in SAMPLERS:
+            raise ConfigError(f"unknown sampler '{sampler}': use {', '.join(SAMPLERS)}")
         return sample_run(self.path, n, seed, device,
                           SamplerConfig(sampler, steps, eta, clip_sample))  # type: ignore[arg-type]
 

@@ -33,9 +33,11 @@ class DiffusionConfig:
 
 @dataclass
 class SamplerConfig:
-    """A reverse-process sampler: DDPM's ancestral steps, or DDIM over `steps` timesteps."""
+    """A reverse-process sampler: DDPM's ancestral steps, DDIM over `steps` timesteps, or "cell", the
+    original mechanism's consistent sampler (its clean point's cell as a latent variable; see
+    `gridnoise.cell_sampler`)."""
 
-    sampler: Literal["ddpm", "ddim"] = "ddpm"
+    sampler: Literal["ddpm", "ddim", "cell"] = "ddpm"
     steps: int = 0  # DDIM timesteps (0: all T); DDPM always takes all T
     eta: float = 0.0  # DDIM noise: 0 deterministic, 1 the DDPM posterior variance
     # Clip each step's predicted x_0 to [-c, c] (0: off), as diffusers' clip_sample_range. Needed
@@ -243,13 +245,19 @@ def _check_finite(cfg: Any, where: str = "") -> None:
                 raise ConfigError(f"{name} = {v} is not a finite number: give a finite value")
 
 
+SAMPLERS = ("ddpm", "ddim", "cell")
+
+
 def check_sampler(sampler: SamplerConfig, num_timesteps: int, kind: str, where: str = "sampler") -> None:
     """Raise ConfigError (SamplerError where the adaptation is the reason) for a sampler the run cannot use."""
     from gridnoise.adaptation import check_supported
     from gridnoise.plugins import adaptation_class
 
-    if sampler.sampler not in ("ddpm", "ddim"):
-        raise ConfigError(f"{where}: unknown sampler '{sampler.sampler}': use ddpm or ddim")
+    if sampler.sampler not in SAMPLERS:
+        raise ConfigError(f"{where}: unknown sampler '{sampler.sampler}': use {', '.join(SAMPLERS)}")
+    if sampler.sampler == "cell" and sampler.steps not in (0, num_timesteps):
+        raise ConfigError(f"{where}: the cell sampler takes all T = {num_timesteps} steps "
+                          f"(got steps = {sampler.steps}): leave steps at 0")
     if not 0 <= sampler.steps <= num_timesteps:
         raise ConfigError(f"{where}: sample steps must be between 1 and T = {num_timesteps} (got {sampler.steps})")
     if not 0 <= sampler.eta <= 1:

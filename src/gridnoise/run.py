@@ -26,7 +26,7 @@ from gridnoise.metrics import SAMPLE_METRICS, KLEstimator, grid_variance, sample
 from gridnoise.precision import with_precision
 from gridnoise.provenance import provenance
 from gridnoise.rundir import CHECKPOINT_FILE, CONFIG_FILE, RUN_ENTRIES, read_config, read_metrics
-from gridnoise.sampling import sample
+from gridnoise.sampling import draw, sample
 from gridnoise.schedulers import make_scheduler
 from gridnoise.seeding import generator
 from gridnoise.tracking import RunLog
@@ -203,8 +203,8 @@ def evaluate_trainer(trainer: Trainer, out: Path, kl: KLEstimator, data: np.ndar
     for name, sampler in cfg.eval.extra_samplers.items():
         scheduler = make_scheduler(cfg.diffusion, sampler).to(trainer.device)
         start = time.perf_counter()
-        other = to_data_units(trainer, sample(model, adaptation, scheduler, cfg.eval.num_samples,
-                                              generator(cfg.seed, "sample", trainer.device)))
+        other = to_data_units(trainer, draw(model, adaptation, scheduler, sampler.sampler, cfg.eval.num_samples,
+                                            cfg.seed, trainer.data))
         metrics[f"{name}_inference_time"] = time.perf_counter() - start
         ok = bool(np.isfinite(other).all())
         metrics[f"{name}_kl_divergence"] = kl(other) if ok else float("nan")

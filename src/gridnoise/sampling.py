@@ -73,6 +73,25 @@ def sample(
     return x
 
 
+def draw(model: nn.Module, adaptation: NoiseAdaptation, scheduler: DDPMScheduler | DDIMScheduler, sampler: str,
+         num_samples: int, seed: int, training_points: Tensor | None = None, callback=None) -> Tensor:
+    """`(num_samples, 2)` points with any sampler: the scheduler's loop (`sample`, stream "sample"), or
+    for "cell" the original mechanism's consistent sampler (`gridnoise.cell_sampler`), its cells drawn
+    from the frequencies of `training_points` `(N, 2)` (model units; stream "cells")."""
+    device = scheduler.betas.device
+    if sampler != "cell":
+        return sample(model, adaptation, scheduler, num_samples, generator(seed, "sample", device), callback)
+    from gridnoise.adaptation import GridAdaptation
+    from gridnoise.cell_sampler import cell_prior, sample_cells
+
+    check_supported(adaptation, "cell")
+    assert isinstance(adaptation, GridAdaptation) and training_points is not None
+    prior = cell_prior(adaptation, training_points.to(device))
+    return sample_cells(model, prior, scheduler, num_samples, generator(seed, "sample", device),
+                        cell_generator=generator(seed, "cells", device), clip_sample=scheduler.clip_sample,
+                        callback=callback)
+
+
 def sample_run(run_dir: str | Path, num_samples: int, seed: int | None = None, device: str = "auto",
                sampler: SamplerConfig | None = None, callback=None) -> np.ndarray:
     """Draw `(num_samples, 2)` samples from a saved run's EMA network and grids with `seed`'s
@@ -90,5 +109,11 @@ def sample_run(run_dir: str | Path, num_samples: int, seed: int | None = None, d
     _, model, adaptation = sampling_components(state, dev)
     scheduler = make_scheduler(cfg.diffusion, sampler).to(dev)
     seed = cfg.seed if seed is None else seed
-    drawn = sample(model, adaptation, scheduler, num_samples, generator(seed, "sample", dev), callback).cpu().numpy()
+    points = None
+    if sampler.sampler == "cell":  # its cells come from the training data
+        from gridnoise.data import run_points
+        from gridnoise.datafile import to_model
+
+        points = torch.as_tensor(to_model(run_points(cfg), cfg.data.shift, cfg.data.scale))
+    drawn = draw(model, adaptation, scheduler, sampler.sampler, num_samples, seed, points, callback).cpu().numpy()
     return to_data(drawn, cfg.data.shift, cfg.data.scale)  # in the data's own units

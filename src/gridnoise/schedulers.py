@@ -200,8 +200,10 @@ SCHEDULERS: dict[str, type[DDPMScheduler] | type[DDIMScheduler]] = {"ddpm": DDPM
 
 
 def make_scheduler(diffusion: DiffusionConfig, sampler: SamplerConfig | None = None) -> DDPMScheduler | DDIMScheduler:
-    """The scheduler a `SamplerConfig` names (DDPM by default), built from the run's `DiffusionConfig`."""
+    """The scheduler a `SamplerConfig` names (DDPM by default), built from the run's `DiffusionConfig`;
+    the cell sampler (`gridnoise.cell_sampler`) takes its own steps on DDPM's schedule."""
     name = sampler.sampler if sampler is not None else "ddpm"
+    name = "ddpm" if name == "cell" else name
     if name not in SCHEDULERS:
         raise ValueError(f"unknown sampler '{name}': use one of {', '.join(SCHEDULERS)}")
     return SCHEDULERS[name].from_config(diffusion, sampler)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from gridnoise.adaptation import NoiseAdaptation
+from gridnoise.adaptation import NoiseAdaptation, OriginalGridAdaptation
 from gridnoise.config import AdaptationConfig, DiffusionConfig, SamplerConfig
 from gridnoise.diffusion import NoiseSchedule
 from gridnoise.errors import SamplerError
@@ -77,8 +77,9 @@ def check_adaptation(cls: type[NoiseAdaptation], config: AdaptationConfig | None
         return cls.from_config(config, T)
 
     supported = tuple(cls.supported_samplers)
-    check(bool(supported) and set(supported) <= set(SCHEDULERS),
-          f"supported_samplers must be a non-empty subset of {sorted(SCHEDULERS)} (got {supported})")
+    known = set(SCHEDULERS) | ({"cell"} if issubclass(cls, OriginalGridAdaptation) else set())
+    check(bool(supported) and set(supported) <= known,
+          f"supported_samplers must be a non-empty subset of {sorted(known)} (got {supported})")
     schedule = NoiseSchedule(T)
     gen = torch.Generator().manual_seed(1)
     x0, eps = torch.randn(BATCH, 2, generator=gen) * 2, torch.randn(BATCH, 2, generator=gen)
