@@ -281,7 +281,7 @@ def test_version_choices_and_defaults_in_every_help():
             assert "{" + ",".join(choices) + "}" in text  # the choices are listed
     assert "(default: 0.0003)" in text and "(default: 10000)" in text and "(default: moons)" in text
     sample = " ".join(gridnoise("sample", "--help").stdout.split())
-    assert "(default: 10000)" in sample and "{ddpm,ddim}" in sample and "the run's own" in sample
+    assert "(default: 10000)" in sample and "{ddpm,ddim,cell}" in sample and "the run's own" in sample
     assert "(default: 3)" in " ".join(gridnoise("bench", "--help").stdout.split())
 
 

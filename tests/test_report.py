@@ -122,8 +122,8 @@ def test_figures_are_written_as_png(study):
 def test_forest_plots_open_the_report(study):
     _, _, text = study
     headings = [ln for ln in text.splitlines() if ln.startswith("## ")]
-    assert headings[:2] == ["## Differences from the baseline", "## Headline"]
-    forest = section(text, "## Differences from the baseline")
+    assert headings[:2] == ["## Differences from the baseline at a glance", "## Headline"]
+    forest = section(text, "## Differences from the baseline at a glance")
     assert "![forest_kl_divergence](forest_kl_divergence.png)" in forest and "forest_w2.png" in forest
     assert "forest_" not in section(text, "## Figures")  # shown once, first
 

@@ -139,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     anim.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     anim.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     for p in (smp, anim):
-        p.add_argument("--sampler", choices=("ddpm", "ddim"), default="ddpm", help="reverse-process sampler")
+        p.add_argument("--sampler", choices=("ddpm", "ddim", "cell"), default="ddpm",
+                       help="reverse-process sampler (cell: the original grid mechanism's consistent sampler)")
         p.add_argument("--sample-steps", type=int, default=0, help="DDIM steps (default: all T)")
         p.add_argument("--eta", type=float, default=0.0, help="DDIM noise in [0, 1] (0: deterministic)")
         p.add_argument("--clip-sample", type=float, default=0.0, metavar="C",
@@ -169,6 +170,18 @@ def build_parser() -> argparse.ArgumentParser:
         study.add_argument("--mlflow-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
                                                 "sqlite:///OUT/mlflow.db)")
         study.add_argument("--no-progress", action="store_true")
+
+    evaluate = sub.add_parser("evaluate", help="add metrics (likelihoods) to a finished run or study from its "
+                                               "checkpoints; training results and task hashes stay as they are")
+    evaluate.add_argument("path", type=Path, metavar="RUN_OR_STUDY_DIR")
+    evaluate.add_argument("--metrics", type=_str_list, required=True,
+                          help="comma-separated: nll_elbo (variational bound), nll_ode (probability-flow ODE), "
+                               "kl_exact (KL from the data's exact density)")
+    evaluate.add_argument("--ode-points", type=int, default=1000, help="held-out points for the ODE likelihood")
+    evaluate.add_argument("--tolerance", type=float, help="ODE solver rtol = atol (default 1e-5; also run at half)")
+    evaluate.add_argument("--workers", type=int, help="local worker processes for a study (default: one per core)")
+    evaluate.add_argument("--scheduler", help="address of an existing Dask scheduler")
+    evaluate.add_argument("--datasaurus", type=Path, help="path of DatasaurusDozen.tsv (offline dino)")
 
     plot = sub.add_parser("plot", help="redraw the figures of a run directory (samples.png, loss.png, grids.png, "
                                        "heatmaps) or of a study directory, from saved files; never trains")
@@ -428,6 +441,31 @@ def build_study_outputs(study_dir: Path, dest: Path | None = None, report: bool 
     return written
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from gridnoise import rundir
+    from gridnoise.errors import ConfigError
+    from gridnoise.evaluation import check_metrics, evaluate_run, evaluate_study
+
+    if args.datasaurus is not None:
+        os.environ["GRIDNOISE_DATASAURUS"] = str(args.datasaurus.resolve())
+    metrics = check_metrics(args.metrics)
+    if args.ode_points < 2 or (args.tolerance is not None and not 0 < args.tolerance < 1):
+        raise ConfigError("--ode-points must be >= 2 and --tolerance in (0, 1)")
+    if (args.path / rundir.CONFIG_FILE).is_file():  # one run directory
+        result = evaluate_run(args.path, metrics, ode_points=args.ode_points, tolerance=args.tolerance)
+        for key in sorted(result):
+            print(f"  {key:28s} {result[key]}")
+        return 0
+    outcome = evaluate_study(args.path, metrics, workers=args.workers, scheduler=args.scheduler,
+                             ode_points=args.ode_points, tolerance=args.tolerance)
+    for key, error in outcome.failed.items():
+        print(f"gridnoise: task {key} failed: {error}", file=sys.stderr)
+    report = build_study_outputs(args.path) if outcome.done else "no report (no task evaluated)"
+    print(f"{', '.join(metrics)}: {len(outcome.done)} tasks done ({len(outcome.skipped)} had them), "
+          f"{len(outcome.failed)} failed -> {report}")
+    return 1 if outcome.failed else 0
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from gridnoise import rundir
 
@@ -506,7 +544,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 BENCH_MIN_POINTS = 256  # one full batch
 
 COMMANDS = {"train": cmd_train, "sample": cmd_sample, "run": cmd_study, "reproduce": cmd_study,
-            "plot": cmd_plot, "report": cmd_report, "bench": cmd_bench,
+            "plot": cmd_plot, "report": cmd_report, "bench": cmd_bench, "evaluate": cmd_evaluate,
             "animate": cmd_animate, "compare": cmd_compare, "datasets": cmd_datasets, "config": cmd_config}
 
 

@@ -48,7 +48,8 @@ if TYPE_CHECKING:
     from gridnoise.results import StudyResults
 
 HTML_FILE = "report.html"
-FOREST_METRICS = ("kl_divergence", "w2", "sliced_w2", "mmd", "precision", "recall")  # those a study recorded
+FOREST_METRICS = ("kl_divergence", "w2", "sliced_w2", "mmd", "precision", "recall", "nll_elbo", "nll_ode",
+                  "kl_exact")  # those a study recorded
 PLOT_POINTS = 1000  # data points and samples drawn per panel (a seeded subsample)
 GRID_DIGITS = 5  # significant digits of grid values in the page
 POINT_DIGITS = 3  # significant digits of point coordinates, relative to the largest coordinate

@@ -14,21 +14,34 @@ from __future__ import annotations
 
 import math
 import tomllib
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from gridnoise.report_likelihood import knn_vs_exact_section, likelihood_section
+from gridnoise.sections import (  # noqa: F401  (the blocks and helpers are part of this module's names)
+    ALPHA,
+    DIGITS,
+    PERCENT_DIGITS,
+    Block,
+    Figure,
+    Report,
+    Section,
+    Table,
+    fmt,
+    fmt_ci,
+    fmt_percent,
+    paired_tests,
+    verdict,
+)
 from gridnoise.stats import (
     CONVERGENCE_TOL,
     SMOOTHING_WINDOW,
     PairedResult,
     confidence_interval,
     convergence_step,
-    holm,
     paired_comparison,
 )
 
@@ -36,40 +49,10 @@ if TYPE_CHECKING:
     from gridnoise.results import StudyResults
 
 
-@dataclass
-class Table:
-    header: list[str]
-    rows: list[list[str]]  # formatted cells, one list per row
-    title: str = ""  # a sub-heading above the table
-
-
-@dataclass
-class Figure:
-    path: Path  # a PNG file
-    caption: str
-
-
-Block = str | Table | Figure
-
-
-@dataclass
-class Section:
-    title: str | None  # None: no heading
-    blocks: list[Block] = field(default_factory=list)
-
-
-@dataclass
-class Report:
-    title: str
-    sections: list[Section]
-
-ALPHA = 0.05  # family-wise significance level after Holm's correction
-DIGITS = 3  # decimals of metric values in the tables
-PERCENT_DIGITS = 1  # decimals of relative changes
 # Metrics compared with the baseline (those a study recorded); lower is better except where noted.
 COMPARED = ("kl_divergence", "w2", "sliced_w2", "mmd", "precision", "recall", "eval_loss", "training_time",
             "inference_time")
-LOWER_IS_BETTER = frozenset(COMPARED) - {"precision", "recall"}
+LOWER_IS_BETTER = frozenset(COMPARED) - {"precision", "recall"} | {"nll_elbo", "nll_ode", "kl_exact", "kl_bound"}
 TEST_SENTENCE = (
     "Each run is compared with the baseline on the seeds both have: mean difference (run - baseline), its 95% "
     "t-interval, and a two-sided paired t-test, with Holm's correction over all (run, data set) pairs of that metric."
@@ -80,6 +63,8 @@ METRIC_TITLES = {
     "eval_loss": "Eval loss", "training_time": "Training time (s)",
     "inference_time": "Inference time (s)", "grid_variance": "Grid variance",
     "coarse_grid_variance": "Coarse grid variance", "fine_grid_variance": "Fine grid variance",
+    "nll_elbo": "Variational bound on -log p (bits/dim)", "nll_ode": "ODE likelihood -log p (bits/dim)",
+    "kl_exact": "Exact KL (bits)", "kl_bound": "KL upper bound from the variational bound (bits)",
 }
 
 
@@ -99,38 +84,9 @@ EVAL_LOSS_NOTE = (
 )
 
 
-def fmt(x: float | None, digits: int = DIGITS) -> str:
-    """A number with `digits` decimals; scientific when tiny or huge, "-" when missing."""
-    if x is None or math.isnan(x):
-        return "-"
-    if x != 0 and digits > 0 and (abs(x) < 10 ** -digits or abs(x) >= 10**5):
-        return f"{x:.2e}"
-    return f"{x:.{digits}f}"
-
-
-def fmt_percent(fraction: float) -> str:
-    """A relative change as a signed percentage, "-" when undefined."""
-    return "-" if math.isnan(fraction) else f"{100 * fraction:+.{PERCENT_DIGITS}f}%"
-
-
-def fmt_ci(values: Sequence[float], digits: int = DIGITS) -> str:
-    """`mean [lo, hi]` (95% t-interval); just the mean with a single value."""
-    mean, lo, hi = confidence_interval(values)
-    return fmt(mean, digits) if math.isnan(lo) else f"{fmt(mean, digits)} [{fmt(lo, digits)}, {fmt(hi, digits)}]"
-
-
 def _run_name(run: dict) -> str:
     """How a run is named in table rows: its name and label."""
     return f"{run['name']} {run['label']}"
-
-
-def paired_tests(pairs: dict) -> dict:
-    """key -> (PairedResult, Holm-adjusted p) for each key's ({seed: reference}, {seed: other}) pair
-    that has values on both sides; Holm runs over all of them together."""
-    tests = {key: paired_comparison(reference, other) for key, (reference, other) in pairs.items()
-             if reference and other}
-    adjusted = holm([t.p_value for t in tests.values()])
-    return {key: (test, p) for (key, test), p in zip(tests.items(), adjusted)}
 
 
 def comparisons(results: StudyResults, metric: str) -> dict[tuple[str, str], tuple[PairedResult, float]]:
@@ -139,20 +95,6 @@ def comparisons(results: StudyResults, metric: str) -> dict[tuple[str, str], tup
                                                   results.values(run["name"], dataset, metric))
                          for run in results.runs if run["name"] != results.baseline
                          for dataset in results.datasets})
-
-
-def verdict(test: PairedResult, adjusted_p: float, lower_is_better: bool = True) -> str:
-    """`better*` / `worse*` when significant after Holm at ALPHA, `n.s.` otherwise, `n/a` without a test."""
-    if test.n == 0:
-        return "n/a (no common seed)"
-    if test.n == 1:
-        return "n/a (1 seed)"
-    if math.isnan(adjusted_p):
-        return "n/a"
-    if adjusted_p >= ALPHA:
-        return "n.s."
-    improved = (test.mean_diff < 0) == lower_is_better
-    return "better*" if improved else "worse*"
 
 
 def headline(results: StudyResults) -> Section:
@@ -568,7 +510,7 @@ FOREST_PREFIX = "forest_"  # figures named forest_<metric>.png open the report
 def forest_section(figures: list[Path]) -> Section:
     """The forest plots: every run's paired difference from the baseline, per metric and data set."""
     forests = [Figure(Path(p), Path(p).stem) for p in figures if Path(p).stem.startswith(FOREST_PREFIX)]
-    return Section("Differences from the baseline", [
+    return Section("Differences from the baseline at a glance", [
         "Each run's mean paired difference from the baseline (run - baseline, same seeds) with its 95% interval; "
         f"filled and starred: significant after Holm's correction at {ALPHA}.", *forests] if forests else [])
 
@@ -584,5 +526,5 @@ def report_sections(results: StudyResults, figures: list[Path]) -> Report:
     return Report(f"Study report: {results.experiment['name']}", [
         header(results), forest_section(figures), headline(results), metric_tables(results),
         difference_tables(results), ranking_section(results), schedule_section(results), edge_cell_section(results),
-        original_table(results), convergence_section(results), overhead_table(results), provenance_section(results),
-        figures_section(figures)])
+        likelihood_section(results), knn_vs_exact_section(results), original_table(results),
+        convergence_section(results), overhead_table(results), provenance_section(results), figures_section(figures)])

@@ -17,7 +17,7 @@ import numpy as np
 
 from gridnoise.errors import CheckpointError
 from gridnoise.files import write_json, write_text
-from gridnoise.rundir import EXPERIMENT_FILE, METRICS_FILE, TASK_FILE, read_json, task_dir
+from gridnoise.rundir import EVALUATION_FILE, EXPERIMENT_FILE, METRICS_FILE, TASK_FILE, read_json, task_dir
 
 RESULTS_CSV = "results.csv"
 FINAL_INFO = "final_info.json"
@@ -82,10 +82,23 @@ def load_results(out: str | Path) -> StudyResults:
                 d = task_dir(out, run["name"], dataset, seed)
                 if (d / METRICS_FILE).is_file():
                     key = (run["name"], dataset, seed)
-                    results.metrics[key] = read_json(d / METRICS_FILE, "metrics.json")
+                    results.metrics[key] = {**read_json(d / METRICS_FILE, "metrics.json"), **added_metrics(d)}
                     if (d / TASK_FILE).is_file():
                         results.tasks[key] = read_json(d / TASK_FILE, "task.json")
     return results
+
+
+NOT_METRICS = ("_time", "_evaluations", "_solver_tolerance")  # costs and settings in evaluation.json
+
+
+def added_metrics(run_dir: Path) -> dict[str, float]:
+    """The numbers `gridnoise evaluate` added to a finished run (`evaluation.json`), beside its own."""
+    path = run_dir / EVALUATION_FILE
+    if not path.is_file():
+        return {}
+    added = read_json(path, EVALUATION_FILE)
+    return {k: float(v) for k, v in added.items() if isinstance(v, int | float) and not isinstance(v, bool)
+            and not k.endswith(NOT_METRICS)}
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:

@@ -293,10 +293,44 @@ def redraw_run_figures(results: StudyResults, only_missing: bool = False) -> lis
 redraw_heatmaps = redraw_run_figures  # its former name: heatmaps are among a run's figures
 
 
+LIKELIHOOD_METRICS = ("nll_elbo", "nll_ode", "kl_exact")  # added by `gridnoise evaluate`
+
+
 def forest_metrics(results: StudyResults) -> list[str]:
-    """The sample metrics that get a forest plot: those the study recorded."""
+    """The metrics that get a forest plot: the sample metrics and likelihoods the study recorded."""
     recorded = results.metric_names()
-    return [m for m, _ in SAMPLE_METRICS if m in recorded]
+    return [m for m, _ in SAMPLE_METRICS if m in recorded] + [m for m in LIKELIHOOD_METRICS if m in recorded]
+
+
+def likelihood_terms_figure(results: StudyResults) -> Figure | None:
+    """One panel per data set: each run's variational-bound KL term L_t per timestep t >= 1 (bits/dim,
+    mean over held-out points and seeds), log scale; None when no run has them."""
+    colours = run_colours(results)
+    curves: dict[tuple[str, str], np.ndarray] = {}
+    for run in results.runs:
+        for dataset in results.datasets:
+            found = []
+            for seed in results.seeds(run["name"], dataset):
+                path = results.run_dir(run["name"], dataset, seed) / rundir.LIKELIHOOD_TERMS_FILE
+                if path.is_file():
+                    with np.load(path) as f:
+                        if "elbo_steps" in f:
+                            found.append(f["elbo_steps"])
+            if found:
+                curves[(run["name"], dataset)] = np.mean(found, axis=0)
+    if not curves:
+        return None
+    fig, axes = _panels(len(results.datasets))
+    for ax, dataset in zip(axes, results.datasets):
+        for run in results.runs:
+            if (run["name"], dataset) in curves:
+                steps = curves[(run["name"], dataset)][1:]  # the KL terms; t = 0 is the decoder, a density
+                ax.plot(np.arange(1, len(steps) + 1), steps, color=colours[run["name"]], label=run["label"], lw=1.2)
+        ax.set(yscale="log", title=dataset, xlabel="timestep t", ylabel="KL term L_t (bits/dim)")
+    _legend_outside(fig, axes[0])
+    fig.suptitle("Variational bound per timestep, t >= 1 (mean over held-out points and seeds; the prior and "
+                 "decoder terms are in the tables)", fontsize=10)
+    return fig
 
 
 def make_figures(results: StudyResults, dest: str | Path, *, only_missing_heatmaps: bool = False) -> list[Path]:
@@ -314,6 +348,9 @@ def make_figures(results: StudyResults, dest: str | Path, *, only_missing_heatma
         save_figure(train_loss_figure(results), dest / "train_loss.png"),
         save_figure(generated_images_figure(results), dest / "generated_images.png"),
     ]
+    terms = likelihood_terms_figure(results)
+    if terms is not None:
+        written.append(save_figure(terms, dest / "likelihood_terms.png"))
     if any("fine_grid_variance" in m for m in results.metrics.values()):
         written.append(save_figure(grid_variance_figure(results), dest / "grid_variance_comparison.png"))
     for run in results.runs:

@@ -1,0 +1,93 @@
+"""`gridnoise evaluate`: likelihoods added to finished runs and studies (on a real local Dask cluster)
+from their checkpoints, without touching what training wrote or the tasks' hashes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from gridnoise.evaluation import read_evaluation
+
+from conftest import gridnoise, study_file
+
+TINY = ["--steps", 300, "--n-points", 3000, "--timesteps", 20, "--num-samples", 400, "--no-progress"]
+
+
+def training_files(run_dir) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in run_dir.iterdir()
+            if p.is_file() and p.name not in ("evaluation.json", "likelihood_terms.npz")}
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory):
+    out = tmp_path_factory.mktemp("evaluate") / "run"
+    gridnoise("train", "--dataset", "moons", "--variant", "baseline", *TINY, "--out", out)
+    return out
+
+
+def test_a_run_gains_likelihoods_and_keeps_its_training_results(baseline):
+    before = training_files(baseline)
+    proc = gridnoise("evaluate", baseline, "--metrics", "nll_elbo,nll_ode,kl_exact", "--ode-points", 200)
+    assert "nll_elbo" in proc.stdout
+    result = read_evaluation(baseline)
+    assert result["heldout"] is True
+    for key in ("nll_elbo", "nll_elbo_stderr", "nll_ode", "nll_ode_stderr", "nll_ode_half_tolerance", "kl_exact",
+                "kl_bound", "entropy_bits", "nll_elbo_time", "nll_ode_time"):
+        assert np.isfinite(result[key]), key
+    # a trained model's bound lies above its exact (ODE) likelihood
+    assert result["nll_elbo"] > result["nll_ode"]
+    # the solver's tolerance is tight enough: halving it moves the result by less than its standard error
+    assert abs(result["nll_ode_half_tolerance"] - result["nll_ode"]) < result["nll_ode_stderr"]
+    assert result["kl_exact"] == pytest.approx(2 * result["nll_ode"] - result["entropy_bits"])
+    with np.load(baseline / "likelihood_terms.npz") as f:
+        steps = f["elbo_steps"]
+    assert steps.shape == (20,) and (steps[1:] >= 0).all()  # KL terms are non-negative
+    assert training_files(baseline) == before  # metrics.json, checkpoint, samples: untouched
+    # a second call finds nothing to do and leaves the file as it is
+    written = (baseline / "evaluation.json").read_bytes()
+    gridnoise("evaluate", baseline, "--metrics", "nll_elbo")
+    assert (baseline / "evaluation.json").read_bytes() == written
+
+
+def test_a_reverse_variance_run_has_a_bound_but_no_ode(tmp_path):
+    out = tmp_path / "rv"
+    gridnoise("train", "--dataset", "line", "--variant", "reverse_variance", *TINY, "--out", out)
+    gridnoise("evaluate", out, "--metrics", "nll_ode,kl_exact")
+    result = read_evaluation(out)
+    assert "nll_ode" not in result and "reverse_variance" in result["nll_ode_skipped"]
+    assert np.isfinite(result["nll_elbo"]) and np.isfinite(result["kl_bound"]) and "kl_exact" not in result
+
+
+@pytest.mark.parametrize("args, text", [
+    (["--metrics", "fid"], "unknown metric(s) fid: choose from nll_elbo, nll_ode, kl_exact"),
+    (["--metrics", "nll_elbo", "--ode-points", "1"], "--ode-points must be >= 2"),
+])
+def test_bad_evaluate_input_is_one_line(baseline, args, text):
+    proc = gridnoise("evaluate", baseline, *args, check=False)
+    assert proc.returncode == 2 and text in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_study_gains_likelihoods_on_a_local_cluster_and_keeps_its_hashes(tmp_path):
+    runs = '[runs.base]\nvariant = "baseline"\n[runs.multi]\nvariant = "multiscale"\n' \
+           '[runs.multi.eval.extra_samplers]\ncell = { sampler = "cell" }\n'
+    experiment = study_file(tmp_path / "e.toml", "lik", ["line"], [0, 1], runs)
+    out = tmp_path / "study"
+    gridnoise("run", experiment, "--out", out, "--workers", 2, "--no-progress")
+    tasks = sorted(out.glob("*/line/seed_*"))
+    before = {d: training_files(d) for d in tasks}
+    proc = gridnoise("evaluate", out, "--metrics", "nll_elbo", "--workers", 2)
+    assert "4 tasks done (0 had them), 0 failed" in proc.stdout
+    for d in tasks:
+        assert training_files(d) == before[d] and np.isfinite(read_evaluation(d)["nll_elbo"])
+    multi = read_evaluation(out / "multi/line/seed_0")
+    assert np.isfinite(multi["cell_nll_elbo"])  # the consistent sampler's bound, beside the standard one's
+    metrics = json.loads((out / "multi/line/seed_0/metrics.json").read_text())
+    assert np.isfinite(metrics["cell_kl_divergence"])  # sampled with it when training ended
+    report = (out / "report.md").read_text()
+    assert "## Likelihood: every variant against the baseline" in report and "(cell sampler)" in report
+    # nothing to redo, and the study itself is still finished under the same hashes
+    assert "4 tasks done (4 had them)" in gridnoise("evaluate", out, "--metrics", "nll_elbo").stdout
+    assert "4 tasks done (4 already finished)" in gridnoise("run", experiment, "--out", out, "--workers", 1,
+                                                            "--no-progress").stdout
