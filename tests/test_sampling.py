@@ -65,7 +65,7 @@ def test_every_scheduler_is_built_from_the_run_config_in_one_call():
 
 @pytest.mark.parametrize("variant", ["baseline", "multiscale"])
 def test_chunked_network_calls_give_the_numbers_of_one_whole_batch_call(variant):
-    from gridnoise.sampling import CHUNK, predict_noise
+    from gridnoise.model import CHUNK, predict_noise
 
     torch.manual_seed(0)
     adaptation = build_adaptation(adaptation_for(variant), 20)

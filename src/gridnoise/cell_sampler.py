@@ -46,6 +46,7 @@ from torch import Tensor, nn
 from gridnoise.adaptation import GridAdaptation
 from gridnoise.diffusion import NoiseSchedule
 from gridnoise.likelihood import Likelihood, float64_schedule, gaussian_kl, gaussian_nll, input_dtype
+from gridnoise.model import predict_noise
 
 
 @dataclass
@@ -120,8 +121,6 @@ def posterior_coefficients(sigma2: Tensor, schedule: NoiseSchedule, t: int) -> t
 def _denoise(model: nn.Module, z: Tensor, t: int, sigma2: Tensor, schedule: NoiseSchedule,
              clip_sample: float) -> Tensor:
     """x0_hat `(B, 2)` (float64) from the network given g' = sigma_t / sqrt(1 - abar_t) at z_t."""
-    from gridnoise.sampling import predict_noise
-
     abar = schedule.alphas_cumprod[t].double()
     g = (sigma2[:, t] / (1 - abar)).sqrt()
     dtype = input_dtype(model)

@@ -54,6 +54,7 @@ from torch import Tensor, nn
 
 from gridnoise.adaptation import NoiseAdaptation
 from gridnoise.diffusion import NoiseSchedule
+from gridnoise.model import predict_noise
 
 DIMENSIONS = 2
 ODE_TOLERANCE = 1e-5  # rtol = atol of the ODE solver; `ode_nll` also reports the result at half of it
@@ -113,8 +114,6 @@ def prior_kl(schedule: NoiseSchedule, x: Tensor) -> Tensor:
 def _noise_prediction(model: nn.Module, adaptation: NoiseAdaptation, z: Tensor, timesteps: Tensor) -> Tensor:
     """The network's eps `(B, 2)` (float64) at z_t `(B, 2)` and integer `timesteps` `(B,)`, seeing
     the noise scale g its adaptation gives there while sampling."""
-    from gridnoise.sampling import predict_noise
-
     z = z.to(input_dtype(model))
     return predict_noise(model, z, timesteps, adaptation.sampling_noise_scale(z, timesteps)).double()
 
@@ -184,8 +183,6 @@ def network_noise_model(model: nn.Module, adaptation: NoiseAdaptation) -> NoiseM
     dtype = input_dtype(model)
 
     def eps(z: Tensor, u: Tensor, step: Tensor) -> Tensor:
-        from gridnoise.sampling import predict_noise
-
         z = z.to(dtype)
         return predict_noise(model, z, u.to(dtype), adaptation.sampling_noise_scale(z, step)).double()
     return eps

