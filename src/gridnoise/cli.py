@@ -401,10 +401,15 @@ def cmd_study(args: argparse.Namespace) -> int:
         _warn_if_slow(*(exp.config(run, exp.datasets[0], exp.seeds[0]) for run in exp.runs))
     outcome = run_tasks(exp, args.out, workers=args.workers, scheduler=args.scheduler,
                         progress=not args.no_progress)
+    return _study_outcome(outcome, args.out, exp.name, "already finished", "no task finished")
+
+
+def _study_outcome(outcome, study_dir: Path, what: str, skipped: str, nothing: str) -> int:
+    """Print a study command's failures and tally, rebuild its report if any task is done; the exit status."""
     for key, error in outcome.failed.items():
         print(f"gridnoise: task {key} failed: {error}", file=sys.stderr)
-    report = build_study_outputs(args.out) if outcome.done else "no report (no task finished)"
-    print(f"{exp.name}: {len(outcome.done)} tasks done ({len(outcome.skipped)} already finished), "
+    report = build_study_outputs(study_dir) if outcome.done else f"no report ({nothing})"
+    print(f"{what}: {len(outcome.done)} tasks done ({len(outcome.skipped)} {skipped}), "
           f"{len(outcome.failed)} failed -> {report}")
     return 1 if outcome.failed else 0
 
@@ -458,12 +463,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return 0
     outcome = evaluate_study(args.path, metrics, workers=args.workers, scheduler=args.scheduler,
                              ode_points=args.ode_points, tolerance=args.tolerance)
-    for key, error in outcome.failed.items():
-        print(f"gridnoise: task {key} failed: {error}", file=sys.stderr)
-    report = build_study_outputs(args.path) if outcome.done else "no report (no task evaluated)"
-    print(f"{', '.join(metrics)}: {len(outcome.done)} tasks done ({len(outcome.skipped)} had them), "
-          f"{len(outcome.failed)} failed -> {report}")
-    return 1 if outcome.failed else 0
+    return _study_outcome(outcome, args.path, ", ".join(metrics), "had them", "no task evaluated")
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
