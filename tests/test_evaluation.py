@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from gridnoise.evaluation import read_evaluation
+from gridnoise.plots import likelihood_figure
 
 from conftest import gridnoise, study_file
 
@@ -17,7 +18,7 @@ TINY = ["--steps", 300, "--n-points", 3000, "--timesteps", 20, "--num-samples", 
 
 def training_files(run_dir) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in run_dir.iterdir()
-            if p.is_file() and p.name not in ("evaluation.json", "likelihood_terms.npz")}
+            if p.is_file() and p.name not in ("evaluation.json", "likelihood_terms.npz", "likelihood.png")}
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +46,14 @@ def test_a_run_gains_likelihoods_and_keeps_its_training_results(baseline):
         steps = f["elbo_steps"]
     assert steps.shape == (20,) and (steps[1:] >= 0).all()  # KL terms are non-negative
     assert training_files(baseline) == before  # metrics.json, checkpoint, samples: untouched
+    assert f"-> {baseline / 'likelihood.png'}" in proc.stdout
+    # its figure: the bound's KL terms per timestep t >= 1 on a log axis, the totals in the legend
+    fig = likelihood_figure(dict(np.load(baseline / "likelihood_terms.npz")), result)
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log" and len(ax.lines) == 2  # the standard sampler's terms, the ODE's label
+    assert np.array_equal(ax.lines[0].get_ydata(), steps[1:]) and list(ax.lines[0].get_xdata()) == list(range(1, 20))
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[0].startswith(f"standard sampler: bound {result['nll_elbo']:.3f}") and "ODE" in labels[1]
     # a second call finds nothing to do and leaves the file as it is
     written = (baseline / "evaluation.json").read_bytes()
     gridnoise("evaluate", baseline, "--metrics", "nll_elbo")
@@ -82,6 +91,7 @@ def test_a_study_gains_likelihoods_on_a_local_cluster_and_keeps_its_hashes(tmp_p
     for d in tasks:
         assert training_files(d) == before[d] and np.isfinite(read_evaluation(d)["nll_elbo"])
     multi = read_evaluation(out / "multi/line/seed_0")
+    assert all((d / "likelihood.png").is_file() for d in tasks)  # drawn with the report
     assert np.isfinite(multi["cell_nll_elbo"])  # the consistent sampler's bound, beside the standard one's
     metrics = json.loads((out / "multi/line/seed_0/metrics.json").read_text())
     assert np.isfinite(metrics["cell_kl_divergence"])  # sampled with it when training ended

@@ -460,6 +460,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         result = evaluate_run(args.path, metrics, ode_points=args.ode_points, tolerance=args.tolerance)
         for key in sorted(result):
             print(f"  {key:28s} {result[key]}")
+        if (args.path / rundir.LIKELIHOOD_TERMS_FILE).is_file():
+            from gridnoise.plots import draw_likelihood_figure
+
+            print(f"-> {draw_likelihood_figure(args.path)}")
         return 0
     outcome = evaluate_study(args.path, metrics, workers=args.workers, scheduler=args.scheduler,
                              ode_points=args.ode_points, tolerance=args.tolerance)

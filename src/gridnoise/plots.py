@@ -153,6 +153,35 @@ def loss_figure(losses: np.ndarray, kl_history: dict | None = None, title: str =
     return fig
 
 
+def _number(values: dict[str, Any], key: str) -> float:
+    """values[key] as a float; nan where it is missing or null (a non-finite number saved as JSON null)."""
+    value = values.get(key)
+    return math.nan if value is None else float(value)
+
+
+def likelihood_figure(terms: dict[str, np.ndarray], evaluation: dict[str, Any], title: str = "") -> Figure:
+    """The variational bound's KL term L_t per timestep t >= 1 `(T,)` (bits per dimension, log scale), one
+    line per sampler with a bound (`elbo_steps`, `<sampler>_elbo_steps` in `likelihood_terms.npz`), each
+    labelled with its total, prior and decoder terms from `evaluation.json` (and the ODE's, when measured)."""
+    fig, ax = plt.subplots(figsize=(6, 3.8), layout="constrained")
+    names = sorted((k[: -len("elbo_steps")] for k in terms if k.endswith("elbo_steps")), key=lambda p: (p != "", p))
+    for i, prefix in enumerate(names):
+        steps = np.asarray(terms[f"{prefix}elbo_steps"])[1:]  # t = 0 is the decoder, a density, not a KL
+        total, se, prior, decoder = (_number(evaluation, prefix + k) for k in
+                                     ("nll_elbo", "nll_elbo_stderr", "nll_elbo_prior", "nll_elbo_decoder"))
+        label = (prefix.rstrip("_") or "standard sampler") + (
+            f": bound {total:.3f} ± {se:.3f} (prior {prior:.2f}, decoder {decoder:.2f})")
+        ax.plot(np.arange(1, len(steps) + 1), steps, color=PALETTE[i % len(PALETTE)], lw=1.2, label=label)
+    if "nll_ode" in evaluation:
+        ode, ode_se = _number(evaluation, "nll_ode"), _number(evaluation, "nll_ode_stderr")
+        ax.plot([], [], " ", label=f"ODE likelihood {ode:.3f} ± {ode_se:.3f}")
+    ax.set(yscale="log", xlabel="timestep t", ylabel="KL term L_t (bits/dim)",
+           title=title or "Variational bound per timestep (bits/dim)")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.legend(fontsize=7, frameon=False)
+    return fig
+
+
 def _with_combined(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The grids plus, when there are several, their product ("combined") on a common lattice.
 
@@ -292,4 +321,16 @@ def draw_run_figures(run_dir: str | Path, heatmaps: bool = True) -> list[Path]:
         written.append(save_figure(fig, run_dir / rundir.GRIDS_FIGURE))
         if heatmaps:
             written += draw_heatmaps(run_dir, points)
+    if (run_dir / rundir.LIKELIHOOD_TERMS_FILE).is_file():
+        written.append(draw_likelihood_figure(run_dir, name))
     return written
+
+
+def draw_likelihood_figure(run_dir: str | Path, name: str = "") -> Path:
+    """Write `likelihood.png` from a run's `likelihood_terms.npz` and `evaluation.json` (`gridnoise evaluate`)."""
+    run_dir = Path(run_dir)
+    with np.load(run_dir / rundir.LIKELIHOOD_TERMS_FILE) as f:
+        terms = {k: f[k] for k in f.files}
+    evaluation = rundir.read_json(run_dir / rundir.EVALUATION_FILE, rundir.EVALUATION_FILE)
+    title = f"{name}\nvariational bound per timestep (bits/dim)" if name else ""
+    return save_figure(likelihood_figure(terms, evaluation, title), run_dir / rundir.LIKELIHOOD_FIGURE)

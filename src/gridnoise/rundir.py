@@ -18,6 +18,7 @@ A run directory holds:
     samples.png, loss.png, grids.png   the run's figures (`gridnoise.plots.draw_run_figures`)
     tensorboard/, tracking.json, mlflow.db, mlartifacts/   with --log (`gridnoise.tracking`)
     evaluation.json, likelihood_terms.npz   metrics added later by `gridnoise evaluate`
+    likelihood.png        the variational bound per timestep, drawn from them
 
 A study directory holds `experiment.json` and one run directory per task at
 `<run>/<dataset>/seed_<s>/`, plus the summaries of `gridnoise.results`. Every file is written
@@ -55,11 +56,12 @@ TRACKING_FILE = "tracking.json"  # the MLflow run of a run logged with --log mlf
 MLFLOW_DB, MLFLOW_ARTIFACTS = "mlflow.db", "mlartifacts"  # a single run's local MLflow store
 EVALUATION_FILE = "evaluation.json"  # metrics added to a finished run by `gridnoise evaluate`
 LIKELIHOOD_TERMS_FILE = "likelihood_terms.npz"  # the bound's per-timestep terms, the ODE's per-point values
+LIKELIHOOD_FIGURE = "likelihood.png"  # the bound per timestep, drawn from LIKELIHOOD_TERMS_FILE
 DATA_FILE = "data.npy"  # the points of a run trained on an array (the Python API saves them here)
 RUN_ENTRIES = {CONFIG_FILE, CHECKPOINT_FILE, LOSSES_FILE, SAMPLES_FILE, METRICS_FILE, KL_HISTORY_FILE, TASK_FILE,
                ANIMATION_FILE, GRIDS_DIR, HEATMAPS_DIR, DATA_FILE, PROVENANCE_FILE, SAMPLES_FIGURE, LOSS_FIGURE,
                GRIDS_FIGURE, TENSORBOARD_DIR, TRACKING_FILE, MLFLOW_DB, MLFLOW_ARTIFACTS, EVALUATION_FILE,
-               LIKELIHOOD_TERMS_FILE}
+               LIKELIHOOD_TERMS_FILE, LIKELIHOOD_FIGURE}
 EXPERIMENT_FILE = "experiment.json"  # in a study directory: the experiment it holds
 
 

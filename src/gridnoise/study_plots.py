@@ -284,7 +284,9 @@ def redraw_run_figures(results: StudyResults, only_missing: bool = False) -> lis
     for key in sorted(results.metrics):
         run_dir = results.run_dir(*key)
         if only_missing and all((run_dir / name).is_file() for name in FIGURE_FILES) and (
-                rundir.final_snapshot(run_dir) is None or (run_dir / rundir.GRIDS_FIGURE).is_file()):
+                rundir.final_snapshot(run_dir) is None or (run_dir / rundir.GRIDS_FIGURE).is_file()) and (
+                not (run_dir / rundir.LIKELIHOOD_TERMS_FILE).is_file()
+                or (run_dir / rundir.LIKELIHOOD_FIGURE).is_file()):
             continue
         written += draw_run_figures(run_dir)
     return written
