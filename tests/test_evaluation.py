@@ -42,6 +42,7 @@ def test_a_run_gains_likelihoods_and_keeps_its_training_results(baseline):
     # the solver's tolerance is tight enough: halving it moves the result by less than its standard error
     assert abs(result["nll_ode_half_tolerance"] - result["nll_ode"]) < result["nll_ode_stderr"]
     assert result["kl_exact"] == pytest.approx(2 * result["nll_ode"] - result["entropy_bits"])
+    assert (result["nll_elbo_points"], result["nll_ode_points"]) == (400, 200)
     with np.load(baseline / "likelihood_terms.npz") as f:
         steps = f["elbo_steps"]
     assert steps.shape == (20,) and (steps[1:] >= 0).all()  # KL terms are non-negative

@@ -10,8 +10,8 @@ metric is skipped; a study's runs are evaluated as Dask tasks, like its training
                of each timestep's term in `likelihood_terms.npz` (elbo_steps, bits per dimension)
     nll_ode    the probability-flow ODE's -log p(x) (`likelihood.ode_log_likelihood`), bits per
                dimension, with nll_ode_stderr, nll_ode_half_tolerance (the same at half the solver's
-               tolerance) and nll_ode_evaluations; only for models whose reverse step is the standard
-               posterior one (not a learned reverse variance)
+               tolerance), nll_ode_evaluations and nll_ode_points; only for models whose reverse step
+               is the standard posterior one (not a learned reverse variance)
     kl_exact   KL(data || model) in bits = 2 nll_ode - H (the data set's differential entropy in bits,
                `densities.entropy`), with kl_exact_stderr, and kl_bound = 2 nll_elbo - H, an upper
                bound; only for data sets with a known density
@@ -116,7 +116,7 @@ def evaluate_run(run_dir: str | Path, metrics: list[str], device: str = "cpu", o
             result[f"{name}nll_elbo_prior"] = float(bound.terms["prior"].mean()) / (2 * math.log(2))
             result[f"{name}nll_elbo_decoder"] = bpd(float(bound.terms["decoder"].mean()))
             terms[f"{name}elbo_steps"] = bound.terms["steps"].mean(0) / (2 * math.log(2))
-        result["nll_elbo_time"] = time.perf_counter() - start
+        result["nll_elbo_time"], result["nll_elbo_points"] = time.perf_counter() - start, len(x)
     if "nll_ode" in todo or ("kl_exact" in todo and "nll_ode" not in result):
         if cfg.adaptation.kind not in ODE_KINDS:
             result["nll_ode_skipped"] = f"{cfg.adaptation.kind}: the reverse step is not the standard posterior one"
@@ -128,7 +128,7 @@ def evaluate_run(run_dir: str | Path, metrics: list[str], device: str = "cpu", o
             half = ode_log_likelihood(eps, scheduler, x[:ode_points], tolerance=tol / 2)
             result.update(nll_ode=bpd(ode.mean()), nll_ode_stderr=ode.stderr() / (2 * math.log(2)),
                           nll_ode_half_tolerance=bpd(half.mean()), nll_ode_solver_tolerance=tol,
-                          nll_ode_evaluations=int(ode.terms["evaluations"]),
+                          nll_ode_evaluations=int(ode.terms["evaluations"]), nll_ode_points=len(ode.nll),
                           nll_ode_time=time.perf_counter() - start)
             terms["ode_nll"] = ode.nll
     if "kl_exact" in todo:

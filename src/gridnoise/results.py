@@ -88,7 +88,7 @@ def load_results(out: str | Path) -> StudyResults:
     return results
 
 
-NOT_METRICS = ("_time", "_evaluations", "_solver_tolerance")  # costs and settings in evaluation.json
+NOT_METRICS = ("_time", "_evaluations", "_solver_tolerance", "_points")  # costs and settings in evaluation.json
 
 
 def added_metrics(run_dir: Path) -> dict[str, float]:
