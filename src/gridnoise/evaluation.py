@@ -82,6 +82,7 @@ def evaluate_run(run_dir: str | Path, metrics: list[str], device: str = "cpu", o
     from gridnoise.datafile import to_model
     from gridnoise.files import write_json, write_npz
     from gridnoise.likelihood import ODE_TOLERANCE, bits_per_dim, network_noise_model, ode_log_likelihood
+    from gridnoise.results import finite_or_none
     from gridnoise.seeding import generator
 
     run_dir = Path(run_dir)
@@ -133,7 +134,7 @@ def evaluate_run(run_dir: str | Path, metrics: list[str], device: str = "cpu", o
             terms["ode_nll"] = ode.nll
     if "kl_exact" in todo:
         _exact_kl(cfg, result)
-    write_json(run_dir / EVALUATION_FILE, _finite_or_none(result))
+    write_json(run_dir / EVALUATION_FILE, finite_or_none(result))
     if terms:
         saved = dict(np.load(run_dir / TERMS_FILE)) if (run_dir / TERMS_FILE).is_file() else {}
         write_npz(run_dir / TERMS_FILE, **{**saved, **terms})
@@ -170,12 +171,6 @@ def _exact_kl(cfg, result: dict[str, Any]) -> None:
         result["kl_exact_stderr"] = math.hypot(2 * result["nll_ode_stderr"], h.stderr / math.log(2))
     else:
         result["kl_exact_skipped"] = result.get("nll_ode_skipped", "no ODE likelihood")
-
-
-def _finite_or_none(obj):
-    from gridnoise.results import _finite_or_none as clean
-
-    return clean(obj)
 
 
 def evaluate_task(run_dir: str, metrics: list[str], ode_points: int, tolerance: float | None) -> dict[str, Any]:

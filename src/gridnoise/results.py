@@ -123,7 +123,7 @@ def write_summaries(results: StudyResults) -> list[Path]:
                     means[metric], stds[metric] = mean_std(vals)
             info[dataset] = {"means": means, "stds": stds, "n_seeds": len(seeds), "seeds": seeds}
         if info:
-            written.append(write_json(results.out / run["name"] / FINAL_INFO, _finite_or_none(info)))
+            written.append(write_json(results.out / run["name"] / FINAL_INFO, finite_or_none(info)))
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["run", "label", "variant", "dataset", "seed", "metric", "value"])
@@ -136,10 +136,13 @@ def write_summaries(results: StudyResults) -> list[Path]:
     return written
 
 
-def _finite_or_none(obj):
+def finite_or_none(obj):
     """JSON has no NaN: write null instead."""
     if isinstance(obj, dict):
-        return {k: _finite_or_none(v) for k, v in obj.items()}
+        return {k: finite_or_none(v) for k, v in obj.items()}
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
+
+
+_finite_or_none = finite_or_none  # its former, private name
