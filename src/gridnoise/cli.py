@@ -182,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--workers", type=int, help="local worker processes for a study (default: one per core)")
     evaluate.add_argument("--scheduler", help="address of an existing Dask scheduler")
     evaluate.add_argument("--datasaurus", type=Path, help="path of DatasaurusDozen.tsv (offline dino)")
+    evaluate.add_argument("--no-progress", action="store_true", help="hide a study's progress bar")
 
     plot = sub.add_parser("plot", help="redraw the figures of a run directory (samples.png, loss.png, grids.png, "
                                        "heatmaps) or of a study directory, from saved files; never trains")
@@ -466,7 +467,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             print(f"-> {draw_likelihood_figure(args.path)}")
         return 0
     outcome = evaluate_study(args.path, metrics, workers=args.workers, scheduler=args.scheduler,
-                             ode_points=args.ode_points, tolerance=args.tolerance)
+                             ode_points=args.ode_points, tolerance=args.tolerance, progress=not args.no_progress)
     return _study_outcome(outcome, args.path, ", ".join(metrics), "had them", "no task evaluated")
 
 

@@ -208,3 +208,11 @@ def _parse_dino(text: str, source: str) -> np.ndarray:
 def run_points(cfg: Any) -> np.ndarray:
     """The points a run's config (`RunConfig`) trains on, in the data's own units, float32 `(N, 2)`."""
     return load(cfg.dataset, cfg.n_points, seed=cfg.data_seed, key=cfg.data.key, columns=cfg.data.columns)
+
+
+def model_points(cfg: Any) -> np.ndarray:
+    """The same points in the model's units (shifted and scaled by the run's `data.shift` and
+    `data.scale`, as training saw them), float32 `(N, 2)`."""
+    from gridnoise.datafile import to_model
+
+    return to_model(run_points(cfg), cfg.data.shift, cfg.data.scale)

@@ -81,7 +81,7 @@ def evaluate_run(run_dir: str | Path, metrics: list[str], device: str = "cpu", o
     from gridnoise.config import RunConfig, from_dict
     from gridnoise.datafile import to_model
     from gridnoise.files import write_json, write_npz
-    from gridnoise.likelihood import ODE_TOLERANCE, bits_per_dim, network_noise_model, ode_log_likelihood
+    from gridnoise.likelihood import DIMENSIONS, ODE_TOLERANCE, bits_per_dim, network_noise_model, ode_log_likelihood
     from gridnoise.results import finite_or_none
     from gridnoise.seeding import generator
 
@@ -101,8 +101,11 @@ def evaluate_run(run_dir: str | Path, metrics: list[str], device: str = "cpu", o
     x = torch.as_tensor(to_model(points, cfg.data.shift, scale), dtype=torch.float32, device=dev)
     result["heldout"] = heldout
 
-    def bpd(nats: float) -> float:
+    def bpd(nats: float) -> float:  # a mean -log p(x), nats per point in model units
         return bits_per_dim(nats, scale)
+
+    def bits(nats) -> Any:  # a difference or spread of -log p: the scale's log cancels, only units change
+        return nats / (DIMENSIONS * math.log(2))
 
     terms: dict[str, np.ndarray] = {}
     if "nll_elbo" in todo or ("kl_exact" in todo and "nll_elbo" not in result):
@@ -113,10 +116,10 @@ def evaluate_run(run_dir: str | Path, metrics: list[str], device: str = "cpu", o
                 continue  # a DDIM chain skips timesteps: not this bound's Markov chain
             bound = _bound(kind, model, adaptation, scheduler, cfg, x, sampler, generator(cfg.seed, "elbo", dev))
             result[f"{name}nll_elbo"] = bpd(bound.mean())
-            result[f"{name}nll_elbo_stderr"] = bound.stderr() / (2 * math.log(2))
-            result[f"{name}nll_elbo_prior"] = float(bound.terms["prior"].mean()) / (2 * math.log(2))
+            result[f"{name}nll_elbo_stderr"] = bits(bound.stderr())
+            result[f"{name}nll_elbo_prior"] = bits(float(bound.terms["prior"].mean()))
             result[f"{name}nll_elbo_decoder"] = bpd(float(bound.terms["decoder"].mean()))
-            terms[f"{name}elbo_steps"] = bound.terms["steps"].mean(0) / (2 * math.log(2))
+            terms[f"{name}elbo_steps"] = bits(bound.terms["steps"].mean(0))
         result["nll_elbo_time"], result["nll_elbo_points"] = time.perf_counter() - start, len(x)
     if "nll_ode" in todo or ("kl_exact" in todo and "nll_ode" not in result):
         if cfg.adaptation.kind not in ODE_KINDS:
@@ -127,7 +130,7 @@ def evaluate_run(run_dir: str | Path, metrics: list[str], device: str = "cpu", o
             eps = network_noise_model(model, adaptation)
             ode = ode_log_likelihood(eps, scheduler, x[:ode_points], tolerance=tol)
             half = ode_log_likelihood(eps, scheduler, x[:ode_points], tolerance=tol / 2)
-            result.update(nll_ode=bpd(ode.mean()), nll_ode_stderr=ode.stderr() / (2 * math.log(2)),
+            result.update(nll_ode=bpd(ode.mean()), nll_ode_stderr=bits(ode.stderr()),
                           nll_ode_half_tolerance=bpd(half.mean()), nll_ode_solver_tolerance=tol,
                           nll_ode_evaluations=int(ode.terms["evaluations"]), nll_ode_points=len(ode.nll),
                           nll_ode_time=time.perf_counter() - start)
@@ -148,10 +151,9 @@ def _bound(kind: str, model, adaptation, scheduler, cfg, x: torch.Tensor, sample
     if kind != "cell":
         return variational_bound(model, adaptation, scheduler, x, gen, clip_sample=clip)
     from gridnoise.cell_sampler import cell_prior, cell_variational_bound
-    from gridnoise.data import run_points
-    from gridnoise.datafile import to_model
+    from gridnoise.data import model_points
 
-    training = torch.as_tensor(to_model(run_points(cfg), cfg.data.shift, cfg.data.scale), device=x.device)
+    training = torch.as_tensor(model_points(cfg), device=x.device)
     return cell_variational_bound(model, adaptation, cell_prior(adaptation, training), scheduler, x, gen, clip)
 
 
@@ -183,12 +185,11 @@ def evaluate_task(run_dir: str, metrics: list[str], ode_points: int, tolerance: 
 
 
 def evaluate_study(study_dir: str | Path, metrics: list[str], *, workers: int | None = None,
-                   scheduler: str | None = None, ode_points: int = ODE_POINTS, tolerance: float | None = None):
+                   scheduler: str | None = None, ode_points: int = ODE_POINTS, tolerance: float | None = None,
+                   progress: bool = True):
     """Add `metrics` to every finished task of a study that lacks them, one Dask task per run;
     returns an `executor.SweepOutcome` (done, skipped: had them already, failed: key -> error)."""
-    from distributed import wait
-
-    from gridnoise.executor import SweepOutcome, _one_line, connect
+    from gridnoise.executor import SweepOutcome, SweepProgress, collect, connect
     from gridnoise.results import load_results
 
     metrics = check_metrics(metrics)
@@ -209,10 +210,6 @@ def evaluate_study(study_dir: str | Path, metrics: list[str], *, workers: int | 
     with connect(scheduler, workers) as client:
         futures = {client.submit(evaluate_task, str(d), metrics, ode_points, tolerance,
                                  key=f"gridnoise-evaluate-{name}", pure=False): name for name, d in pending}
-        wait(list(futures))
-        for future, name in futures.items():
-            if future.status == "finished":
-                outcome.done.append(name)
-            else:
-                outcome.failed[name] = _one_line(future.exception())
+        collect(futures, outcome, SweepProgress(len(results.metrics), len(outcome.done), client, enabled=progress,
+                                                desc="evaluate"))
     return outcome

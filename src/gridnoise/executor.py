@@ -151,8 +151,6 @@ def run_tasks(exp: Experiment, out: str | Path, *, workers: int | None = None, s
 
 
 def _run_tasks(exp: Experiment, out: Path, remote, workers: int | None, progress: bool) -> SweepOutcome:
-    from distributed import wait
-
     claim_directory(exp, out)
     outcome = SweepOutcome()
     pending = []
@@ -172,26 +170,34 @@ def _run_tasks(exp: Experiment, out: Path, remote, workers: int | None, progress
     with remote or connect(None, workers) as client:
         futures = {
             client.submit(execute_task, configs[t.key], str(task_dir(out, t.run, t.dataset, t.seed)),
-                          key=f"gridnoise-{t.key}-{t.config_hash}", pure=False): t
+                          key=f"gridnoise-{t.key}-{t.config_hash}", pure=False): t.key
             for t in pending
         }
-        display = SweepProgress(len(outcome.done) + len(pending), len(outcome.done), client, enabled=progress)
-        remaining = set(futures)
-        while remaining:
-            try:  # wake up every few seconds to refresh the running count and ETA
-                finished = wait(remaining, timeout=REFRESH_SECONDS, return_when="FIRST_COMPLETED").done
-            except TimeoutError:
-                finished = set()
-            for future in finished:
-                task = futures[future]
-                if future.status == "finished":
-                    outcome.done.append(task.key)
-                else:
-                    outcome.failed[task.key] = _one_line(future.exception())
-            remaining -= finished
-            display.update(len(outcome.done), len(outcome.failed))
-        display.close()
+        collect(futures, outcome, SweepProgress(len(outcome.done) + len(pending), len(outcome.done), client,
+                                                enabled=progress))
     return outcome
+
+
+def collect(futures: dict, outcome: SweepOutcome, display: SweepProgress) -> None:
+    """Wait for `futures` (Dask future -> task key), recording each in `outcome` as it ends: done, or
+    failed with its one-line error. Failures are collected, not raised, so one bad task does not stop
+    the others; `display` is refreshed every few seconds and closed at the end."""
+    from distributed import wait
+
+    remaining = set(futures)
+    while remaining:
+        try:  # wake up every few seconds to refresh the running count and ETA
+            finished = wait(remaining, timeout=REFRESH_SECONDS, return_when="FIRST_COMPLETED").done
+        except TimeoutError:
+            finished = set()
+        for future in finished:
+            if future.status == "finished":
+                outcome.done.append(futures[future])
+            else:
+                outcome.failed[futures[future]] = _one_line(future.exception())
+        remaining -= finished
+        display.update(len(outcome.done), len(outcome.failed))
+    display.close()
 
 
 def task_config(task: Task, exp: Experiment, out: Path) -> dict:
@@ -220,13 +226,13 @@ def _one_line(error: BaseException | None) -> str:
 class SweepProgress:
     """One live line across the sweep: tasks done, running, failed, and an ETA."""
 
-    def __init__(self, total: int, done: int, client, enabled: bool = True):
+    def __init__(self, total: int, done: int, client, enabled: bool = True, desc: str = "study"):
         from tqdm import tqdm  # the plain bar: tqdm.auto wants ipywidgets in a notebook
 
         self.client = client
         self.start_done = done
         self.bar = tqdm(total=total, initial=done, disable=not enabled, unit="task", dynamic_ncols=True,
-                        file=sys.stderr, desc="study")
+                        file=sys.stderr, desc=desc)
         self.update(done, 0)
 
     def running(self) -> int:

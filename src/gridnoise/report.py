@@ -192,8 +192,7 @@ def study_data(results: StudyResults) -> dict:
     tensor}`): the report recomputes statistics from the data sets (regenerated, or read again)."""
     import torch
 
-    from gridnoise.data import load, run_points
-    from gridnoise.datafile import to_model
+    from gridnoise.data import load, model_points
     from gridnoise.rundir import read_config
 
     points = {}
@@ -203,7 +202,7 @@ def study_data(results: StudyResults) -> dict:
             points[dataset] = torch.from_numpy(load(dataset))
             continue
         cfg = read_config(results.run_dir(*task))
-        points[dataset] = torch.from_numpy(to_model(run_points(cfg), cfg.data.shift, cfg.data.scale))
+        points[dataset] = torch.from_numpy(model_points(cfg))
     return points
 
 

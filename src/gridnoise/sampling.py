@@ -96,9 +96,8 @@ def sample_run(run_dir: str | Path, num_samples: int, seed: int | None = None, d
     seed = cfg.seed if seed is None else seed
     points = None
     if sampler.sampler == "cell":  # its cells come from the training data
-        from gridnoise.data import run_points
-        from gridnoise.datafile import to_model
+        from gridnoise.data import model_points
 
-        points = torch.as_tensor(to_model(run_points(cfg), cfg.data.shift, cfg.data.scale))
+        points = torch.as_tensor(model_points(cfg))
     drawn = draw(model, adaptation, scheduler, sampler.sampler, num_samples, seed, points, callback).cpu().numpy()
     return to_data(drawn, cfg.data.shift, cfg.data.scale)  # in the data's own units
