@@ -63,7 +63,7 @@ def likelihood_section(results: StudyResults) -> Section:
         "Negative log-likelihood of held-out points in bits per dimension (lower is better), as "
         "`gridnoise evaluate` measured it: the variational bound (an upper bound for every variant, with "
         "each variant's own reverse step) and the exact likelihood of the probability-flow ODE (models whose "
-        "reverse step is the standard posterior one). Differences are run - baseline on the same seeds, with "
+        "field is continuous: no grid adaptation). Differences are run - baseline on the same seeds, with "
         f"95% t-intervals and paired t-tests Holm-corrected over all (run, data set) pairs of a measure at {ALPHA}."]
     better: dict[str, list[str]] = {name: [] for _, name in found}
     for dataset in results.datasets:
