@@ -47,13 +47,10 @@ HELDOUT_SEED_OFFSET = 1  # held-out points: the data set drawn with data_seed + 
 # trajectory crosses an edge (on `line`, the original multi-scale grid's "likelihood" came out below
 # the data's entropy, a negative KL). The learned reverse variance changes the reverse step instead.
 ODE_KINDS = ("none",)
-ODE_SKIP_REASONS = {
-    "reverse_variance": "the reverse step is not the standard posterior one",
-    "original_grid": "g is looked up per grid cell, so the ODE's field jumps at cell edges, where the "
-                     "change-of-variables formula does not hold",
-    "conditioning": "g is looked up per grid cell, so the ODE's field jumps at cell edges, where the "
-                    "change-of-variables formula does not hold",
-}
+_PER_CELL = "g is looked up per grid cell, so the ODE's field jumps at cell edges, where the change-of-variables " \
+            "formula does not hold"
+ODE_SKIP_REASONS = {"reverse_variance": "the reverse step is not the standard posterior one",
+                    "original_grid": _PER_CELL, "conditioning": _PER_CELL}
 
 
 def check_metrics(names: list[str]) -> list[str]:
