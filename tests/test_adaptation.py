@@ -240,3 +240,52 @@ def test_trained_reverse_variance_grid_approaches_the_analytic_optimum():
                 optimum = 1 + gap[cell].mean() / (2 * s.posterior_variance[tt])
                 assert grid[tt, ci, cj] ** 2 == pytest.approx(float(optimum), rel=0.05), (tt, ci, cj)
     assert (grid[1:] ** 2 > 1.05).any()  # the test is not trivially at g = 1
+
+
+def test_field_edges_are_exactly_where_g_jumps():
+    """Along a fine line across the plane, g changes between neighbouring points only where an
+    edge lies between them, and every edge inside the extent separates some change."""
+    ad = build_adaptation(AdaptationConfig(kind="original_grid", grids={"coarse": 5, "fine": 20},
+                                           extent=[-1.0, 1.5, -2.0, 1.0]), 3)
+    with torch.no_grad():
+        for grid in ad.grids().values():
+            grid.copy_(torch.rand(grid.shape, generator=torch.Generator().manual_seed(0)) + 0.5)
+    xs, ys = ad.field_edges()
+    assert len(xs) == len(ys) == 19  # the coarse grid's 4 inner edges per axis are among the fine grid's 19
+    assert torch.allclose(xs, torch.linspace(-1, 1.5, 21, dtype=torch.float64)[1:-1])
+    line = torch.linspace(-3, 3, 60001, dtype=torch.float64) + 3.1e-5  # no point on an edge (rounding decides there)
+    for axis, edges in enumerate((xs, ys)):
+        points = torch.full((len(line), 2), 0.3, dtype=torch.float64)
+        points[:, axis] = line
+        g = ad.sampling_noise_scale(points, torch.full((len(line),), 1))
+        changes = torch.nonzero(g[1:] != g[:-1]).squeeze(1)
+        between = torch.searchsorted(edges, line[changes], right=True) != torch.searchsorted(edges, line[changes + 1],
+                                                                                                 right=True)
+        assert between.all() and len(changes) == len(edges)  # no jump off an edge, one per edge
+    assert [len(e) for e in NoiseAdaptation().field_edges()] == [0, 0]
+
+
+def test_the_ode_likelihood_is_declared_per_adaptation():
+    from gridnoise.adaptation import ConditioningGridAdaptation, ReverseVarianceGridAdaptation, ode_skip_reason
+
+    assert ode_skip_reason(NoiseAdaptation) is None
+    assert ode_skip_reason(SeedGridAdaptation) is None and ode_skip_reason(ConditioningGridAdaptation) is None
+    assert "not the standard posterior" in ode_skip_reason(ReverseVarianceGridAdaptation)
+
+    class Undeclared(NoiseAdaptation):  # a plug-in giving the network a g without saying where it jumps
+        conditions_model = True
+
+        def sampling_noise_scale(self, sample, timesteps):
+            return (sample[:, 0] > 0).float() + 1
+
+    class Declared(Undeclared):
+        def field_edges(self):
+            return torch.zeros(1, dtype=torch.float64), torch.zeros(0, dtype=torch.float64)
+
+    class Wider(NoiseAdaptation):  # a plug-in changing the reverse step's noise
+        def reverse_std_scale(self, sample, timesteps):
+            return torch.full((len(sample),), 2.0)
+
+    assert "define field_edges" in ode_skip_reason(Undeclared())
+    assert ode_skip_reason(Declared) is None
+    assert "variance" in ode_skip_reason(Wider)

@@ -74,6 +74,15 @@ def edge_cell_share(points: Tensor, size: int, extent: list[float]) -> float:
     return float(edge.float().mean())
 
 
+def _distinct(coordinates: Tensor) -> Tensor:
+    """Sorted coordinates `(K,)` with near-equal ones (float32 rounding of the same edge) kept once."""
+    c = coordinates.sort().values
+    if len(c) < 2:
+        return c
+    span = float(c[-1] - c[0]) or 1.0
+    return c[torch.cat([torch.ones(1, dtype=torch.bool, device=c.device), c.diff() > 1e-6 * span])]
+
+
 class NoiseAdaptation(nn.Module):
     """Interface of an adaptation; this base class is plain DDPM (no adaptation)."""
 
@@ -82,6 +91,9 @@ class NoiseAdaptation(nn.Module):
     supported_samplers: ClassVar[tuple[str, ...]] = ("ddpm", "ddim")
     # Whether the denoiser sees the same g for the same (x_t, t) in training and in sampling.
     same_lookup: ClassVar[bool] = True
+    # Why the probability-flow ODE likelihood (`gridnoise.likelihood`) is not this model's, or None
+    # when sampling is the standard posterior step with the network seeing `sampling_noise_scale`.
+    ode_unsupported: ClassVar[str | None] = None
 
     @classmethod
     def from_config(cls, cfg: Any, num_timesteps: int) -> NoiseAdaptation:
@@ -101,6 +113,13 @@ class NoiseAdaptation(nn.Module):
     def reverse_std_scale(self, sample: Tensor, timesteps: Tensor) -> Tensor | None:
         """Factor `(B,)` on the reverse step's noise standard deviation at x_t, or None (1)."""
         return None
+
+    def field_edges(self) -> tuple[Tensor, Tensor]:
+        """Where `sampling_noise_scale` jumps, so the probability-flow ODE's field does too: the
+        coordinates `(Kx,)` of the lines x = c and `(Ky,)` of the lines y = c (model units), sorted.
+        The ODE likelihood adds the density's jump where a trajectory crosses one. None here: g is None."""
+        empty = torch.zeros(0, dtype=torch.float64)
+        return empty, empty
 
     def penalty(self) -> Tensor:
         """Regularisation added to the loss (a scalar)."""
@@ -144,6 +163,16 @@ class GridAdaptation(NoiseAdaptation):
         for grid in rest:
             g = g * grid(points, timesteps)
         return g
+
+    def field_edges(self) -> tuple[Tensor, Tensor]:
+        """Every grid's interior cell edges (points outside the extent use the border cells, so the
+        outer edges are no jumps); an edge that nested grids share is listed once."""
+        lines: tuple[list[Tensor], list[Tensor]] = ([], [])
+        for grid in self.named_grids().values():
+            inner = torch.arange(1, grid.size, dtype=torch.float64, device=grid.extent.device) / grid.size
+            for axis, (low, high) in enumerate(grid.extent.double().view(2, 2)):
+                lines[axis].append(low + (high - low) * inner)
+        return _distinct(torch.cat(lines[0])), _distinct(torch.cat(lines[1]))
 
     def set_extent(self, extent: list[float]) -> None:
         for grid in self.named_grids().values():
@@ -214,6 +243,7 @@ class ReverseVarianceGridAdaptation(GridAdaptation):
     """
 
     supported_samplers = ("ddpm",)
+    ode_unsupported = "the reverse step's variance is learned, not the standard posterior one"
 
     def reverse_std_scale(self, sample, timesteps):
         return self.noise_scale(sample, timesteps)
@@ -239,6 +269,21 @@ ADAPTATIONS: dict[str, type[NoiseAdaptation]] = {
     "conditioning": ConditioningGridAdaptation,
     "reverse_variance": ReverseVarianceGridAdaptation,
 }
+
+def ode_skip_reason(adaptation: type[NoiseAdaptation] | NoiseAdaptation) -> str | None:
+    """Why `gridnoise evaluate` computes no probability-flow ODE likelihood for this adaptation, or
+    None. A subclass that changes the reverse step or g without saying where g jumps is skipped: the
+    change-of-variables formula needs to know every jump of the ODE's field."""
+    cls = adaptation if isinstance(adaptation, type) else type(adaptation)
+    if cls.ode_unsupported:
+        return cls.ode_unsupported
+    base = NoiseAdaptation
+    if cls.reverse_std_scale is not base.reverse_std_scale:
+        return "it changes the reverse step's variance: set ode_unsupported, or keep the standard step"
+    if cls.sampling_noise_scale is not base.sampling_noise_scale and cls.field_edges is base.field_edges:
+        return "its g's jumps are not declared: define field_edges (none if g is continuous)"
+    return None
+
 
 def check_supported(adaptation: type[NoiseAdaptation] | NoiseAdaptation, sampler: str, where: str = "") -> None:
     """Raise SamplerError unless `sampler` is in the adaptation's `supported_samplers`: the one

@@ -10,8 +10,11 @@ metric is skipped; a study's runs are evaluated as Dask tasks, like its training
                of each timestep's term in `likelihood_terms.npz` (elbo_steps, bits per dimension)
     nll_ode    the probability-flow ODE's -log p(x) (`likelihood.ode_log_likelihood`), bits per
                dimension, with nll_ode_stderr, nll_ode_half_tolerance (the same at half the solver's
-               tolerance), nll_ode_evaluations and nll_ode_points; only for models whose ODE field is
-               continuous (no grid adaptation: see ODE_KINDS)
+               tolerance), nll_ode_evaluations, nll_ode_points, nll_ode_crossings (mean cell edges a
+               trajectory crosses: each adds the density's jump there) and nll_ode_nontransversal (share
+               of points whose flow slides along an edge); only for models whose sampler is the
+               standard posterior step (`adaptation.ode_skip_reason`) and whose flow is invertible at
+               every held-out point (no sliding), the others get nll_ode_skipped with the reason
     kl_exact   KL(data || model) in bits = 2 nll_ode - H (the data set's differential entropy in bits,
                `densities.entropy`), with kl_exact_stderr, and kl_bound = 2 nll_elbo - H, an upper
                bound; only for data sets with a known density
@@ -20,7 +23,9 @@ For a run with extra samplers (`eval.extra_samplers`) of the DDPM or cell kind, 
 computed for each, as `<name>_nll_elbo`. Held-out points: a fresh draw of the data set with the
 run's data seed + 1 (`eval.num_samples` of them for the bound, `ODE_POINTS` for the ODE); a data
 file has no held-out draw, so its runs are measured on their training rows (`heldout` false).
-Every metric records its wall time as `<metric>_time`.
+Every metric records its wall time as `<metric>_time`. A value written by older code that the
+current code would not write (a grid run's ODE likelihood without its edge jumps, or a skip
+that no longer applies) is recomputed.
 """
 
 from __future__ import annotations
@@ -41,18 +46,6 @@ from gridnoise.rundir import LIKELIHOOD_TERMS_FILE as TERMS_FILE
 METRICS = ("nll_elbo", "nll_ode", "kl_exact")
 ODE_POINTS = 1000  # held-out points for the ODE likelihood (its cost is ~1000 network calls per point batch)
 HELDOUT_SEED_OFFSET = 1  # held-out points: the data set drawn with data_seed + 1
-# Models whose probability-flow ODE has a continuous field, where the instantaneous change of
-# variables (Song et al. 2021, eq. 39) is exact. A grid looks g up per cell, and the grid-conditioned
-# network's field jumps at every cell edge: the formula then misses the density's jump where a
-# trajectory crosses an edge (on `line`, the original multi-scale grid's "likelihood" came out below
-# the data's entropy, a negative KL). The learned reverse variance changes the reverse step instead.
-ODE_KINDS = ("none",)
-_PER_CELL = "g is looked up per grid cell, so the ODE's field jumps at cell edges, where the change-of-variables " \
-            "formula does not hold"
-ODE_SKIP_REASONS = {"reverse_variance": "the reverse step is not the standard posterior one",
-                    "original_grid": _PER_CELL, "conditioning": _PER_CELL}
-
-
 def check_metrics(names: list[str]) -> list[str]:
     """The metric names, in METRICS order; ConfigError naming the choices for an unknown one."""
     unknown = [n for n in names if n not in METRICS]
@@ -67,9 +60,37 @@ def read_evaluation(run_dir: str | Path) -> dict[str, Any]:
 
 
 def missing(run_dir: str | Path, metrics: list[str]) -> list[str]:
-    """The metrics of `metrics` that `run_dir` has not recorded yet (nor been found inapplicable to)."""
+    """The metrics of `metrics` that `run_dir` has not recorded yet (nor been found inapplicable to),
+    or whose record is stale (`stale`)."""
     done = read_evaluation(run_dir)
-    return [m for m in metrics if m not in done and f"{m}_skipped" not in done]
+    redo = stale(done, rundir.read_config(run_dir).adaptation.kind) if done else []
+    if not set(redo) & set(metrics):
+        redo = []  # stale records are refreshed when one of them is asked for, together
+    return [m for m in METRICS if m in redo or (m in metrics and m not in done and f"{m}_skipped" not in done)]
+
+
+def stale(done: dict[str, Any], kind: str) -> list[str]:
+    """Metrics in an `evaluation.json` that older code wrote and the current code would not: an ODE
+    likelihood of a model that now gets none, one without the cell edges' jumps (before
+    nll_ode_crossings was recorded) of a model with edges, or a skip of a model that now gets one;
+    an exact KL goes with its ODE likelihood."""
+    from gridnoise.adaptation import NoiseAdaptation, ode_skip_reason
+    from gridnoise.plugins import adaptation_class
+
+    cls = adaptation_class(kind)
+    reason = ode_skip_reason(cls)
+    has_edges = cls.field_edges is not NoiseAdaptation.field_edges
+    ode = "nll_ode" in done and (reason is not None or (has_edges and "nll_ode_crossings" not in done))
+    # a skip the flow measured (it is not invertible) records its crossings; an older one does not
+    if ode or ("nll_ode_skipped" in done and reason is None and "nll_ode_crossings" not in done):
+        return ["nll_ode", "kl_exact"]
+    return []
+
+
+def _forget(result: dict[str, Any], metrics: list[str]) -> None:
+    """Drop every key a metric wrote (`<metric>` and `<metric>_*`) from an evaluation record."""
+    for key in [k for k in result if any(k == m or k.startswith(f"{m}_") for m in metrics)]:
+        del result[key]
 
 
 def heldout_points(cfg, n: int) -> tuple[np.ndarray, bool]:
@@ -86,6 +107,7 @@ def evaluate_run(run_dir: str | Path, metrics: list[str], device: str = "cpu", o
                  tolerance: float | None = None) -> dict[str, Any]:
     """Compute the missing `metrics` of a finished run and merge them into its `evaluation.json`;
     returns everything that file then holds."""
+    from gridnoise.adaptation import ode_skip_reason
     from gridnoise.components import resolve_device, sampling_components
     from gridnoise.config import RunConfig, from_dict
     from gridnoise.datafile import to_model
@@ -99,6 +121,8 @@ def evaluate_run(run_dir: str | Path, metrics: list[str], device: str = "cpu", o
     result = read_evaluation(run_dir)
     if not todo:
         return result
+    redo = [m for m in stale(result, rundir.read_config(run_dir).adaptation.kind) if m in todo] if result else []
+    _forget(result, redo)
     if rundir.read_metrics(run_dir) is None:
         raise CheckpointError(f"{run_dir} has not finished training: finish it before evaluating")
     dev = resolve_device(device)
@@ -130,26 +154,36 @@ def evaluate_run(run_dir: str | Path, metrics: list[str], device: str = "cpu", o
             result[f"{name}nll_elbo_decoder"] = bpd(float(bound.terms["decoder"].mean()))
             terms[f"{name}elbo_steps"] = bits(bound.terms["steps"].mean(0))
         result["nll_elbo_time"], result["nll_elbo_points"] = time.perf_counter() - start, len(x)
-    if "nll_ode" in todo or ("kl_exact" in todo and "nll_ode" not in result):
-        if cfg.adaptation.kind not in ODE_KINDS:
-            reason = ODE_SKIP_REASONS.get(cfg.adaptation.kind, "its probability-flow ODE is not known to be continuous")
+    if "nll_ode" in todo or ("kl_exact" in todo and "nll_ode" not in result and "nll_ode_skipped" not in result):
+        reason = ode_skip_reason(adaptation)
+        if reason is not None:
             result["nll_ode_skipped"] = f"{cfg.adaptation.kind}: {reason}"
         else:
             start = time.perf_counter()
             tol = tolerance or ODE_TOLERANCE
-            eps = network_noise_model(model, adaptation)
-            ode = ode_log_likelihood(eps, scheduler, x[:ode_points], tolerance=tol)
-            half = ode_log_likelihood(eps, scheduler, x[:ode_points], tolerance=tol / 2)
-            result.update(nll_ode=bpd(ode.mean()), nll_ode_stderr=bits(ode.stderr()),
-                          nll_ode_half_tolerance=bpd(half.mean()), nll_ode_solver_tolerance=tol,
-                          nll_ode_evaluations=int(ode.terms["evaluations"]), nll_ode_points=len(ode.nll),
-                          nll_ode_time=time.perf_counter() - start)
-            terms["ode_nll"] = ode.nll
+            eps, edges = network_noise_model(model, adaptation), adaptation.field_edges()
+            ode = ode_log_likelihood(eps, scheduler, x[:ode_points], tolerance=tol, edges=edges)
+            sliding = float((ode.terms["nontransversal"] > 0).mean())
+            result.update(nll_ode_points=len(ode.nll), nll_ode_crossings=float(ode.terms["crossings"].mean()),
+                          nll_ode_nontransversal=sliding, nll_ode_solver_tolerance=tol)
+            if sliding > 0:
+                result["nll_ode_skipped"] = (
+                    f"{cfg.adaptation.kind}: the flow slides along a cell edge for {sliding:.1%} of held-out points, "
+                    "so it is not invertible and its density there is 0 (-log p infinite)")
+            else:
+                half = ode_log_likelihood(eps, scheduler, x[:ode_points], tolerance=tol / 2, edges=edges)
+                result.update(nll_ode=bpd(ode.mean()), nll_ode_stderr=bits(ode.stderr()),
+                              nll_ode_half_tolerance=bpd(half.mean()),
+                              nll_ode_evaluations=int(ode.terms["evaluations"]))
+                terms["ode_nll"] = ode.nll
+            result["nll_ode_time"] = time.perf_counter() - start
     if "kl_exact" in todo:
         _exact_kl(cfg, result)
     write_json(run_dir / EVALUATION_FILE, finite_or_none(result))
-    if terms:
+    if terms or "nll_ode" in redo:
         saved = dict(np.load(run_dir / TERMS_FILE)) if (run_dir / TERMS_FILE).is_file() else {}
+        if "nll_ode" in redo:
+            saved.pop("ode_nll", None)
         write_npz(run_dir / TERMS_FILE, **{**saved, **terms})
     return result
 

@@ -34,18 +34,32 @@ integer timesteps (so the marginals at integer u are exactly the discrete ones, 
 
 integrated from the held-out point at u = 0 (noise level sqrt(1 - abar_0), 0.01 for the default
 schedule) to T-1, segment by segment with scipy's adaptive Runge-Kutta (`solve_ivp`), and the
-divergence exact: two gradient calls in 2-D, no Hutchinson noise. A noise scale g from a grid is
-looked up at floor(u); since g is piecewise constant in z, the field of a grid-conditioned network
-jumps at cell borders, where the density's jump is not in the divergence. That error is not small:
-the original multi-scale grid's ODE "likelihood" on `line` came out below the data's entropy. So
-`gridnoise evaluate` solves the ODE only for models with a continuous field (no grid adaptation);
-a learned reverse variance changes the sampler, not the ODE.
+divergence exact: two gradient calls in 2-D, no Hutchinson noise.
+
+**Grids make the field jump.** A grid's g is looked up at floor(u) and is constant on each cell,
+so a grid-conditioned network's field jumps across every cell edge (the adaptation's
+`field_edges`), and the instantaneous change of variables (Song et al. 2021, eq. 39) holds only
+between edges. Across an edge with normal n, probability flux is conserved, p_A (f_A . n) =
+p_B (f_B . n) for the sides A (before) and B (after) of a crossing, so the log-density jumps by
+log(f_A . n / f_B . n) along the trajectory (and the flow map's Jacobian determinant gains the
+factor f_B . n / f_A . n). So
+
+    log p_0(z(0)) = log N(z(T-1); 0, I) + integral div f du + sum_crossings log(f_B . n / f_A . n)
+
+Crossings are found between the solver's accepted steps (linear interpolation to the edge), and
+f is evaluated just either side of the edge there. A crossing where the two normal components
+differ in sign is not transversal (the flow slides along the edge and is not invertible there):
+it is counted, with log |f_B . n / f_A . n|; a strip of data then maps onto the edge, so the ODE's
+density is 0 there and `gridnoise evaluate` reports no ODE likelihood. Without the jump term the
+original multi-scale grid's ODE "likelihood" on `line` came out below the data's entropy (a
+negative KL).
+A learned reverse variance changes the sampler, not the ODE, so its model has no ODE likelihood.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +74,7 @@ from gridnoise.model import predict_noise
 DIMENSIONS = 2
 ODE_TOLERANCE = 1e-5  # rtol = atol of the ODE solver; `ode_nll` also reports the result at half of it
 ODE_METHOD = "RK45"
+EDGE_OFFSET = 1e-4  # f at a crossing is read this far either side of the edge (model units; cells are ~0.1)
 
 
 @dataclass
@@ -189,11 +204,11 @@ def network_noise_model(model: nn.Module, adaptation: NoiseAdaptation) -> NoiseM
     return eps
 
 
-def ode_field(noise_model: NoiseModel, schedule: NoiseSchedule, z: Tensor, u: float,
+def ode_field(noise_model: NoiseModel, schedule: NoiseSchedule, z: Tensor, u: float | Tensor,
               segment: int) -> tuple[Tensor, Tensor]:
-    """(f(z, u) `(B, 2)`, div f `(B,)`) of the probability-flow ODE on segment [t, t+1] (t = `segment`),
-    the divergence exact by autograd."""
-    times = torch.full((len(z),), u, dtype=torch.float64, device=z.device)
+    """(f(z, u) `(B, 2)`, div f `(B,)`) of the probability-flow ODE on segment [t, t+1] (t = `segment`)
+    at one time `u` or one per point `(B,)`, the divergence exact by autograd."""
+    times = torch.as_tensor(u, dtype=torch.float64, device=z.device).expand(len(z))
     abar, beta = continuous_alphas_cumprod(schedule, times, segment)
     steps = torch.full((len(z),), segment, dtype=torch.long, device=z.device)
     with torch.enable_grad():
@@ -211,12 +226,16 @@ def ode_field(noise_model: NoiseModel, schedule: NoiseSchedule, z: Tensor, u: fl
 
 
 def ode_log_likelihood(noise_model: NoiseModel, schedule: NoiseSchedule, x: Tensor, tolerance: float = ODE_TOLERANCE,
-                       prior: Callable[[Tensor], Tensor] | None = None) -> Likelihood:
+                       prior: Callable[[Tensor], Tensor] | None = None,
+                       edges: Sequence[Tensor] = ()) -> Likelihood:
     """-log p_0(x) `(N,)` (nats) of the probability-flow ODE at held-out points `x` `(N, 2)`.
 
     `prior(z)` `(N,)` is the log-density at u = T-1 (default N(0, I), where sampling starts).
+    `edges`: per axis, sorted coordinates `(K,)` of lines where the field jumps (an adaptation's
+    `field_edges()`); each crossing adds the density's jump there.
     terms: "prior" (-log prior at the end point), "divergence" (minus the divergence integral),
-    "end" `(N, 2)` the end points z(T-1), "evaluations" the field evaluations used.
+    "jumps" (minus the sum of the crossings' log-ratios), "crossings" and "nontransversal" (counts
+    per point), "end" `(N, 2)` the end points z(T-1), "evaluations" the field evaluations used.
     """
     from scipy.integrate import solve_ivp
 
@@ -224,6 +243,7 @@ def ode_log_likelihood(noise_model: NoiseModel, schedule: NoiseSchedule, x: Tens
     z = x.to(s.betas.device, torch.float64)
     n, T = len(z), len(s)
     integral = torch.zeros(n, dtype=torch.float64)
+    jumps, crossings, nontransversal = np.zeros(n), np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
     evaluations = 0
 
     def rhs(u: float, state: np.ndarray, segment: int) -> np.ndarray:
@@ -238,10 +258,56 @@ def ode_log_likelihood(noise_model: NoiseModel, schedule: NoiseSchedule, x: Tens
         if not solution.success:
             raise RuntimeError(f"the ODE solver failed on [{t}, {t + 1}]: {solution.message}")
         state = solution.y[:, -1]
+        for axis, lines in enumerate(edges):
+            found = edge_crossings(solution.t, solution.y[:2 * n].T.reshape(-1, n, 2), lines.cpu().numpy(), axis)
+            if found is None:
+                continue
+            points, times, before, after = found
+            f_before = ode_field(noise_model, s, torch.from_numpy(before).to(z.device), torch.from_numpy(times), t)[0]
+            f_after = ode_field(noise_model, s, torch.from_numpy(after).to(z.device), torch.from_numpy(times), t)[0]
+            evaluations += 2
+            ratio = (f_after[:, axis] / f_before[:, axis]).cpu().numpy()
+            np.add.at(jumps, points, np.log(np.abs(ratio)))
+            np.add.at(crossings, points, 1)
+            np.add.at(nontransversal, points, (ratio <= 0).astype(np.int64))
     end = torch.from_numpy(state[:2 * n].reshape(n, 2))
     divergence = state[2 * n:]
     log_prior = (prior(end) if prior is not None else
                  -0.5 * (end**2).sum(1) - math.log(2 * math.pi) * end.shape[1] / 2).numpy()
-    nll = -(log_prior + divergence)
-    return Likelihood(nll, {"prior": -log_prior, "divergence": -divergence, "end": end.numpy(),
+    nll = -(log_prior + divergence + jumps)
+    return Likelihood(nll, {"prior": -log_prior, "divergence": -divergence, "jumps": -jumps, "crossings": crossings,
+                            "nontransversal": nontransversal, "end": end.numpy(),
                             "evaluations": np.array(evaluations)})
+
+
+def edge_crossings(times: np.ndarray, paths: np.ndarray, lines: np.ndarray,
+                   axis: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """Where trajectories cross the lines {z[axis] = c for c in `lines`} between solver steps.
+
+    `times` `(K,)` and `paths` `(K, N, 2)` are the accepted steps. Returns (point index `(C,)`,
+    crossing time `(C,)`, the crossing point just before the line `(C, 2)` and just after it), each
+    crossing located by linear interpolation within its step; None when there is none. A trajectory
+    that crosses a line and comes back within one step is missed: its two jumps nearly cancel.
+    """
+    if not len(lines):
+        return None
+    side = np.searchsorted(lines, paths[..., axis], side="right")  # (K, N): lines at or below (the cell lookup's floor)
+    steps, points = np.nonzero(side[1:] != side[:-1])
+    if not len(steps):
+        return None
+    records = []
+    for k, i in zip(steps, points):
+        start, stop = paths[k, i], paths[k + 1, i]
+        lo, hi = sorted((side[k, i], side[k + 1, i]))
+        sign = 1.0 if side[k + 1, i] > side[k, i] else -1.0  # the way it crosses
+        for c in lines[lo:hi]:
+            frac = (c - start[axis]) / (stop[axis] - start[axis])
+            where = start + frac * (stop - start)
+            records.append((i, times[k] + frac * (times[k + 1] - times[k]), where[1 - axis], c, sign))
+    index, when, other, line, signs = (np.array(col) for col in zip(*records))
+
+    def at(offset: np.ndarray) -> np.ndarray:
+        pts = np.empty((len(index), 2))
+        pts[:, axis], pts[:, 1 - axis] = line + offset, other
+        return pts
+    return index, when, at(-signs * EDGE_OFFSET), at(signs * EDGE_OFFSET)
