@@ -134,12 +134,14 @@ def test_a_study_gains_likelihoods_on_a_local_cluster_and_keeps_its_hashes(tmp_p
     gridnoise("run", experiment, "--out", out, "--workers", 2, "--no-progress")
     tasks = sorted(out.glob("*/line/seed_*"))
     before = {d: training_files(d) for d in tasks}
+    drawn = {p: p.stat().st_mtime_ns for d in tasks for p in d.rglob("*.png")}
     proc = gridnoise("evaluate", out, "--metrics", "nll_elbo", "--workers", 2)
     assert "4 tasks done (0 had them), 0 failed" in proc.stdout
     for d in tasks:
         assert training_files(d) == before[d] and np.isfinite(read_evaluation(d)["nll_elbo"])
     multi = read_evaluation(out / "multi/line/seed_0")
     assert all((d / "likelihood.png").is_file() for d in tasks)  # drawn with the report
+    assert drawn and all(p.stat().st_mtime_ns == t for p, t in drawn.items())  # the rest not redrawn
     assert np.isfinite(multi["cell_nll_elbo"])  # the consistent sampler's bound, beside the standard one's
     metrics = json.loads((out / "multi/line/seed_0/metrics.json").read_text())
     assert np.isfinite(metrics["cell_kl_divergence"])  # sampled with it when training ended

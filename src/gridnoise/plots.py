@@ -300,12 +300,17 @@ def draw_heatmaps(run_dir: str | Path, points: np.ndarray | None = None) -> list
     return written
 
 
+def run_title(cfg) -> str:
+    """How a run's own figures name it: "<variant> on <data set>, seed <seed>"."""
+    return f"{cfg.variant} on {Path(cfg.dataset).name}, seed {cfg.seed}"
+
+
 def draw_run_figures(run_dir: str | Path, heatmaps: bool = True) -> list[Path]:
     """Write a run's own figures from its files: samples.png, loss.png, and for a grid run grids.png
     and (with `heatmaps`) the per-snapshot heatmaps; returns the paths written. Never trains."""
     run_dir = Path(run_dir)
     cfg = rundir.read_config(run_dir)
-    name = f"{cfg.variant} on {Path(cfg.dataset).name}, seed {cfg.seed}"
+    name = run_title(cfg)
     points = overlay_points(cfg.dataset, cfg.data_seed, cfg.data)
     written = []
     if (run_dir / rundir.SAMPLES_FILE).is_file():

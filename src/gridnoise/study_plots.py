@@ -27,11 +27,13 @@ from gridnoise import rundir
 from gridnoise.plots import (
     PALETTE,
     SAMPLE_PANEL_SIZE,
+    draw_likelihood_figure,
     draw_run_figures,
     grids_figure,
     overlay_points,
     plt,
     run_grids,
+    run_title,
     save_figure,
     scatter_samples,
 )
@@ -279,17 +281,29 @@ FIGURE_FILES = ("samples.png", "loss.png")  # a task without these has not had i
 
 
 def redraw_run_figures(results: StudyResults, only_missing: bool = False) -> list[Path]:
-    """Draw every finished task's own figures (`plots.draw_run_figures`), or only of tasks lacking them."""
+    """Draw every finished task's own figures (`plots.draw_run_figures`), or with `only_missing` just
+    what a task lacks: all its figures when its samples, loss or grids figure is missing, else only
+    its likelihood figure when that is missing or older than the `evaluation.json` it shows."""
     written = []
     for key in sorted(results.metrics):
         run_dir = results.run_dir(*key)
-        if only_missing and all((run_dir / name).is_file() for name in FIGURE_FILES) and (
-                rundir.final_snapshot(run_dir) is None or (run_dir / rundir.GRIDS_FIGURE).is_file()) and (
-                not (run_dir / rundir.LIKELIHOOD_TERMS_FILE).is_file()
-                or (run_dir / rundir.LIKELIHOOD_FIGURE).is_file()):
-            continue
-        written += draw_run_figures(run_dir)
+        drawn = all((run_dir / name).is_file() for name in FIGURE_FILES) and (
+            rundir.final_snapshot(run_dir) is None or (run_dir / rundir.GRIDS_FIGURE).is_file())
+        if not only_missing or not drawn:
+            written += draw_run_figures(run_dir)
+        elif _stale_likelihood_figure(run_dir):
+            written.append(draw_likelihood_figure(run_dir, run_title(rundir.read_config(run_dir))))
     return written
+
+
+def _stale_likelihood_figure(run_dir: Path) -> bool:
+    terms, figure = run_dir / rundir.LIKELIHOOD_TERMS_FILE, run_dir / rundir.LIKELIHOOD_FIGURE
+    if not terms.is_file():
+        return False
+    if not figure.is_file():
+        return True
+    drawn = figure.stat().st_mtime_ns
+    return any(p.is_file() and p.stat().st_mtime_ns > drawn for p in (terms, run_dir / rundir.EVALUATION_FILE))
 
 
 redraw_heatmaps = redraw_run_figures  # its former name: heatmaps are among a run's figures
