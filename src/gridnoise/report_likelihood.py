@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from scipy.stats import kendalltau
 
+from gridnoise import rundir
 from gridnoise.sections import ALPHA, Block, Section, Table, fmt, fmt_ci, paired_tests, verdict
 
 if TYPE_CHECKING:
@@ -37,6 +38,25 @@ def samplers(results: StudyResults, run: str) -> list[str]:
     return sorted(names, key=lambda p: (p != "", p))
 
 
+def _label(run: dict, prefix: str = "") -> str:
+    return f"{run['name']} {run['label']}" + (f" ({prefix.rstrip('_')} sampler)" if prefix else "")
+
+
+def ode_absent(results: StudyResults, run: str, dataset: str) -> str:
+    """Why a (run, data set) has no ODE likelihood, in a few words for a table cell."""
+    sliding = list(results.values(run, dataset, "nll_ode_nontransversal").values())
+    if sliding and max(sliding) > 0:
+        low, high = min(sliding), max(sliding)
+        share = f"{high:.0%}" if f"{low:.0%}" == f"{high:.0%}" else f"{low:.0%}-{high:.0%}"
+        return f"none: the flow slides along cell edges ({share} of points), not invertible"
+    for seed in results.seeds(run, dataset):
+        path = results.run_dir(run, dataset, seed) / rundir.EVALUATION_FILE
+        reason = rundir.read_json(path, rundir.EVALUATION_FILE).get("nll_ode_skipped") if path.is_file() else None
+        if reason:
+            return "none: " + reason.split(": ", 1)[-1]
+    return "-"
+
+
 def _pairs(results: StudyResults, metric: str) -> dict:
     """(run label, data set) -> ({seed: baseline value}, {seed: run value}) for every non-baseline run and
     sampler (the baseline's own `metric` against `<sampler>_<metric>`)."""
@@ -46,7 +66,7 @@ def _pairs(results: StudyResults, metric: str) -> dict:
         for prefix in prefixes:
             if run["name"] == results.baseline and not prefix:
                 continue
-            label = f"{run['name']} {run['label']}" + (f" ({prefix.rstrip('_')} sampler)" if prefix else "")
+            label = _label(run, prefix)
             for dataset in results.datasets:
                 pairs[(label, dataset)] = (results.values(results.baseline, dataset, metric),
                                            results.values(run["name"], dataset, prefix + metric))
@@ -63,8 +83,11 @@ def likelihood_section(results: StudyResults) -> Section:
         "Negative log-likelihood of held-out points in bits per dimension (lower is better), as "
         "`gridnoise evaluate` measured it: the variational bound (an upper bound for every variant, with "
         "each variant's own reverse step) and the exact likelihood of the probability-flow ODE (models whose "
-        "field is continuous: no grid adaptation). Differences are run - baseline on the same seeds, with "
+        "reverse step is the standard posterior one; where a grid's g makes the field jump at a cell edge, the "
+        "density's jump is added at each crossing, and a model whose flow slides along an edge has none, since "
+        "its flow is not invertible there). Differences are run - baseline on the same seeds, with "
         f"95% t-intervals and paired t-tests Holm-corrected over all (run, data set) pairs of a measure at {ALPHA}."]
+    absent = {_label(run): run["name"] for run in results.runs}
     better: dict[str, list[str]] = {name: [] for _, name in found}
     for dataset in results.datasets:
         rows = []
@@ -73,7 +96,8 @@ def likelihood_section(results: StudyResults) -> Section:
             cells = []
             for metric, name in found:
                 if (label, dataset) not in tests[metric]:
-                    cells += ["-", "-"]
+                    ode = metric == "nll_ode" and label in absent
+                    cells += [ode_absent(results, absent[label], dataset) if ode else "-", "-"]
                     continue
                 test, p = tests[metric][(label, dataset)]
                 ci = "" if math.isnan(test.ci_lo) else f" [{fmt(test.ci_lo)}, {fmt(test.ci_hi)}]"
