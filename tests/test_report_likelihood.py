@@ -77,3 +77,12 @@ def test_the_kl_check_counts_the_pairs_the_exact_kl_separates(results):
     # base and noisy only (good is left out); the exact KL separates them, the k-NN KL agrees if it also
     # finds noisy worse
     assert cells[1] == "2" and cells[6:] == ["1", "1" if knn_worse else "0"]
+
+
+def test_forest_plots_leave_out_runs_whose_flow_slides(results):
+    from gridnoise.report import comparisons
+
+    for metric in ("nll_ode", "kl_exact"):  # what the forest plots and the interactive report draw
+        found = comparisons(results, metric)
+        assert ("noisy", "circle") in found and ("good", "circle") not in found
+    assert ("good", "circle") in comparisons(results, "nll_elbo")  # the bound is there for every seed

@@ -43,16 +43,9 @@ def _label(run: dict, prefix: str = "") -> str:
     return f"{run['name']} {run['label']}" + (f" ({prefix.rstrip('_')} sampler)" if prefix else "")
 
 
-def sliding_seeds(results: StudyResults, run: str, dataset: str) -> list[float]:
-    """Shares of held-out points whose ODE flow slides along a cell edge, for the seeds where some do.
-    Such a model gives those points no density (-log p infinite), so a run with any such seed has no
-    ODE likelihood to compare: the seeds that have one are not a fair sample."""
-    return [v for v in results.values(run, dataset, "nll_ode_nontransversal").values() if v > 0]
-
-
 def ode_absent(results: StudyResults, run: str, dataset: str) -> str:
     """Why a (run, data set) has no ODE likelihood, in a few words for a table cell."""
-    sliding = sliding_seeds(results, run, dataset)
+    sliding = results.sliding(run, dataset)
     if sliding:
         low, high = min(sliding), max(sliding)
         share = f"{high:.0%}" if f"{low:.0%}" == f"{high:.0%}" else f"{low:.0%}-{high:.0%}"
@@ -78,7 +71,7 @@ def _pairs(results: StudyResults, metric: str) -> dict:
                 continue
             label = _label(run, prefix)
             for dataset in results.datasets:
-                if metric == "nll_ode" and sliding_seeds(results, run["name"], dataset):
+                if metric == "nll_ode" and results.sliding(run["name"], dataset):
                     continue
                 pairs[(label, dataset)] = (results.values(results.baseline, dataset, metric),
                                            results.values(run["name"], dataset, prefix + metric))
@@ -163,7 +156,7 @@ def knn_vs_exact_section(results: StudyResults) -> Section:
             if not any(values.values()):
                 continue
             cells = [fmt_ci(list(v.values())) if v else "-" for v in values.values()]
-            if sliding_seeds(results, run["name"], dataset):
+            if results.sliding(run["name"], dataset):
                 cells[1] = ode_absent(results, run["name"], dataset)
             elif values["kl_divergence"] and values["kl_exact"]:
                 knn[run["name"]], exact[run["name"]] = values["kl_divergence"], values["kl_exact"]

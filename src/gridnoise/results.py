@@ -58,6 +58,13 @@ class StudyResults:
         return {s: m[metric] for (r, d, s), m in self.metrics.items()
                 if r == run and d == dataset and metric in m}
 
+    def sliding(self, run: str, dataset: str) -> list[float]:
+        """Shares of held-out points whose probability-flow ODE slides along a grid cell edge, for the
+        seeds where some do (`gridnoise evaluate`'s nll_ode_nontransversal). The ODE gives those points
+        no density, so a (run, data set) with any such seed has no ODE likelihood to compare: the
+        seeds that have one are not a fair sample of it."""
+        return [v for v in self.values(run, dataset, "nll_ode_nontransversal").values() if v > 0]
+
     def max_seeds(self) -> int:
         """The largest number of finished seeds of any (run, data set)."""
         return max((len(self.seeds(r["name"], d)) for r in self.runs for d in self.datasets), default=0)
@@ -88,6 +95,7 @@ def load_results(out: str | Path) -> StudyResults:
     return results
 
 
+ODE_METRICS = ("nll_ode", "kl_exact")  # from the ODE likelihood: not compared where the flow slides (`sliding`)
 NOT_METRICS = ("_time", "_evaluations", "_solver_tolerance", "_points")  # costs and settings in evaluation.json
 
 
