@@ -267,9 +267,11 @@ def ode_log_likelihood(noise_model: NoiseModel, schedule: NoiseSchedule, x: Tens
             f_after = ode_field(noise_model, s, torch.from_numpy(after).to(z.device), torch.from_numpy(times), t)[0]
             evaluations += 2
             ratio = (f_after[:, axis] / f_before[:, axis]).cpu().numpy()
-            np.add.at(jumps, points, np.log(np.abs(ratio)))
+            slides = ~(ratio > 0)  # the normal components disagree in sign (or one is 0: a tangent)
+            usable = np.isfinite(ratio) & (ratio != 0)  # else no jump is defined; the point is flagged
+            np.add.at(jumps, points, np.log(np.abs(np.where(usable, ratio, 1.0))))
             np.add.at(crossings, points, 1)
-            np.add.at(nontransversal, points, (ratio <= 0).astype(np.int64))
+            np.add.at(nontransversal, points, slides.astype(np.int64))
     end = torch.from_numpy(state[:2 * n].reshape(n, 2))
     divergence = state[2 * n:]
     log_prior = (prior(end) if prior is not None else
