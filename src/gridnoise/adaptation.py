@@ -117,7 +117,8 @@ class NoiseAdaptation(nn.Module):
     def field_edges(self) -> tuple[Tensor, Tensor]:
         """Where `sampling_noise_scale` jumps, so the probability-flow ODE's field does too: the
         coordinates `(Kx,)` of the lines x = c and `(Ky,)` of the lines y = c (model units), sorted.
-        The ODE likelihood adds the density's jump where a trajectory crosses one. None here: g is None."""
+        The ODE likelihood adds the density's jump where a trajectory crosses one. The base class has
+        none: its g is None."""
         empty = torch.zeros(0, dtype=torch.float64)
         return empty, empty
 
@@ -269,6 +270,7 @@ ADAPTATIONS: dict[str, type[NoiseAdaptation]] = {
     "conditioning": ConditioningGridAdaptation,
     "reverse_variance": ReverseVarianceGridAdaptation,
 }
+
 
 def ode_skip_reason(adaptation: type[NoiseAdaptation] | NoiseAdaptation) -> str | None:
     """Why `gridnoise evaluate` computes no probability-flow ODE likelihood for this adaptation, or
