@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from gridnoise.adaptation import ConditioningGridAdaptation, Grid
+from gridnoise.adaptation import ConditioningGridAdaptation, Grid, NoiseAdaptation
 
 
 def bilinear(grid: Grid, points: Tensor, timesteps: Tensor) -> Tensor:
@@ -47,3 +47,7 @@ class BilinearGridAdaptation(ConditioningGridAdaptation):
         for grid in rest:
             g = g * bilinear(grid, points, timesteps)
         return g
+
+    def field_edges(self) -> tuple[Tensor, Tensor]:
+        """None: g is continuous, so the ODE likelihood has no cell-edge jumps to add."""
+        return NoiseAdaptation.field_edges(self)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from gridnoise.adaptation import ADAPTATIONS, ConditioningGridAdaptation, GridAdaptation
+from gridnoise.adaptation import ADAPTATIONS, ConditioningGridAdaptation, GridAdaptation, ode_skip_reason
 from gridnoise.config import AdaptationConfig, RunConfig
 from gridnoise.data import load
 from gridnoise.errors import ConfigError, DataError
@@ -108,6 +108,8 @@ def test_the_worked_example_passes_and_is_smooth(monkeypatch):
     assert at(1.5, 2.75) == pytest.approx(6.25)  # a quarter of the way to cell (1, 3)
     assert abs(at(1.999, 1.2) - at(2.001, 1.2)) < 0.01  # no jump at a cell border
     assert at(-5.0, 0.2) == at(0.1, 0.2) == 0.0  # held constant beyond the outermost centres
+    # it declares its field continuous, so `gridnoise evaluate` solves its ODE with no edge jumps
+    assert ode_skip_reason(ad) is None and [len(e) for e in ad.field_edges()] == [0, 0]
 
 
 class NotOnes(ConditioningGridAdaptation):
