@@ -62,7 +62,11 @@ def read_evaluation(run_dir: str | Path) -> dict[str, Any]:
 def missing(run_dir: str | Path, metrics: list[str]) -> list[str]:
     """The metrics of `metrics` that `run_dir` has not recorded yet (nor been found inapplicable to),
     or whose record is stale (`stale`)."""
-    done = read_evaluation(run_dir)
+    return _todo(read_evaluation(run_dir), run_dir, metrics)
+
+
+def _todo(done: dict[str, Any], run_dir: str | Path, metrics: list[str]) -> list[str]:
+    """`missing` for an evaluation record already read."""
     redo = stale(done, rundir.read_config(run_dir).adaptation.kind) if done else []
     if not set(redo) & set(metrics):
         redo = []  # stale records are refreshed when one of them is asked for, together
@@ -117,8 +121,8 @@ def evaluate_run(run_dir: str | Path, metrics: list[str], device: str = "cpu", o
     from gridnoise.seeding import generator
 
     run_dir = Path(run_dir)
-    todo = missing(run_dir, check_metrics(metrics))
     result = read_evaluation(run_dir)
+    todo = _todo(result, run_dir, check_metrics(metrics))
     if not todo:
         return result
     redo = [m for m in stale(result, rundir.read_config(run_dir).adaptation.kind) if m in todo] if result else []
