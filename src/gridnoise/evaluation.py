@@ -62,12 +62,17 @@ def read_evaluation(run_dir: str | Path) -> dict[str, Any]:
 def missing(run_dir: str | Path, metrics: list[str]) -> list[str]:
     """The metrics of `metrics` that `run_dir` has not recorded yet (nor been found inapplicable to),
     or whose record is stale (`stale`)."""
-    return _todo(read_evaluation(run_dir), run_dir, metrics)
+    done = read_evaluation(run_dir)
+    return _todo(done, _stale_records(done, run_dir), metrics)
 
 
-def _todo(done: dict[str, Any], run_dir: str | Path, metrics: list[str]) -> list[str]:
-    """`missing` for an evaluation record already read."""
-    redo = stale(done, rundir.read_config(run_dir).adaptation.kind) if done else []
+def _stale_records(done: dict[str, Any], run_dir: str | Path) -> list[str]:
+    """`stale` for an evaluation record already read (the run's config is read only when there is one)."""
+    return stale(done, rundir.read_config(run_dir).adaptation.kind) if done else []
+
+
+def _todo(done: dict[str, Any], redo: list[str], metrics: list[str]) -> list[str]:
+    """`missing` for an evaluation record already read and its stale metrics `redo`."""
     if not set(redo) & set(metrics):
         redo = []  # stale records are refreshed when one of them is asked for, together
     return [m for m in METRICS if m in redo or (m in metrics and m not in done and f"{m}_skipped" not in done)]
@@ -122,10 +127,11 @@ def evaluate_run(run_dir: str | Path, metrics: list[str], device: str = "cpu", o
 
     run_dir = Path(run_dir)
     result = read_evaluation(run_dir)
-    todo = _todo(result, run_dir, check_metrics(metrics))
+    outdated = _stale_records(result, run_dir)
+    todo = _todo(result, outdated, check_metrics(metrics))
     if not todo:
         return result
-    redo = [m for m in stale(result, rundir.read_config(run_dir).adaptation.kind) if m in todo] if result else []
+    redo = [m for m in outdated if m in todo]
     _forget(result, redo)
     if rundir.read_metrics(run_dir) is None:
         raise CheckpointError(f"{run_dir} has not finished training: finish it before evaluating")
