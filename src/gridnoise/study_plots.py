@@ -343,7 +343,7 @@ def likelihood_terms_figure(results: StudyResults) -> Figure | None:
                 steps = curves[(run["name"], dataset)][1:]  # the KL terms; t = 0 is the decoder, a density
                 ax.plot(np.arange(1, len(steps) + 1), steps, color=colours[run["name"]], label=run["label"], lw=1.2)
         ax.set(yscale="log", title=dataset, xlabel="timestep t", ylabel="KL term L_t (bits/dim)")
-    _legend_outside(fig, axes[0])
+    _legend_outside(fig, axes[0], loc="outside lower center")  # the long title spans the top
     fig.suptitle("Variational bound per timestep, t >= 1 (mean over held-out points and seeds; the prior and "
                  "decoder terms are in the tables)", fontsize=10)
     return fig
