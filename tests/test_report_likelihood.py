@@ -86,3 +86,16 @@ def test_forest_plots_leave_out_runs_whose_flow_slides(results):
         found = comparisons(results, metric)
         assert ("noisy", "circle") in found and ("good", "circle") not in found
     assert ("good", "circle") in comparisons(results, "nll_elbo")  # the bound is there for every seed
+
+
+def test_metric_tables_leave_out_the_seeds_of_a_flow_that_slides(results):
+    from gridnoise.report import metric_tables
+
+    text = render(metric_tables(results))
+    ode = text.split("### ODE likelihood -log p (bits/dim)")[1].split("###")[0]
+    assert not rows_of(ode, "good")  # seed 0's value alone is not the run's likelihood (it slides everywhere)
+    exact = text.split("### Exact KL (bits)")[1].split("###")[0]
+    assert "0.300" not in exact  # nor its exact KL
+    base, = rows_of(ode, "base")
+    assert "(n=5)" in base
+    assert results.values("good", "circle", "nll_elbo") and not results.values("good", "circle", "nll_ode")

@@ -71,8 +71,6 @@ def _pairs(results: StudyResults, metric: str) -> dict:
                 continue
             label = _label(run, prefix)
             for dataset in results.datasets:
-                if metric == "nll_ode" and results.sliding(run["name"], dataset):
-                    continue
                 pairs[(label, dataset)] = (results.values(results.baseline, dataset, metric),
                                            results.values(run["name"], dataset, prefix + metric))
     return pairs
@@ -158,7 +156,7 @@ def knn_vs_exact_section(results: StudyResults) -> Section:
             cells = [fmt_ci(list(v.values())) if v else "-" for v in values.values()]
             if results.sliding(run["name"], dataset):
                 cells[1] = ode_absent(results, run["name"], dataset)
-            elif values["kl_divergence"] and values["kl_exact"]:
+            if values["kl_divergence"] and values["kl_exact"]:
                 knn[run["name"]], exact[run["name"]] = values["kl_divergence"], values["kl_exact"]
             rows.append([f"{run['name']} {run['label']}"] + cells)
         if rows:

@@ -21,6 +21,7 @@ from gridnoise.rundir import EVALUATION_FILE, EXPERIMENT_FILE, METRICS_FILE, TAS
 
 RESULTS_CSV = "results.csv"
 FINAL_INFO = "final_info.json"
+ODE_METRICS = ("nll_ode", "kl_exact")  # from the ODE likelihood: none where the flow slides (`StudyResults.sliding`)
 
 
 @dataclass
@@ -54,14 +55,18 @@ class StudyResults:
         return sorted(s for (r, d, s) in self.metrics if r == run and d == dataset)
 
     def values(self, run: str, dataset: str, metric: str) -> dict[int, float]:
-        """seed -> value of `metric` for finished tasks that report it."""
+        """seed -> value of `metric` for finished tasks that report it; none of a metric from the ODE
+        likelihood (`ODE_METRICS`) where the run's flow slides on some seed (`sliding`), so no table,
+        test or plot summarises the seeds that happen to have one. `results.csv` keeps every value."""
+        if metric in ODE_METRICS and self.sliding(run, dataset):
+            return {}
         return {s: m[metric] for (r, d, s), m in self.metrics.items()
                 if r == run and d == dataset and metric in m}
 
     def sliding(self, run: str, dataset: str) -> list[float]:
         """Shares of held-out points whose probability-flow ODE slides along a grid cell edge, for the
         seeds where some do (`gridnoise evaluate`'s nll_ode_nontransversal). The ODE gives those points
-        no density, so a (run, data set) with any such seed has no ODE likelihood to compare: the
+        no density, so a (run, data set) with any such seed has no ODE likelihood (`values`): the
         seeds that have one are not a fair sample of it."""
         return [v for v in self.values(run, dataset, "nll_ode_nontransversal").values() if v > 0]
 
@@ -94,8 +99,6 @@ def load_results(out: str | Path) -> StudyResults:
                         results.tasks[key] = read_json(d / TASK_FILE, "task.json")
     return results
 
-
-ODE_METRICS = ("nll_ode", "kl_exact")  # from the ODE likelihood: not compared where the flow slides (`sliding`)
 NOT_METRICS = ("_time", "_evaluations", "_solver_tolerance", "_points")  # costs and settings in evaluation.json
 
 
