@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from gridnoise.adaptation import Grid, NoiseAdaptation, SeedGridAdaptation, data_extent, edge_cell_share, grid_label
+from gridnoise.adaptation import Grid, NoiseAdaptation, OriginalGridAdaptation, data_extent, edge_cell_share, grid_label
 from gridnoise.components import build_adaptation
 from gridnoise.config import AdaptationConfig, adaptation_for
 from gridnoise.schedulers import DDPMScheduler
@@ -40,7 +40,7 @@ def test_other_extent_maps_corners():
 
 
 def test_multiscale_level_is_the_product():
-    ad = SeedGridAdaptation(2, {"coarse": 5, "fine": 20}, SEED_EXTENT)
+    ad = OriginalGridAdaptation(2, {"coarse": 5, "fine": 20}, SEED_EXTENT)
     with torch.no_grad():
         ad.grid_modules["coarse"].values.uniform_(0.5, 1.5)
         ad.grid_modules["fine"].values.uniform_(0.5, 1.5)
@@ -51,7 +51,7 @@ def test_multiscale_level_is_the_product():
 
 def test_seed_training_scales_noise_at_x0_and_sampling_looks_at_xt():
     s = DDPMScheduler(10)
-    ad = SeedGridAdaptation(10, {"grid": 2}, SEED_EXTENT)
+    ad = OriginalGridAdaptation(10, {"grid": 2}, SEED_EXTENT)
     with torch.no_grad():
         ad.grid_modules["grid"].values[:, 1, 1] = 3.0  # the cell x>0, y>0
     x0 = torch.tensor([[0.5, 0.5], [-0.5, -0.5]])
@@ -110,7 +110,7 @@ def test_bad_sizes():
     with pytest.raises(ValueError, match="grid size"):
         Grid(10, 0, SEED_EXTENT)
     with pytest.raises(ValueError, match="at least one grid"):
-        SeedGridAdaptation(10, {}, SEED_EXTENT)
+        OriginalGridAdaptation(10, {}, SEED_EXTENT)
 
 
 def test_seed_extent_edge_share():
@@ -269,7 +269,7 @@ def test_the_ode_likelihood_is_declared_per_adaptation():
     from gridnoise.adaptation import ConditioningGridAdaptation, ReverseVarianceGridAdaptation, ode_skip_reason
 
     assert ode_skip_reason(NoiseAdaptation) is None
-    assert ode_skip_reason(SeedGridAdaptation) is None and ode_skip_reason(ConditioningGridAdaptation) is None
+    assert ode_skip_reason(OriginalGridAdaptation) is None and ode_skip_reason(ConditioningGridAdaptation) is None
     assert "not the standard posterior" in ode_skip_reason(ReverseVarianceGridAdaptation)
 
     class Undeclared(NoiseAdaptation):  # a plug-in giving the network a g without saying where it jumps

@@ -60,7 +60,7 @@ def test_int_accepted_for_float():
 
 def test_the_former_kind_name_loads_and_hashes_as_before(tmp_path):
     from gridnoise.config import comparable_dict
-    from gridnoise.experiment import config_hash
+    from gridnoise.study.experiment import config_hash
 
     old = tmp_path / "old.toml"
     old.write_text('variant = "grid10"\n[adaptation]\nkind = "seed_grid"\ngrids = { grid = 10 }\n')

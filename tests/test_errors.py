@@ -16,7 +16,6 @@ def test_every_reported_error_is_a_gridnoise_error_and_value_errors_stay_value_e
     assert all(issubclass(c, errors.GridnoiseError) for c in classes)
     for c in (errors.ConfigError, errors.SamplerError, errors.DataError, errors.MetricError):
         assert issubclass(c, ValueError)
-    assert errors.SchedulerError is errors.ClusterError  # the old name keeps working
     # the modules that raise them re-export nothing of their own
     from gridnoise import config, data, metrics
 

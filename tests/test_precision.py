@@ -3,9 +3,9 @@ import torch
 
 from gridnoise.config import ConfigError, RunConfig, adaptation_for, comparable_dict, from_dict, to_dict
 from gridnoise.data import load
-from gridnoise.experiment import config_hash
 from gridnoise.model import MLPDenoiser
 from gridnoise.precision import Autocast, autocast, native_bf16, slow_precision_warning, with_precision
+from gridnoise.study.experiment import config_hash
 from gridnoise.trainer import Trainer
 
 

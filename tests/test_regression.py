@@ -108,7 +108,7 @@ def test_first_draws_of_every_seeded_stream():
 
 
 def test_documented_studies_keep_their_task_hashes():
-    from gridnoise.experiment import bundled, load_experiment
+    from gridnoise.study.experiment import bundled, load_experiment
 
     with open(GOLDEN / "task_hashes.json") as f:
         recorded = json.load(f)

@@ -220,7 +220,7 @@ def test_a_tracker_that_is_not_installed_says_how_to_install_it(monkeypatch):
 
 
 def test_an_experiment_files_log_table_changes_no_identity_or_hash():
-    from gridnoise.experiment import parse_experiment
+    from gridnoise.study.experiment import parse_experiment
 
     def experiment(log: dict) -> dict:
         return {"experiment": {"name": "x", "datasets": ["moons"], "seeds": [0, 1]},

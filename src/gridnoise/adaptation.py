@@ -212,9 +212,6 @@ class OriginalGridAdaptation(GridAdaptation):
         return self.noise_scale(sample, timesteps)
 
 
-SeedGridAdaptation = OriginalGridAdaptation  # its name before "seed" was kept for random seeds
-
-
 class ConditioningGridAdaptation(GridAdaptation):
     """Consistent conditioning: standard DDPM noising; g is looked up at the noisy x_t (and t)
     in training and sampling alike and given to the denoiser, so both paths see the same

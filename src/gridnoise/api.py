@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 
 from gridnoise import rundir
-from gridnoise.config import SAMPLERS, RunConfig, SamplerConfig, adaptation_for, from_dict, to_dict
+from gridnoise.config import RunConfig, SamplerConfig, adaptation_for, from_dict, to_dict
 from gridnoise.errors import ConfigError
+from gridnoise.registry import SAMPLERS
 
 
 def make_config(variant: str = "baseline", **overrides: Any) -> RunConfig:
@@ -49,7 +50,7 @@ def load_data(source: str | Path | np.ndarray, n: int = 100_000, *, seed: int = 
     """Points as a float32 `(N, 2)` array: a data set's name (`n` points, `seed`), a data file's
     path (every row; `key` for .npz, `columns` for CSV/TSV), or an array (checked)."""
     from gridnoise.data import load
-    from gridnoise.datafile import check_points
+    from gridnoise.data.datafile import check_points
 
     if isinstance(source, np.ndarray) or not isinstance(source, (str, Path)):
         return check_points(np.asarray(source)).astype(np.float32)
@@ -128,7 +129,7 @@ class Run:
 
     def grid_extent(self, step: int | None = None) -> list[float] | None:
         """The rectangle (xmin, xmax, ymin, ymax) the grids cover, in the data's units."""
-        from gridnoise.datafile import extent_to_data
+        from gridnoise.data.datafile import extent_to_data
 
         path = self._snapshot(step)
         if path is None:
@@ -144,11 +145,11 @@ class Run:
         if sampler not in SAMPLERS:
             raise ConfigError(f"unknown sampler '{sampler}': use {', '.join(SAMPLERS)}")
         return sample_run(self.path, n, seed, device,
-                          SamplerConfig(sampler, steps, eta, clip_sample))  # type: ignore[arg-type]
+                          SamplerConfig(sampler, steps, eta, clip_sample))
 
     def plot_samples(self, samples: np.ndarray | None = None, max_data: int = 5000):
         """A matplotlib Figure of `samples` (default: the run's own) over its data, in the data's units."""
-        from gridnoise.plots import samples_figure
+        from gridnoise.report.run_figures import samples_figure
 
         data = self.data()
         data = data[np.random.default_rng(0).permutation(len(data))[:max_data]]
@@ -159,7 +160,7 @@ class Run:
     def plot_grids(self, timesteps: tuple[int, ...] | None = None, step: int | None = None, max_data: int = 3000):
         """A matplotlib Figure of the grids at several timesteps (default: 0, T/4, T/2, 3T/4, T-1) over
         their real extent, the data drawn over them; a ConfigError for a run without grids."""
-        from gridnoise.plots import grids_figure
+        from gridnoise.report.run_figures import grids_figure
 
         grids = self.grids(step)
         if not grids:
@@ -207,8 +208,8 @@ class Study:
 
     @property
     def results(self):
-        """The `gridnoise.results.StudyResults` of the study."""
-        from gridnoise.results import load_results
+        """The `gridnoise.study.results.StudyResults` of the study."""
+        from gridnoise.study.results import load_results
 
         return load_results(self.path)
 
@@ -237,8 +238,8 @@ def run_experiment(experiment: str | Path, out: str | Path, *, seeds: list[int] 
     local Dask cluster (`workers` processes) or an existing one (`scheduler` address), into `out`;
     finished tasks are skipped. Failed tasks raise one `GridnoiseError` naming them."""
     from gridnoise.errors import GridnoiseError
-    from gridnoise.executor import run_tasks
-    from gridnoise.experiment import bundled, load_experiment
+    from gridnoise.study.executor import run_tasks
+    from gridnoise.study.experiment import bundled, load_experiment
 
     path = Path(experiment)
     if not path.suffix and not path.exists():
@@ -248,7 +249,7 @@ def run_experiment(experiment: str | Path, out: str | Path, *, seeds: list[int] 
     if outcome.failed:
         first = next(iter(outcome.failed.items()))
         raise GridnoiseError(f"{len(outcome.failed)} task(s) failed, e.g. {first[0]}: {first[1]}")
-    from gridnoise.results import load_results, write_summaries
+    from gridnoise.study.results import load_results, write_summaries
 
     write_summaries(load_results(out))
     return Study(Path(out))
@@ -256,7 +257,7 @@ def run_experiment(experiment: str | Path, out: str | Path, *, seeds: list[int] 
 
 def load_study(path: str | Path) -> Study:
     """A study directory written by `run_experiment`, `gridnoise run` or `gridnoise reproduce`."""
-    from gridnoise.results import load_results
+    from gridnoise.study.results import load_results
 
     load_results(path)  # a one-line error for anything that is not a study directory
     return Study(Path(path))

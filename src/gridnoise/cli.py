@@ -9,9 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gridnoise import __version__
 from gridnoise.config import RunConfig
 from gridnoise.presets import VARIANTS
+from gridnoise.registry import SAMPLERS
+from gridnoise.version import __version__
 
 EPILOG = ("Variants: baseline, grid10, grid20, multiscale, multiscale_l1 (the original study's), their *_data versions "
           "(grids over the data's extent), conditioning[_multiscale], reverse_variance[_multiscale]. "
@@ -139,8 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     anim.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     anim.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     for p in (smp, anim):
-        p.add_argument("--sampler", choices=("ddpm", "ddim", "cell"), default="ddpm",
-                       help="reverse-process sampler (cell: the original grid mechanism's consistent sampler)")
+        p.add_argument("--sampler", choices=tuple(SAMPLERS), default="ddpm",
+                       help="reverse-process sampler: " + "; ".join(f"{s.name}: {s.description}"
+                                                                     for s in SAMPLERS.values()))
         p.add_argument("--sample-steps", type=int, default=0, help="DDIM steps (default: all T)")
         p.add_argument("--eta", type=float, default=0.0, help="DDIM noise in [0, 1] (0: deterministic)")
         p.add_argument("--clip-sample", type=float, default=0.0, metavar="C",
@@ -367,8 +369,8 @@ def _sampler(args: argparse.Namespace):
 
 
 def cmd_animate(args: argparse.Namespace) -> int:
-    from gridnoise.animate import write_gif
     from gridnoise.errors import ConfigError, OutputExistsError
+    from gridnoise.report.animate import write_gif
     from gridnoise.rundir import ANIMATION_FILE, read_config
 
     read_config(args.run_dir)  # a one-line error for anything that is not a run directory
@@ -385,8 +387,8 @@ def cmd_animate(args: argparse.Namespace) -> int:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    from gridnoise.executor import run_tasks
-    from gridnoise.experiment import bundled, load_experiment
+    from gridnoise.study.executor import run_tasks
+    from gridnoise.study.experiment import bundled, load_experiment
 
     if args.datasaurus is not None:
         os.environ["GRIDNOISE_DATASAURUS"] = str(args.datasaurus.resolve())
@@ -423,10 +425,10 @@ def build_study_outputs(study_dir: Path, dest: Path | None = None, report: bool 
     (`gridnoise plot`), else only where missing.
     """
     from gridnoise.errors import CheckpointError
-    from gridnoise.markdown import write_report
-    from gridnoise.report import study_data
-    from gridnoise.results import load_results, write_summaries
-    from gridnoise.study_plots import make_figures
+    from gridnoise.report.markdown import write_report
+    from gridnoise.report.sections import study_data
+    from gridnoise.report.study_figures import make_figures
+    from gridnoise.study.results import load_results, write_summaries
 
     results = load_results(study_dir)
     if not results.metrics:
@@ -440,7 +442,7 @@ def build_study_outputs(study_dir: Path, dest: Path | None = None, report: bool 
     figures = make_figures(results, dest, only_missing_heatmaps=not redraw_heatmaps)
     if not report:
         return dest
-    from gridnoise.html import write_html_report
+    from gridnoise.report.html import write_html_report
 
     written = write_report(results, dest, figures)
     write_html_report(results, dest, figures)  # report.html beside it: the same report, interactive, self-contained
@@ -450,7 +452,7 @@ def build_study_outputs(study_dir: Path, dest: Path | None = None, report: bool 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from gridnoise import rundir
     from gridnoise.errors import ConfigError
-    from gridnoise.evaluation import check_metrics, evaluate_run, evaluate_study
+    from gridnoise.study.evaluation import check_metrics, evaluate_run, evaluate_study
 
     if args.datasaurus is not None:
         os.environ["GRIDNOISE_DATASAURUS"] = str(args.datasaurus.resolve())
@@ -462,7 +464,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         for key in sorted(result):
             print(f"  {key:28s} {result[key]}")
         if (args.path / rundir.LIKELIHOOD_TERMS_FILE).is_file():
-            from gridnoise.plots import draw_likelihood_figure
+            from gridnoise.report.run_figures import draw_likelihood_figure
 
             print(f"-> {draw_likelihood_figure(args.path)}")
         return 0
@@ -477,7 +479,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     path = args.study_dir
     if (path / rundir.CONFIG_FILE).is_file():  # a run directory
         from gridnoise.errors import CheckpointError
-        from gridnoise.plots import draw_run_figures
+        from gridnoise.report.run_figures import draw_run_figures
 
         if not (path / rundir.LOSSES_FILE).is_file():
             raise CheckpointError(f"{path} has not finished training: resume it (train --resume) before plotting")
@@ -511,7 +513,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     if args.plot is None:
         return 0
     from gridnoise.errors import ConfigError
-    from gridnoise.plots import datasets_figure, save_figure
+    from gridnoise.report.run_figures import datasets_figure, save_figure
 
     if args.plot.suffix != ".png":
         raise ConfigError(f"--plot writes PNG: give a file ending in .png (got {args.plot})")
@@ -521,9 +523,9 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from gridnoise.markdown import table
-    from gridnoise.report import study_comparison
-    from gridnoise.results import load_results
+    from gridnoise.report.markdown import table
+    from gridnoise.report.sections import study_comparison
+    from gridnoise.study.results import load_results
 
     print(table(study_comparison(load_results(args.first), load_results(args.second), args.metric)))
     return 0

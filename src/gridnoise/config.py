@@ -20,6 +20,7 @@ import tomli_w
 
 from gridnoise.errors import ConfigError
 from gridnoise.presets import ORIGINAL_EXTENT, VARIANTS
+from gridnoise.registry import SAMPLERS
 
 
 @dataclass
@@ -37,7 +38,7 @@ class SamplerConfig:
     original mechanism's consistent sampler (its clean point's cell as a latent variable; see
     `gridnoise.cell_sampler`)."""
 
-    sampler: Literal["ddpm", "ddim", "cell"] = "ddpm"
+    sampler: str = "ddpm"  # a name in gridnoise.registry.SAMPLERS
     steps: int = 0  # DDIM timesteps (0: all T); DDPM always takes all T
     eta: float = 0.0  # DDIM noise: 0 deterministic, 1 the DDPM posterior variance
     # Clip each step's predicted x_0 to [-c, c] (0: off), as diffusers' clip_sample_range. Needed
@@ -243,9 +244,6 @@ def _check_finite(cfg: Any, where: str = "") -> None:
                 _check_finite(v, f"{name}.")
             elif isinstance(v, float) and not math.isfinite(v):
                 raise ConfigError(f"{name} = {v} is not a finite number: give a finite value")
-
-
-SAMPLERS = ("ddpm", "ddim", "cell")
 
 
 def check_sampler(sampler: SamplerConfig, num_timesteps: int, kind: str, where: str = "sampler") -> None:

@@ -51,9 +51,6 @@ class ClusterError(GridnoiseError):
     """The Dask scheduler cannot be reached."""
 
 
-SchedulerError = ClusterError  # the name before diffusion schedulers made "scheduler" ambiguous
-
-
 class DivergedError(GridnoiseError):
     """Training produced a non-finite loss; the last good checkpoint is kept."""
 

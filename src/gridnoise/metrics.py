@@ -196,11 +196,6 @@ def precision_recall(samples: np.ndarray, data: np.ndarray, k: int = 3, n: int =
     return float(precision), float(recall)
 
 
-# Names `sample_metrics` returns, with the direction that is better.
-SAMPLE_METRICS: dict[str, str] = {"w2": "lower", "sliced_w2": "lower", "mmd": "lower", "precision": "higher",
-                                  "recall": "higher"}
-
-
 def sample_metrics(samples: np.ndarray, data: np.ndarray, seed: int = 0) -> dict[str, float]:
     """All sample-quality metrics at their default subsample sizes per set: W2 on n = 2000 (exact
     transport dominates the time), sliced W2 on n = 4000 with 100 directions, the unbiased MMD^2 on

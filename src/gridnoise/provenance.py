@@ -13,6 +13,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from gridnoise.version import __version__
+
 # The keys whose values must agree across a study for its numbers to be comparable bit for bit.
 VERSION_KEYS = ("gridnoise", "git_commit", "git_dirty", "torch", "numpy")
 
@@ -57,13 +59,11 @@ def provenance(device: Any = "cpu") -> dict[str, Any]:
     import numpy
     import torch
 
-    import gridnoise
-
     device = torch.device(device)
     commit, dirty = git_state()
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
     return {
-        "gridnoise": gridnoise.__version__, "git_commit": commit, "git_dirty": dirty,
+        "gridnoise": __version__, "git_commit": commit, "git_dirty": dirty,
         "torch": torch.__version__, "numpy": numpy.__version__, "python": platform.python_version(),
         "platform": platform.platform(), "device": str(device), "cpu": cpu_model(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(), "gpu": gpu,

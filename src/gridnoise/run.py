@@ -19,12 +19,13 @@ from gridnoise import rundir
 from gridnoise.adaptation import GridAdaptation, grid_label
 from gridnoise.components import resolve_device
 from gridnoise.config import RunConfig, comparable_dict
-from gridnoise.datafile import extent_to_data, is_data_file, sha256, standardization, to_data, to_model
+from gridnoise.data.datafile import extent_to_data, is_data_file, sha256, standardization, to_data, to_model
 from gridnoise.errors import DataError, OutputExistsError
 from gridnoise.eval_loss import eval_loss
-from gridnoise.metrics import SAMPLE_METRICS, KLEstimator, grid_variance, sample_metrics, wasserstein2
+from gridnoise.metrics import KLEstimator, grid_variance, sample_metrics, wasserstein2
 from gridnoise.precision import with_precision
 from gridnoise.provenance import provenance
+from gridnoise.registry import SAMPLE_QUALITY
 from gridnoise.rundir import CHECKPOINT_FILE, CONFIG_FILE, RUN_ENTRIES, read_config, read_metrics
 from gridnoise.sampling import draw, sample
 from gridnoise.schedulers import make_scheduler
@@ -130,7 +131,7 @@ def train_run(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, resum
         rundir.write_losses(out, trainer.losses.numpy(), trainer.mse.numpy())
         metrics = evaluate_trainer(trainer, out, kl, points)
         rundir.write_provenance(out, provenance(device))
-        from gridnoise.plots import draw_run_figures
+        from gridnoise.report.run_figures import draw_run_figures
 
         draw_run_figures(out)  # samples.png, loss.png, and grids.png with the per-snapshot heatmaps
         log.finish(metrics, trainer.step)
@@ -195,7 +196,7 @@ def evaluate_trainer(trainer: Trainer, out: Path, kl: KLEstimator, data: np.ndar
     finite = bool(np.isfinite(samples).all())
     metrics["kl_divergence"] = kl(samples) if finite else float("nan")
     # Metrics that compare across variants; seeded per run so they are reproducible.
-    extra = sample_metrics(samples, data, seed=cfg.seed) if finite else dict.fromkeys(SAMPLE_METRICS, float("nan"))
+    extra = sample_metrics(samples, data, seed=cfg.seed) if finite else dict.fromkeys(SAMPLE_QUALITY, float("nan"))
     metrics.update(extra)
     for name, grid in trainer.adaptation.grids().items():
         metrics[f"{grid_label(name)}_variance"] = grid_variance(grid.detach().cpu())

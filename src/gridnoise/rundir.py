@@ -15,13 +15,13 @@ A run directory holds:
     provenance.json    the software and hardware that trained it (`gridnoise.provenance`)
     data.npy           the training points, when the run was given an array (Python API)
     reverse_process.gif   written by `gridnoise animate`
-    samples.png, loss.png, grids.png   the run's figures (`gridnoise.plots.draw_run_figures`)
+    samples.png, loss.png, grids.png   the run's figures (`gridnoise.report.run_figures.draw_run_figures`)
     tensorboard/, tracking.json, mlflow.db, mlartifacts/   with --log (`gridnoise.tracking`)
     evaluation.json, likelihood_terms.npz   metrics added later by `gridnoise evaluate`
     likelihood.png        the variational bound per timestep, drawn from them
 
 A study directory holds `experiment.json` and one run directory per task at
-`<run>/<dataset>/seed_<s>/`, plus the summaries of `gridnoise.results`. Every file is written
+`<run>/<dataset>/seed_<s>/`, plus the summaries of `gridnoise.study.results`. Every file is written
 atomically. Nothing here imports torch until a checkpoint is read.
 """
 

@@ -19,9 +19,9 @@ from gridnoise import rundir
 from gridnoise.adaptation import NoiseAdaptation, check_supported
 from gridnoise.components import resolve_device, sampling_components
 from gridnoise.config import RunConfig, SamplerConfig, check_sampler, from_dict
-from gridnoise.datafile import to_data
+from gridnoise.data.datafile import to_data
 from gridnoise.errors import CheckpointError
-from gridnoise.model import CHUNK, predict_noise  # noqa: F401  (CHUNK: its home was here)
+from gridnoise.model import predict_noise
 from gridnoise.schedulers import DDIMScheduler, DDPMScheduler, make_scheduler
 from gridnoise.seeding import generator
 

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from gridnoise.diffusion import NoiseSchedule, Schedule
+from gridnoise.registry import SAMPLERS
 
 if TYPE_CHECKING:
     from gridnoise.config import DiffusionConfig, SamplerConfig
@@ -203,7 +204,6 @@ def make_scheduler(diffusion: DiffusionConfig, sampler: SamplerConfig | None = N
     """The scheduler a `SamplerConfig` names (DDPM by default), built from the run's `DiffusionConfig`;
     the cell sampler (`gridnoise.cell_sampler`) takes its own steps on DDPM's schedule."""
     name = sampler.sampler if sampler is not None else "ddpm"
-    name = "ddpm" if name == "cell" else name
-    if name not in SCHEDULERS:
-        raise ValueError(f"unknown sampler '{name}': use one of {', '.join(SCHEDULERS)}")
-    return SCHEDULERS[name].from_config(diffusion, sampler)
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler '{name}': use one of {', '.join(SAMPLERS)}")
+    return SCHEDULERS[SAMPLERS[name].scheduler].from_config(diffusion, sampler)

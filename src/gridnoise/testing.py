@@ -29,7 +29,7 @@ from gridnoise.schedulers import SCHEDULERS, make_scheduler
 
 T = 8  # timesteps of the instance under test
 BATCH = 64
-SAMPLERS = (SamplerConfig("ddpm"), SamplerConfig("ddim", steps=T // 2))
+CHECKED_SAMPLERS = (SamplerConfig("ddpm"), SamplerConfig("ddim", steps=T // 2))
 
 
 class _IgnoresNoiseScale(nn.Module):
@@ -103,7 +103,7 @@ def check_adaptation(cls: type[NoiseAdaptation], config: AdaptationConfig | None
               "all-ones grids must leave the reverse noise alone")
         check(float(ones.penalty()) == 0.0, "all-ones grids must add no penalty")
         network = _IgnoresNoiseScale()
-        for sampler in SAMPLERS:
+        for sampler in CHECKED_SAMPLERS:
             if sampler.sampler not in supported:
                 continue
             scheduler = make_scheduler(DiffusionConfig(num_timesteps=T), sampler)
@@ -130,7 +130,7 @@ def check_adaptation(cls: type[NoiseAdaptation], config: AdaptationConfig | None
 
     # 4. the sampler-support attribute
     denoiser = MLPDenoiser(noise_scale_input=cls.conditions_model)
-    for sampler in SAMPLERS:
+    for sampler in CHECKED_SAMPLERS:
         scheduler = make_scheduler(DiffusionConfig(num_timesteps=T), sampler)
         if sampler.sampler in supported:
             drawn = sample(denoiser, trained, scheduler, BATCH, torch.Generator().manual_seed(3))

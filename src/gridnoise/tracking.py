@@ -283,7 +283,7 @@ class RunLog:
         """The grids `(T, n, n)` by label at `figure_timesteps(T)` over the data, as the `grids` image."""
         if not self.trackers:
             return
-        from gridnoise.plots import grids_figure, plt
+        from gridnoise.report.run_figures import grids_figure, plt
 
         fig = grids_figure(grids, extent, points=self.points, title=f"learned noise scales g at step {step}")
         try:

@@ -90,8 +90,8 @@ def record_streams() -> None:
 
     from gridnoise.components import build_components
     from gridnoise.config import RunConfig
-    from gridnoise.experiment import load_experiment
     from gridnoise.seeding import generator
+    from gridnoise.study.experiment import load_experiment
 
     train = generator(0, "train")
     noise = torch.randn((256, 2), generator=train)[:4]

@@ -1,0 +1,328 @@
+"""Figures of one run, and the building blocks every figure shares; nothing here trains.
+
+Every `*_figure` function returns a matplotlib Figure, which `save_figure` writes atomically.
+`draw_run_figures` writes a run's own pictures from its files (`gridnoise plot RUN_DIR`, and
+`train` when it finishes):
+
+    samples.png        the samples over the data (faint grey), on the same axes
+    loss.png           the training loss per step with its moving average (and the KL during
+                       training, when `eval.kl_every` recorded it)
+    grids.png          every grid at t = 0, T/4, T/2, 3T/4, T-1 over its real extent, the data drawn
+                       over it, one colour scale for the figure
+    heatmaps/<dataset>_<grid>_step_K.png   the same for each grid snapshot (the original study's names)
+
+A study's figures are `gridnoise.report.study_figures`'.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+if "ipykernel" not in sys.modules:  # files only, no display; a notebook keeps its inline backend
+    matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from gridnoise import rundir  # noqa: E402
+from gridnoise.config import DataConfig, RunConfig  # noqa: E402
+from gridnoise.data.datafile import extent_to_data  # noqa: E402
+from gridnoise.errors import GridnoiseError  # noqa: E402
+from gridnoise.files import atomic_write  # noqa: E402
+
+POINT_COLOUR = "#e8000b"  # data overlaid on heatmaps: visible on viridis and on white
+DATA_COLOUR = "#aaaaaa"  # data behind samples
+DATA_ALPHA = 0.5
+DATA_POINT_SIZE = 3.0
+PALETTE = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c"]
+GRID_CMAP = "viridis"
+SAMPLE_PANEL_SIZE = 3.0  # inches per scatter panel of samples
+GRID_PANEL_SIZE = 2.8  # inches per heatmap panel
+SAMPLE_POINT_SIZE = 0.8
+SAMPLE_ALPHA = 0.5
+OVERLAY_POINT_SIZE = 0.3  # data drawn over grids
+OVERLAY_ALPHA = 0.3
+OVERLAY_POINTS = 5000  # data points drawn over a grid figure
+LOSS_ALPHA = 0.25  # the raw per-step loss behind its moving average
+
+
+
+def figure_timesteps(num_timesteps: int) -> tuple[int, ...]:
+    """The timesteps a run's grids are drawn at: 0, T/4, T/2, 3T/4 and T-1 (0, 25, 50, 75, 99 for T = 100)."""
+    T = num_timesteps
+    return tuple(sorted({0, T // 4, T // 2, 3 * T // 4, T - 1}))
+
+
+def save_figure(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
+    """Write a figure atomically as PNG and close it."""
+    try:
+        return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi))
+    finally:
+        plt.close(fig)
+
+
+def grid_heatmap(values: np.ndarray, extent, title: str = "", points: np.ndarray | None = None) -> Figure:
+    """Heatmap of one timestep's grid `(n, n)` (axis 0 = x, axis 1 = y) over its real extent.
+
+    Drawn with `origin="lower"` so x runs along the horizontal axis (the original study's figures
+    were transposed); `points` `(N, 2)` are overlaid when given.
+    """
+    fig, ax = plt.subplots(figsize=(4.6, 4))
+    xmin, xmax, ymin, ymax = (float(v) for v in extent)
+    image = ax.imshow(np.asarray(values).T, origin="lower", extent=(xmin, xmax, ymin, ymax),
+                      cmap=GRID_CMAP, aspect="auto", interpolation="nearest")
+    if points is not None:
+        ax.scatter(points[:, 0], points[:, 1], s=1, c=POINT_COLOUR, alpha=0.3, linewidths=0)
+    fig.colorbar(image, ax=ax, label="noise scale g")
+    ax.set(xlabel="x", ylabel="y", title=title)
+    fig.tight_layout()
+    return fig
+
+
+def datasets_figure(points: dict[str, np.ndarray], columns: int = 4) -> Figure:
+    """One scatter panel per data set `(N, 2)`, all on the same [-4.5, 4.5]^2 axes."""
+    rows = (len(points) + columns - 1) // columns
+    fig, axes = plt.subplots(rows, columns, figsize=(SAMPLE_PANEL_SIZE * columns, SAMPLE_PANEL_SIZE * rows),
+                             squeeze=False, layout="constrained")
+    for ax in axes.flat[len(points):]:
+        ax.set_visible(False)
+    for ax, (name, pts) in zip(axes.flat, points.items()):
+        ax.scatter(pts[:, 0], pts[:, 1], s=SAMPLE_POINT_SIZE, alpha=SAMPLE_ALPHA, color=PALETTE[0], linewidths=0)
+        ax.set(xlim=(-4.5, 4.5), ylim=(-4.5, 4.5), title=name, aspect="equal")
+        ax.tick_params(labelsize=7)
+    return fig
+
+
+def scatter_samples(ax, samples: np.ndarray, data: np.ndarray | None = None, colour: str = PALETTE[0]) -> None:
+    """Samples `(N, 2)` drawn over the data `(M, 2)`: the data as a faint grey layer with larger dots
+    underneath, so data the samples miss shows grey and samples off the data show alone."""
+    if data is not None:
+        ax.scatter(data[:, 0], data[:, 1], s=DATA_POINT_SIZE, c=DATA_COLOUR, alpha=DATA_ALPHA, linewidths=0,
+                   label="data", zorder=1)
+    ax.scatter(samples[:, 0], samples[:, 1], s=SAMPLE_POINT_SIZE, color=colour, alpha=SAMPLE_ALPHA, linewidths=0,
+               label="samples", zorder=2)
+
+
+def samples_figure(samples: np.ndarray, data: np.ndarray | None = None, title: str = "") -> Figure:
+    """Samples `(N, 2)` over the data `(M, 2)` (faint grey), on the same axes."""
+    fig, ax = plt.subplots(figsize=(4.5, 4.5), layout="constrained")
+    scatter_samples(ax, samples, data)
+    ax.set(aspect="equal", xlabel="x", ylabel="y", title=title)
+    ax.legend(loc="upper right", fontsize=8, markerscale=6, frameon=False)
+    return fig
+
+
+def loss_figure(losses: np.ndarray, kl_history: dict | None = None, title: str = "") -> Figure:
+    """The training loss per step `(steps,)` (faint) with its moving average; with
+    a KL history ({"step": [...], "kl_divergence": [...]}) a second panel shows KL during training."""
+    from gridnoise.report.stats import SMOOTHING_WINDOW, smooth
+
+    with_kl = bool(kl_history and kl_history.get("step"))
+    fig, axes = plt.subplots(1, 2 if with_kl else 1, figsize=(9 if with_kl else 5, 3.6), squeeze=False,
+                             layout="constrained")
+    ax = axes[0, 0]
+    steps = np.arange(1, len(losses) + 1)
+    ax.plot(steps, losses, color=PALETTE[0], alpha=LOSS_ALPHA, lw=0.5, label="per step")
+    window = min(SMOOTHING_WINDOW, len(losses))
+    ax.plot(steps, smooth(losses, window), color=PALETTE[0], lw=1.5, label=f"{window}-step moving average")
+    ax.set(xlabel="training step", ylabel="training loss", title="Training loss")
+    ax.legend(fontsize=8, frameon=False)
+    if with_kl:
+        assert kl_history is not None
+        kl = axes[0, 1]
+        kl.plot(kl_history["step"], kl_history["kl_divergence"], "o-", color=PALETTE[1], ms=3)
+        kl.set(xlabel="training step", ylabel="KL (bits)", title="KL divergence of the EMA model")
+    fig.suptitle(title)
+    return fig
+
+
+def _number(values: dict[str, Any], key: str) -> float:
+    """values[key] as a float; nan where it is missing or null (a non-finite number saved as JSON null)."""
+    value = values.get(key)
+    return math.nan if value is None else float(value)
+
+
+def likelihood_figure(terms: dict[str, np.ndarray], evaluation: dict[str, Any], title: str = "") -> Figure:
+    """The variational bound's KL term L_t per timestep t >= 1 `(T,)` (bits per dimension, log scale), one
+    line per sampler with a bound (`elbo_steps`, `<sampler>_elbo_steps` in `likelihood_terms.npz`), each
+    labelled with its total, prior and decoder terms from `evaluation.json` (and the ODE's, when measured)."""
+    fig, ax = plt.subplots(figsize=(6, 3.8), layout="constrained")
+    names = sorted((k[: -len("elbo_steps")] for k in terms if k.endswith("elbo_steps")), key=lambda p: (p != "", p))
+    for i, prefix in enumerate(names):
+        steps = np.asarray(terms[f"{prefix}elbo_steps"])[1:]  # t = 0 is the decoder, a density, not a KL
+        total, se, prior, decoder = (_number(evaluation, prefix + k) for k in
+                                     ("nll_elbo", "nll_elbo_stderr", "nll_elbo_prior", "nll_elbo_decoder"))
+        label = (prefix.rstrip("_") or "standard sampler") + (
+            f": bound {total:.3f} ± {se:.3f} (prior {prior:.2f}, decoder {decoder:.2f})")
+        ax.plot(np.arange(1, len(steps) + 1), steps, color=PALETTE[i % len(PALETTE)], lw=1.2, label=label)
+    if "nll_ode" in evaluation:
+        ode, ode_se = _number(evaluation, "nll_ode"), _number(evaluation, "nll_ode_stderr")
+        ax.plot([], [], " ", label=f"ODE likelihood {ode:.3f} ± {ode_se:.3f}")
+    ax.set(yscale="log", xlabel="timestep t", ylabel="KL term L_t (bits/dim)",
+           title=title or "Variational bound per timestep (bits/dim)")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.legend(fontsize=7, frameon=False)
+    return fig
+
+
+def _with_combined(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The grids plus, when there are several, their product ("combined") on a common lattice.
+
+    All grids share the extent, so each cell is an exact block of the lcm-resolution lattice.
+    """
+    rows = dict(values)
+    if len(values) > 1:
+        n = math.lcm(*(g.shape[1] for g in values.values()))
+        rows["combined"] = np.prod([g.repeat(n // g.shape[1], 1).repeat(n // g.shape[1], 2)
+                                    for g in values.values()], axis=0)
+    return rows
+
+
+def _view_limits(extent, points: np.ndarray | None) -> tuple[float, float, float, float]:
+    """Axis limits covering the grid's extent and, when given, every data point."""
+    xmin, xmax, ymin, ymax = (float(v) for v in extent)
+    if points is None or len(points) == 0:
+        return xmin, xmax, ymin, ymax
+    return (min(xmin, float(points[:, 0].min())), max(xmax, float(points[:, 0].max())),
+            min(ymin, float(points[:, 1].min())), max(ymax, float(points[:, 1].max())))
+
+
+def value_range(values: np.ndarray) -> str:
+    """A grid's range as a label: `g in [0.97, 1.04]`, or `g = 1 +- 3.2e-06` when it barely moves."""
+    lo, hi = float(values.min()), float(values.max())
+    if hi - lo < 1e-3 * max(abs(hi), 1e-12):
+        return f"g = {(lo + hi) / 2:.4g} \u00b1 {(hi - lo) / 2:.1e}"
+    return f"g in [{lo:.4g}, {hi:.4g}]"
+
+
+def grids_figure(values: dict[str, np.ndarray], extent, timesteps=None, points: np.ndarray | None = None,
+                 title: str = "") -> Figure:
+    """Rows = grids `(T, n, n)` by label (and their product when there are several), columns =
+    timesteps (default `figure_timesteps(T)`).
+
+    Each heatmap sits at the grid's real extent with `origin="lower"` (x along the horizontal
+    axis); the axes span the data as well, so one sees how much of the data the grid covers.
+    One colour scale for the whole figure, with one colorbar, so panels compare at a glance;
+    each row's label gives its own range, so a grid that stays near 1 (an L1-penalised fine
+    grid) is read from the label rather than lost in the colour.
+    """
+    rows = _with_combined(values)
+    T = next(iter(values.values())).shape[0]
+    cols = sorted({min(int(t), T - 1) for t in (figure_timesteps(T) if timesteps is None else timesteps)})
+    xmin, xmax, ymin, ymax = (float(v) for v in extent)
+    lims = _view_limits(extent, points)
+    vmin = min(float(g[cols].min()) for g in rows.values())
+    vmax = max(float(g[cols].max()) for g in rows.values())
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(GRID_PANEL_SIZE * len(cols) + 1,
+                                                            GRID_PANEL_SIZE * len(rows) + 0.4),
+                             squeeze=False, layout="constrained")
+    image = None
+    for i, (label, grid) in enumerate(rows.items()):
+        for j, t in enumerate(cols):
+            ax = axes[i, j]
+            image = ax.imshow(grid[t].T, origin="lower", extent=(xmin, xmax, ymin, ymax), cmap=GRID_CMAP,
+                              vmin=vmin, vmax=vmax, interpolation="nearest", aspect="equal")  # x and y alike
+            if points is not None:
+                ax.scatter(points[:, 0], points[:, 1], s=OVERLAY_POINT_SIZE, c=POINT_COLOUR, alpha=OVERLAY_ALPHA,
+                           linewidths=0)
+            ax.set_xlim(lims[0], lims[1])
+            ax.set_ylim(lims[2], lims[3])
+            ax.set_title(f"{label.replace('_', ' ')}, t={t}", fontsize=9)
+            ax.tick_params(labelsize=7)
+            if i == len(rows) - 1:
+                ax.set_xlabel("x", fontsize=8)
+            if j == 0:
+                ax.set_ylabel(f"{label.replace('_', ' ')}: {value_range(grid[cols])}\ny", fontsize=8)
+    assert image is not None  # at least one grid and one timestep
+    bar = fig.colorbar(image, ax=axes.ravel().tolist(), fraction=0.02, pad=0.01)
+    bar.set_label("noise scale g", fontsize=8)
+    bar.formatter.set_useOffset(False)  # type: ignore[attr-defined]  # factors near 1 read as 1.0002, not "+1" and 0.0002
+    fig.suptitle(title)
+    return fig
+
+
+
+def overlay_points(dataset: str, data_seed: int, data: DataConfig | None = None) -> np.ndarray | None:
+    """Up to OVERLAY_POINTS points of the data set, in its own units, to draw over grids; None (with
+    a warning) when they cannot be had here (a missing table, file or plug-in)."""
+    from gridnoise.data import load
+    from gridnoise.data.datafile import is_data_file
+
+    data = data or DataConfig()
+    try:
+        if not is_data_file(dataset):
+            return load(dataset, OVERLAY_POINTS, seed=data_seed)
+        points = load(dataset, key=data.key, columns=data.columns)
+        keep = np.random.default_rng(0).permutation(len(points))[:OVERLAY_POINTS]
+        return points[np.sort(keep)]
+    except GridnoiseError as e:  # e.g. dino without the Datasaurus table: draw the grids alone
+        warnings.warn(f"{dataset} data not drawn over its grids: {e}", stacklevel=2)
+        return None
+
+
+def run_grids(run_dir: Path, cfg: RunConfig, snapshot: Path) -> tuple[int, dict[str, np.ndarray], list[float]]:
+    """(step, grids `(T, n, n)` by label, extent in the data's units) of one grid snapshot."""
+    _, grids, extent = rundir.read_grid_snapshot(snapshot, cfg)
+    return rundir.snapshot_step(snapshot), grids, extent_to_data(extent, cfg.data.shift, cfg.data.scale)
+
+
+def draw_heatmaps(run_dir: str | Path, points: np.ndarray | None = None) -> list[Path]:
+    """Every grid snapshot of a run, one file per grid under the original study's names
+    (`heatmaps/<dataset>_<grid>_step_K.png`), each drawn at `figure_timesteps(T)` over the data `points`."""
+    run_dir = Path(run_dir)
+    cfg = rundir.read_config(run_dir)
+    written = []
+    for path in rundir.grid_snapshots(run_dir):
+        step, grids, extent = run_grids(run_dir, cfg, path)
+        for label, values in grids.items():
+            fig = grids_figure({label: values}, extent, points=points,
+                               title=f"{cfg.variant} on {cfg.dataset}: {label.replace('_', ' ')} at step {step}")
+            written.append(save_figure(fig, rundir.heatmap_path(run_dir, cfg.dataset, label, step)))
+    return written
+
+
+def run_title(cfg) -> str:
+    """How a run's own figures name it: "<variant> on <data set>, seed <seed>"."""
+    return f"{cfg.variant} on {Path(cfg.dataset).name}, seed {cfg.seed}"
+
+
+def draw_run_figures(run_dir: str | Path, heatmaps: bool = True) -> list[Path]:
+    """Write a run's own figures from its files: samples.png, loss.png, and for a grid run grids.png
+    and (with `heatmaps`) the per-snapshot heatmaps; returns the paths written. Never trains."""
+    run_dir = Path(run_dir)
+    cfg = rundir.read_config(run_dir)
+    name = run_title(cfg)
+    points = overlay_points(cfg.dataset, cfg.data_seed, cfg.data)
+    written = []
+    if (run_dir / rundir.SAMPLES_FILE).is_file():
+        fig = samples_figure(rundir.read_samples(run_dir), points, title=f"{name}: samples")
+        written.append(save_figure(fig, run_dir / rundir.SAMPLES_FIGURE))
+    if (run_dir / rundir.LOSSES_FILE).is_file():
+        fig = loss_figure(rundir.read_losses(run_dir), rundir.read_kl_history(run_dir), title=name)
+        written.append(save_figure(fig, run_dir / rundir.LOSS_FIGURE))
+    snapshot = rundir.final_snapshot(run_dir)
+    if snapshot is not None:
+        step, grids, extent = run_grids(run_dir, cfg, snapshot)
+        fig = grids_figure(grids, extent, points=points, title=f"{name}: learned noise scales g at step {step}")
+        written.append(save_figure(fig, run_dir / rundir.GRIDS_FIGURE))
+        if heatmaps:
+            written += draw_heatmaps(run_dir, points)
+    if (run_dir / rundir.LIKELIHOOD_TERMS_FILE).is_file():
+        written.append(draw_likelihood_figure(run_dir, name))
+    return written
+
+
+def draw_likelihood_figure(run_dir: str | Path, name: str = "") -> Path:
+    """Write `likelihood.png` from a run's `likelihood_terms.npz` and `evaluation.json` (`gridnoise evaluate`)."""
+    run_dir = Path(run_dir)
+    with np.load(run_dir / rundir.LIKELIHOOD_TERMS_FILE) as f:
+        terms = {k: f[k] for k in f.files}
+    evaluation = rundir.read_json(run_dir / rundir.EVALUATION_FILE, rundir.EVALUATION_FILE)
+    title = f"{name}\nvariational bound per timestep (bits/dim)" if name else ""
+    return save_figure(likelihood_figure(terms, evaluation, title), run_dir / rundir.LIKELIHOOD_FIGURE)

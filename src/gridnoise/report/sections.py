@@ -1,0 +1,516 @@
+"""A study's report, computed from its saved results (never from memory or by training).
+
+Per metric and data set: mean and 95% CI per run; each run's paired difference from the
+baseline with a t-test and Holm's correction; the original study's numbers beside ours;
+convergence speed; computational overhead; the figures.
+
+Each section is a function that returns a `Section`: a title and blocks, each a short text
+(Markdown inline), a `Table` of formatted cells or a `Figure`. `report_sections` gathers them;
+`gridnoise.report.markdown` renders them and writes `report.md`, and any other renderer can walk the
+same `Report`.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from gridnoise.registry import COMPARED, LOWER_IS_BETTER, METRICS, metric_title
+from gridnoise.report.blocks import (
+    ALPHA,
+    DIGITS,
+    Block,
+    Figure,
+    Report,
+    Section,
+    Table,
+    fmt,
+    fmt_ci,
+    fmt_percent,
+    paired_tests,
+    verdict,
+)
+from gridnoise.report.likelihood import knn_vs_exact_section, likelihood_section
+from gridnoise.report.stats import (
+    CONVERGENCE_TOL,
+    SMOOTHING_WINDOW,
+    PairedResult,
+    confidence_interval,
+    convergence_step,
+    paired_comparison,
+)
+
+if TYPE_CHECKING:
+    from gridnoise.study.results import StudyResults
+
+
+TEST_SENTENCE = (
+    "Each run is compared with the baseline on the seeds both have: mean difference (run - baseline), its 95% "
+    "t-interval, and a two-sided paired t-test, with Holm's correction over all (run, data set) pairs of that metric."
+)
+
+
+def original_numbers() -> tuple[list[str], dict[str, dict[str, list[float]]]]:
+    """The original study's published numbers (`experiments/original_numbers.toml`): its data sets,
+    and variant -> metric -> one value per data set."""
+    text = (resources.files("gridnoise") / "experiments" / "original_numbers.toml").read_text()
+    numbers = tomllib.loads(text)
+    return numbers.pop("datasets"), numbers
+
+EVAL_LOSS_NOTE = (
+    "**Eval loss is not comparable across variants whose forward noise differs.** The original grids scale "
+    "the forward noise by g, and a larger g makes the noise easier to predict, so a grid run can lower its "
+    "eval loss without generating better samples. It is also measured on the training points with the "
+    "trained (not EMA) weights. Compare variants on KL divergence, a property of the samples."
+)
+
+
+def _run_name(run: dict) -> str:
+    """How a run is named in table rows: its name and label."""
+    return f"{run['name']} {run['label']}"
+
+
+def comparisons(results: StudyResults, metric: str) -> dict[tuple[str, str], tuple[PairedResult, float]]:
+    """(run, dataset) -> (PairedResult, Holm-adjusted p) for every non-baseline run with values (a metric
+    from the ODE likelihood has none where the run's flow slides: `StudyResults.values`)."""
+    return paired_tests({(run["name"], dataset): (results.values(results.baseline, dataset, metric),
+                                                  results.values(run["name"], dataset, metric))
+                         for run in results.runs if run["name"] != results.baseline
+                         for dataset in results.datasets})
+
+
+def headline(results: StudyResults) -> Section:
+    """Which runs beat (or trail) the baseline significantly on KL, and on which data sets, or "none"."""
+    seeds = results.max_seeds()
+    if seeds < 2:
+        return Section("Headline", ["One seed per task: no difference can be called significant. Run more seeds "
+                                    "(`--seeds 0,1,2,3,4`) to tell effects from seed noise."])
+    found: dict[str, list[str]] = {"better*": [], "worse*": []}
+    for (run, dataset), (test, p) in comparisons(results, "kl_divergence").items():
+        v = verdict(test, p)
+        if v in found:
+            found[v].append(f"{results.label(run)} on {dataset}: KL {test.mean_diff:+.{DIGITS}f} bits "
+                            f"({fmt_percent(test.relative_change)}), Holm p = {fmt(p)}")
+    parts: list[Block] = [f"KL divergence against the baseline, paired t-test over up to {seeds} seeds, "
+                          f"Holm-corrected at {ALPHA} across runs and data sets."]
+    for v, title in (("better*", "Significantly better than the baseline"),
+                     ("worse*", "Significantly worse than the baseline")):
+        lines = found[v]
+        parts.append(f"**{title}:** " + ("none." if not lines else "\n\n" + "\n".join(f"- {x}" for x in lines)))
+    return Section("Headline", parts)
+
+
+def metric_tables(results: StudyResults) -> Section:
+    """Per metric: one row per run, one cell per data set holding `mean [95% CI] (n=seeds)`."""
+    parts: list[Block] = []
+    for metric in (m for m in METRICS if m in results.metric_names()):
+        rows = []
+        for run in results.runs:
+            cells = []
+            for dataset in results.datasets:
+                vals = list(results.values(run["name"], dataset, metric).values())
+                cells.append(f"{fmt_ci(vals)} (n={len(vals)})" if vals else "-")
+            if any(c != "-" for c in cells):
+                rows.append([_run_name(run)] + cells)
+        parts.append(Table(["run"] + list(results.datasets), rows, metric_title(metric)))
+    return Section("Metrics: mean [95% confidence interval] over seeds", parts)
+
+
+def difference_tables(results: StudyResults) -> Section:
+    """Per compared metric: each non-baseline run's paired difference from the baseline per data set."""
+    parts: list[Block] = [
+        f"{TEST_SENTENCE} `better*`/`worse*`: significant after correction at {ALPHA} (lower is better, except for\n"
+        "precision and recall); `n.s.`: not significant; `n/a (1 seed)`: no test is possible.",
+        EVAL_LOSS_NOTE]
+    for metric in COMPARED:
+        comps = comparisons(results, metric)
+        if not comps:
+            continue
+        rows = []
+        for (run, dataset), (test, p) in comps.items():
+            ci = "-" if math.isnan(test.ci_lo) else f"[{fmt(test.ci_lo)}, {fmt(test.ci_hi)}]"
+            rows.append([f"{run} {results.label(run)}", dataset, str(test.n), fmt(test.mean_diff), ci,
+                         fmt_percent(test.relative_change), fmt(test.p_value), fmt(p),
+                         verdict(test, p, metric in LOWER_IS_BETTER)])
+        parts.append(Table(["run", "data set", "seeds", "mean diff", "95% CI", "change", "p", "Holm p", "verdict"],
+                           rows, metric_title(metric)))
+    return Section("Differences from the baseline", parts)
+
+
+RANKED = ("kl_divergence", "w2")  # the metrics the verdict ranks variants on
+
+
+def ranking_section(results: StudyResults) -> Section:
+    """Per data set, every run ranked by its mean KL difference from the baseline, with the paired
+    difference, its CI and verdict on KL and W2; empty when the study has no W2 (older studies)."""
+    if not any("w2" in m for m in results.metrics.values()):
+        return Section(None)
+    tests = {metric: comparisons(results, metric) for metric in RANKED}
+    parts: list[Block] = ["Differences are run - baseline on the same seeds (negative is better); `better*`/`worse*` "
+                          "are significant after Holm's correction, `n.s.` is indistinguishable from seed noise."]
+    for dataset in results.datasets:
+        rows = []
+        for run in results.runs:
+            key = (run["name"], dataset)
+            if key not in tests["kl_divergence"]:
+                continue
+            cells = []
+            for metric in RANKED:
+                if key not in tests[metric]:
+                    cells += ["-", "-"]
+                    continue
+                test, p = tests[metric][key]
+                ci = "" if math.isnan(test.ci_lo) else f" [{fmt(test.ci_lo)}, {fmt(test.ci_hi)}]"
+                cells += [f"{fmt(test.mean_diff)}{ci}", verdict(test, p)]
+            rows.append((tests["kl_divergence"][key][0].mean_diff, [_run_name(run)] + cells))
+        rows.sort(key=lambda r: r[0])
+        parts.append(Table(["run (best KL first)", "KL diff [95% CI]", "KL verdict", "W2 diff [95% CI]", "W2 verdict"],
+                           [r for _, r in rows], dataset))
+    return Section("Verdict: every variant against the baseline", parts)
+
+
+def study_data(results: StudyResults) -> dict:
+    """Every data set of the study as its tasks trained on it, in the model's units (`{name: (N, 2)
+    tensor}`): the report recomputes statistics from the data sets (regenerated, or read again)."""
+    import torch
+
+    from gridnoise.data import load, model_points
+    from gridnoise.rundir import read_config
+
+    points = {}
+    for dataset in results.datasets:
+        task = next((key for key in sorted(results.metrics) if key[1] == dataset), None)
+        if task is None:
+            points[dataset] = torch.from_numpy(load(dataset))
+            continue
+        cfg = read_config(results.run_dir(*task))
+        points[dataset] = torch.from_numpy(model_points(cfg))
+    return points
+
+
+def edge_cell_section(results: StudyResults) -> Section:
+    """Share of each data set's points in border cells of 10x10 and 20x20 grids, under the original
+    [-1, 1]^2 and under the data's own extent."""
+    from gridnoise.adaptation import data_extent, edge_cell_share
+
+    rows = []
+    for dataset, points in study_data(results).items():
+        own = data_extent(points)
+        rows.append([dataset] + [f"{edge_cell_share(points, n, extent):.1%}" for n in (10, 20)
+                                 for extent in ([-1.0, 1.0, -1.0, 1.0], own)])
+    return Section("Grid extent: points in edge cells", [
+        "Points in a grid's border cells, where every point outside the grid is clamped: the original study's extent "
+        "[-1, 1]^2 against the data's bounding box + 5% (`*_data` variants).",
+        Table(["data set", "10x10 original", "10x10 data", "20x20 original", "20x20 data"], rows)])
+
+
+ABAR_T_WARNING = 0.01  # above this, pure-noise starting points are far from the forward process's x_T
+
+
+def terminal_signal(results: StudyResults) -> dict[str, float]:
+    """abar_T of each run's schedule, rebuilt from the config of its first finished task."""
+    from gridnoise.rundir import read_config
+    from gridnoise.schedulers import DDPMScheduler
+
+    out = {}
+    for run in results.runs:
+        task = next((key for key in sorted(results.metrics) if key[0] == run["name"]), None)
+        if task is not None:
+            scheduler = DDPMScheduler.from_config(read_config(results.run_dir(*task)).diffusion)
+            out[run["name"]] = float(scheduler.alphas_cumprod[-1])
+    return out
+
+
+def schedule_section(results: StudyResults) -> Section:
+    """abar_T per run (with a warning above ABAR_T_WARNING) and, when runs were also sampled with
+    other samplers, each sampler's time against its KL and W2."""
+    abar = terminal_signal(results)
+    rows = [[_run_name(run), f"{abar[run['name']]:.3g}",
+             "**warning: sampling starts from N(0, I), which the forward process never reaches**"
+             if abar[run["name"]] > ABAR_T_WARNING else "ok"] for run in results.runs if run["name"] in abar]
+    section = Section("Schedules and samplers", [
+        "abar_T is the share of signal variance left at the last timestep; sampling starts from pure noise, "
+        f"so above {ABAR_T_WARNING} training and sampling disagree at the start.",
+        Table(["run", "abar_T", ""], rows)])
+    names = results.metric_names()
+    extra = sorted({m[: -len("_inference_time")] for m in names if m.endswith("_inference_time")
+                    and m != "inference_time"})
+    if not extra:
+        return section
+    rows = []
+    for run in results.runs:
+        for sampler in ["ddpm"] + extra:
+            prefix = "" if sampler == "ddpm" else f"{sampler}_"
+            times = [v for d in results.datasets
+                     for v in results.values(run["name"], d, f"{prefix}inference_time").values()]
+            if not times:
+                continue
+            cells = []
+            for dataset in results.datasets:
+                kl = list(results.values(run["name"], dataset, f"{prefix}kl_divergence").values())
+                w2 = list(results.values(run["name"], dataset, f"{prefix}w2").values())
+                cells.append(f"{fmt_ci(kl)} / {fmt_ci(w2)}" if kl and w2 else "-")
+            rows.append([_run_name(run), sampler, fmt(float(np.mean(times)), 2)] + cells)
+    section.blocks += ["Each sampler on the same trained networks: mean sampling time of "
+                       "10000 points (s), and KL (bits) / W2 per data set, mean [95% CI] over seeds.",
+                       Table(["run", "sampler", "time (s)"] + [f"{d} KL / W2" for d in results.datasets], rows),
+                       *sampler_costs(results, extra)]
+    return section
+
+
+def sampler_costs(results: StudyResults, samplers: list[str]) -> list[Block]:
+    """Each extra sampler against DDPM on the same networks: its time as a share of DDPM's, and
+    the paired KL and W2 differences over seeds with Holm-corrected verdicts."""
+    found = paired_tests({(run["name"], sampler, dataset, metric): (
+                              results.values(run["name"], dataset, metric),
+                              results.values(run["name"], dataset, f"{sampler}_{metric}"))
+                          for run in results.runs for sampler in samplers for dataset in results.datasets
+                          for metric in ("kl_divergence", "w2")})
+    rows = []
+    for run in results.runs:
+        for sampler in samplers:
+            ratios = []  # per task: this sampler's time over DDPM's
+            for dataset in results.datasets:
+                ddpm = results.values(run["name"], dataset, "inference_time")
+                other = results.values(run["name"], dataset, f"{sampler}_inference_time")
+                ratios += [other[seed] / ddpm[seed] for seed in ddpm.keys() & other.keys()]
+            if not ratios:
+                continue
+            cells = []
+            for dataset in results.datasets:
+                parts = []
+                for metric in ("kl_divergence", "w2"):
+                    if (run["name"], sampler, dataset, metric) in found:
+                        test, adjusted = found[(run["name"], sampler, dataset, metric)]
+                        parts.append(f"{fmt(test.mean_diff)} {verdict(test, adjusted)}")
+                cells.append(" / ".join(parts) or "-")
+            rows.append([_run_name(run), sampler, f"{float(np.mean(ratios)):.2f}x"] + cells)
+    return ["Cost or gain against DDPM on the same networks: sampling time as a multiple of DDPM's, and the "
+            "paired difference (sampler - DDPM) in KL / W2 per data set, mean over seeds; lower is better, "
+            f"`better*`/`worse*` significant after Holm at {ALPHA} over this table, `n.s.` noise.",
+            Table(["run", "sampler", "time vs DDPM"] + [f"{d} dKL / dW2" for d in results.datasets], rows)]
+
+
+def original_table(results: StudyResults) -> Section:
+    """The original study's published numbers beside our means, for runs whose variant it ran."""
+    original_datasets, published = original_numbers()
+    datasets = [d for d in results.datasets if d in original_datasets]
+    rows = []
+    for run in results.runs:
+        numbers = published.get(run["variant"])
+        if numbers is None or not datasets:
+            continue
+        for metric in ("kl_divergence", "eval_loss"):
+            cells = []
+            for dataset in datasets:
+                ours = list(results.values(run["name"], dataset, metric).values())
+                seed_value = numbers[metric][original_datasets.index(dataset)]
+                cells.append(f"{fmt(seed_value)} / {fmt(float(np.mean(ours))) if ours else '-'}")
+            rows.append([_run_name(run), metric_title(metric)] + cells)
+    title = "The original study's numbers"
+    if not rows:
+        return Section(title, ["No run of this study uses one of the original study's variants."])
+    return Section(title, ["The original study's value (one seed, on a GPU) / ours (mean over seeds).",
+                           Table(["run", "metric"] + datasets, rows)])
+
+
+def _convergence_steps(results: StudyResults, run: str, dataset: str) -> list[int]:
+    """`convergence_step` of each finished seed's training losses."""
+    from gridnoise.rundir import read_losses
+
+    steps = []
+    for seed in results.seeds(run, dataset):
+        steps.append(convergence_step(read_losses(results.run_dir(run, dataset, seed))))
+    return steps
+
+
+def _kl_history(results: StudyResults, run: str, dataset: str) -> dict[int, list[float]]:
+    """step -> intermediate KL of each seed that recorded one (empty without kl_history.json)."""
+    from gridnoise.rundir import KL_HISTORY_FILE, read_json
+
+    by_step: dict[int, list[float]] = {}
+    for seed in results.seeds(run, dataset):
+        path = results.run_dir(run, dataset, seed) / KL_HISTORY_FILE
+        if path.is_file():
+            history = read_json(path, KL_HISTORY_FILE)
+            for step, kl in zip(history["step"], history["kl_divergence"]):
+                by_step.setdefault(int(step), []).append(kl)
+    return by_step
+
+
+def convergence_section(results: StudyResults) -> Section:
+    """Convergence step of the training loss per run and data set, and KL during training when recorded."""
+    rows = []
+    for run in results.runs:
+        cells = []
+        for dataset in results.datasets:
+            steps = _convergence_steps(results, run["name"], dataset)
+            cells.append(fmt_ci(steps, digits=0) if steps else "-")
+        rows.append([_run_name(run)] + cells)
+    section = Section("Convergence speed", [
+        f"Training step at which the loss, smoothed over {SMOOTHING_WINDOW} steps, first comes within "
+        f"{CONVERGENCE_TOL:.0%} of its final smoothed value (mean [95% CI] over seeds).",
+        Table(["run"] + list(results.datasets), rows)])
+    histories = [(run, dataset, h) for run in results.runs for dataset in results.datasets
+                 if (h := _kl_history(results, run["name"], dataset))]
+    if histories:
+        steps = sorted({s for _, _, h in histories for s in h})
+        rows = [[_run_name(run), dataset] + [fmt(float(np.mean(h[s]))) if s in h else "-" for s in steps]
+                for run, dataset, h in histories]
+        section.blocks += ["KL divergence of the EMA model during training (mean over seeds; intermediate estimates "
+                           "use fewer samples than the final one, so compare them across runs, not with the final KL).",
+                           Table(["run", "data set"] + [f"step {s}" for s in steps], rows)]
+    return section
+
+
+def parameter_counts(results: StudyResults) -> dict[str, int]:
+    """Trainable parameters (network + grids) of each run, built from the config of its first finished task."""
+    import torch
+
+    from gridnoise.components import build_components
+    from gridnoise.rundir import read_config
+
+    counts = {}
+    for run in results.runs:
+        task = next((key for key in sorted(results.metrics) if key[0] == run["name"]), None)
+        if task is not None:
+            _, adaptation, model = build_components(read_config(results.run_dir(*task)), torch.device("cpu"))
+            counts[run["name"]] = sum(p.numel() for m in (model, adaptation) for p in m.parameters())
+    return counts
+
+
+def _time_ratios(results: StudyResults, run: str, metric: str) -> list[float]:
+    """run / baseline of `metric`, one ratio per (data set, seed) both finished."""
+    ratios = []
+    for dataset in results.datasets:
+        base = results.values(results.baseline, dataset, metric)
+        other = results.values(run, dataset, metric)
+        ratios += [other[s] / base[s] for s in sorted(set(base) & set(other)) if base[s] > 0]
+    return ratios
+
+
+def overhead_table(results: StudyResults) -> Section:
+    """Per run: parameters (and those added over the baseline), time ratios to the baseline, peak memory."""
+    counts = parameter_counts(results)
+    base_count = counts.get(results.baseline)
+    rows = []
+    for run in results.runs:
+        name = run["name"]
+        ratios = [fmt_ci(r) if (r := _time_ratios(results, name, m)) else "-"
+                  for m in ("training_time", "inference_time")]
+        peaks = [t["peak_rss_mb"] for (r, _, _), t in results.tasks.items() if r == name and "peak_rss_mb" in t]
+        added = "-" if name not in counts or base_count is None else f"{counts[name] - base_count:+,}"
+        total = f"{counts[name]:,}" if name in counts else "-"
+        rows.append([_run_name(run), total, added, *ratios, f"{max(peaks):.0f}" if peaks else "-"])
+    return Section("Computational overhead", [
+        "Time ratios are run / baseline per (data set, seed) pair, mean [95% CI]. Peak memory is the largest "
+        "resident set of a worker process while it ran this run's tasks (an upper bound per task).",
+        Table(["run", "parameters", "added vs baseline", "training-time ratio", "sampling-time ratio",
+               "peak memory (MiB)"], rows)])
+
+
+def study_comparison(first: StudyResults, second: StudyResults, metric: str = "kl_divergence") -> Table:
+    """Two studies of the same runs (e.g. fp32 and bf16): per run and data set, `metric`'s mean [95% CI]
+    in each, and the paired difference (second - first) on their common seeds with its t-test."""
+    rows = []
+    for run in first.runs:
+        for dataset in first.datasets:
+            a, b = first.values(run["name"], dataset, metric), second.values(run["name"], dataset, metric)
+            if not a or not b:
+                continue
+            test = paired_comparison(a, b)
+            _, lo, hi = confidence_interval(list(a.values()))
+            inside = "-" if math.isnan(lo) else ("yes" if lo <= float(np.mean(list(b.values()))) <= hi else "no")
+            ci = "-" if math.isnan(test.ci_lo) else f"[{fmt(test.ci_lo)}, {fmt(test.ci_hi)}]"
+            rows.append([_run_name(run), dataset, fmt_ci(list(a.values())), fmt_ci(list(b.values())),
+                         f"{fmt(test.mean_diff)} {ci}", fmt(test.p_value), inside])
+    title = metric_title(metric)
+    return Table(["run", "data set", f"{title}: first", "second", "second - first [95% CI]", "p",
+                  "second's mean inside first's CI"], rows)
+
+
+def header(results: StudyResults) -> Section:
+    """What the study is: its description, data sets, seeds, steps, baseline and runs."""
+    from gridnoise.rundir import read_config
+
+    exp = results.experiment
+    any_task = next(iter(sorted(results.metrics)), None)
+    steps = read_config(results.run_dir(*any_task)).train.steps if any_task else "-"
+    seeds = ", ".join(map(str, sorted({s for (_, _, s) in results.metrics}))) or "-"
+    blocks: list[Block] = [exp["description"]] if exp.get("description") else []
+    blocks += [f"Data sets: {', '.join(results.datasets)}. Seeds: {seeds}. Training steps: {steps}.\n"
+               f"Baseline: {results.baseline}. Tasks finished: {len(results.metrics)}.",
+               Table(["run", "label", "variant"], [[r["name"], r["label"], r["variant"]] for r in results.runs])]
+    if mixed := mixed_versions(provenances(results)):
+        blocks.append(f"**Warning: this study's tasks were trained by {len(mixed)} different software versions** "
+                      f"({'; '.join(mixed)}): see Provenance.")
+    return Section(None, blocks)
+
+
+def provenances(results: StudyResults) -> dict[tuple[str, str, int], dict | None]:
+    """Each finished task's provenance record (None where it was trained before they were kept)."""
+    from gridnoise.rundir import read_provenance
+
+    return {key: read_provenance(results.run_dir(*key)) for key in sorted(results.metrics)}
+
+
+def mixed_versions(records: dict[tuple[str, str, int], dict | None]) -> list[str]:
+    """The distinct software lines of a study's tasks when there are several (else empty): a study
+    whose tasks ran different code or libraries may not compare like with like."""
+    from gridnoise.provenance import VERSION_KEYS, software
+
+    seen: dict[tuple, str] = {}
+    for record in records.values():
+        if record is not None:
+            seen.setdefault(tuple(record.get(k) for k in VERSION_KEYS), software(record))
+    return sorted(seen.values()) if len(seen) > 1 else []
+
+
+def provenance_section(results: StudyResults) -> Section:
+    """What trained the study's tasks: software and hardware, with how many tasks each, and a warning
+    when the study mixes versions."""
+    from gridnoise.provenance import hardware, software
+
+    records = provenances(results)
+    counts: dict[tuple[str, str], int] = {}
+    for record in records.values():
+        key = (software(record), hardware(record)) if record is not None else ("not recorded", "-")
+        counts[key] = counts.get(key, 0) + 1
+    blocks: list[Block] = ["The software and hardware that trained each finished task (`provenance.json` in "
+                           "its directory)."]
+    if mixed := mixed_versions(records):
+        blocks.append(f"**Warning: this study mixes {len(mixed)} software versions**; tasks of different versions "
+                      "need not agree bit for bit.")
+    blocks.append(Table(["software", "hardware", "tasks"], [[sw, hw, str(n)] for (sw, hw), n in counts.items()]))
+    return Section("Provenance", blocks)
+
+
+FOREST_PREFIX = "forest_"  # figures named forest_<metric>.png open the report
+
+
+def forest_section(figures: list[Path]) -> Section:
+    """The forest plots: every run's paired difference from the baseline, per metric and data set."""
+    forests = [Figure(Path(p), Path(p).stem) for p in figures if Path(p).stem.startswith(FOREST_PREFIX)]
+    return Section("Differences from the baseline at a glance", [
+        "Each run's mean paired difference from the baseline (run - baseline, same seeds) with its 95% interval; "
+        f"filled and starred: significant after Holm's correction at {ALPHA}.", *forests] if forests else [])
+
+
+def figures_section(figures: list[Path]) -> Section:
+    """The PNG figures (but the forest plots, shown first), captioned by their file names."""
+    return Section("Figures", [Figure(Path(p), Path(p).stem) for p in figures
+                               if Path(p).suffix == ".png" and not Path(p).stem.startswith(FOREST_PREFIX)])
+
+
+def report_sections(results: StudyResults, figures: list[Path]) -> Report:
+    """Every section of a study's report, in order."""
+    return Report(f"Study report: {results.experiment['name']}", [
+        header(results), forest_section(figures), headline(results), metric_tables(results),
+        difference_tables(results), ranking_section(results), schedule_section(results), edge_cell_section(results),
+        likelihood_section(results), knn_vs_exact_section(results), original_table(results),
+        convergence_section(results), overhead_table(results), provenance_section(results), figures_section(figures)])

@@ -1,0 +1,250 @@
+"""Experiment files: a study declared as data, one TOML table per run.
+
+```toml
+[experiment]
+name = "original"
+datasets = ["circle", "dino", "line", "moons"]
+seeds = [0]
+baseline = "run_0"          # what the report compares every other run against
+
+[defaults.train]            # any RunConfig field, applied to every run
+steps = 10000
+
+[runs.run_0]
+label = "Baseline"
+variant = "baseline"        # a preset; further RunConfig tables override it
+```
+
+An experiment expands into tasks, one per (run, data set, seed), each a full `RunConfig`
+with a hash that identifies its results on disk.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from gridnoise.config import (
+    RENAMED_VALUES,
+    ConfigError,
+    RunConfig,
+    adaptation_for,
+    comparable_dict,
+    from_dict,
+    load_toml,
+    to_dict,
+)
+from gridnoise.data import DATASETS, STUDY_DATASETS, check_dataset
+from gridnoise.data.datafile import is_data_file, sha256
+
+EXPERIMENT_KEYS = {"name", "description", "datasets", "seeds", "baseline"}
+
+
+@dataclass
+class RunSpec:
+    name: str  # directory name, e.g. "run_3"
+    label: str  # legend label, e.g. "Multi-scale Grid"
+    variant: str
+    overrides: dict[str, Any] = field(default_factory=dict)  # RunConfig tables beyond the preset
+
+
+@dataclass
+class Task:
+    run: str
+    dataset: str
+    seed: int
+    config: RunConfig
+
+    @property
+    def key(self) -> str:
+        return f"{self.run}/{self.dataset}/seed_{self.seed}"
+
+    @property
+    def config_hash(self) -> str:
+        return config_hash(self.config)
+
+
+@dataclass
+class Experiment:
+    name: str
+    datasets: list[str]
+    seeds: list[int]
+    runs: list[RunSpec]
+    baseline: str
+    description: str = ""
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    def run(self, name: str) -> RunSpec:
+        return next(r for r in self.runs if r.name == name)
+
+    def config(self, run: RunSpec, dataset: str, seed: int) -> RunConfig:
+        """The full config of one task: defaults, then the variant's preset, then the run's tables."""
+        data = _merge(copy.deepcopy(self.defaults), {"dataset": dataset, "seed": seed, "variant": run.variant})
+        data["adaptation"] = to_dict(adaptation_for(run.variant))
+        data = _merge(data, copy.deepcopy(run.overrides))
+        cfg = from_dict(RunConfig, data, where=f"runs.{run.name}").validate()
+        if is_data_file(dataset):  # the file's content is part of what the task computes
+            cfg.data.sha256 = file_sha256(dataset)
+        return cfg
+
+    def tasks(self) -> list[Task]:
+        return [Task(r.name, d, s, self.config(r, d, s)) for r in self.runs for d in self.datasets for s in self.seeds]
+
+    def identity(self) -> str:
+        """Hash of what makes results comparable: runs and defaults, not which seeds or data sets.
+
+        Names renamed since studies were saved hash under their old spelling, so those studies'
+        directories still belong to the renamed experiment.
+        """
+        body = {"name": HASHED_NAMES.get(self.name, self.name), "defaults": _hashed(self.defaults),
+                "runs": [[r.name, r.variant, _hashed(r.overrides)] for r in self.runs]}
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+    def restricted(self, *, seeds: list[int] | None = None, datasets: list[str] | None = None,
+                   steps: int | None = None, precision: str | None = None,
+                   settings: dict[str, Any] | None = None) -> Experiment:
+        """A copy with the command line's --seeds, --datasets, --steps, --precision and --set (nested
+        `settings` tables, laid over every run's defaults) applied."""
+        exp = copy.deepcopy(self)
+        for key, value in (settings or {}).items():
+            _deep_set(exp.defaults, key, value)
+        if seeds is not None:
+            exp.seeds = _check_seeds(seeds)
+        if datasets is not None:
+            exp.datasets = _check_datasets(datasets)
+        if steps is not None:
+            exp.defaults.setdefault("train", {})["steps"] = steps
+        if precision is not None:
+            exp.defaults["precision"] = precision
+        for run in exp.runs:  # fail now, not inside a worker
+            exp.config(run, exp.datasets[0], exp.seeds[0])
+        return exp
+
+
+HASHED_NAMES = {"original": "seed"}  # experiment names renamed after studies were saved: new -> old
+_OLD_VALUES = {new: old for old, new in RENAMED_VALUES.items()}
+
+
+def _hashed(tables: dict) -> dict:
+    """Config tables as they take part in the identity: without `log` (trackers change no result),
+    renamed values (an adaptation kind) under their old spelling."""
+    tables = {k: v for k, v in tables.items() if k != "log"}
+    kind = tables.get("adaptation", {}).get("kind") if isinstance(tables.get("adaptation"), dict) else None
+    if kind not in _OLD_VALUES:
+        return tables
+    return {**tables, "adaptation": {**tables["adaptation"], "kind": _OLD_VALUES[kind]}}
+
+
+def file_sha256(path: str) -> str:
+    """A data file's sha256, computed once per file version (path, size, modification time)."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        raise ConfigError(f"data file not found: {path} - check the path (relative paths are from the "
+                          "directory the command runs in)") from None
+    return _cached_sha256(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_sha256(path: str, size: int, mtime_ns: int) -> str:
+    return sha256(path)
+
+
+def config_hash(cfg: RunConfig) -> str:
+    """Short hash of everything that determines a task's results."""
+    return hashlib.sha256(json.dumps(comparable_dict(cfg), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    """Overlay RunConfig tables: a sub-table's keys replace the base's one by one (a `grids`
+    table is replaced whole, so a run can swap a preset's grids for others)."""
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            base[key] = {**base[key], **value}
+        else:
+            base[key] = value
+    return base
+
+
+def _deep_set(tables: dict, key: str, value: Any) -> None:
+    """Lay `value` over `tables[key]`, table into table, key by key."""
+    if isinstance(value, dict) and isinstance(tables.get(key), dict):
+        for inner, inner_value in value.items():
+            _deep_set(tables[key], inner, inner_value)
+    else:
+        tables[key] = copy.deepcopy(value)
+
+
+def _check_seeds(seeds: list[int]) -> list[int]:
+    if not seeds or any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in seeds):
+        raise ConfigError(f"seeds must be a non-empty list of integers >= 0, got {seeds}")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds repeat: {seeds}")
+    return list(seeds)
+
+
+def _check_datasets(datasets: list[str]) -> list[str]:
+    if not datasets:
+        raise ConfigError(f"an experiment needs at least one data set: choose from {', '.join(DATASETS)}")
+    for name in datasets:
+        check_dataset(name)
+    return list(datasets)
+
+
+def parse_experiment(data: dict[str, Any], source: str = "experiment") -> Experiment:
+    """Validate the dicts of an experiment file into an `Experiment`."""
+    unknown = set(data) - {"experiment", "defaults", "runs"}
+    if unknown:
+        raise ConfigError(f"{source}: unknown top-level table(s) {sorted(unknown)}: use experiment, defaults, runs")
+    head = data.get("experiment")
+    if not isinstance(head, dict) or "name" not in head:
+        raise ConfigError(f"{source}: needs an [experiment] table with a name")
+    bad = set(head) - EXPERIMENT_KEYS
+    if bad:
+        raise ConfigError(f"{source}: unknown key(s) {sorted(bad)} in [experiment]: valid keys are "
+                          f"{sorted(EXPERIMENT_KEYS)}")
+    runs_table = data.get("runs")
+    if not isinstance(runs_table, dict) or not runs_table:
+        raise ConfigError(f"{source}: needs at least one [runs.<name>] table")
+    runs = []
+    for name, spec in runs_table.items():
+        if not isinstance(spec, dict) or "variant" not in spec:
+            raise ConfigError(f"{source}: [runs.{name}] needs a variant")
+        spec = dict(spec)
+        variant, label = spec.pop("variant"), spec.pop("label", name)
+        adaptation_for(variant)  # unknown variant -> ConfigError naming the choices
+        runs.append(RunSpec(name, str(label), variant, spec))
+    baseline = head.get("baseline", runs[0].name)
+    if baseline not in runs_table:
+        raise ConfigError(f"{source}: baseline '{baseline}' is not one of the runs {sorted(runs_table)}")
+    exp = Experiment(
+        name=str(head["name"]),
+        description=str(head.get("description", "")),
+        datasets=_check_datasets(list(head.get("datasets", STUDY_DATASETS))),
+        seeds=_check_seeds(list(head.get("seeds", [0]))),
+        runs=runs,
+        baseline=baseline,
+        defaults=data.get("defaults", {}),
+    )
+    for run in exp.runs:  # every run must build a valid config; unknown keys fail here
+        exp.config(run, exp.datasets[0], exp.seeds[0])
+    return exp
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    return parse_experiment(load_toml(path), source=str(path))
+
+
+BUNDLED_ALIASES = {"seed": "original"}  # old names of bundled experiment files
+
+
+def bundled(name: str = "original") -> Path:
+    """Path of an experiment file shipped with gridnoise: "original", "improved" or "schedules"."""
+    name = BUNDLED_ALIASES.get(name, name)
+    return Path(str(resources.files("gridnoise") / "experiments" / f"{name}.toml"))

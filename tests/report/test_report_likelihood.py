@@ -1,0 +1,101 @@
+"""The report's likelihood sections from a study written from known inputs (`evaluation.json` per task)."""
+
+import json
+
+import pytest
+from test_sections import DATASETS, SEEDS, kl_of, render, rows_of, write_study
+
+from gridnoise.report.likelihood import knn_vs_exact_section, likelihood_section
+from gridnoise.study.results import load_results
+
+SLIDING = {0: 0.0, 1: 0.1, 2: 0.2, 3: 0.1, 4: 0.1}  # good: share of points whose flow slides, per seed
+
+
+def base_kl(seed: int) -> float:
+    return 0.5 + 0.02 * seed
+
+
+def evaluation(run: str, dataset: str, seed: int) -> dict:
+    bound = 3.0 + 0.01 * seed
+    if run == "base":
+        return {"nll_elbo": bound, "nll_ode": 1.5 + 0.01 * seed, "nll_ode_stderr": 0.02, "kl_exact": base_kl(seed),
+                "nll_ode_crossings": 0.0, "nll_ode_nontransversal": 0.0}
+    if run == "good":  # a bound 0.2 better; its flow slides along cell edges on seeds 1-4
+        record = {"nll_elbo": bound - 0.2 + 0.001 * seed, "nll_ode_crossings": 3.0,
+                  "nll_ode_nontransversal": SLIDING[seed]}
+        if SLIDING[seed]:
+            record["nll_ode_skipped"] = f"original_grid: the flow slides along a cell edge for {SLIDING[seed]:.1%}"
+        else:
+            record.update(nll_ode=1.4, nll_ode_stderr=0.02, kl_exact=0.3)
+        return record
+    if dataset == "circle":  # an exact KL 0.3 above the baseline's on every seed
+        return {"nll_elbo": bound, "nll_ode": 1.65 + 0.01 * seed, "nll_ode_stderr": 0.02,
+                "kl_exact": base_kl(seed) + 0.3 + 0.001 * seed, "nll_ode_crossings": 2.0, "nll_ode_nontransversal": 0.0}
+    return {"nll_elbo": bound, "kl_bound": 1.0,
+            "nll_ode_skipped": "reverse_variance: the reverse step's variance is learned"}
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    out = write_study(tmp_path_factory.mktemp("likelihood") / "study")
+    for run in ("base", "good", "noisy"):
+        for dataset in DATASETS:
+            for seed in SEEDS:
+                record = evaluation(run, dataset, seed)
+                (out / run / dataset / f"seed_{seed}" / "evaluation.json").write_text(json.dumps(record))
+    return load_results(out)
+
+
+def test_the_ode_column_says_why_a_run_has_no_ode_likelihood(results):
+    text = render(likelihood_section(results))
+    circle, moons = text.split("### moons")
+    good, = rows_of(circle, "good")
+    assert "-0.198" in good and "better*" in good  # the bound: 0.2 - 0.001 * mean seed better
+    # seed 0 has an ODE likelihood, but the others give some points no density: no comparison
+    assert "none: the flow slides along cell edges (10%-20% of points on 4 of 5 seeds), not invertible" in good
+    assert "-0.100" not in good and "1 seed" not in good  # the one seed's difference (1.4 - 1.5) is not shown
+    noisy_circle, = rows_of(circle, "noisy")
+    assert noisy_circle.count("worse*") == 1 and "| 0.150 [0.150, 0.150] | worse* |" in noisy_circle  # its ODE
+    noisy, = rows_of(moons, "noisy")
+    assert "none: the reverse step's variance is learned" in noisy and "n.s." in noisy
+    assert "On the ODE, no variant is significantly better anywhere." in text
+
+
+def test_the_kl_check_counts_the_pairs_the_exact_kl_separates(results):
+    text = render(knn_vs_exact_section(results))
+    circle, moons = text.split("### moons")
+    base, = rows_of(circle, "base")
+    good, = rows_of(circle, "good")
+    assert "0.540" in base  # the exact KL's mean over seeds: 0.5 + 0.02 * 2
+    assert "none: the flow slides" in good  # one seed's exact KL is not a fair sample
+    noisy, = rows_of(moons, "noisy")
+    assert noisy.endswith("| - | 1.000 [1.000, 1.000] |")  # no exact KL; its k-NN KL and bound are there
+    ranking = text.split("Do the two KLs rank the runs alike?")[1]
+    row, = [r for r in ranking.splitlines() if r.startswith("| circle ")]
+    knn_worse = sum(kl_of("noisy", s) for s in SEEDS) > sum(kl_of("base", s) for s in SEEDS)
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    # base and noisy only (good is left out); the exact KL separates them, the k-NN KL agrees if it also
+    # finds noisy worse
+    assert cells[1] == "2" and cells[6:] == ["1", "1" if knn_worse else "0"]
+
+
+def test_forest_plots_leave_out_runs_whose_flow_slides(results):
+    from gridnoise.report.sections import comparisons
+
+    for metric in ("nll_ode", "kl_exact"):  # what the forest plots and the interactive report draw
+        found = comparisons(results, metric)
+        assert ("noisy", "circle") in found and ("good", "circle") not in found
+    assert ("good", "circle") in comparisons(results, "nll_elbo")  # the bound is there for every seed
+
+
+def test_metric_tables_leave_out_the_seeds_of_a_flow_that_slides(results):
+    from gridnoise.report.sections import metric_tables
+
+    text = render(metric_tables(results))
+    ode = text.split("### ODE likelihood -log p (bits/dim)")[1].split("###")[0]
+    assert not rows_of(ode, "good")  # seed 0's value alone is not the run's likelihood (it slides everywhere)
+    exact = text.split("### Exact KL (bits)")[1].split("###")[0]
+    assert "0.300" not in exact  # nor its exact KL
+    base, = rows_of(ode, "base")
+    assert "(n=5)" in base
+    assert results.values("good", "circle", "nll_elbo") and not results.values("good", "circle", "nll_ode")

@@ -1,0 +1,151 @@
+"""A run's own figures and the building blocks of every figure, checked as figure objects."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+from gridnoise import rundir
+from gridnoise.report.run_figures import (
+    figure_timesteps,
+    grid_heatmap,
+    grids_figure,
+    loss_figure,
+    overlay_points,
+    samples_figure,
+)
+
+from conftest import gridnoise
+
+
+def heatmap_axes(fig):
+    return [ax for ax in fig.axes if ax.images]
+
+
+def test_heatmap_orientation_and_extent():
+    values = np.tile(np.arange(4.0)[:, None], (1, 4))  # grows with the x cell index (axis 0)
+    fig = grid_heatmap(values, [-4, 4, -2, 2], points=np.zeros((3, 2)))
+    image = fig.axes[0].images[0]
+    assert image.origin == "lower" and list(image.get_extent()) == [-4, 4, -2, 2]
+    shown = np.asarray(image.get_array())
+    assert np.array_equal(shown, values.T)  # rows = y, columns = x: colour increases left to right
+    assert (np.diff(shown[0]) > 0).all()
+
+
+def test_figure_timesteps_are_the_quarters():
+    assert figure_timesteps(100) == (0, 25, 50, 75, 99)
+    assert figure_timesteps(1000) == (0, 250, 500, 750, 999)
+    assert figure_timesteps(3) == (0, 1, 2)
+
+
+def test_grids_figure_orientation_extent_and_one_colour_scale():
+    grid = np.tile(np.arange(5.0)[None, :, None], (10, 1, 5)) * np.arange(1, 11)[:, None, None]  # (T, x, y)
+    fig = grids_figure({"grid": grid}, [-1, 1, -2, 2])
+    axes = heatmap_axes(fig)
+    assert [ax.get_title() for ax in axes] == [f"grid, t={t}" for t in (0, 2, 5, 7, 9)]  # T = 10: the quarters
+    image = axes[0].images[0]
+    assert image.origin == "lower" and list(image.get_extent()) == [-1, 1, -2, 2]
+    shown = np.asarray(image.get_array())
+    assert np.array_equal(shown, grid[0].T) and (np.diff(shown[0]) > 0).all()
+    assert axes[0].get_xlim() == pytest.approx((-1, 1))  # no data: the view is the grid
+    assert len(fig.axes) == 5 + 1  # five heatmaps and one colorbar
+    assert {ax.images[0].get_clim() for ax in axes} == {(0.0, 40.0)}  # one scale: t = 9 reaches 4 * 10
+
+
+def test_grids_rows_columns_product_and_labels():
+    coarse = np.ones((100, 5, 5))
+    coarse[:, 0, 0] = 2.0
+    fine = np.ones((100, 20, 20))
+    fine[:, 1, 1] = 1.0 + 1e-6  # an L1-penalised fine grid barely moves
+    fig = grids_figure({"coarse_grid": coarse, "fine_grid": fine}, [-1, 1, -1, 1],
+                       points=np.array([[-4.0, -3.0], [4.0, 3.5]]))
+    heatmaps = heatmap_axes(fig)
+    assert len(heatmaps) == 3 * 5  # coarse, fine, combined x t = 0, 25, 50, 75, 99
+    assert len(fig.axes) == 3 * 5 + 1  # one colorbar for the figure
+    (clim,) = {ax.images[0].get_clim() for ax in heatmaps}  # the product reaches 2 (1 + 1e-6)
+    assert clim == pytest.approx((1.0, 2.0 * (1 + 1e-6)), rel=1e-12)
+    combined = np.asarray(heatmaps[10].images[0].get_array()).T  # back to (x, y)
+    assert combined.shape == (20, 20) and combined[0, 0] == 2.0 and combined[4, 4] == 1.0
+    assert combined[1, 1] == pytest.approx(2.0 * (1 + 1e-6))
+    assert heatmaps[0].get_xlim() == pytest.approx((-4, 4))  # axes span the data, not just the grid
+    assert heatmaps[0].get_ylim() == pytest.approx((-3, 3.5))
+    assert len(heatmaps[0].collections) == 1  # the data overlay
+    # each row is labelled with its own range: the near-constant fine grid is read from its label
+    assert heatmaps[0].get_ylabel().startswith("coarse grid: g in [1, 2]")
+    assert heatmaps[5].get_ylabel().startswith("fine grid: g = 1 \u00b1 5.0e-07")
+
+
+def test_samples_and_loss_figures():
+    rng = np.random.default_rng(0)
+    fig = samples_figure(rng.normal(size=(50, 2)), rng.normal(size=(30, 2)), title="s")
+    ax = fig.axes[0]
+    assert [len(c.get_offsets()) for c in ax.collections] == [30, 50]  # the data, then the samples
+    assert ax.get_aspect() == 1.0 and [t.get_text() for t in ax.get_legend().get_texts()] == ["data", "samples"]
+    losses = 1 + np.exp(-np.arange(300) / 50.0)
+    fig = loss_figure(losses)
+    assert len(fig.axes) == 1 and len(fig.axes[0].lines) == 2  # per step and the moving average
+    assert np.array_equal(fig.axes[0].lines[0].get_ydata(), losses)
+    fig = loss_figure(losses, {"step": [100, 200, 300], "kl_divergence": [0.9, 0.5, 0.4]})
+    assert len(fig.axes) == 2 and list(fig.axes[1].lines[0].get_ydata()) == [0.9, 0.5, 0.4]
+
+
+def test_a_run_draws_its_own_figures_from_its_files(tmp_path):
+    """samples.png, loss.png, grids.png and one heatmap per snapshot and grid, at the quarters."""
+    out = tmp_path / "run"
+    gridnoise("train", "--dataset", "moons", "--variant", "multiscale", "--steps", 40, "--n-points", 2000,
+              "--set", "diffusion.num_timesteps=20", "--set", "train.grid_snapshot_every=20",
+              "--set", "eval.num_samples=300", "--set", "eval.kl_every=20", "--out", out, "--no-progress")
+    figures = {"samples.png", "loss.png", "grids.png"}
+    heatmaps = {f"moons_{g}_grid_step_{s}.png" for g in ("coarse", "fine") for s in (20, 40)}
+    assert figures <= {p.name for p in out.iterdir()}
+    assert {p.name for p in (out / "heatmaps").iterdir()} == heatmaps
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.suffix != ".png"}
+    for name in figures:
+        (out / name).unlink()
+    shutil.rmtree(out / "heatmaps")
+    assert "7 figures" in gridnoise("plot", out).stdout  # three, and two grids at two snapshots
+    assert figures <= {p.name for p in out.iterdir()} and len(list((out / "heatmaps").iterdir())) == 4
+    assert before == {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.suffix != ".png"}
+    # What those files show, as figure objects drawn from the same saved arrays:
+    _, grids, extent = rundir.read_grid_snapshot(rundir.final_snapshot(out), rundir.read_config(out))
+    fig = grids_figure(grids, extent)
+    assert [ax.get_title() for ax in heatmap_axes(fig)][:5] == [f"coarse grid, t={t}" for t in (0, 5, 10, 15, 19)]
+    baseline = tmp_path / "baseline"
+    gridnoise("train", "--dataset", "line", "--steps", 10, "--n-points", 500, "--set", "eval.num_samples=100",
+              "--out", baseline, "--no-progress")
+    assert {"samples.png", "loss.png"} <= {p.name for p in baseline.iterdir()}
+    assert not (baseline / "grids.png").exists() and not (baseline / "heatmaps").exists()
+
+
+def test_plot_refuses_an_unfinished_run(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.toml").write_text('dataset = "moons"\n')
+    proc = gridnoise("plot", out, check=False)
+    assert proc.returncode == 2 and "not finished training" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_overlay_points_survive_a_missing_data_set(monkeypatch):
+    import gridnoise.data as data
+
+    points = overlay_points("moons", 42)
+    assert points.shape == (5000, 2)
+
+    def unavailable(*args, **kwargs):
+        raise data.DataError("no table")
+
+    monkeypatch.setattr(data, "load", unavailable)
+    with pytest.warns(UserWarning, match="no table"):
+        assert overlay_points("dino", 42) is None
+
+
+def test_datasets_figure_has_one_panel_per_data_set_on_shared_axes():
+    from gridnoise.data import load
+    from gridnoise.report.run_figures import datasets_figure
+
+    names = ["moons", "rings", "scales", "checkerboard", "pinwheel"]
+    fig = datasets_figure({n: load(n, 200) for n in names}, columns=4)
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in visible] == names and len(fig.axes) == 8
+    assert all(ax.get_xlim() == (-4.5, 4.5) and ax.get_ylim() == (-4.5, 4.5) for ax in visible)
+    assert len(visible[1].collections[0].get_offsets()) == 200

@@ -1,0 +1,288 @@
+"""report.md from a study written from known inputs: every number asserted here is chosen below."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from gridnoise.config import RunConfig, adaptation_for, dumps_toml
+from gridnoise.report import markdown
+from gridnoise.report.markdown import write_report
+from gridnoise.report.run_figures import save_figure
+from gridnoise.report.stats import convergence_step
+from gridnoise.report.study_figures import make_figures, train_loss_figure
+from gridnoise.study.results import load_results
+
+STEPS = 500
+SEEDS = (0, 1, 2, 3, 4)
+RUNS = [("base", "Baseline", "baseline"), ("good", "10x10 Grid", "grid10"),
+        ("noisy", "Multi-scale + L1", "multiscale_l1")]
+DATASETS = ("circle", "moons")
+BASE_KL = (0.40, 0.43, 0.41, 0.45, 0.42)  # per seed
+GOOD_JITTER = (0.004, -0.003, 0.002, 0.0, -0.002)  # good = baseline - 0.1 + jitter: clearly better
+NOISY_JITTER = (0.03, -0.04, 0.02, -0.01, 0.01)  # noisy = baseline + jitter: seed noise only
+TRAIN_TIME = {"base": 10.0, "good": 15.0, "noisy": 20.0}  # plus the seed number
+GRID_SHAPES = {"grid10": {"grid": 10}, "multiscale_l1": {"coarse_grid": 5, "fine_grid": 20}}
+T = 100
+SNAPSHOT_SEEDS = (0, 1)  # grid snapshots of two seeds suffice (and keep the per-step heatmaps few)
+
+
+def render(section) -> str:
+    """One report section as Markdown."""
+    return markdown.section(section, Path("."))
+
+
+def kl_of(run: str, seed: int) -> float:
+    base = BASE_KL[seed]
+    return {"base": base, "good": base - 0.1 + GOOD_JITTER[seed], "noisy": base + NOISY_JITTER[seed]}[run]
+
+
+def losses(run: str) -> np.ndarray:
+    decay = {"base": 50.0, "good": 80.0, "noisy": 120.0}[run]
+    return 1.0 + np.exp(-np.arange(STEPS) / decay)
+
+
+def write_task(root, name: str, variant: str, dataset: str, seed: int, rng) -> None:
+    d = root / name / dataset / f"seed_{seed}"
+    (d / "grids").mkdir(parents=True)
+    cfg = RunConfig(dataset=dataset, variant=variant, adaptation=adaptation_for(variant), seed=seed)
+    cfg.train.steps = STEPS
+    (d / "config.toml").write_text(dumps_toml(cfg))
+    grids = {label: 1 + 0.01 * rng.normal(size=(T, n, n)) for label, n in GRID_SHAPES.get(variant, {}).items()}
+    metrics = {"kl_divergence": kl_of(name, seed), "eval_loss": 0.6 + 0.01 * seed,
+               "training_time": TRAIN_TIME[name] + seed, "inference_time": 0.2 + 0.01 * seed,
+               "w2": kl_of(name, seed) / 2,  # good: 0.05 better on every seed
+               # a second sampler: 5x faster, KL 0.2 worse
+               "ddim20_inference_time": 0.04, "ddim20_kl_divergence": kl_of(name, seed) + 0.2, "ddim20_w2": 0.5,
+               **{f"{label}_variance": float(g.var(ddof=1)) for label, g in grids.items()}}
+    (d / "metrics.json").write_text(json.dumps(metrics))
+    (d / "task.json").write_text(json.dumps({"peak_rss_mb": 300.0 + 100 * [r[0] for r in RUNS].index(name) + seed}))
+    np.savez(d / "train_losses.npz", loss=losses(name), mse=losses(name))
+    np.savez(d / "samples.npz", samples=rng.normal(size=(300, 2)))
+    (d / "kl_history.json").write_text(json.dumps({"step": [250, 500], "kl_divergence": [0.9, kl_of(name, seed)]}))
+    if grids and seed in SNAPSHOT_SEEDS:
+        np.savez(d / "grids" / f"grids_step_{STEPS}.npz", t=np.int64(3), **grids)
+
+
+def write_study(root, seeds=SEEDS):
+    root.mkdir(parents=True)
+    (root / "experiment.json").write_text(json.dumps({
+        "name": "known-inputs", "identity": "x", "description": "A study written by the test.", "baseline": "base",
+        "runs": [{"name": n, "label": lab, "variant": v} for n, lab, v in RUNS],
+        "datasets": list(DATASETS), "seeds": list(seeds)}))
+    rng = np.random.default_rng(0)
+    for name, _, variant in RUNS:
+        for dataset in DATASETS:
+            for seed in seeds:
+                write_task(root, name, variant, dataset, seed, rng)
+    return root
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """The five-seed study, its figures (one stale heatmap planted first) and its report text."""
+    out = write_study(tmp_path_factory.mktemp("report") / "study")
+    stale = out / "good/circle/seed_0/heatmaps/circle_grid_step_500.png"
+    stale.parent.mkdir()
+    stale.write_bytes(b"stale")
+    results = load_results(out)
+    figures = make_figures(results, out)
+    return out, figures, write_report(results, out, figures).read_text()
+
+
+def section(text: str, title: str, occurrence: int = 1) -> str:
+    """The body under the `occurrence`-th heading `title`, up to the next heading."""
+    return text.split(title)[occurrence].split("\n#")[0]
+
+
+def rows_of(block: str, run: str) -> list[str]:
+    return [row for row in block.splitlines() if row.startswith(f"| {run} ")]
+
+
+def test_figures_are_written_as_png(study):
+    out, figures, _ = study
+    names = {p.relative_to(out).as_posix() for p in figures}
+    assert [p.name for p in figures[:2]] == ["forest_kl_divergence.png", "forest_w2.png"]  # first: what is tested
+    assert names == {"forest_kl_divergence.png", "forest_w2.png", "evaluation_metrics.png", "eval_loss_and_time.png",
+                     "train_loss.png", "generated_images.png", "grid_variance_comparison.png",
+                     "final_grids/good_circle.png", "final_grids/good_moons.png",
+                     "final_grids/noisy_circle.png", "final_grids/noisy_moons.png"}
+    for p in figures:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    redrawn = out / "good/circle/seed_0/heatmaps/circle_grid_step_500.png"
+    assert redrawn.read_bytes()[:4] == b"\x89PNG"  # the stale heatmap was redrawn
+    assert (out / "noisy/moons/seed_1/heatmaps/moons_fine_grid_step_500.png").is_file()
+    # every finished task got its own figures; grids.png only where there are grid snapshots
+    assert all((d / "samples.png").is_file() and (d / "loss.png").is_file() for d in out.glob("*/*/seed_*"))
+    assert (out / "noisy/moons/seed_1/grids.png").is_file() and not (out / "noisy/moons/seed_2/grids.png").exists()
+
+
+def test_forest_plots_open_the_report(study):
+    _, _, text = study
+    headings = [ln for ln in text.splitlines() if ln.startswith("## ")]
+    assert headings[:2] == ["## Differences from the baseline at a glance", "## Headline"]
+    forest = section(text, "## Differences from the baseline at a glance")
+    assert "![forest_kl_divergence](forest_kl_divergence.png)" in forest and "forest_w2.png" in forest
+    assert "forest_" not in section(text, "## Figures")  # shown once, first
+
+
+def provenance_record(**changes) -> dict:
+    record = {"gridnoise": "0.1.0", "git_commit": "0123456789abcdef", "git_dirty": False, "torch": "2.13.0+cpu",
+              "numpy": "2.4.6", "python": "3.11.7", "platform": "Linux", "device": "cpu", "cpu": "AMD EPYC",
+              "cpu_capability": "AVX512", "gpu": None, "threads": 1}
+    return {**record, **changes}
+
+
+def test_provenance_is_listed_and_mixed_versions_are_warned_about(tmp_path):
+    from gridnoise.report.sections import provenance_section
+
+    out = write_study(tmp_path / "study", seeds=(0, 1))
+    results = load_results(out)
+    text = render(provenance_section(results))
+    assert "| not recorded | - | 12 |" in text  # tasks from before provenance was kept
+    for d in out.glob("*/*/seed_*"):
+        (d / "provenance.json").write_text(json.dumps(provenance_record()))
+    text = render(provenance_section(results))
+    assert "| gridnoise 0.1.0 (0123456), torch 2.13.0+cpu, numpy 2.4.6 | cpu: AMD EPYC, 1 threads | 12 |" in text
+    assert "Warning" not in text
+    (out / "good/moons/seed_1/provenance.json").write_text(json.dumps(provenance_record(torch="2.14.1+cpu")))
+    text = render(provenance_section(results))
+    assert "**Warning: this study mixes 2 software versions**" in text
+    assert "torch 2.14.1+cpu, numpy 2.4.6 | cpu: AMD EPYC, 1 threads | 1 |" in text
+    full = write_report(results, tmp_path, []).read_text()
+    assert "Warning: this study's tasks were trained by 2 different software versions" in section(full, "Tasks fin")
+    # hardware alone (another CPU, more threads) is listed but is not a version mix
+    (out / "good/moons/seed_1/provenance.json").write_text(json.dumps(provenance_record(threads=2, cpu="Xeon")))
+    text = render(provenance_section(results))
+    assert "Warning" not in text and "| cpu: Xeon, 2 threads | 1 |" in text
+
+
+def test_header_and_metric_cells(study):
+    _, _, text = study
+    assert text.startswith("# Study report: known-inputs\n\nA study written by the test.")
+    assert "Seeds: 0, 1, 2, 3, 4. Training steps: 500." in text
+    assert "| noisy | Multi-scale + L1 | multiscale_l1 |" in text
+    # One cell recomputed independently with scipy: the baseline's KL on circle.
+    mean = np.mean(BASE_KL)
+    lo, hi = sps.t.interval(0.95, len(BASE_KL) - 1, loc=mean, scale=sps.sem(BASE_KL))
+    kl_means = section(text, "### KL divergence (bits)", 1)
+    assert rows_of(kl_means, "base")[0].startswith(f"| base Baseline | {mean:.3f} [{lo:.3f}, {hi:.3f}] (n=5) |")
+    assert "### Fine grid variance" in text and "### Grid variance" in text
+
+
+def test_paired_differences_and_verdicts(study):
+    _, _, text = study
+    kl = section(text, "### KL divergence (bits)", 2)
+    good, noisy = rows_of(kl, "good"), rows_of(kl, "noisy")
+    assert len(good) == 2 and all(row.endswith("| better* |") for row in good)
+    assert len(noisy) == 2 and all(row.endswith("| n.s. |") for row in noisy)
+    diff = np.array(GOOD_JITTER) - 0.1
+    lo, hi = sps.t.interval(0.95, 4, loc=diff.mean(), scale=sps.sem(diff))
+    relative = diff.mean() / np.mean(BASE_KL)
+    assert good[0].startswith(f"| good 10x10 Grid | circle | 5 | {diff.mean():.3f} | [{lo:.3f}, {hi:.3f}] | "
+                              f"{100 * relative:+.1f}% |")
+    noisy_p = sps.ttest_rel(np.array(BASE_KL) + NOISY_JITTER, BASE_KL).pvalue
+    assert f"| {noisy_p:.3f} |" in noisy[0]
+    # Training time: good is 5 s and noisy 10 s slower on every seed -> significantly worse.
+    times = section(text, "### Training time (s)", 2)
+    assert all(row.endswith("| worse* |") for row in rows_of(times, "good") + rows_of(times, "noisy"))
+    assert "two-sided paired t-test" in text and "Holm" in text
+
+
+def test_headline_names_the_significant_runs(study):
+    _, _, text = study
+    head = section(text, "## Headline")
+    better, worse = head.split("**Significantly worse than the baseline:**")
+    assert "10x10 Grid on circle" in better and "10x10 Grid on moons" in better and "Multi-scale" not in better
+    assert worse.strip() == "none."
+
+
+def test_seed_numbers_caveat_convergence_overhead_and_links(study):
+    _, _, text = study
+    seed = section(text, "## The original study's numbers")
+    assert f"| base Baseline | KL divergence (bits) | 0.359 / {np.mean(BASE_KL):.3f} |" in seed
+    assert "0.304" not in seed  # the seed's plain multi-scale run is not one of ours; its L1 variant is
+    assert f"0.323 / {np.mean([kl_of('noisy', s) for s in SEEDS]):.3f}" in seed
+    assert "not comparable across variants" in text
+    convergence = section(text, "## Convergence speed")
+    step = convergence_step(losses("good"))
+    assert f"| good 10x10 Grid | {step} [{step}, {step}] |" in convergence
+    assert "| step 250 | step 500 |" in convergence and "| base Baseline | circle | 0.900 |" in convergence
+    overhead = rows_of(section(text, "## Computational overhead"), "good")[0]
+    assert "+10,256" in overhead  # grid10 adds 100 x 10 x 10 grid entries + 256 weights for the extra input
+    assert "+42,756" in rows_of(section(text, "## Computational overhead"), "noisy")[0]  # 100 x (25 + 400) + 256
+    ratios = [(TRAIN_TIME["good"] + s) / (TRAIN_TIME["base"] + s) for s in SEEDS] * 2
+    assert f"| {np.mean(ratios):.3f} [" in overhead and overhead.endswith("| 404 |")  # max peak memory of good
+    assert "![train_loss](train_loss.png)" in text and "![good_circle](final_grids/good_circle.png)" in text
+
+
+def test_single_seed_report_says_nothing_is_significant(tmp_path):
+    out = write_study(tmp_path / "study", seeds=(0,))
+    results = load_results(out)
+    figure = save_figure(train_loss_figure(results), tmp_path / "figs" / "train_loss.png")
+    text = write_report(results, tmp_path, [figure]).read_text()
+    assert "One seed per task" in section(text, "## Headline")
+    assert "| n/a (1 seed) |" in text and "better* |" not in text and "n.s. |" not in text
+    assert f"| base Baseline | {BASE_KL[0]:.3f} (n=1) |" in text  # a single value: no interval
+    assert "![train_loss](figs/train_loss.png)" in text
+
+
+def test_ranking_puts_the_better_run_first_and_marks_noise(study):
+    from gridnoise.report.sections import ranking_section
+
+    text = render(ranking_section(load_results(study[0])))
+    for dataset in DATASETS:
+        block = text.split(f"### {dataset}")[1].split("###")[0]
+        rows = [ln for ln in block.splitlines() if ln.startswith("| good") or ln.startswith("| noisy")]
+        assert rows[0].startswith("| good")  # ranked by KL difference, best first
+        assert rows[0].count("better*") == 2  # KL and W2
+        assert "n.s." in rows[1] and "better*" not in rows[1]
+    assert "-0.100" in text and "-0.050" in text
+
+
+def test_edge_cell_shares_in_report(study):
+    from gridnoise.report.sections import edge_cell_section
+
+    text = render(edge_cell_section(load_results(study[0])))
+    moons = next(ln for ln in text.splitlines() if ln.startswith("| moons"))
+    seed10, data10 = (float(c.strip(" %")) for c in moons.split("|")[2:4])
+    assert seed10 > data10  # the seed's small grid clamps more of the data into its border
+
+
+def test_abar_t_is_printed_and_warned_about(study):
+    from gridnoise.report.sections import schedule_section
+
+    text = render(schedule_section(load_results(study[0])))
+    base = next(ln for ln in text.splitlines() if ln.startswith("| base"))
+    assert "0.364" in base and "warning" in base  # the study's linear schedule keeps 36% of the signal
+    assert "Schedules and samplers" in study[2]
+    rows = [ln for ln in text.splitlines() if ln.startswith("| base ")]
+    ddpm, ddim = (next(r for r in rows if f"| {name} |" in r) for name in ("ddpm", "ddim20"))
+    assert "| 0.22 |" in ddpm and "| 0.04 |" in ddim  # mean time over seeds 0..4: 0.2 + 0.02
+    kl_base = sum(BASE_KL) / 5
+    assert f"{kl_base:.3f}" in ddpm and f"{kl_base + 0.2:.3f}" in ddim
+    # The cost table: DDIM takes 0.04 s against 0.2 + 0.01 seed, and its KL is 0.2 worse on every seed.
+    costs = text.split("Cost or gain")[1]
+    good = next(ln for ln in costs.splitlines() if ln.startswith("| good "))
+    ratio = np.mean([0.04 / (0.2 + 0.01 * s) for s in SEEDS])
+    assert f"| {ratio:.2f}x |" in good and good.count("0.200 worse*") == len(DATASETS)
+
+
+def test_comparing_two_studies_pairs_their_seeds(study, tmp_path):
+    import shutil
+
+    from gridnoise.report.sections import study_comparison
+
+    other = tmp_path / "other"
+    shutil.copytree(study[0], other)
+    for path in other.glob("base/*/seed_*/metrics.json"):  # the second study's baseline: +0.05 on every seed
+        m = json.loads(path.read_text())
+        m["kl_divergence"] += 0.05
+        path.write_text(json.dumps(m))
+    text = markdown.table(study_comparison(load_results(study[0]), load_results(other)))
+    base = next(ln for ln in text.splitlines() if ln.startswith("| base ") and "| circle |" in ln)
+    good = next(ln for ln in text.splitlines() if ln.startswith("| good ") and "| circle |" in ln)
+    assert "0.050 [0.050, 0.050]" in base and base.endswith("| no |")
+    assert "| 0.000 " in good and good.endswith("| yes |")
