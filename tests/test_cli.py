@@ -307,12 +307,6 @@ def test_set_reaches_any_setting_and_config_show_prints_the_resolved_config(tiny
     assert not (tmp_path / "x").exists()
 
 
-def test_default_threads_use_the_idle_cores():
-    from gridnoise.cli import MAX_THREADS, default_threads
-
-    assert 1 <= default_threads() <= MAX_THREADS
-
-
 def test_sample_defaults_to_the_runs_seed_and_refuses_other_formats(tiny, tmp_path):
     out = tmp_path / "run"
     gridnoise("train", "--config", tiny, "--steps", 20, "--seed", 7, "--out", out, "--no-progress")

@@ -2,13 +2,13 @@ import pytest
 
 from gridnoise.config import (
     AdaptationConfig,
-    ConfigError,
     RunConfig,
     adaptation_for,
     dumps_toml,
     from_dict,
     load_run_config,
 )
+from gridnoise.errors import ConfigError
 
 
 def test_toml_roundtrip(tmp_path):

@@ -1,8 +1,9 @@
 import pytest
 import torch
 
-from gridnoise.config import ConfigError, RunConfig, adaptation_for, comparable_dict, from_dict, to_dict
+from gridnoise.config import RunConfig, adaptation_for, comparable_dict, from_dict, to_dict
 from gridnoise.data import load
+from gridnoise.errors import ConfigError
 from gridnoise.model import MLPDenoiser
 from gridnoise.precision import Autocast, autocast, native_bf16, slow_precision_warning, with_precision
 from gridnoise.study.experiment import config_hash

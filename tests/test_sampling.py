@@ -3,8 +3,8 @@ import torch
 
 from gridnoise.adaptation import NoiseAdaptation
 from gridnoise.components import build_adaptation
-from gridnoise.config import ConfigError, DiffusionConfig, RunConfig, SamplerConfig, adaptation_for
-from gridnoise.errors import SamplerError
+from gridnoise.config import DiffusionConfig, RunConfig, SamplerConfig, adaptation_for
+from gridnoise.errors import ConfigError, SamplerError
 from gridnoise.model import MLPDenoiser
 from gridnoise.sampling import sample
 from gridnoise.schedulers import DDIMScheduler, DDPMScheduler, make_scheduler

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from gridnoise import rundir
-from gridnoise.config import RunConfig, SamplerConfig, adaptation_for, from_dict, to_dict
+from gridnoise.config import RunConfig, SamplerConfig, override
 from gridnoise.errors import ConfigError
 from gridnoise.registry import SAMPLERS
 
@@ -36,13 +36,7 @@ def make_config(variant: str = "baseline", **overrides: Any) -> RunConfig:
     replace the variant's one by one (`train={"steps": 500, "lr": 1e-3}`, `adaptation={"grids":
     {"grid": 5}}`). Unknown keys and wrong types are one-line `ConfigError`s.
     """
-    data = to_dict(RunConfig(variant=variant, adaptation=adaptation_for(variant)))
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(data.get(key), dict):
-            data[key] = {**data[key], **value}
-        else:
-            data[key] = value
-    return from_dict(RunConfig, data).validate()
+    return override(None, {"variant": variant, **overrides})
 
 
 def load_data(source: str | Path | np.ndarray, n: int = 100_000, *, seed: int = 42, key: str = "",
@@ -249,9 +243,9 @@ def run_experiment(experiment: str | Path, out: str | Path, *, seeds: list[int] 
     if outcome.failed:
         first = next(iter(outcome.failed.items()))
         raise GridnoiseError(f"{len(outcome.failed)} task(s) failed, e.g. {first[0]}: {first[1]}")
-    from gridnoise.study.results import load_results, write_summaries
+    from gridnoise.report.outputs import write_study_outputs
 
-    write_summaries(load_results(out))
+    write_study_outputs(out)
     return Study(Path(out))
 
 

@@ -9,16 +9,34 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gridnoise.config import RunConfig
+from gridnoise import rundir
+from gridnoise.config import (
+    RunConfig,
+    SamplerConfig,
+    dumps_toml,
+    load_run_config,
+    merge_tables,
+    override,
+    settings_tables,
+)
+from gridnoise.data import DATASETS, DESCRIPTIONS, STUDY_DATASETS
+from gridnoise.data import load as load_data
+from gridnoise.errors import CheckpointError, ConfigError, GridnoiseError, OutputExistsError, exit_code, one_line
+from gridnoise.files import write_json, write_npz
 from gridnoise.presets import VARIANTS
 from gridnoise.registry import SAMPLERS
+from gridnoise.study.experiment import bundled, load_experiment
+from gridnoise.study.results import load_results
+from gridnoise.threads import MAX_THREADS, default_threads
 from gridnoise.version import __version__
+
+# The commands' heavy modules (torch, matplotlib, Dask) are imported where a command needs them, so
+# that `gridnoise --help` and a usage error start in a fraction of a second.
 
 EPILOG = ("Variants: baseline, grid10, grid20, multiscale, multiscale_l1 (the original study's), their *_data versions "
           "(grids over the data's extent), conditioning[_multiscale], reverse_variance[_multiscale]. "
           "Data sets: see `gridnoise datasets`; a data file or a plug-in also works. Any setting: --set "
           "section.key=value (see `gridnoise config show`).")
-MAX_THREADS = 4  # the network's 256-wide matmuls gain little from more threads in one process
 
 
 def _comma_list(text: str) -> list[str]:
@@ -69,23 +87,6 @@ class HelpFormatter(argparse.HelpFormatter):
                 and action.default not in (None, False, argparse.SUPPRESS):
             text += " (default: %(default)s)"
         return text
-
-
-def default_threads() -> int:
-    """Threads for one training process: the cores this process may use that the machine is not
-    already busy with (load average), at least 1 and at most MAX_THREADS. Oversubscribed threads on
-    a busy machine slow a run several fold; an idle 2-core machine trains 1.6-1.75x faster on 2."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    busy = int(os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0
-    return max(1, min(MAX_THREADS, cores - busy))
-
-
-def _set(cfg, path: str, value) -> None:
-    *parents, leaf = path.split(".")
-    target = cfg
-    for name in parents:
-        target = getattr(target, name)
-    setattr(target, leaf, value)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -157,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
                            required=name == "run", help="study directory (default for reproduce: results)")
         study.add_argument("--seeds", type=_int_list, help="comma-separated seeds, e.g. 0,1,2")
         study.add_argument("--steps", type=int, help="training steps of every task")
-        study.add_argument("--datasets", type=_str_list, help="comma-separated data sets")
+        study.add_argument("--datasets", type=_comma_list, help="comma-separated data sets")
         study.add_argument("--precision", choices=("fp32", "bf16"),
                            help="fp32 (default, exact) or bf16 autocast for every task (opt-in)")
         study.add_argument("--workers", type=int, help="local worker processes (default: one per core)")
@@ -165,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
         study.add_argument("--datasaurus", type=Path, help="path of DatasaurusDozen.tsv (offline dino)")
         study.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", dest="settings",
                            help="a config setting for every run, laid over the experiment's defaults (repeatable)")
-        study.add_argument("--log", type=_str_list, metavar="TRACKERS",
+        study.add_argument("--log", type=_comma_list, metavar="TRACKERS",
                            help="also log every task to tensorboard, mlflow or both (comma-separated; a task's "
                                 "TensorBoard events go to its directory, MLflow runs to one experiment named "
                                 "after the study)")
@@ -176,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("evaluate", help="add metrics (likelihoods) to a finished run or study from its "
                                                "checkpoints; training results and task hashes stay as they are")
     evaluate.add_argument("path", type=Path, metavar="RUN_OR_STUDY_DIR")
-    evaluate.add_argument("--metrics", type=_str_list, required=True,
+    evaluate.add_argument("--metrics", type=_comma_list, required=True,
                           help="comma-separated: nll_elbo (variational bound), nll_ode (probability-flow ODE), "
                                "kl_exact (KL from the data's exact density)")
     evaluate.add_argument("--ode-points", type=int, default=1000, help="held-out points for the ODE likelihood")
@@ -233,89 +234,35 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from None
 
 
-def _str_list(text: str) -> list[str]:
-    return [v.strip() for v in text.split(",") if v.strip()]
-
-
-def run_config_from_args(args: argparse.Namespace):
-    """Saved config (on --resume) or --config or defaults, then the flags given on top."""
-    from gridnoise.config import RunConfig, adaptation_for, load_run_config
-    from gridnoise.rundir import CONFIG_FILE
-
-    saved = args.out / CONFIG_FILE
+def run_config_from_args(args: argparse.Namespace) -> RunConfig:
+    """The saved config (on --resume) or --config or the defaults, with the flags and then --set on top."""
+    saved = args.out / rundir.CONFIG_FILE
     if args.resume and saved.is_file() and args.config is None:
-        cfg = load_run_config(saved)
-    elif args.config is not None:
-        cfg = load_run_config(args.config)
+        base = load_run_config(saved)
     else:
-        cfg = RunConfig()
-    if args.variant is not None and args.variant != cfg.variant:
-        cfg.variant, cfg.adaptation = args.variant, adaptation_for(args.variant)
+        base = load_run_config(args.config) if args.config is not None else RunConfig()
+    flags: dict[str, Any] = {}
     for flag, (path, _, _, _) in RUN_FLAGS.items():
         value = getattr(args, flag[2:].replace("-", "_"))
         if value is not None:
-            _set(cfg, path, value)
+            flags = merge_tables(flags, _table(path, value))
     if args.grid_extent is not None:
-        cfg.adaptation.extent = list(args.grid_extent)
-    return apply_settings(cfg, args.settings).validate()
+        flags = merge_tables(flags, {"adaptation": {"extent": list(args.grid_extent)}})
+    return override(base, merge_tables(flags, settings_tables(args.settings)))
 
 
-def parse_setting(item: str) -> tuple[list[str], Any]:
-    """`section.key=value` as (keys, value); the value is read as TOML, a bare word as a string."""
-    import tomllib
-
-    from gridnoise.errors import ConfigError
-
-    path, sep, text = item.partition("=")
-    keys = path.strip().split(".")
-    if not sep or not all(keys):
-        raise ConfigError(f"--set takes section.key=value, e.g. train.lr=1e-3 (got '{item}')")
-    try:
-        return keys, tomllib.loads(f"v = {text.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
-        return keys, text.strip()  # a bare word: a string
-
-
-def settings_tables(items: list[str]) -> dict[str, Any]:
-    """--set items as nested tables, e.g. ["train.lr=1e-3"] -> {"train": {"lr": 0.001}}."""
-    tables: dict[str, Any] = {}
-    for item in items:
-        keys, value = parse_setting(item)
-        table = tables
-        for name in keys[:-1]:
-            table = table.setdefault(name, {})
-        table[keys[-1]] = value
-    return tables
-
-
-def apply_settings(cfg, settings: list[str]):
-    """`cfg` with each `section.key=value` of `settings` set; the value is read as TOML (a bare word
-    is a string), and the result is type-checked like a config file. Setting `variant` also sets
-    its adaptation preset."""
-    from gridnoise.config import adaptation_for, from_dict, to_dict
-    from gridnoise.errors import ConfigError
-
-    if not settings:
-        return cfg
-    data = to_dict(cfg)
-    for item in settings:
-        keys, value = parse_setting(item)
-        path = ".".join(keys)
-        table = data
-        for name in keys[:-1]:
-            if not isinstance(table.get(name), dict):
-                raise ConfigError(f"--set {path}: '{name}' is not a config table - see `gridnoise config show`")
-            table = table[name]
-        table[keys[-1]] = value
-        if keys == ["variant"] and isinstance(value, str):
-            data["adaptation"] = to_dict(adaptation_for(value))
-    return from_dict(RunConfig, data, where="")
+def _table(path: str, value: Any) -> dict[str, Any]:
+    """A dotted setting as nested tables: `_table("train.lr", 1e-3)` is {"train": {"lr": 0.001}}."""
+    *parents, leaf = path.split(".")
+    table: dict[str, Any] = {leaf: value}
+    for name in reversed(parents):
+        table = {name: table}
+    return table
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
-    from gridnoise.errors import ConfigError
     from gridnoise.run import train_run
 
     if args.datasaurus is not None:
@@ -334,8 +281,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from gridnoise.errors import ConfigError, OutputExistsError
-    from gridnoise.files import write_npz
     from gridnoise.sampling import sample_run
 
     if args.num_samples < 1:
@@ -363,18 +308,15 @@ def _warn_if_slow(*configs) -> None:
 
 
 def _sampler(args: argparse.Namespace):
-    from gridnoise.config import SamplerConfig
 
     return SamplerConfig(sampler=args.sampler, steps=args.sample_steps, eta=args.eta, clip_sample=args.clip_sample)
 
 
 def cmd_animate(args: argparse.Namespace) -> int:
-    from gridnoise.errors import ConfigError, OutputExistsError
     from gridnoise.report.animate import write_gif
-    from gridnoise.rundir import ANIMATION_FILE, read_config
 
-    read_config(args.run_dir)  # a one-line error for anything that is not a run directory
-    out = args.out or args.run_dir / ANIMATION_FILE
+    rundir.read_config(args.run_dir)  # a one-line error for anything that is not a run directory
+    out = args.out or args.run_dir / rundir.ANIMATION_FILE
     if args.num_samples < 1 or args.fps < 1:
         raise ConfigError("-n and --fps must be >= 1")
     if out.suffix != ".gif":
@@ -388,7 +330,6 @@ def cmd_animate(args: argparse.Namespace) -> int:
 
 def cmd_study(args: argparse.Namespace) -> int:
     from gridnoise.study.executor import run_tasks
-    from gridnoise.study.experiment import bundled, load_experiment
 
     if args.datasaurus is not None:
         os.environ["GRIDNOISE_DATASAURUS"] = str(args.datasaurus.resolve())
@@ -411,47 +352,15 @@ def _study_outcome(outcome, study_dir: Path, what: str, skipped: str, nothing: s
     """Print a study command's failures and tally, rebuild its report if any task is done; the exit status."""
     for key, error in outcome.failed.items():
         print(f"gridnoise: task {key} failed: {error}", file=sys.stderr)
-    report = build_study_outputs(study_dir) if outcome.done else f"no report ({nothing})"
+    from gridnoise.report.outputs import write_study_outputs
+
+    report = write_study_outputs(study_dir) if outcome.done else f"no report ({nothing})"
     print(f"{what}: {len(outcome.done)} tasks done ({len(outcome.skipped)} {skipped}), "
           f"{len(outcome.failed)} failed -> {report}")
     return 1 if outcome.failed else 0
 
 
-def build_study_outputs(study_dir: Path, dest: Path | None = None, report: bool = True,
-                        redraw_heatmaps: bool = False) -> Path:
-    """Summaries, figures and (optionally) the report of a study, from its saved results.
-
-    Per-step heatmaps are drawn when training; they are redrawn all only with `redraw_heatmaps`
-    (`gridnoise plot`), else only where missing.
-    """
-    from gridnoise.errors import CheckpointError
-    from gridnoise.report.markdown import write_report
-    from gridnoise.report.sections import study_data
-    from gridnoise.report.study_figures import make_figures
-    from gridnoise.study.results import load_results, write_summaries
-
-    results = load_results(study_dir)
-    if not results.metrics:
-        raise CheckpointError(f"{study_dir} has no finished task yet: run the study first")
-    if report:
-        # The report needs every data set (dino's table too): fail before any file is written,
-        # rather than after the figures were redrawn without their data overlay.
-        study_data(results)
-    write_summaries(results)
-    dest = dest or Path(study_dir)
-    figures = make_figures(results, dest, only_missing_heatmaps=not redraw_heatmaps)
-    if not report:
-        return dest
-    from gridnoise.report.html import write_html_report
-
-    written = write_report(results, dest, figures)
-    write_html_report(results, dest, figures)  # report.html beside it: the same report, interactive, self-contained
-    return written
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from gridnoise import rundir
-    from gridnoise.errors import ConfigError
     from gridnoise.study.evaluation import check_metrics, evaluate_run, evaluate_study
 
     if args.datasaurus is not None:
@@ -474,11 +383,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from gridnoise import rundir
-
     path = args.study_dir
     if (path / rundir.CONFIG_FILE).is_file():  # a run directory
-        from gridnoise.errors import CheckpointError
         from gridnoise.report.run_figures import draw_run_figures
 
         if not (path / rundir.LOSSES_FILE).is_file():
@@ -486,38 +392,40 @@ def cmd_plot(args: argparse.Namespace) -> int:
         written = draw_run_figures(path)
         print(f"{len(written)} figures -> {path}")
         return 0
-    print(f"figures -> {build_study_outputs(path, report=False, redraw_heatmaps=True)}")
+    from gridnoise.report.outputs import write_study_outputs
+
+    print(f"figures -> {write_study_outputs(path, report=False, redraw=True)}")
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    print(f"report -> {build_study_outputs(args.study_dir, args.dest)}")
+    from gridnoise.report.outputs import write_study_outputs
+
+    print(f"report -> {write_study_outputs(args.study_dir, args.dest)}")
     return 0
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from gridnoise.config import dumps_toml, load_run_config
 
     cfg = load_run_config(args.config) if args.config is not None else RunConfig()
     if args.variant is not None:
-        cfg = apply_settings(cfg, [f"variant={args.variant}"])
-    print(dumps_toml(apply_settings(cfg, args.settings).validate()), end="")
+        cfg = override(cfg, {"variant": args.variant})
+    print(dumps_toml(override(cfg, settings_tables(args.settings))), end="")
     return 0
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
-    from gridnoise.data import DATASETS, DESCRIPTIONS, STUDY_DATASETS, load
 
     for name in DATASETS:
         print(f"{name:13s} {DESCRIPTIONS[name]}{'  (original study)' if name in STUDY_DATASETS else ''}")
     if args.plot is None:
         return 0
-    from gridnoise.errors import ConfigError
     from gridnoise.report.run_figures import datasets_figure, save_figure
 
     if args.plot.suffix != ".png":
         raise ConfigError(f"--plot writes PNG: give a file ending in .png (got {args.plot})")
-    points = {name: load(name, args.num_points, seed=args.seed, datasaurus_path=args.datasaurus) for name in DATASETS}
+    points = {name: load_data(name, args.num_points, seed=args.seed, datasaurus_path=args.datasaurus)
+              for name in DATASETS}
     print(f"figure -> {save_figure(datasets_figure(points), args.plot)}")
     return 0
 
@@ -525,7 +433,6 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from gridnoise.report.markdown import table
     from gridnoise.report.sections import study_comparison
-    from gridnoise.study.results import load_results
 
     print(table(study_comparison(load_results(args.first), load_results(args.second), args.metric)))
     return 0
@@ -533,8 +440,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from gridnoise.bench import BenchSettings, format_table, run_bench
-    from gridnoise.errors import ConfigError
-    from gridnoise.files import write_json
 
     if min(args.steps, args.samples, args.workers, args.repeats) < 1 or args.n_points < BENCH_MIN_POINTS:
         raise ConfigError("--steps, --samples, --workers and --repeats must be >= 1 and --n-points >= "
@@ -557,7 +462,6 @@ COMMANDS = {"train": cmd_train, "sample": cmd_sample, "run": cmd_study, "reprodu
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; any error a user can fix (and any OS error) ends in one line on stderr."""
-    from gridnoise.errors import GridnoiseError, exit_code, one_line
 
     args = build_parser().parse_args(argv)
     try:

@@ -7,6 +7,7 @@ to a default.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import tomllib
@@ -311,6 +312,64 @@ def comparable_dict(cfg: RunConfig) -> dict[str, Any]:
             if sampler.get(key) == default:
                 del sampler[key]
     return d
+
+
+def override(base: RunConfig | None = None, tables: dict[str, Any] | None = None, where: str = "") -> RunConfig:
+    """`base` (default: `RunConfig()`) with `tables` laid over it (`merge_tables`), type-checked and
+    validated: the one way a config is changed, by command-line flags and `--set`, an experiment's
+    defaults and runs, and `gridnoise.make_config`. Naming another variant starts from its
+    adaptation preset; the tables' own adaptation settings then go on top."""
+    data = to_dict(base if base is not None else RunConfig())
+    tables = tables or {}
+    variant = tables.get("variant")
+    if isinstance(variant, str) and variant != data["variant"]:
+        data["adaptation"] = to_dict(adaptation_for(variant))
+    return from_dict(RunConfig, merge_tables(data, tables), where).validate()
+
+
+def merge_tables(base: dict[str, Any], tables: dict[str, Any], cls: type | None = None) -> dict[str, Any]:
+    """`base` (config tables as dicts) with `tables` laid over it, as a new dict: a config table's
+    keys are replaced one by one, nested tables likewise, and any other value whole (a dict-valued
+    setting such as `adaptation.grids` too, so a run can swap a preset's grids for others). Keys the
+    config does not have are kept for `from_dict` to refuse."""
+    hints = typing.get_type_hints(cls or RunConfig)
+    merged = copy.deepcopy(base)
+    for key, value in tables.items():
+        hint = hints.get(key)
+        table = isinstance(hint, type) and dataclasses.is_dataclass(hint)
+        if table and isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_tables(merged[key], value, hint)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def parse_setting(item: str) -> tuple[list[str], Any]:
+    """`section.key=value` as (keys, value); the value is read as TOML, a bare word as a string."""
+    path, sep, text = item.partition("=")
+    keys = path.strip().split(".")
+    if not sep or not all(keys):
+        raise ConfigError(f"--set takes section.key=value, e.g. train.lr=1e-3 (got '{item}')")
+    try:
+        return keys, tomllib.loads(f"v = {text.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        return keys, text.strip()  # a bare word: a string
+
+
+def settings_tables(items: list[str]) -> dict[str, Any]:
+    """`--set` items as nested tables, e.g. ["train.lr=1e-3"] -> {"train": {"lr": 0.001}}."""
+    tables: dict[str, Any] = {}
+    for item in items:
+        keys, value = parse_setting(item)
+        table = tables
+        for name in keys[:-1]:
+            inner = table.setdefault(name, {})
+            if not isinstance(inner, dict):
+                raise ConfigError(f"--set {'.'.join(keys)}: '{name}' is set to a value above - set the "
+                                  "table's keys, or the whole table once")
+            table = inner
+        table[keys[-1]] = value
+    return tables
 
 
 def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:

@@ -1,6 +1,7 @@
 import pytest
 
-from gridnoise.config import ConfigError, adaptation_for
+from gridnoise.config import adaptation_for
+from gridnoise.errors import ConfigError
 from gridnoise.study.experiment import bundled, config_hash, load_experiment, parse_experiment
 
 

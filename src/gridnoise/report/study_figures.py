@@ -11,7 +11,7 @@
     grid_variance_comparison.png   coarse and fine grid variance of the multi-scale runs
     final_grids/<run>_<dataset>.png   every grid of a run at t = 0, T/4, T/2, 3T/4, T-1
 
-and each finished task's own figures (`plots.draw_run_figures`) where they are missing.
+and each finished task's own figures (`run_figures.draw_run_figures`) where they are missing.
 """
 
 from __future__ import annotations
@@ -280,7 +280,7 @@ FIGURE_FILES = ("samples.png", "loss.png")  # a task without these has not had i
 
 
 def redraw_run_figures(results: StudyResults, only_missing: bool = False) -> list[Path]:
-    """Draw every finished task's own figures (`plots.draw_run_figures`), or with `only_missing` just
+    """Draw every finished task's own figures (`run_figures.draw_run_figures`), or with `only_missing` just
     what a task lacks: all its figures when its samples, loss or grids figure is missing, else only
     its likelihood figure when that is missing or older than the `evaluation.json` it shows."""
     written = []
@@ -342,9 +342,9 @@ def likelihood_terms_figure(results: StudyResults) -> Figure | None:
     return fig
 
 
-def make_figures(results: StudyResults, dest: str | Path, *, only_missing_heatmaps: bool = False) -> list[Path]:
+def make_figures(results: StudyResults, dest: str | Path, *, only_missing_run_figures: bool = False) -> list[Path]:
     """Write every study figure into `dest` and return their paths (forest plots first); also draw
-    each finished task's own figures (all, or with `only_missing_heatmaps` only where missing).
+    each finished task's own figures (all, or with `only_missing_run_figures` only where missing).
 
     The tasks' figures live in their run directories and are not in the returned list.
     """
@@ -374,5 +374,5 @@ def make_figures(results: StudyResults, dest: str | Path, *, only_missing_heatma
             fig = grids_figure(grids, extent, points=overlay_points(dataset, cfg.data_seed, cfg.data),
                                title=f"{run['label']} on {dataset}: final grids (seed {seeds[0]}, step {step})")
             written.append(save_figure(fig, dest / "final_grids" / f"{run['name']}_{rundir.file_stem(dataset)}.png"))
-    redraw_run_figures(results, only_missing=only_missing_heatmaps)
+    redraw_run_figures(results, only_missing=only_missing_run_figures)
     return written

@@ -32,16 +32,16 @@ from typing import Any
 
 from gridnoise.config import (
     RENAMED_VALUES,
-    ConfigError,
     RunConfig,
     adaptation_for,
     comparable_dict,
-    from_dict,
     load_toml,
-    to_dict,
+    merge_tables,
+    override,
 )
 from gridnoise.data import DATASETS, STUDY_DATASETS, check_dataset
 from gridnoise.data.datafile import is_data_file, sha256
+from gridnoise.errors import ConfigError
 
 EXPERIMENT_KEYS = {"name", "description", "datasets", "seeds", "baseline"}
 
@@ -84,11 +84,9 @@ class Experiment:
         return next(r for r in self.runs if r.name == name)
 
     def config(self, run: RunSpec, dataset: str, seed: int) -> RunConfig:
-        """The full config of one task: defaults, then the variant's preset, then the run's tables."""
-        data = _merge(copy.deepcopy(self.defaults), {"dataset": dataset, "seed": seed, "variant": run.variant})
-        data["adaptation"] = to_dict(adaptation_for(run.variant))
-        data = _merge(data, copy.deepcopy(run.overrides))
-        cfg = from_dict(RunConfig, data, where=f"runs.{run.name}").validate()
+        """The full config of one task: the variant's preset, then the defaults, then the run's tables."""
+        tables = merge_tables(self.defaults, {"dataset": dataset, "seed": seed, "variant": run.variant})
+        cfg = override(None, merge_tables(tables, run.overrides), where=f"runs.{run.name}")
         if is_data_file(dataset):  # the file's content is part of what the task computes
             cfg.data.sha256 = file_sha256(dataset)
         return cfg
@@ -112,8 +110,7 @@ class Experiment:
         """A copy with the command line's --seeds, --datasets, --steps, --precision and --set (nested
         `settings` tables, laid over every run's defaults) applied."""
         exp = copy.deepcopy(self)
-        for key, value in (settings or {}).items():
-            _deep_set(exp.defaults, key, value)
+        exp.defaults = merge_tables(exp.defaults, settings or {})
         if seeds is not None:
             exp.seeds = _check_seeds(seeds)
         if datasets is not None:
@@ -159,26 +156,6 @@ def _cached_sha256(path: str, size: int, mtime_ns: int) -> str:
 def config_hash(cfg: RunConfig) -> str:
     """Short hash of everything that determines a task's results."""
     return hashlib.sha256(json.dumps(comparable_dict(cfg), sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _merge(base: dict, extra: dict) -> dict:
-    """Overlay RunConfig tables: a sub-table's keys replace the base's one by one (a `grids`
-    table is replaced whole, so a run can swap a preset's grids for others)."""
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            base[key] = {**base[key], **value}
-        else:
-            base[key] = value
-    return base
-
-
-def _deep_set(tables: dict, key: str, value: Any) -> None:
-    """Lay `value` over `tables[key]`, table into table, key by key."""
-    if isinstance(value, dict) and isinstance(tables.get(key), dict):
-        for inner, inner_value in value.items():
-            _deep_set(tables[key], inner, inner_value)
-    else:
-        tables[key] = copy.deepcopy(value)
 
 
 def _check_seeds(seeds: list[int]) -> list[int]:

@@ -1,0 +1,41 @@
+"""A study's outputs from its saved results: summaries, figures, report.md and report.html.
+
+`write_study_outputs` is what `gridnoise run`, `reproduce`, `evaluate`, `plot` and `report` and the
+Python API's `run_experiment` all end with, so a study run from Python has the same files as one run
+from the command line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gridnoise.errors import CheckpointError
+from gridnoise.report.html import write_html_report
+from gridnoise.report.markdown import write_report
+from gridnoise.report.sections import study_data
+from gridnoise.report.study_figures import make_figures
+from gridnoise.study.results import load_results, write_summaries
+
+
+def write_study_outputs(study_dir: str | Path, dest: str | Path | None = None, *, report: bool = True,
+                        redraw: bool = False) -> Path:
+    """Write a study's summaries (`results.csv`, `final_info.json`), its figures and, with `report`,
+    `report.md` and `report.html` into `dest` (default: the study directory); returns report.md's
+    path (with `report`) or `dest`. Each finished run's own figures are drawn where missing, or all
+    of them with `redraw` (`gridnoise plot`)."""
+    study_dir = Path(study_dir)
+    results = load_results(study_dir)
+    if not results.metrics:
+        raise CheckpointError(f"{study_dir} has no finished task yet: run the study first")
+    if report:
+        # The report needs every data set (dino's table too): fail before any file is written,
+        # rather than after the figures were redrawn without their data overlay.
+        study_data(results)
+    write_summaries(results)
+    dest = Path(dest) if dest is not None else study_dir
+    figures = make_figures(results, dest, only_missing_run_figures=not redraw)
+    if not report:
+        return dest
+    written = write_report(results, dest, figures)
+    write_html_report(results, dest, figures)  # the same report, interactive and self-contained
+    return written
