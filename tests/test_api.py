@@ -57,10 +57,11 @@ def test_train_sample_read_and_evaluate_a_run_in_python(tmp_path):
     assert ddim.shape == (200, 2) and not np.array_equal(ddim, run.sample(200, sampler="ddim", steps=5, seed=2))
     again = gridnoise.load_run(run.path)
     assert again.config == run.config and again.metrics == run.metrics
-    metrics = gridnoise.evaluate(run.samples, run.data())
+    metrics = gridnoise.sample_metrics(run.samples, run.data())
     assert set(metrics) == {"kl_divergence", "w2", "sliced_w2", "mmd", "precision", "recall"}
     assert metrics["kl_divergence"] == pytest.approx(run.metrics["kl_divergence"], rel=1e-9)
     assert metrics["w2"] == pytest.approx(run.metrics["w2"], rel=1e-9)  # the run's own seed 0
+    assert gridnoise.evaluate(run.samples, run.data()) == metrics  # the former name still works
 
 
 def test_train_on_an_array_in_its_own_units(tmp_path):

@@ -234,7 +234,8 @@ def test_study_commands_bad_input(tmp_path):
     assert_one_line_error(gridnoise("reproduce", "--out", tmp_path / "o", "--datasets", "mars", check=False), 2,
                           "unknown data set")
     assert_one_line_error(gridnoise("reproduce", "--out", tmp_path / "o", "--steps", "2",
-                                    "--scheduler", "tcp://127.0.0.1:9", check=False), 2, "cannot reach")
+                                    "--scheduler", "tcp://127.0.0.1:9", "--connect-timeout", "1", check=False), 2,
+                          "cannot reach")
     assert_one_line_error(gridnoise("report", tmp_path, check=False), 2, "experiment.json")
     assert_one_line_error(gridnoise("bench", "--repeats", "0", "--json", tmp_path / "b.json", check=False), 2,
                           "and --repeats must be >= 1")

@@ -15,7 +15,7 @@ from gridnoise.metrics import (
     kl_divergence,
     mmd_rbf,
     precision_recall,
-    sample_metrics,
+    sample_quality,
     sliced_wasserstein,
     wasserstein2,
 )
@@ -301,12 +301,12 @@ def test_precision_recall_on_equal_and_half_support():
 def test_sample_metrics_reproducible():
     rng = np.random.default_rng(1)
     samples, data = rng.normal(size=(500, 2)) * 1.2, rng.normal(size=(3000, 2))
-    first = sample_metrics(samples, data, seed=3)
+    first = sample_quality(samples, data, seed=3)
     assert list(first) == ["w2", "sliced_w2", "mmd", "precision", "recall"]
-    assert sample_metrics(samples, data, seed=3) == first
+    assert sample_quality(samples, data, seed=3) == first
     # Another seed draws other subsamples of the data for W2 (n = 2000) and MMD (n = 1000) and other
     # directions; precision and recall (n = 10000) see both sets whole, so they do not change.
-    other = sample_metrics(samples, data, seed=4)
+    other = sample_quality(samples, data, seed=4)
     assert all(other[key] != first[key] for key in ("w2", "sliced_w2", "mmd"))
     assert (other["precision"], other["recall"]) == (first["precision"], first["recall"])
     assert first["w2"] == wasserstein2(samples, data, seed=3)
@@ -316,7 +316,7 @@ def test_sample_metrics_reproducible():
 _ok = _rng.random((20, 2))
 
 
-@pytest.mark.parametrize("metric", [wasserstein2, sliced_wasserstein, mmd_rbf, precision_recall, sample_metrics])
+@pytest.mark.parametrize("metric", [wasserstein2, sliced_wasserstein, mmd_rbf, precision_recall, sample_quality])
 @pytest.mark.parametrize("samples, data, message", [
     (np.array([[0, 0], [np.nan, 1], [2, 2]]), _ok, "samples contains NaN or infinite values"),
     (_ok, np.array([[0, 0], [1, -np.inf], [2, 2]]), "data contains NaN or infinite values"),

@@ -177,9 +177,9 @@ def test_eval_loss_is_one_pass_of_the_trained_weights_without_the_penalty(points
             for start in range(0, len(tr.data), cfg.train.batch_size):
                 x0 = tr.data[start:start + cfg.train.batch_size]
                 eps = torch.randn(x0.shape, generator=gen)
-                t = torch.randint(0, len(tr.scheduler), (len(x0),), generator=gen)
+                t = torch.randint(0, len(tr.noise_scheduler), (len(x0),), generator=gen)
                 g = tr.adaptation.noise_scale(x0, t)
-                x_t = tr.scheduler.add_noise(x0, eps * g.unsqueeze(-1), t)
+                x_t = tr.noise_scheduler.add_noise(x0, eps * g.unsqueeze(-1), t)
                 losses.append(F.mse_loss(model(x_t, t, g), eps))
         return float(torch.stack(losses).mean())
 

@@ -14,7 +14,7 @@ from gridnoise.version import __version__
 # public name -> the module that defines it
 _EXPORTS = {
     "make_config": "gridnoise.api", "load_data": "gridnoise.api", "train": "gridnoise.api",
-    "load_run": "gridnoise.api", "Run": "gridnoise.api", "evaluate": "gridnoise.api",
+    "load_run": "gridnoise.api", "Run": "gridnoise.api", "sample_metrics": "gridnoise.api", "evaluate": "gridnoise.api",
     "run_experiment": "gridnoise.api", "load_study": "gridnoise.api", "Study": "gridnoise.api",
     "RunConfig": "gridnoise.config", "SamplerConfig": "gridnoise.config", "AdaptationConfig": "gridnoise.config",
     "DATASETS": "gridnoise.data", "VARIANTS": "gridnoise.presets",

@@ -5,7 +5,7 @@
     cfg = gridnoise.make_config("grid10", dataset="moons", train={"steps": 500})
     run = gridnoise.train(cfg)                     # a Run; into a temporary directory unless out= is given
     samples = run.sample(2000, sampler="ddim", steps=20)
-    gridnoise.evaluate(samples, run.data())        # every sample metric, in the data's units
+    gridnoise.sample_metrics(samples, run.data())  # every sample metric, in the data's units
     study = gridnoise.run_experiment("experiments/original.toml", "results/x", steps=200, seeds=[0])
     study.to_dataframe()                           # one row per (run, data set, seed), a column per metric
 
@@ -185,13 +185,16 @@ def _detached(fig):
     return fig
 
 
-def evaluate(samples: np.ndarray, data: np.ndarray, *, seed: int = 0, k: int = 5) -> dict[str, float]:
+def sample_metrics(samples: np.ndarray, data: np.ndarray, *, seed: int = 0, k: int = 5) -> dict[str, float]:
     """Every sample metric of `samples` against `data` (both `(N, 2)`): the k-NN KL divergence in
     bits, W2, sliced W2, MMD, precision and recall (see the README's metric table)."""
-    from gridnoise.metrics import KLEstimator, sample_metrics
+    from gridnoise.metrics import KLEstimator, sample_quality
 
     samples, data = np.asarray(samples), np.asarray(data)
-    return {"kl_divergence": KLEstimator(data, k)(samples), **sample_metrics(samples, data, seed=seed)}
+    return {"kl_divergence": KLEstimator(data, k)(samples), **sample_quality(samples, data, seed=seed)}
+
+
+evaluate = sample_metrics  # its name before `gridnoise evaluate` (likelihoods) took the word; kept for users' code
 
 
 @dataclass(frozen=True)
@@ -227,10 +230,11 @@ class Study:
 
 def run_experiment(experiment: str | Path, out: str | Path, *, seeds: list[int] | None = None,
                    datasets: list[str] | None = None, steps: int | None = None, workers: int | None = None,
-                   scheduler: str | None = None, progress: bool = False) -> Study:
+                   address: str | None = None, progress: bool = False, scheduler: str | None = None) -> Study:
     """Run an experiment file (or a bundled one by name: "original", "improved", "schedules") on a
-    local Dask cluster (`workers` processes) or an existing one (`scheduler` address), into `out`;
-    finished tasks are skipped. Failed tasks raise one `GridnoiseError` naming them."""
+    local Dask cluster (`workers` processes) or an existing one (its scheduler's `address`), into
+    `out`, then write its summaries, figures and report; finished tasks are skipped. Failed tasks
+    raise one `GridnoiseError` naming them. `scheduler` is `address`'s former spelling."""
     from gridnoise.errors import GridnoiseError
     from gridnoise.study.executor import run_tasks
     from gridnoise.study.experiment import bundled, load_experiment
@@ -239,7 +243,7 @@ def run_experiment(experiment: str | Path, out: str | Path, *, seeds: list[int] 
     if not path.suffix and not path.exists():
         path = bundled(str(experiment))
     exp = load_experiment(path).restricted(seeds=seeds, datasets=datasets, steps=steps)
-    outcome = run_tasks(exp, out, workers=workers, scheduler=scheduler, progress=progress)
+    outcome = run_tasks(exp, out, workers=workers, address=address or scheduler, progress=progress)
     if outcome.failed:
         first = next(iter(outcome.failed.items()))
         raise GridnoiseError(f"{len(outcome.failed)} task(s) failed, e.g. {first[0]}: {first[1]}")

@@ -25,6 +25,7 @@ from gridnoise.errors import CheckpointError, ConfigError, GridnoiseError, Outpu
 from gridnoise.files import write_json, write_npz
 from gridnoise.presets import VARIANTS
 from gridnoise.registry import SAMPLERS
+from gridnoise.study.executor import CONNECT_TIMEOUT
 from gridnoise.study.experiment import bundled, load_experiment
 from gridnoise.study.results import load_results
 from gridnoise.threads import MAX_THREADS, default_threads
@@ -162,7 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
         study.add_argument("--precision", choices=("fp32", "bf16"),
                            help="fp32 (default, exact) or bf16 autocast for every task (opt-in)")
         study.add_argument("--workers", type=int, help="local worker processes (default: one per core)")
-        study.add_argument("--scheduler", help="address of an existing Dask scheduler, e.g. tcp://host:8786")
+        study.add_argument("--scheduler", dest="address", metavar="ADDRESS",
+                           help="address of an existing Dask scheduler, e.g. tcp://host:8786")
+        study.add_argument("--connect-timeout", type=float, default=CONNECT_TIMEOUT, metavar="SECONDS",
+                           help="how long to wait for the --scheduler")
         study.add_argument("--datasaurus", type=Path, help="path of DatasaurusDozen.tsv (offline dino)")
         study.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", dest="settings",
                            help="a config setting for every run, laid over the experiment's defaults (repeatable)")
@@ -183,7 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--ode-points", type=int, default=1000, help="held-out points for the ODE likelihood")
     evaluate.add_argument("--tolerance", type=float, help="ODE solver rtol = atol (default 1e-5; also run at half)")
     evaluate.add_argument("--workers", type=int, help="local worker processes for a study (default: one per core)")
-    evaluate.add_argument("--scheduler", help="address of an existing Dask scheduler")
+    evaluate.add_argument("--scheduler", dest="address", metavar="ADDRESS",
+                          help="address of an existing Dask scheduler")
+    evaluate.add_argument("--connect-timeout", type=float, default=CONNECT_TIMEOUT, metavar="SECONDS",
+                          help="how long to wait for the --scheduler")
     evaluate.add_argument("--datasaurus", type=Path, help="path of DatasaurusDozen.tsv (offline dino)")
     evaluate.add_argument("--no-progress", action="store_true", help="hide a study's progress bar")
 
@@ -341,10 +348,10 @@ def cmd_study(args: argparse.Namespace) -> int:
         settings.setdefault("log", {})["mlflow_tracking_uri"] = args.mlflow_uri
     exp = load_experiment(path).restricted(seeds=args.seeds, datasets=args.datasets, steps=args.steps,
                                            precision=args.precision, settings=settings)
-    if args.scheduler is None:  # remote workers may have other CPUs than this one
+    if args.address is None:  # remote workers may have other CPUs than this one
         _warn_if_slow(*(exp.config(run, exp.datasets[0], exp.seeds[0]) for run in exp.runs))
-    outcome = run_tasks(exp, args.out, workers=args.workers, scheduler=args.scheduler,
-                        progress=not args.no_progress)
+    outcome = run_tasks(exp, args.out, workers=args.workers, address=args.address,
+                        connect_timeout=args.connect_timeout, progress=not args.no_progress)
     return _study_outcome(outcome, args.out, exp.name, "already finished", "no task finished")
 
 
@@ -377,8 +384,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
             print(f"-> {draw_likelihood_figure(args.path)}")
         return 0
-    outcome = evaluate_study(args.path, metrics, workers=args.workers, scheduler=args.scheduler,
-                             ode_points=args.ode_points, tolerance=args.tolerance, progress=not args.no_progress)
+    outcome = evaluate_study(args.path, metrics, workers=args.workers, address=args.address,
+                             connect_timeout=args.connect_timeout, ode_points=args.ode_points,
+                             tolerance=args.tolerance, progress=not args.no_progress)
     return _study_outcome(outcome, args.path, ", ".join(metrics), "had them", "no task evaluated")
 
 

@@ -196,7 +196,7 @@ def precision_recall(samples: np.ndarray, data: np.ndarray, k: int = 3, n: int =
     return float(precision), float(recall)
 
 
-def sample_metrics(samples: np.ndarray, data: np.ndarray, seed: int = 0) -> dict[str, float]:
+def sample_quality(samples: np.ndarray, data: np.ndarray, seed: int = 0) -> dict[str, float]:
     """All sample-quality metrics at their default subsample sizes per set: W2 on n = 2000 (exact
     transport dominates the time), sliced W2 on n = 4000 with 100 directions, the unbiased MMD^2 on
     n = 1000, and precision/recall with k = 3 on n = 10000. About 0.8 s for 10000 samples against

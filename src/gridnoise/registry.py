@@ -84,7 +84,7 @@ def metrics_where(*, kind: tuple[str, ...] | None = None, source: tuple[str, ...
                  and (source is None or m.source in source) and (m.direction is not None or not directed))
 
 
-# The sample metrics `gridnoise.metrics.sample_metrics` returns (all but the k-NN KL, which has its own estimator).
+# The sample metrics `gridnoise.metrics.sample_quality` returns (all but the k-NN KL, which has its own estimator).
 SAMPLE_QUALITY = tuple(m for m in metrics_where(kind=("sample",)) if m != "kl_divergence")
 # The metrics `gridnoise evaluate --metrics` computes.
 EVALUATED = metrics_where(source=("evaluate",))

@@ -22,7 +22,7 @@ from gridnoise.config import RunConfig, comparable_dict
 from gridnoise.data.datafile import extent_to_data, is_data_file, sha256, standardization, to_data, to_model
 from gridnoise.errors import DataError, OutputExistsError
 from gridnoise.eval_loss import eval_loss
-from gridnoise.metrics import KLEstimator, grid_variance, sample_metrics, wasserstein2
+from gridnoise.metrics import KLEstimator, grid_variance, sample_quality, wasserstein2
 from gridnoise.precision import with_precision
 from gridnoise.provenance import provenance
 from gridnoise.registry import SAMPLE_QUALITY
@@ -169,7 +169,7 @@ def intermediate_kl(trainer: Trainer, kl: KLEstimator) -> float:
     """KL of the current EMA model from `eval.kl_every_samples` samples (its own random stream)."""
     cfg = trainer.cfg
     model, adaptation = trainer.sampling_modules()
-    samples = to_data_units(trainer, sample(model, adaptation, trainer.scheduler, cfg.eval.kl_every_samples,
+    samples = to_data_units(trainer, sample(model, adaptation, trainer.noise_scheduler, cfg.eval.kl_every_samples,
                                             generator(cfg.seed, f"kl{trainer.step}", trainer.device)))
     return kl(samples) if np.isfinite(samples).all() else float("nan")
 
@@ -182,11 +182,11 @@ def evaluate_trainer(trainer: Trainer, out: Path, kl: KLEstimator, data: np.ndar
     cfg = trainer.cfg
     metrics = {"training_time": trainer.elapsed}
     network = with_precision(trainer.model, cfg.precision)
-    metrics["eval_loss"] = eval_loss(network, trainer.adaptation, trainer.scheduler, trainer.data,
+    metrics["eval_loss"] = eval_loss(network, trainer.adaptation, trainer.noise_scheduler, trainer.data,
                                      cfg.train.batch_size, generator(cfg.seed, "eval", trainer.device))
     model, adaptation = trainer.sampling_modules()
     start = time.perf_counter()
-    drawn = sample(model, adaptation, trainer.scheduler, cfg.eval.num_samples,
+    drawn = sample(model, adaptation, trainer.noise_scheduler, cfg.eval.num_samples,
                    generator(cfg.seed, "sample", trainer.device))
     if trainer.device.type == "cuda":
         torch.cuda.synchronize()
@@ -196,11 +196,11 @@ def evaluate_trainer(trainer: Trainer, out: Path, kl: KLEstimator, data: np.ndar
     finite = bool(np.isfinite(samples).all())
     metrics["kl_divergence"] = kl(samples) if finite else float("nan")
     # Metrics that compare across variants; seeded per run so they are reproducible.
-    extra = sample_metrics(samples, data, seed=cfg.seed) if finite else dict.fromkeys(SAMPLE_QUALITY, float("nan"))
+    extra = sample_quality(samples, data, seed=cfg.seed) if finite else dict.fromkeys(SAMPLE_QUALITY, float("nan"))
     metrics.update(extra)
     for name, grid in trainer.adaptation.grids().items():
         metrics[f"{grid_label(name)}_variance"] = grid_variance(grid.detach().cpu())
-    metrics["abar_T"] = float(trainer.scheduler.alphas_cumprod[-1])  # signal left where sampling starts
+    metrics["abar_T"] = float(trainer.noise_scheduler.alphas_cumprod[-1])  # signal left where sampling starts
     for name, sampler in cfg.eval.extra_samplers.items():
         scheduler = make_scheduler(cfg.diffusion, sampler).to(trainer.device)
         start = time.perf_counter()

@@ -53,7 +53,7 @@ class Trainer:
     def __init__(self, cfg: RunConfig, data: np.ndarray, device: torch.device | str = "cpu"):
         self.cfg, tc = cfg, cfg.train
         self.device = torch.device(device)
-        self.scheduler, self.adaptation, self.model = build_components(cfg, self.device)
+        self.noise_scheduler, self.adaptation, self.model = build_components(cfg, self.device)
         self.data = torch.as_tensor(data, dtype=torch.float32, device=self.device)
         if cfg.adaptation.extent_from_data and isinstance(self.adaptation, GridAdaptation):
             self.adaptation.set_extent(data_extent(self.data))
@@ -97,15 +97,15 @@ class Trainer:
         tc = self.cfg.train
         x_start = self.batch(self.step)
         noise = torch.randn(x_start.shape, generator=self.generator, device=self.device)
-        timesteps = torch.randint(0, len(self.scheduler), (len(x_start),), generator=self.generator,
+        timesteps = torch.randint(0, len(self.noise_scheduler), (len(x_start),), generator=self.generator,
                                   device=self.device)
-        x_t, g = self.adaptation.training_inputs(self.scheduler, x_start, noise, timesteps)
+        x_t, g = self.adaptation.training_inputs(self.noise_scheduler, x_start, noise, timesteps)
         with autocast(self.cfg.precision, self.device):
             prediction = self.model(x_t, timesteps, g)
         prediction = prediction.float()
         mse = F.mse_loss(prediction, noise)
         loss = mse + self.adaptation.penalty()
-        auxiliary = self.adaptation.auxiliary_loss(self.scheduler, x_start, x_t, timesteps, prediction)
+        auxiliary = self.adaptation.auxiliary_loss(self.noise_scheduler, x_start, x_t, timesteps, prediction)
         if auxiliary is not None:
             loss = loss + auxiliary
 

@@ -126,7 +126,8 @@ def test_failed_task_is_reported_while_others_finish(tmp_path, monkeypatch):
 def test_unreachable_scheduler(tmp_path):
     exp = load_experiment(write_experiment(tmp_path, steps=20))
     with pytest.raises(ClusterError, match="cannot reach the Dask scheduler"):
-        run_tasks(exp, tmp_path / "study", scheduler=f"tcp://127.0.0.1:{free_port()}", progress=False)
+        run_tasks(exp, tmp_path / "study", address=f"tcp://127.0.0.1:{free_port()}", connect_timeout=1,
+                  progress=False)
 
 
 @pytest.mark.slow
@@ -139,7 +140,7 @@ def test_loopback_scheduler_and_workers_match_local_results(tmp_path):
         # resumes from the checkpoint and the sweep still ends with the local numbers.
         result = {}
         sweep = threading.Thread(target=lambda: result.update(
-            outcome=run_tasks(exp, tmp_path / "remote", scheduler=address, progress=False)))
+            outcome=run_tasks(exp, tmp_path / "remote", address=address, progress=False)))
         sweep.start()
         deadline = time.time() + 120
         while not list((tmp_path / "remote").glob("*/moons/seed_*/checkpoint.pt")) and time.time() < deadline:

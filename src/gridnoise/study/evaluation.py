@@ -240,11 +240,12 @@ def evaluate_task(run_dir: str, metrics: list[str], ode_points: int, tolerance: 
 
 
 def evaluate_study(study_dir: str | Path, metrics: list[str], *, workers: int | None = None,
-                   scheduler: str | None = None, ode_points: int = ODE_POINTS, tolerance: float | None = None,
-                   progress: bool = True):
-    """Add `metrics` to every finished task of a study that lacks them, one Dask task per run;
-    returns an `executor.SweepOutcome` (done, skipped: had them already, failed: key -> error)."""
-    from gridnoise.study.executor import SweepOutcome, SweepProgress, collect, connect
+                   address: str | None = None, connect_timeout: float | None = None, ode_points: int = ODE_POINTS,
+                   tolerance: float | None = None, progress: bool = True):
+    """Add `metrics` to every finished task of a study that lacks them, one Dask task per run (on a
+    local cluster of `workers` processes, or on the Dask scheduler at `address`); returns an
+    `executor.SweepOutcome` (done, skipped: had them already, failed: key -> error)."""
+    from gridnoise.study.executor import CONNECT_TIMEOUT, SweepOutcome, SweepProgress, collect, connect
     from gridnoise.study.results import load_results
 
     metrics = check_metrics(metrics)
@@ -262,7 +263,7 @@ def evaluate_study(study_dir: str | Path, metrics: list[str], *, workers: int | 
             outcome.done.append(name)
     if not pending:
         return outcome
-    with connect(scheduler, workers) as client:
+    with connect(address, workers, connect_timeout or CONNECT_TIMEOUT) as client:
         futures = {client.submit(evaluate_task, str(d), metrics, ode_points, tolerance,
                                  key=f"gridnoise-evaluate-{name}", pure=False): name for name, d in pending}
         collect(futures, outcome, SweepProgress(len(results.metrics), len(outcome.done), client, enabled=progress,

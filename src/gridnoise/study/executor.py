@@ -1,7 +1,7 @@
 """Running a study on Dask: one task per (run, data set, seed), finished tasks skipped.
 
 By default an embedded `LocalCluster` with one single-threaded worker process per core;
-with a scheduler address the tasks go to an existing Dask cluster whose workers have
+with a Dask scheduler's address the tasks go to an existing Dask cluster whose workers have
 gridnoise installed and see the same output directory. Each task writes atomically into
 its own directory and resumes from its checkpoint, so killing the command (or a worker)
 and starting it again completes the study with the same numbers.
@@ -23,6 +23,8 @@ from gridnoise.rundir import CONFIG_FILE, EXPERIMENT_FILE, METRICS_FILE, TASK_FI
 from gridnoise.study.experiment import Experiment, Task
 
 REFRESH_SECONDS = 2.0
+
+CONNECT_TIMEOUT = 10.0  # seconds to wait for an existing Dask scheduler (--connect-timeout)
 
 
 @dataclass
@@ -118,17 +120,20 @@ def is_finished(task: Task, out: Path) -> bool:
     return (d / METRICS_FILE).is_file()
 
 
-def connect(scheduler: str | None, workers: int | None):
-    """A Dask client: to `scheduler` if given, else to a fresh local cluster."""
+def connect(address: str | None, workers: int | None, timeout: float = CONNECT_TIMEOUT):
+    """A Dask client: to the scheduler at `address` if given (waiting at most `timeout` seconds for
+    it), else to a fresh local cluster of `workers` processes."""
     from distributed import Client
 
-    if scheduler is not None:
+    if address is not None:
+        if not timeout > 0:
+            raise ConfigError(f"--connect-timeout must be > 0 seconds (got {timeout})")
         try:
-            return Client(scheduler, timeout="10s")
+            return Client(address, timeout=f"{timeout}s")
         except (OSError, TimeoutError) as e:
             raise ClusterError(
-                f"cannot reach the Dask scheduler at {scheduler} ({type(e).__name__}): start it with "
-                "`dask scheduler` and workers with `dask worker ADDRESS`, or drop --scheduler"
+                f"cannot reach the Dask scheduler at {address} within {timeout:g} s ({type(e).__name__}): start it "
+                "with `dask scheduler` and workers with `dask worker ADDRESS`, or drop --scheduler"
             ) from None
     n = workers or os.cpu_count() or 1
     # A client that starts its own cluster also shuts it down when closed.
@@ -136,13 +141,15 @@ def connect(scheduler: str | None, workers: int | None):
                   silence_logs=logging.ERROR)
 
 
-def run_tasks(exp: Experiment, out: str | Path, *, workers: int | None = None, scheduler: str | None = None,
-              progress: bool = True) -> SweepOutcome:
-    """Run every unfinished task of `exp` into `out`; failures are collected, not raised."""
+def run_tasks(exp: Experiment, out: str | Path, *, workers: int | None = None, address: str | None = None,
+              connect_timeout: float = CONNECT_TIMEOUT, progress: bool = True) -> SweepOutcome:
+    """Run every unfinished task of `exp` into `out`, on a local cluster of `workers` processes or
+    on the Dask scheduler at `address`; failures are collected, not raised."""
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers must be >= 1 (got {workers})")
     out = Path(out).resolve()
-    remote = connect(scheduler, workers) if scheduler is not None else None  # unreachable: fail before writing
+    # an unreachable scheduler fails before anything is written
+    remote = connect(address, workers, connect_timeout) if address is not None else None
     try:
         return _run_tasks(exp, out, remote, workers, progress)
     finally:
