@@ -25,8 +25,18 @@ import numpy as np
 
 from gridnoise import rundir
 from gridnoise.config import RunConfig, SamplerConfig, override
-from gridnoise.errors import ConfigError
+from gridnoise.data import load, run_points
+from gridnoise.data.datafile import check_points, extent_to_data
+from gridnoise.errors import ConfigError, GridnoiseError, OutputExistsError
+from gridnoise.metrics import KLEstimator, sample_quality
 from gridnoise.registry import SAMPLERS
+from gridnoise.report.outputs import write_study_outputs
+from gridnoise.report.run_figures import grids_figure, samples_figure
+from gridnoise.run import train_run
+from gridnoise.sampling import sample_run
+from gridnoise.study.executor import run_tasks
+from gridnoise.study.experiment import bundled, load_experiment
+from gridnoise.study.results import load_results
 
 
 def make_config(variant: str = "baseline", **overrides: Any) -> RunConfig:
@@ -43,9 +53,6 @@ def load_data(source: str | Path | np.ndarray, n: int = 100_000, *, seed: int = 
               columns: list[str] | None = None) -> np.ndarray:
     """Points as a float32 `(N, 2)` array: a data set's name (`n` points, `seed`), a data file's
     path (every row; `key` for .npz, `columns` for CSV/TSV), or an array (checked)."""
-    from gridnoise.data import load
-    from gridnoise.data.datafile import check_points
-
     if isinstance(source, np.ndarray) or not isinstance(source, (str, Path)):
         return check_points(np.asarray(source)).astype(np.float32)
     return load(str(source), n, seed=seed, key=key, columns=columns)
@@ -58,16 +65,12 @@ def train(config: RunConfig | None = None, data: np.ndarray | None = None, out: 
     `data` (an `(N, 2)` array) trains on your own points instead of `config.dataset`; they are
     saved with the run as `data.npy`. Without `out` the run goes to a new temporary directory.
     """
-    from gridnoise.run import train_run
-
     cfg = copy.deepcopy(config) if config is not None else make_config()
     path = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="gridnoise-run-"))
     if data is not None:
         points = load_data(data)
         path.mkdir(parents=True, exist_ok=True)
         if any(p for p in path.iterdir() if p.name != rundir.DATA_FILE) and not (overwrite or resume):
-            from gridnoise.errors import OutputExistsError
-
             raise OutputExistsError(f"output directory {path} is not empty: pass overwrite=True or resume=True, "
                                     "or choose another out")
         np.save(path / rundir.DATA_FILE, points)
@@ -111,8 +114,6 @@ class Run:
 
     def data(self) -> np.ndarray:
         """The points the run trained on, in their own units `(N, 2)`."""
-        from gridnoise.data import run_points
-
         return run_points(self.config)
 
     def grids(self, step: int | None = None) -> dict[str, np.ndarray]:
@@ -123,8 +124,6 @@ class Run:
 
     def grid_extent(self, step: int | None = None) -> list[float] | None:
         """The rectangle (xmin, xmax, ymin, ymax) the grids cover, in the data's units."""
-        from gridnoise.data.datafile import extent_to_data
-
         path = self._snapshot(step)
         if path is None:
             return None
@@ -134,8 +133,6 @@ class Run:
     def sample(self, n: int = 10_000, *, seed: int | None = None, sampler: str = "ddpm", steps: int = 0,
                eta: float = 0.0, clip_sample: float = 0.0, device: str = "auto") -> np.ndarray:
         """Draw `(n, 2)` points in the data's units with any sampler (`seed` None: the run's own)."""
-        from gridnoise.sampling import sample_run
-
         if sampler not in SAMPLERS:
             raise ConfigError(f"unknown sampler '{sampler}': use {', '.join(SAMPLERS)}")
         return sample_run(self.path, n, seed, device,
@@ -143,8 +140,6 @@ class Run:
 
     def plot_samples(self, samples: np.ndarray | None = None, max_data: int = 5000):
         """A matplotlib Figure of `samples` (default: the run's own) over its data, in the data's units."""
-        from gridnoise.report.run_figures import samples_figure
-
         data = self.data()
         data = data[np.random.default_rng(0).permutation(len(data))[:max_data]]
         cfg = self.config
@@ -154,8 +149,6 @@ class Run:
     def plot_grids(self, timesteps: tuple[int, ...] | None = None, step: int | None = None, max_data: int = 3000):
         """A matplotlib Figure of the grids at several timesteps (default: 0, T/4, T/2, 3T/4, T-1) over
         their real extent, the data drawn over them; a ConfigError for a run without grids."""
-        from gridnoise.report.run_figures import grids_figure
-
         grids = self.grids(step)
         if not grids:
             raise ConfigError(f"{self.path} has no grids: its adaptation is '{self.config.adaptation.kind}'")
@@ -188,8 +181,6 @@ def _detached(fig):
 def sample_metrics(samples: np.ndarray, data: np.ndarray, *, seed: int = 0, k: int = 5) -> dict[str, float]:
     """Every sample metric of `samples` against `data` (both `(N, 2)`): the k-NN KL divergence in
     bits, W2, sliced W2, MMD, precision and recall (see the README's metric table)."""
-    from gridnoise.metrics import KLEstimator, sample_quality
-
     samples, data = np.asarray(samples), np.asarray(data)
     return {"kl_divergence": KLEstimator(data, k)(samples), **sample_quality(samples, data, seed=seed)}
 
@@ -206,8 +197,6 @@ class Study:
     @property
     def results(self):
         """The `gridnoise.study.results.StudyResults` of the study."""
-        from gridnoise.study.results import load_results
-
         return load_results(self.path)
 
     def run(self, run: str, dataset: str, seed: int) -> Run:
@@ -235,10 +224,6 @@ def run_experiment(experiment: str | Path, out: str | Path, *, seeds: list[int] 
     local Dask cluster (`workers` processes) or an existing one (its scheduler's `address`), into
     `out`, then write its summaries, figures and report; finished tasks are skipped. Failed tasks
     raise one `GridnoiseError` naming them. `scheduler` is `address`'s former spelling."""
-    from gridnoise.errors import GridnoiseError
-    from gridnoise.study.executor import run_tasks
-    from gridnoise.study.experiment import bundled, load_experiment
-
     path = Path(experiment)
     if not path.suffix and not path.exists():
         path = bundled(str(experiment))
@@ -247,7 +232,6 @@ def run_experiment(experiment: str | Path, out: str | Path, *, seeds: list[int] 
     if outcome.failed:
         first = next(iter(outcome.failed.items()))
         raise GridnoiseError(f"{len(outcome.failed)} task(s) failed, e.g. {first[0]}: {first[1]}")
-    from gridnoise.report.outputs import write_study_outputs
 
     write_study_outputs(out)
     return Study(Path(out))
@@ -255,7 +239,5 @@ def run_experiment(experiment: str | Path, out: str | Path, *, seeds: list[int] 
 
 def load_study(path: str | Path) -> Study:
     """A study directory written by `run_experiment`, `gridnoise run` or `gridnoise reproduce`."""
-    from gridnoise.study.results import load_results
-
     load_results(path)  # a one-line error for anything that is not a study directory
     return Study(Path(path))

@@ -16,6 +16,7 @@ Each figure is the best of `repeats` measurements (see `best_of`).
 
 from __future__ import annotations
 
+import copy
 import functools
 import multiprocessing as mp
 import os
@@ -25,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.func import functional_call, stack_module_state, vmap
+from torch.utils.data import DataLoader, TensorDataset
 
 from gridnoise.components import build_components
 from gridnoise.config import RunConfig, adaptation_for
@@ -88,8 +91,6 @@ def machine_steps_per_second(variant: str, s: BenchSettings, precision: str = "f
 
 def plain_steps_per_second(variant: str, s: BenchSettings) -> float:
     """The yardstick: the straightforward loop (DataLoader, eager fp32, all cores) for the same model."""
-    from torch.utils.data import DataLoader, TensorDataset
-
     torch.set_num_threads(CORES)
     cfg = _config(variant, s)
     scheduler, adaptation, model = build_components(cfg, torch.device("cpu"))
@@ -226,10 +227,6 @@ def compile_lever(s: BenchSettings) -> dict:
 def vmap_lever(s: BenchSettings, models: int = 4) -> dict:
     """`models` baseline networks trained as one with torch.func (stacked weights, vmap), one
     thread: model-steps/s against one network trained alone."""
-    import copy
-
-    from torch.func import functional_call, stack_module_state, vmap
-
     torch.set_num_threads(1)
     nets = [build_components(_config("baseline", s, seed=k), torch.device("cpu")) for k in range(models)]
     scheduler = nets[0][0]

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import tomli_w
 
+from gridnoise.data import check_dataset
 from gridnoise.errors import ConfigError
 from gridnoise.presets import ORIGINAL_EXTENT, VARIANTS
 from gridnoise.registry import SAMPLERS
@@ -164,7 +165,6 @@ class RunConfig:
     def validate(self) -> RunConfig:
         """Check values that types alone cannot; raise ConfigError naming the fix."""
         from gridnoise.adaptation import GridAdaptation
-        from gridnoise.data import check_dataset
         from gridnoise.plugins import adaptation_class
 
         _check_finite(self)

@@ -65,6 +65,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.integrate import solve_ivp
 from torch import Tensor, nn
 
 from gridnoise.adaptation import NoiseAdaptation
@@ -252,8 +253,6 @@ def ode_log_likelihood(noise_model: NoiseModel, schedule: NoiseSchedule, x: Tens
     "jumps" (minus the sum of the crossings' log-ratios), "crossings" and "nontransversal" (counts
     per point), "end" `(N, 2)` the end points z(T-1), "evaluations" the field evaluations used.
     """
-    from scipy.integrate import solve_ivp
-
     s = float64_schedule(schedule)
     z = x.to(s.betas.device, torch.float64)
     n, T = len(z), len(s)

@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import importlib
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from gridnoise.adaptation import ADAPTATIONS, NoiseAdaptation
 from gridnoise.errors import ConfigError, DataError, GridnoiseError
-
-if TYPE_CHECKING:
-    from gridnoise.adaptation import NoiseAdaptation
 
 ADAPTATION_GROUP = "gridnoise.adaptations"
 DATASET_GROUP = "gridnoise.datasets"
@@ -73,8 +71,6 @@ def load_plugin(name: str, group: str, what: str, error: type[GridnoiseError] = 
 def adaptation_class(kind: str) -> type[NoiseAdaptation]:
     """The `NoiseAdaptation` subclass an `adaptation.kind` names: built in, "module:Class" or an
     installed entry point; anything else is a one-line ConfigError."""
-    from gridnoise.adaptation import ADAPTATIONS, NoiseAdaptation
-
     if kind in ADAPTATIONS:
         return ADAPTATIONS[kind]
     cls = load_plugin(kind, ADAPTATION_GROUP, "adaptation")

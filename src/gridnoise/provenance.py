@@ -13,6 +13,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import numpy
+import torch
+
 from gridnoise.version import __version__
 
 # The keys whose values must agree across a study for its numbers to be comparable bit for bit.
@@ -56,9 +59,6 @@ def provenance(device: Any = "cpu") -> dict[str, Any]:
     cpu_capability (the instruction set torch's kernels use, e.g. AVX512: results agree bit for bit
     only where it does), gpu (None on CPU), threads (torch's intra-op threads).
     """
-    import numpy
-    import torch
-
     device = torch.device(device)
     commit, dirty = git_state()
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None

@@ -16,9 +16,11 @@ import torch
 from torch import Tensor, nn
 
 from gridnoise import rundir
-from gridnoise.adaptation import NoiseAdaptation, check_supported
+from gridnoise.adaptation import GridAdaptation, NoiseAdaptation, check_supported
+from gridnoise.cell_sampler import cell_prior, sample_cells
 from gridnoise.components import resolve_device, sampling_components
 from gridnoise.config import RunConfig, SamplerConfig, check_sampler, from_dict
+from gridnoise.data import model_points
 from gridnoise.data.datafile import to_data
 from gridnoise.errors import CheckpointError
 from gridnoise.model import predict_noise
@@ -66,8 +68,6 @@ def draw(model: nn.Module, adaptation: NoiseAdaptation, scheduler: DDPMScheduler
     device = scheduler.betas.device
     if sampler != "cell":
         return sample(model, adaptation, scheduler, num_samples, generator(seed, "sample", device), callback)
-    from gridnoise.adaptation import GridAdaptation
-    from gridnoise.cell_sampler import cell_prior, sample_cells
 
     check_supported(adaptation, "cell")
     assert isinstance(adaptation, GridAdaptation) and training_points is not None
@@ -96,7 +96,6 @@ def sample_run(run_dir: str | Path, num_samples: int, seed: int | None = None, d
     seed = cfg.seed if seed is None else seed
     points = None
     if sampler.sampler == "cell":  # its cells come from the training data
-        from gridnoise.data import model_points
 
         points = torch.as_tensor(model_points(cfg))
     drawn = draw(model, adaptation, scheduler, sampler.sampler, num_samples, seed, points, callback).cpu().numpy()

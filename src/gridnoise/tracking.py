@@ -35,9 +35,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gridnoise.config import check_trackers
+from gridnoise import rundir
+from gridnoise.adaptation import grid_label
+from gridnoise.config import check_trackers, to_dict
 from gridnoise.errors import ConfigError
 from gridnoise.files import write_json
+from gridnoise.metrics import grid_variance
+from gridnoise.report.run_figures import grids_figure, plt
 from gridnoise.rundir import MLFLOW_ARTIFACTS, MLFLOW_DB, TENSORBOARD_DIR, TRACKING_FILE
 
 if TYPE_CHECKING:
@@ -58,8 +62,6 @@ CONFIG_SECTIONS = ("diffusion", "model", "adaptation", "train", "eval", "data")
 def flat_params(cfg: RunConfig) -> dict[str, str | float | int | bool]:
     """The config as `section.key` -> value: numbers, strings and booleans as they are, lists and
     tables (`adaptation.grids`) as JSON. The `log` table is left out: it changes no result."""
-    from gridnoise.config import to_dict
-
     out: dict[str, str | float | int | bool] = {}
 
     def put(key: str, value: Any) -> None:
@@ -262,9 +264,6 @@ class RunLog:
 
     def training(self, trainer: Trainer) -> None:
         """Loss and MSE averaged since the last call, the learning rate, each grid's variance."""
-        from gridnoise.adaptation import grid_label
-        from gridnoise.metrics import grid_variance
-
         if not self.trackers or trainer.step <= self.since:
             return
         window = slice(self.since, trainer.step)
@@ -283,7 +282,6 @@ class RunLog:
         """The grids `(T, n, n)` by label at `figure_timesteps(T)` over the data, as the `grids` image."""
         if not self.trackers:
             return
-        from gridnoise.report.run_figures import grids_figure, plt
 
         fig = grids_figure(grids, extent, points=self.points, title=f"learned noise scales g at step {step}")
         try:
@@ -298,7 +296,6 @@ class RunLog:
             return
         from matplotlib.image import imread
 
-        from gridnoise import rundir
 
         self._each("finish", flat_params(self.cfg), metrics, step)
         for name in (rundir.SAMPLES_FIGURE, rundir.LOSS_FIGURE, rundir.GRIDS_FIGURE):

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from tqdm import tqdm  # the plain bar: tqdm.auto wants ipywidgets in a notebook
 
 from gridnoise.adaptation import GridAdaptation, NoiseAdaptation, data_extent
 from gridnoise.components import build_components
@@ -129,8 +130,6 @@ class Trainer:
     # -- the loop ---------------------------------------------------------------------------
     def fit(self, hooks: TrainHooks | None = None, progress: bool = False) -> None:
         """Train until `cfg.train.steps`, calling `hooks` at their cadence after each step."""
-        from tqdm import tqdm  # the plain bar: tqdm.auto wants ipywidgets in a notebook
-
         hooks = hooks or TrainHooks()
         tc, kl_every = self.cfg.train, self.cfg.eval.kl_every
         bar = tqdm(total=tc.steps, initial=self.step, disable=not progress, desc=self.cfg.variant,

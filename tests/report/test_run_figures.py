@@ -125,17 +125,11 @@ def test_plot_refuses_an_unfinished_run(tmp_path):
     assert proc.returncode == 2 and "not finished training" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_overlay_points_survive_a_missing_data_set(monkeypatch):
-    import gridnoise.data as data
-
+def test_overlay_points_survive_a_missing_data_set(monkeypatch, tmp_path):
     points = overlay_points("moons", 42)
     assert points.shape == (5000, 2)
-
-    def unavailable(*args, **kwargs):
-        raise data.DataError("no table")
-
-    monkeypatch.setattr(data, "load", unavailable)
-    with pytest.warns(UserWarning, match="no table"):
+    monkeypatch.setenv("GRIDNOISE_DATASAURUS", str(tmp_path / "missing.tsv"))  # dino's table is not here
+    with pytest.warns(UserWarning, match="Datasaurus table not found"):
         assert overlay_points("dino", 42) is None
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from gridnoise.data import toy
-from gridnoise.data.datafile import is_data_file, read_points
+from gridnoise.data.datafile import is_data_file, read_points, to_model
 from gridnoise.errors import ConfigError, DataError
 
 STUDY_DATASETS = ("circle", "dino", "line", "moons")  # the original study's
@@ -213,6 +213,4 @@ def run_points(cfg: Any) -> np.ndarray:
 def model_points(cfg: Any) -> np.ndarray:
     """The same points in the model's units (shifted and scaled by the run's `data.shift` and
     `data.scale`, as training saw them), float32 `(N, 2)`."""
-    from gridnoise.data.datafile import to_model
-
     return to_model(run_points(cfg), cfg.data.shift, cfg.data.scale)

@@ -33,7 +33,7 @@ import numpy as np
 from scipy.special import i0e, logsumexp
 from scipy.stats import vonmises
 
-from gridnoise.data import toy
+from gridnoise.data import datasaurus_dino, load, toy
 from gridnoise.errors import DataError
 
 ENTROPY_POINTS = 200_000
@@ -126,8 +126,6 @@ def _isotropic(centres: np.ndarray, std) -> tuple[np.ndarray, np.ndarray]:
 def dino_components() -> tuple[np.ndarray, np.ndarray]:
     """(centres, per-axis stds) `(142, 2)` each of `dino`: every table row, N(0, 0.15^2) per axis,
     then x <- (x / 54 - 1) * 4, y <- (y / 48 - 1) * 4."""
-    from gridnoise.data import datasaurus_dino
-
     table = datasaurus_dino()
     scale = np.array(DINO_SCALE)
     return table * scale - 4, np.tile(DINO_NOISE * scale, (len(table), 1))
@@ -230,8 +228,6 @@ CLOSED_FORM = {"line": lambda: math.log(LINE_AREA), "checkerboard": lambda: math
 
 def monte_carlo_entropy(name: str, n: int = ENTROPY_POINTS, seed: int = ENTROPY_SEED) -> Entropy:
     """-mean log p over `n` points of the data set's own generator, with its standard error."""
-    from gridnoise.data import load
-
     log_p = log_density(name, load(name, n, seed=seed).astype(np.float64))
     return Entropy(float(-log_p.mean()), float(log_p.std(ddof=1) / math.sqrt(n)), f"Monte Carlo ({n} points)")
 

@@ -11,10 +11,20 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
+import torch
+from PIL import Image
 
+from gridnoise import data as datasets
+from gridnoise import rundir
+from gridnoise.adaptation import data_extent
 from gridnoise.config import SamplerConfig
+from gridnoise.data.datafile import extent_to_data, to_data
 from gridnoise.files import atomic_write
+from gridnoise.report.run_figures import _with_combined
+from gridnoise.sampling import sample_run
 
 DATA_POINTS = 2000  # data points drawn faintly in every frame
 
@@ -23,8 +33,6 @@ def reverse_process_frames(run_dir: str | Path, num_samples: int = 2000, seed: i
                            sampler: SamplerConfig | None = None, device: str = "auto") -> list[tuple[int, np.ndarray]]:
     """(t, samples) from the starting noise (t = T) through every step of the run's sampler, in the
     model's units (`datafile.to_data` takes them to the data's)."""
-    from gridnoise.sampling import sample_run
-
     frames: list[tuple[int, np.ndarray]] = []
     sample_run(run_dir, num_samples, seed, device, sampler,
                callback=lambda t, x: frames.append((t, x.detach().cpu().numpy().copy())))
@@ -34,18 +42,8 @@ def reverse_process_frames(run_dir: str | Path, num_samples: int = 2000, seed: i
 def write_gif(run_dir: str | Path, out: str | Path, num_samples: int = 2000, seed: int | None = None,
               sampler: SamplerConfig | None = None, fps: int = 10, device: str = "auto") -> Path:
     """Render the run's reverse process to `out` (atomically); returns the path."""
-    import matplotlib
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import torch
-    from PIL import Image
 
-    from gridnoise import data as datasets
-    from gridnoise import rundir
-    from gridnoise.adaptation import data_extent
-    from gridnoise.data.datafile import extent_to_data, to_data
-    from gridnoise.report.run_figures import _with_combined
 
     cfg = rundir.read_config(run_dir)
     points = datasets.run_points(cfg)  # everything is drawn in the data's own units
@@ -89,8 +87,6 @@ def write_gif(run_dir: str | Path, out: str | Path, num_samples: int = 2000, see
 def _sampling_grids(run_dir: Path, cfg) -> tuple[dict[str, np.ndarray], list[float] | None]:
     """The grids `(T, n, n)` the run samples with, read from its checkpoint (the EMA grids where
     `train.ema_grids` averaged them), and their extent; empty for a run without grids."""
-    from gridnoise import rundir
-
     if cfg.adaptation.kind == "none":
         return {}, None
     state = rundir.load_checkpoint(run_dir / rundir.CHECKPOINT_FILE, "cpu")

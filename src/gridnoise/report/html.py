@@ -21,19 +21,22 @@ import math
 import re
 from html import escape
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
+from plotly.subplots import make_subplots
+from plotly.utils import PlotlyJSONEncoder
 
 from gridnoise import rundir
 from gridnoise.data.datafile import extent_to_data
 from gridnoise.files import write_text
 from gridnoise.registry import FOREST, LOWER_IS_BETTER, metric_title
 from gridnoise.report.blocks import ALPHA, Block, Figure, Report, Section, Table, fmt, verdict
+from gridnoise.report.run_figures import PALETTE, overlay_points
 from gridnoise.report.sections import FOREST_PREFIX, comparisons, report_sections
-
-if TYPE_CHECKING:
-    from gridnoise.study.results import StudyResults
+from gridnoise.study.results import StudyResults
 
 HTML_FILE = "report.html"
 PLOT_POINTS = 1000  # data points and samples drawn per panel (a seeded subsample)
@@ -161,8 +164,6 @@ def points_for_page(points: np.ndarray, n: int = PLOT_POINTS) -> tuple[list, lis
 
 
 def _run_colour(results: StudyResults, run: str) -> str:
-    from gridnoise.report.run_figures import PALETTE
-
     names = [r["name"] for r in results.runs]
     return PALETTE[names.index(run) % len(PALETTE)]
 
@@ -178,8 +179,6 @@ def _layout(**kwargs) -> dict:
 
 def _subplots(n: int, titles: list[str], **kwargs):
     """A plotly figure of `n` panels, PANEL_COLUMNS to a row."""
-    from plotly.subplots import make_subplots
-
     cols = min(n, PANEL_COLUMNS)
     rows = math.ceil(n / cols)
     return make_subplots(rows=rows, cols=cols, subplot_titles=titles, vertical_spacing=0.3 / rows, **kwargs), cols
@@ -194,8 +193,6 @@ def _axis_key(axis: str, k: int) -> str:
 def forest_figure(results: StudyResults, metric: str) -> dict | None:
     """Each non-baseline run's paired difference from the baseline in `metric` with its 95% interval,
     one panel per data set; filled markers are significant after Holm's correction. None without pairs."""
-    import plotly.graph_objects as go
-
     comps = comparisons(results, metric)
     if not comps:
         return None
@@ -240,8 +237,6 @@ def forest_figure(results: StudyResults, metric: str) -> dict | None:
 
 def _data_points(cache: dict, dataset: str, cfg) -> np.ndarray | None:
     """The data drawn behind samples and over grids (`plots.overlay_points`), once per data set."""
-    from gridnoise.report.run_figures import overlay_points
-
     key = (dataset, cfg.data_seed)
     if key not in cache:
         cache[key] = overlay_points(dataset, cfg.data_seed, cfg.data)
@@ -252,8 +247,6 @@ def samples_figure(results: StudyResults, dataset: str, cache: dict) -> dict | N
     """Each run's samples (first finished seed, PLOT_POINTS of them) over the data (faint grey), one
     panel per run, axes linked; None when no run finished on `dataset`. SVG scatter, not WebGL: a
     browser keeps only about 16 WebGL contexts per page and drops the oldest plots beyond them."""
-    import plotly.graph_objects as go
-
     runs = [(r["name"], results.seeds(r["name"], dataset)[0]) for r in results.runs
             if results.seeds(r["name"], dataset)]
     if not runs:
@@ -284,8 +277,6 @@ def grid_figure(results: StudyResults, run: str, dataset: str, cache: dict) -> d
     """A grid run's final grids on `dataset` (first finished seed), one heatmap per grid at its real
     extent (x along the horizontal, y up), the data over them, and a slider over every timestep;
     one colour range for all grids and timesteps. None for a run without grids."""
-    import plotly.graph_objects as go
-
     seeds = results.seeds(run, dataset)
     snapshot = rundir.final_snapshot(results.run_dir(run, dataset, seeds[0])) if seeds else None
     if snapshot is None:
@@ -346,8 +337,6 @@ def grid_figure(results: StudyResults, run: str, dataset: str, cache: dict) -> d
 
 def _script_json(obj: Any) -> str:
     """JSON for inside a <script>: no `</` that could close it."""
-    from plotly.utils import PlotlyJSONEncoder
-
     return json.dumps(obj, cls=PlotlyJSONEncoder, separators=(",", ":")).replace("</", "<\\/")
 
 
@@ -411,8 +400,6 @@ def without_replaced(s: Section) -> Section | None:
 
 def render(report: Report, results: StudyResults) -> str:
     """The whole page: header, interactive forest plots, the report's sections, samples and grids."""
-    from plotly.offline import get_plotlyjs
-
     sections = [static for s in report.sections if (static := without_replaced(s)) is not None]
     head = sections.pop(0) if sections and sections[0].title is None else Section(None)
     interactive = interactive_sections(results)

@@ -13,16 +13,13 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 from scipy.stats import kendalltau
 
 from gridnoise import rundir
 from gridnoise.report.blocks import ALPHA, Block, Section, Table, fmt, fmt_ci, paired_tests, verdict
 from gridnoise.report.stats import paired_comparison
-
-if TYPE_CHECKING:
-    from gridnoise.study.results import StudyResults
+from gridnoise.study.results import StudyResults
 
 LIKELIHOODS = (("nll_elbo", "bound"), ("nll_ode", "ODE"))
 SCALES_DATASET = "scales"  # where local noise scales differ most

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from gridnoise.files import write_text
 from gridnoise.report.blocks import Block, Figure, Report, Section, Table
 from gridnoise.report.sections import report_sections
-
-if TYPE_CHECKING:
-    from gridnoise.study.results import StudyResults
+from gridnoise.study.results import StudyResults
 
 
 def table(t: Table) -> str:

@@ -32,9 +32,14 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from gridnoise import rundir  # noqa: E402
 from gridnoise.config import DataConfig, RunConfig  # noqa: E402
-from gridnoise.data.datafile import extent_to_data  # noqa: E402
+from gridnoise.data import load
+from gridnoise.data.datafile import (
+    extent_to_data,  # noqa: E402
+    is_data_file,
+)
 from gridnoise.errors import GridnoiseError  # noqa: E402
 from gridnoise.files import atomic_write  # noqa: E402
+from gridnoise.report.stats import SMOOTHING_WINDOW, smooth
 
 POINT_COLOUR = "#e8000b"  # data overlaid on heatmaps: visible on viridis and on white
 DATA_COLOUR = "#aaaaaa"  # data behind samples
@@ -121,8 +126,6 @@ def samples_figure(samples: np.ndarray, data: np.ndarray | None = None, title: s
 def loss_figure(losses: np.ndarray, kl_history: dict | None = None, title: str = "") -> Figure:
     """The training loss per step `(steps,)` (faint) with its moving average; with
     a KL history ({"step": [...], "kl_divergence": [...]}) a second panel shows KL during training."""
-    from gridnoise.report.stats import SMOOTHING_WINDOW, smooth
-
     with_kl = bool(kl_history and kl_history.get("step"))
     fig, axes = plt.subplots(1, 2 if with_kl else 1, figsize=(9 if with_kl else 5, 3.6), squeeze=False,
                              layout="constrained")
@@ -251,9 +254,6 @@ def grids_figure(values: dict[str, np.ndarray], extent, timesteps=None, points: 
 def overlay_points(dataset: str, data_seed: int, data: DataConfig | None = None) -> np.ndarray | None:
     """Up to OVERLAY_POINTS points of the data set, in its own units, to draw over grids; None (with
     a warning) when they cannot be had here (a missing table, file or plug-in)."""
-    from gridnoise.data import load
-    from gridnoise.data.datafile import is_data_file
-
     data = data or DataConfig()
     try:
         if not is_data_file(dataset):

@@ -16,10 +16,14 @@ import math
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 
+from gridnoise.adaptation import data_extent, edge_cell_share
+from gridnoise.components import build_components
+from gridnoise.data import load, model_points
+from gridnoise.provenance import VERSION_KEYS, hardware, software
 from gridnoise.registry import COMPARED, LOWER_IS_BETTER, METRICS, metric_title
 from gridnoise.report.blocks import (
     ALPHA,
@@ -44,10 +48,9 @@ from gridnoise.report.stats import (
     convergence_step,
     paired_comparison,
 )
-
-if TYPE_CHECKING:
-    from gridnoise.study.results import StudyResults
-
+from gridnoise.rundir import KL_HISTORY_FILE, read_config, read_json, read_losses, read_provenance
+from gridnoise.schedulers import DDPMScheduler
+from gridnoise.study.results import StudyResults
 
 TEST_SENTENCE = (
     "Each run is compared with the baseline on the seeds both have: mean difference (run - baseline), its 95% "
@@ -177,11 +180,6 @@ def ranking_section(results: StudyResults) -> Section:
 def study_data(results: StudyResults) -> dict:
     """Every data set of the study as its tasks trained on it, in the model's units (`{name: (N, 2)
     tensor}`): the report recomputes statistics from the data sets (regenerated, or read again)."""
-    import torch
-
-    from gridnoise.data import load, model_points
-    from gridnoise.rundir import read_config
-
     points = {}
     for dataset in results.datasets:
         task = next((key for key in sorted(results.metrics) if key[1] == dataset), None)
@@ -196,8 +194,6 @@ def study_data(results: StudyResults) -> dict:
 def edge_cell_section(results: StudyResults) -> Section:
     """Share of each data set's points in border cells of 10x10 and 20x20 grids, under the original
     [-1, 1]^2 and under the data's own extent."""
-    from gridnoise.adaptation import data_extent, edge_cell_share
-
     rows = []
     for dataset, points in study_data(results).items():
         own = data_extent(points)
@@ -214,9 +210,6 @@ ABAR_T_WARNING = 0.01  # above this, pure-noise starting points are far from the
 
 def terminal_signal(results: StudyResults) -> dict[str, float]:
     """abar_T of each run's schedule, rebuilt from the config of its first finished task."""
-    from gridnoise.rundir import read_config
-    from gridnoise.schedulers import DDPMScheduler
-
     out = {}
     for run in results.runs:
         task = next((key for key in sorted(results.metrics) if key[0] == run["name"]), None)
@@ -321,8 +314,6 @@ def original_table(results: StudyResults) -> Section:
 
 def _convergence_steps(results: StudyResults, run: str, dataset: str) -> list[int]:
     """`convergence_step` of each finished seed's training losses."""
-    from gridnoise.rundir import read_losses
-
     steps = []
     for seed in results.seeds(run, dataset):
         steps.append(convergence_step(read_losses(results.run_dir(run, dataset, seed))))
@@ -331,8 +322,6 @@ def _convergence_steps(results: StudyResults, run: str, dataset: str) -> list[in
 
 def _kl_history(results: StudyResults, run: str, dataset: str) -> dict[int, list[float]]:
     """step -> intermediate KL of each seed that recorded one (empty without kl_history.json)."""
-    from gridnoise.rundir import KL_HISTORY_FILE, read_json
-
     by_step: dict[int, list[float]] = {}
     for seed in results.seeds(run, dataset):
         path = results.run_dir(run, dataset, seed) / KL_HISTORY_FILE
@@ -370,11 +359,6 @@ def convergence_section(results: StudyResults) -> Section:
 
 def parameter_counts(results: StudyResults) -> dict[str, int]:
     """Trainable parameters (network + grids) of each run, built from the config of its first finished task."""
-    import torch
-
-    from gridnoise.components import build_components
-    from gridnoise.rundir import read_config
-
     counts = {}
     for run in results.runs:
         task = next((key for key in sorted(results.metrics) if key[0] == run["name"]), None)
@@ -436,8 +420,6 @@ def study_comparison(first: StudyResults, second: StudyResults, metric: str = "k
 
 def header(results: StudyResults) -> Section:
     """What the study is: its description, data sets, seeds, steps, baseline and runs."""
-    from gridnoise.rundir import read_config
-
     exp = results.experiment
     any_task = next(iter(sorted(results.metrics)), None)
     steps = read_config(results.run_dir(*any_task)).train.steps if any_task else "-"
@@ -454,16 +436,12 @@ def header(results: StudyResults) -> Section:
 
 def provenances(results: StudyResults) -> dict[tuple[str, str, int], dict | None]:
     """Each finished task's provenance record (None where it was trained before they were kept)."""
-    from gridnoise.rundir import read_provenance
-
     return {key: read_provenance(results.run_dir(*key)) for key in sorted(results.metrics)}
 
 
 def mixed_versions(records: dict[tuple[str, str, int], dict | None]) -> list[str]:
     """The distinct software lines of a study's tasks when there are several (else empty): a study
     whose tasks ran different code or libraries may not compare like with like."""
-    from gridnoise.provenance import VERSION_KEYS, software
-
     seen: dict[tuple, str] = {}
     for record in records.values():
         if record is not None:
@@ -474,8 +452,6 @@ def mixed_versions(records: dict[tuple[str, str, int], dict | None]) -> list[str
 def provenance_section(results: StudyResults) -> Section:
     """What trained the study's tasks: software and hardware, with how many tasks each, and a warning
     when the study mixes versions."""
-    from gridnoise.provenance import hardware, software
-
     records = provenances(results)
     counts: dict[tuple[str, str], int] = {}
     for record in records.values():

@@ -17,7 +17,7 @@ and each finished task's own figures (`run_figures.draw_run_figures`) where they
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -39,9 +39,9 @@ from gridnoise.report.run_figures import (
     save_figure,
     scatter_samples,
 )
-
-if TYPE_CHECKING:
-    from gridnoise.study.results import StudyResults
+from gridnoise.report.sections import comparisons
+from gridnoise.report.stats import SMOOTHING_WINDOW, confidence_interval, smooth
+from gridnoise.study.results import StudyResults
 
 # Sample metrics: properties of the samples, comparable across variants; drawn when a study recorded them.
 VARIANCE_PANELS = ("coarse_grid_variance", "fine_grid_variance")  # the multi-scale grids' variance figure
@@ -70,8 +70,6 @@ def _panels(n: int, ncols: int = PANEL_COLUMNS, size: float = PANEL_SIZE) -> tup
 
 def train_loss_figure(results: StudyResults) -> Figure:
     """One panel per data set, one smoothed loss curve per run (mean over seeds, band = min..max)."""
-    from gridnoise.report.stats import SMOOTHING_WINDOW, smooth
-
     colours = run_colours(results)
     fig, axes = _panels(len(results.datasets))
     for ax, dataset in zip(axes, results.datasets):
@@ -134,8 +132,6 @@ def generated_images_figure(results: StudyResults, seed: int | None = None) -> F
 
 def _means(results: StudyResults, run: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
     """Per data set: the mean of `metric` over seeds and the half-width of its 95% CI (0 with one seed)."""
-    from gridnoise.report.stats import confidence_interval
-
     means, errors = [], []
     for dataset in results.datasets:
         vals = list(results.values(run, dataset, metric).values())
@@ -219,8 +215,6 @@ def forest_figure(results: StudyResults, metric: str = "kl_divergence") -> Figur
     """One panel per data set: each run's paired difference from the baseline (run - baseline, over
     the seeds both have) with its 95% t-interval, a line at zero, and the runs whose Holm-corrected
     paired t-test is significant drawn filled and starred (hollow: not significant)."""
-    from gridnoise.report.sections import comparisons
-
     found = comparisons(results, metric)
     colours = run_colours(results)
     runs = [r for r in results.runs if r["name"] != results.baseline]

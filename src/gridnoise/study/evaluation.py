@@ -38,11 +38,31 @@ from typing import Any
 import numpy as np
 import torch
 
-from gridnoise import rundir
+from gridnoise import data, rundir
+from gridnoise.adaptation import NoiseAdaptation, ode_skip_reason
+from gridnoise.cell_sampler import cell_prior, cell_variational_bound
+from gridnoise.components import resolve_device, sampling_components
+from gridnoise.config import RunConfig, from_dict
+from gridnoise.data import model_points
+from gridnoise.data.datafile import is_data_file, to_model
+from gridnoise.data.densities import entropy, has_density
 from gridnoise.errors import CheckpointError, ConfigError
+from gridnoise.files import write_json, write_npz
+from gridnoise.likelihood import (
+    DIMENSIONS,
+    ODE_TOLERANCE,
+    bits_per_dim,
+    network_noise_model,
+    ode_log_likelihood,
+    variational_bound,
+)
+from gridnoise.plugins import adaptation_class
 from gridnoise.registry import EVALUATED
 from gridnoise.rundir import EVALUATION_FILE
 from gridnoise.rundir import LIKELIHOOD_TERMS_FILE as TERMS_FILE
+from gridnoise.seeding import generator
+from gridnoise.study.executor import CONNECT_TIMEOUT, SweepOutcome, SweepProgress, collect, connect, keep_freed_memory
+from gridnoise.study.results import finite_or_none, load_results
 
 ODE_POINTS = 1000  # held-out points for the ODE likelihood (its cost is ~1000 network calls per point batch)
 HELDOUT_SEED_OFFSET = 1  # held-out points: the data set drawn with data_seed + 1
@@ -84,9 +104,6 @@ def stale(done: dict[str, Any], kind: str) -> list[str]:
     likelihood of a model that now gets none, one without the cell edges' jumps (before
     nll_ode_crossings was recorded) of a model with edges, or a skip of a model that now gets one;
     an exact KL goes with its ODE likelihood."""
-    from gridnoise.adaptation import NoiseAdaptation, ode_skip_reason
-    from gridnoise.plugins import adaptation_class
-
     cls = adaptation_class(kind)
     reason = ode_skip_reason(cls)
     has_edges = cls.field_edges is not NoiseAdaptation.field_edges
@@ -105,9 +122,6 @@ def _forget(result: dict[str, Any], metrics: list[str]) -> None:
 
 def heldout_points(cfg, n: int) -> tuple[np.ndarray, bool]:
     """(points `(n, 2)` in the data's units, whether they are held out) for a run's config."""
-    from gridnoise import data
-    from gridnoise.data.datafile import is_data_file
-
     if is_data_file(cfg.dataset):
         return data.run_points(cfg), False
     return data.load(cfg.dataset, n, seed=cfg.data_seed + HELDOUT_SEED_OFFSET), True
@@ -117,15 +131,6 @@ def evaluate_run(run_dir: str | Path, metrics: list[str], device: str = "cpu", o
                  tolerance: float | None = None) -> dict[str, Any]:
     """Compute the missing `metrics` of a finished run and merge them into its `evaluation.json`;
     returns everything that file then holds."""
-    from gridnoise.adaptation import ode_skip_reason
-    from gridnoise.components import resolve_device, sampling_components
-    from gridnoise.config import RunConfig, from_dict
-    from gridnoise.data.datafile import to_model
-    from gridnoise.files import write_json, write_npz
-    from gridnoise.likelihood import DIMENSIONS, ODE_TOLERANCE, bits_per_dim, network_noise_model, ode_log_likelihood
-    from gridnoise.seeding import generator
-    from gridnoise.study.results import finite_or_none
-
     run_dir = Path(run_dir)
     result = read_evaluation(run_dir)
     outdated = _stale_records(result, run_dir)
@@ -200,13 +205,9 @@ def evaluate_run(run_dir: str | Path, metrics: list[str], device: str = "cpu", o
 
 
 def _bound(kind: str, model, adaptation, scheduler, cfg, x: torch.Tensor, sampler, gen):
-    from gridnoise.likelihood import variational_bound
-
     clip = sampler.clip_sample if sampler is not None else 0.0
     if kind != "cell":
         return variational_bound(model, adaptation, scheduler, x, gen, clip_sample=clip)
-    from gridnoise.cell_sampler import cell_prior, cell_variational_bound
-    from gridnoise.data import model_points
 
     training = torch.as_tensor(model_points(cfg), device=x.device)
     return cell_variational_bound(model, adaptation, cell_prior(adaptation, training), scheduler, x, gen, clip)
@@ -214,8 +215,6 @@ def _bound(kind: str, model, adaptation, scheduler, cfg, x: torch.Tensor, sample
 
 def _exact_kl(cfg, result: dict[str, Any]) -> None:
     """kl_exact (from the ODE) and kl_bound (from the bound), bits, where the data's entropy is known."""
-    from gridnoise.data.densities import entropy, has_density
-
     if not has_density(cfg.dataset):
         result["kl_exact_skipped"] = f"no exact density is known for {cfg.dataset}"
         return
@@ -232,8 +231,6 @@ def _exact_kl(cfg, result: dict[str, Any]) -> None:
 
 def evaluate_task(run_dir: str, metrics: list[str], ode_points: int, tolerance: float | None) -> dict[str, Any]:
     """Worker side: one run's missing metrics, single-threaded as training tasks are."""
-    from gridnoise.study.executor import keep_freed_memory
-
     keep_freed_memory()
     torch.set_num_threads(1)
     return evaluate_run(run_dir, metrics, ode_points=ode_points, tolerance=tolerance)
@@ -245,9 +242,6 @@ def evaluate_study(study_dir: str | Path, metrics: list[str], *, workers: int | 
     """Add `metrics` to every finished task of a study that lacks them, one Dask task per run (on a
     local cluster of `workers` processes, or on the Dask scheduler at `address`); returns an
     `executor.SweepOutcome` (done, skipped: had them already, failed: key -> error)."""
-    from gridnoise.study.executor import CONNECT_TIMEOUT, SweepOutcome, SweepProgress, collect, connect
-    from gridnoise.study.results import load_results
-
     metrics = check_metrics(metrics)
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers must be >= 1 (got {workers})")

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gridnoise.config import RunConfig, from_dict, to_dict
 from gridnoise.errors import ClusterError, ConfigError, OutputExistsError
 from gridnoise.files import write_json
 from gridnoise.rundir import CONFIG_FILE, EXPERIMENT_FILE, METRICS_FILE, TASK_FILE, read_config, read_json, task_dir
@@ -66,7 +67,6 @@ def execute_task(config: dict, directory: str, threads: int = 1) -> dict:
     """Worker side: train, evaluate and sample one task into `directory` (resuming if begun)."""
     import torch
 
-    from gridnoise.config import RunConfig, from_dict
     from gridnoise.run import train_run
 
     keep_freed_memory()
@@ -211,8 +211,6 @@ def task_config(task: Task, exp: Experiment, out: Path) -> dict:
     """A task's config for its worker, with what its trackers need to group the study's runs: the
     run name `<run>/<dataset>/seed_<s>`, the study's MLflow experiment and store (created here, once,
     so workers do not race to create them)."""
-    from gridnoise.config import to_dict
-
     config = to_dict(task.config)
     log = config["log"]
     log["run_name"] = log["run_name"] or task.key
