@@ -13,6 +13,7 @@ from gridnoise.report.markdown import write_report
 from gridnoise.report.run_figures import save_figure
 from gridnoise.report.stats import convergence_step
 from gridnoise.report.study_figures import make_figures, train_loss_figure
+from gridnoise.schedulers import DDPMScheduler
 from gridnoise.study.results import load_results
 
 STEPS = 500
@@ -56,7 +57,8 @@ def write_task(root, name: str, variant: str, dataset: str, seed: int, rng) -> N
                "w2": kl_of(name, seed) / 2,  # good: 0.05 better on every seed
                # a second sampler: 5x faster, KL 0.2 worse
                "ddim20_inference_time": 0.04, "ddim20_kl_divergence": kl_of(name, seed) + 0.2, "ddim20_w2": 0.5,
-               **{f"{label}_variance": float(g.var(ddof=1)) for label, g in grids.items()}}
+               **{f"{label}_variance": float(g.var(ddof=1)) for label, g in grids.items()},
+               "abar_T": float(DDPMScheduler.from_config(cfg.diffusion).alphas_cumprod[-1])}  # as a run records it
     (d / "metrics.json").write_text(json.dumps(metrics))
     (d / "task.json").write_text(json.dumps({"peak_rss_mb": 300.0 + 100 * [r[0] for r in RUNS].index(name) + seed}))
     np.savez(d / "train_losses.npz", loss=losses(name), mse=losses(name))

@@ -49,7 +49,6 @@ from gridnoise.report.stats import (
     paired_comparison,
 )
 from gridnoise.rundir import KL_HISTORY_FILE, read_config, read_json, read_losses, read_provenance
-from gridnoise.schedulers import DDPMScheduler
 from gridnoise.study.results import StudyResults
 
 TEST_SENTENCE = (
@@ -209,13 +208,13 @@ ABAR_T_WARNING = 0.01  # above this, pure-noise starting points are far from the
 
 
 def terminal_signal(results: StudyResults) -> dict[str, float]:
-    """abar_T of each run's schedule, rebuilt from the config of its first finished task."""
+    """abar_T of each run's schedule, as its first finished task recorded it (metrics.json)."""
     out = {}
     for run in results.runs:
-        task = next((key for key in sorted(results.metrics) if key[0] == run["name"]), None)
+        task = next((key for key in sorted(results.metrics) if key[0] == run["name"]
+                     and "abar_T" in results.metrics[key]), None)
         if task is not None:
-            scheduler = DDPMScheduler.from_config(read_config(results.run_dir(*task)).diffusion)
-            out[run["name"]] = float(scheduler.alphas_cumprod[-1])
+            out[run["name"]] = float(results.metrics[task]["abar_T"])
     return out
 
 
