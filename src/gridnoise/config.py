@@ -287,7 +287,7 @@ _ADDED_SETTINGS: dict[tuple[str, ...], Any] = {
 }
 _DERIVED = ("shift", "scale")  # data.shift and data.scale follow from the data and data.standardize
 _ADDED_SAMPLER_SETTINGS: dict[str, Any] = {"clip_sample": 0.0}  # the same, inside each eval.extra_samplers entry
-_HASHED_AS = {new: old for old, new in RENAMED_VALUES.items()}  # renamed values compare under their old name
+HASHED_AS = {new: old for old, new in RENAMED_VALUES.items()}  # renamed values compare under their old name
 
 
 def comparable_dict(cfg: RunConfig) -> dict[str, Any]:
@@ -299,7 +299,7 @@ def comparable_dict(cfg: RunConfig) -> dict[str, Any]:
     data = {k: v for k, v in d.pop("data").items() if k not in _DERIVED}
     if data != {k: v for k, v in to_dict(DataConfig()).items() if k not in _DERIVED}:
         d["data"] = data  # a table added later: only a non-default one takes part
-    d["adaptation"]["kind"] = _HASHED_AS.get(d["adaptation"]["kind"], d["adaptation"]["kind"])
+    d["adaptation"]["kind"] = HASHED_AS.get(d["adaptation"]["kind"], d["adaptation"]["kind"])
     for path, default in _ADDED_SETTINGS.items():
         *parents, key = path
         table = d

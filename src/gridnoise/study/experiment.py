@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from gridnoise.config import (
-    RENAMED_VALUES,
+    HASHED_AS,
     RunConfig,
     adaptation_for,
     comparable_dict,
@@ -125,7 +125,6 @@ class Experiment:
 
 
 HASHED_NAMES = {"original": "seed"}  # experiment names renamed after studies were saved: new -> old
-_OLD_VALUES = {new: old for old, new in RENAMED_VALUES.items()}
 
 
 def _hashed(tables: dict) -> dict:
@@ -133,9 +132,9 @@ def _hashed(tables: dict) -> dict:
     renamed values (an adaptation kind) under their old spelling."""
     tables = {k: v for k, v in tables.items() if k != "log"}
     kind = tables.get("adaptation", {}).get("kind") if isinstance(tables.get("adaptation"), dict) else None
-    if kind not in _OLD_VALUES:
+    if kind not in HASHED_AS:
         return tables
-    return {**tables, "adaptation": {**tables["adaptation"], "kind": _OLD_VALUES[kind]}}
+    return {**tables, "adaptation": {**tables["adaptation"], "kind": HASHED_AS[kind]}}
 
 
 def file_sha256(path: str) -> str:
