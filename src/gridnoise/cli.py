@@ -187,8 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--datasaurus", type=Path, help="path of DatasaurusDozen.tsv (offline dino)")
     evaluate.add_argument("--no-progress", action="store_true", help="hide a study's progress bar")
 
-    plot = sub.add_parser("plot", help="redraw the figures of a run directory (samples.png, loss.png, grids.png, "
-                                       "heatmaps) or of a study directory, from saved files; never trains")
+    plot = sub.add_parser("plot", help="draw every figure of a run directory (samples.png, loss.png, grids.png, "
+                                       "and the per-snapshot heatmaps, drawn only here) or of a study directory, "
+                                       "from saved files; never trains")
     plot.add_argument("study_dir", type=Path, metavar="RUN_OR_STUDY_DIR")
     report = sub.add_parser("report", help="rebuild a study's summaries, figures, report.md and report.html")
     report.add_argument("study_dir", type=Path)

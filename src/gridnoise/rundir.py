@@ -6,8 +6,9 @@ A run directory holds:
     checkpoint.pt      network, EMA, grids, optimiser, LR schedule, RNG, step, losses, config
     train_losses.npz   per-step training loss (`loss`, with penalty) and `mse`
     grids/grids_step_K.npz   every grid (T, n, n) each `grid_snapshot_every` steps, the grids'
-                       extent and the timestep `t` their heatmaps are drawn at
-    heatmaps/<dataset>_<grid>_step_K.png   drawn from those arrays
+                       extent and the timestep `t` their heatmaps are drawn at: saved as data while
+                       training, never drawn there
+    heatmaps/<dataset>_<grid>_step_K.png   drawn from those arrays on demand (`gridnoise plot`)
     samples.npz        `samples` (num_samples, 2) from the EMA network
     kl_history.json    KL at intermediate steps, when `eval.kl_every` asks for it
     metrics.json       the original study's metric names; written last, it marks a finished run
@@ -15,7 +16,8 @@ A run directory holds:
     provenance.json    the software and hardware that trained it (`gridnoise.provenance`)
     data.npy           the training points, when the run was given an array (Python API)
     reverse_process.gif   written by `gridnoise animate`
-    samples.png, loss.png, grids.png   the run's figures (`gridnoise.report.run_figures.draw_run_figures`)
+    samples.png, loss.png, grids.png   the run's figures, drawn once when training ends
+                       (`gridnoise.report.run_figures.draw_run_figures`)
     tensorboard/, tracking.json, mlflow.db, mlartifacts/   with --log (`gridnoise.tracking`)
     evaluation.json, likelihood_terms.npz   metrics added later by `gridnoise evaluate`
     likelihood.png        the variational bound per timestep, drawn from them
