@@ -222,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--n-points", type=int, default=100_000, help="data set size")
     bench.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes for the machine figure")
     bench.add_argument("--repeats", type=int, default=3, help="report the best of this many measurements")
+    bench.add_argument("--task-steps", type=int, default=10_000,
+                       help="steps of the grid task whose time beyond training and sampling is measured")
     bench.add_argument("--json", type=Path, default=Path("bench.json"), help="where to write the results")
     bench.add_argument("--levers", action="store_true",
                        help="also time the levers that were weighed and rejected (torch.compile, vmap)")
@@ -442,12 +444,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from gridnoise.bench import BenchSettings, format_table, run_bench
 
-    if min(args.steps, args.samples, args.workers, args.repeats) < 1 or args.n_points < BENCH_MIN_POINTS:
-        raise ConfigError("--steps, --samples, --workers and --repeats must be >= 1 and --n-points >= "
+    if min(args.steps, args.samples, args.workers, args.repeats, args.task_steps) < 1 \
+            or args.n_points < BENCH_MIN_POINTS:
+        raise ConfigError("--steps, --samples, --workers, --task-steps and --repeats must be >= 1 and --n-points >= "
                           f"{BENCH_MIN_POINTS}")
     result = run_bench(BenchSettings(steps=args.steps, warmup=min(30, args.steps), samples=args.samples,
                                      n_points=args.n_points, workers=args.workers, repeats=args.repeats,
-                                     levers=args.levers))
+                                     levers=args.levers, task_steps=args.task_steps))
     print(format_table(result))
     write_json(args.json, result)
     print(f"-> {args.json}")
