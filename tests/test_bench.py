@@ -26,7 +26,7 @@ def test_bench_runs_at_a_tiny_size():
     # one worker, so the share of peak must be taken over the cores in use, not the machine's
     # (the peak is measured with as many single-threaded processes as the training figure)
     result = run_bench(BenchSettings(steps=3, warmup=1, samples=50, n_points=1000, workers=1, repeats=1,
-                                     levers=True))
+                                     levers=True, task_steps=20))
     precisions = ["fp32", "bf16"] if native_bf16("cpu") else ["fp32"]
     for variant in ("baseline", "multiscale_l1"):
         v = result["variants"][variant]
@@ -47,7 +47,14 @@ def test_bench_runs_at_a_tiny_size():
         assert compiled["compile_seconds"] > 0 and compiled["compiled_steps_per_s"] > 0, compiled
     else:
         assert "error" in compiled and "compiled_steps_per_s" not in compiled
+    # one real grid task, as a study worker runs it: the share of its wall time beyond training and
+    # evaluation, as the task recorded it, against the 3 % budget
+    task = result["grid_task"]
+    assert task["steps"] == 20 and task["snapshots"] == 10 and task["target"] == 0.03
+    assert task["wall_time"] > task["training_time"] > 0 and task["evaluation_time"] > 0
+    assert 0 <= task["overhead_share"] <= 1
     table = format_table(result)
     assert "multiscale_l1" in table and "torch.compile" in table
+    assert f"{100 * task['overhead_share']:.1f}%" in table and "target: beyond <= 3%" in table
     assert result["machine"]["cpu"] in table  # the table says which machine it is from
     json.dumps(result)

@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 
+from gridnoise.cli import main
 from gridnoise.precision import native_bf16
 
 from conftest import gridnoise
@@ -60,9 +61,12 @@ def test_train_writes_every_result_with_the_seeds_names(tiny, tmp_path):
     for step in (20, 40, 60):
         with np.load(out / "grids" / f"grids_step_{step}.npz") as f:
             assert f["coarse_grid"].shape == (20, 5, 5) and f["fine_grid"].shape == (20, 20, 20)
+    assert (out / "checkpoint.pt").is_file() and (out / "config.toml").is_file()
+    assert not (out / "heatmaps").exists()  # drawn on demand, from the snapshots:
+    assert main(["plot", str(out)]) == 0
+    for step in (20, 40, 60):
         for grid in ("coarse", "fine"):
             assert (out / "heatmaps" / f"moons_{grid}_grid_step_{step}.png").stat().st_size > 1000
-    assert (out / "checkpoint.pt").is_file() and (out / "config.toml").is_file()
 
     # `gridnoise sample` with the run's seed redraws exactly the run's samples.
     again = tmp_path / "again.npz"
@@ -102,8 +106,9 @@ def test_single_grid_and_baseline_outputs(tiny, tmp_path, variant, metric, figur
     metrics = json.loads((out / "metrics.json").read_text())
     assert ("grid_variance" in metrics) == (metric is not None)
     assert "coarse_grid_variance" not in metrics
+    assert not (out / "heatmaps").exists()  # drawn on demand
     if figure:
-        assert (out / "heatmaps" / figure).is_file()
+        assert main(["plot", str(out)]) == 0 and (out / "heatmaps" / figure).is_file()
     else:
         assert not (out / "grids").exists()
 

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from gridnoise import rundir
 from gridnoise.config import RunConfig, SamplerConfig, adaptation_for
 from gridnoise.presets import VARIANTS
 from gridnoise.run import train_run
@@ -34,6 +35,11 @@ def test_every_variant_trains_and_samples_with_its_samplers(variant, tmp_path):
     assert all(np.isfinite(v) for v in metrics.values())
     grids = adaptation_for(variant).grids
     assert (tmp_path / "grids" / "grids_step_20.npz").is_file() == bool(grids)
+    assert not (tmp_path / "heatmaps").exists()  # snapshots are saved as data; `gridnoise plot` draws them
+    assert (tmp_path / "samples.png").is_file() and (tmp_path / "grids.png").is_file() == bool(grids)
+    timings = rundir.read_timings(tmp_path)  # where the run's time went
+    assert timings["training_time"] == metrics["training_time"]  # one segment: all of the training
+    assert 0 < timings["training_time"] + timings["evaluation_time"] + timings["figures_time"] < timings["wall_time"]
     assert ("ddim5_kl_divergence" in metrics) == (variant not in DDPM_ONLY)
     samplers = [SamplerConfig(), SamplerConfig(clip_sample=1.0)]
     if variant not in DDPM_ONLY:

@@ -10,8 +10,11 @@ Everything is measured in one process run, so the ratios compare like with like:
 - evaluation (eval loss + KL);
 - dense matmul throughput at the network's shapes (fp32, and bf16 where the CPU has it), one
   process per core like the training figure, so training and sampling throughput can be read
-  as a fraction of the machine's peak.
-Each figure is the best of `repeats` measurements (see `best_of`).
+  as a fraction of the machine's peak;
+- one real grid task, run the way a study worker runs it: the share of its wall time spent
+  beyond training and evaluation (setup, snapshots, checkpoints, figures), against a budget of 3 %.
+Each figure is the best of `repeats` measurements (see `best_of`), except the grid task's, which
+is one task of `task_steps` steps.
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ import copy
 import functools
 import multiprocessing as mp
 import os
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -30,12 +35,14 @@ from torch.func import functional_call, stack_module_state, vmap
 from torch.utils.data import DataLoader, TensorDataset
 
 from gridnoise.components import build_components
-from gridnoise.config import RunConfig, adaptation_for
+from gridnoise.config import RunConfig, TrainConfig, adaptation_for, to_dict
 from gridnoise.data import load
 from gridnoise.eval_loss import eval_loss
+from gridnoise.files import write_json
 from gridnoise.metrics import KLEstimator
 from gridnoise.precision import native_bf16, with_precision
 from gridnoise.provenance import cpu_model
+from gridnoise.rundir import TASK_FILE, read_json
 from gridnoise.sampling import sample
 from gridnoise.seeding import generator
 from gridnoise.trainer import Trainer
@@ -43,6 +50,8 @@ from gridnoise.trainer import Trainer
 VARIANTS = ("baseline", "multiscale_l1")
 BATCH = 256
 CORES = os.cpu_count() or 1  # the benchmark measures the whole machine by default
+TASK_VARIANT = "multiscale"  # the grid task: two grids, so the most snapshot data per step
+TASK_OVERHEAD_TARGET = 0.03  # a task's time beyond training and evaluation, as a share of its wall time
 
 
 @dataclass
@@ -55,6 +64,7 @@ class BenchSettings:
     workers: int = CORES
     repeats: int = 3  # each figure is the best of this many measurements (a VM's timings move 10-30%)
     levers: bool = False  # also time the rejected levers (torch.compile, vmap over models)
+    task_steps: int = 10_000  # training steps of the grid task (a study task's, by default)
 
 
 def _config(variant: str, s: BenchSettings, precision: str = "fp32", seed: int = 0) -> RunConfig:
@@ -262,6 +272,48 @@ def vmap_lever(s: BenchSettings, models: int = 4) -> dict:
             "speedup": batched / single}
 
 
+def task_config(s: BenchSettings, steps: int) -> RunConfig:
+    """A study's grid task of `steps` steps: as many grid snapshots and checkpoints per task as a study's
+    defaults take (ten each in 10000 steps), `s.n_points` points and `s.samples` samples."""
+    study = TrainConfig()
+    cfg = RunConfig(dataset=s.dataset, variant=TASK_VARIANT, adaptation=adaptation_for(TASK_VARIANT), device="cpu",
+                    n_points=s.n_points)
+    cfg.train.steps = steps
+    cfg.train.grid_snapshot_every = max(1, steps * study.grid_snapshot_every // study.steps)
+    cfg.train.checkpoint_every = max(1, steps * study.checkpoint_every // study.steps)
+    cfg.eval.num_samples = max(s.samples, cfg.eval.kl_k)
+    return cfg
+
+
+def _tasks_in_one_worker(configs: list[dict]) -> dict:
+    """Run each config as a study task (`execute_task`) in this process, one after the other; the
+    last one's task.json."""
+    from gridnoise.study.executor import execute_task
+
+    with tempfile.TemporaryDirectory() as root:
+        for i, config in enumerate(configs):
+            directory = Path(root) / f"task_{i}"
+            write_json(directory / TASK_FILE, {"run": "bench", "dataset": config["dataset"], "seed": config["seed"]})
+            execute_task(config, str(directory))
+        return read_json(directory / TASK_FILE, "task.json")
+
+
+def task_overhead(s: BenchSettings) -> dict:
+    """One grid task of `s.task_steps` steps run the way a study worker runs it (`execute_task`, one
+    thread, in a process of its own), after a ten-step task in the same process: a worker pays its
+    imports once, not per task. Returns what the task recorded in its task.json: wall, training,
+    evaluation, figures and overhead seconds, and `overhead_share`, the time beyond training and
+    evaluation as a fraction of the wall time, with the target it should stay under."""
+    cfg = task_config(s, s.task_steps)
+    warmup = task_config(BenchSettings(n_points=1000, samples=100, dataset=s.dataset), 10)
+    with mp.get_context("spawn").Pool(1) as pool:
+        task = pool.apply(_tasks_in_one_worker, ([to_dict(warmup), to_dict(cfg)],))
+    phases = ("wall_time", "training_time", "evaluation_time", "figures_time", "overhead_time", "overhead_share")
+    return {"variant": TASK_VARIANT, "dataset": s.dataset, "steps": s.task_steps,
+            "snapshots": s.task_steps // cfg.train.grid_snapshot_every, **{k: task[k] for k in phases},
+            "target": TASK_OVERHEAD_TARGET}
+
+
 def best_of(repeats: int, measure, *args, lower: bool = False) -> float:
     """The best of `repeats` runs of `measure(*args)`: the highest rate, or the lowest time.
 
@@ -312,6 +364,7 @@ def run_bench(s: BenchSettings) -> dict:
                 "sampling_fraction_of_peak": flops_sampling / sampling_machine / 1e9 / peak[f"{precision}_machine"],
             }
         out["variants"][variant] = result
+    out["grid_task"] = task_overhead(s)
     if s.levers:
         out["levers"] = {"vmap_models": vmap_lever(s)}
         try:  # inductor needs a C++ compiler; a machine without one reports why instead
@@ -343,6 +396,14 @@ def format_table(result: dict) -> str:
                 f"{p['sampling_seconds_machine']:7.2f} "
                 f"{p['sampling_speedup']:8.2f}/{p['sampling_speedup_machine']:.2f}x "
                 f"{100 * p['sampling_fraction_of_peak']:5.1f}% {v['evaluation_seconds']:7.2f}")
+    task = result.get("grid_task")  # absent from a bench.json written before it was measured
+    if task:
+        wall = task["wall_time"]
+        share = {k: 100 * task[f"{k}_time"] / wall for k in ("training", "evaluation", "figures")}
+        lines += ["", f"grid task ({task['variant']} on {task['dataset']}, {task['steps']} steps, {task['snapshots']} "
+                      f"grid snapshots, one worker thread): {wall:.1f} s = training {share['training']:.1f}% "
+                      f"+ evaluation {share['evaluation']:.1f}% + beyond them {100 * task['overhead_share']:.1f}% "
+                      f"(of which figures {share['figures']:.1f}%); target: beyond <= {100 * task['target']:.0f}%"]
     levers = result.get("levers")
     if levers:
         c, m = levers["torch_compile"], levers["vmap_models"]

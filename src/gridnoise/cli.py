@@ -194,8 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--datasaurus", type=Path, help="path of DatasaurusDozen.tsv (offline dino)")
     evaluate.add_argument("--no-progress", action="store_true", help="hide a study's progress bar")
 
-    plot = sub.add_parser("plot", help="redraw the figures of a run directory (samples.png, loss.png, grids.png, "
-                                       "heatmaps) or of a study directory, from saved files; never trains")
+    plot = sub.add_parser("plot", help="draw every figure of a run directory (samples.png, loss.png, grids.png, "
+                                       "and the per-snapshot heatmaps, drawn only here) or of a study directory, "
+                                       "from saved files; never trains")
     plot.add_argument("study_dir", type=Path, metavar="RUN_OR_STUDY_DIR")
     report = sub.add_parser("report", help="rebuild a study's summaries, figures, report.md and report.html")
     report.add_argument("study_dir", type=Path)
@@ -228,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--n-points", type=int, default=100_000, help="data set size")
     bench.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes for the machine figure")
     bench.add_argument("--repeats", type=int, default=3, help="report the best of this many measurements")
+    bench.add_argument("--task-steps", type=int, default=10_000,
+                       help="steps of the grid task whose time beyond training and sampling is measured")
     bench.add_argument("--json", type=Path, default=Path("bench.json"), help="where to write the results")
     bench.add_argument("--levers", action="store_true",
                        help="also time the levers that were weighed and rejected (torch.compile, vmap)")
@@ -449,12 +452,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from gridnoise.bench import BenchSettings, format_table, run_bench
 
-    if min(args.steps, args.samples, args.workers, args.repeats) < 1 or args.n_points < BENCH_MIN_POINTS:
-        raise ConfigError("--steps, --samples, --workers and --repeats must be >= 1 and --n-points >= "
+    if min(args.steps, args.samples, args.workers, args.repeats, args.task_steps) < 1 \
+            or args.n_points < BENCH_MIN_POINTS:
+        raise ConfigError("--steps, --samples, --workers, --task-steps and --repeats must be >= 1 and --n-points >= "
                           f"{BENCH_MIN_POINTS}")
     result = run_bench(BenchSettings(steps=args.steps, warmup=min(30, args.steps), samples=args.samples,
                                      n_points=args.n_points, workers=args.workers, repeats=args.repeats,
-                                     levers=args.levers))
+                                     levers=args.levers, task_steps=args.task_steps))
     print(format_table(result))
     write_json(args.json, result)
     print(f"-> {args.json}")

@@ -98,7 +98,7 @@ class TrainConfig:
     ema_power: float = 2 / 3  # decay warms up as 1 - (1 + k)^-power
     ema_grids: bool = False  # the original study samples with the raw (non-averaged) grids
     checkpoint_every: int = 1000
-    grid_snapshot_every: int = 1000  # save (and draw) every grid this often
+    grid_snapshot_every: int = 1000  # save every grid this often (as data; `gridnoise plot` draws them)
     log_every: int = 100  # progress-bar refresh and non-finite-loss check
 
 

@@ -6,16 +6,21 @@ A run directory holds:
     checkpoint.pt      network, EMA, grids, optimiser, LR schedule, RNG, step, losses, config
     train_losses.npz   per-step training loss (`loss`, with penalty) and `mse`
     grids/grids_step_K.npz   every grid (T, n, n) each `grid_snapshot_every` steps, the grids'
-                       extent and the timestep `t` their heatmaps are drawn at
-    heatmaps/<dataset>_<grid>_step_K.png   drawn from those arrays
+                       extent and the timestep `t` their heatmaps are drawn at: saved as data while
+                       training, never drawn there
+    heatmaps/<dataset>_<grid>_step_K.png   drawn from those arrays on demand (`gridnoise plot`)
     samples.npz        `samples` (num_samples, 2) from the EMA network
     kl_history.json    KL at intermediate steps, when `eval.kl_every` asks for it
     metrics.json       the original study's metric names; written last, it marks a finished run
-    task.json          in a study: the task's config hash, run, data set, seed, peak memory
+    timings.json       seconds the last training segment spent in all, training, evaluating (eval
+                       loss, sampling, sample metrics) and drawing figures
+    task.json          in a study: the task's config hash, run, data set, seed, peak memory, and
+                       where its wall time went (`gridnoise.study.executor.task_phases`)
     provenance.json    the software and hardware that trained it (`gridnoise.provenance`)
     data.npy           the training points, when the run was given an array (Python API)
     reverse_process.gif   written by `gridnoise animate`
-    samples.png, loss.png, grids.png   the run's figures (`gridnoise.report.run_figures.draw_run_figures`)
+    samples.png, loss.png, grids.png   the run's figures, drawn once when training ends
+                       (`gridnoise.report.run_figures.draw_run_figures`)
     tensorboard/, tracking.json, mlflow.db, mlartifacts/   with --log (`gridnoise.tracking`)
     evaluation.json, likelihood_terms.npz   metrics added later by `gridnoise evaluate`
     likelihood.png        the variational bound per timestep, drawn from them
@@ -42,6 +47,7 @@ CHECKPOINT_FILE = "checkpoint.pt"
 LOSSES_FILE = "train_losses.npz"
 SAMPLES_FILE = "samples.npz"
 METRICS_FILE = "metrics.json"
+TIMINGS_FILE = "timings.json"  # where the last training segment's time went (`write_timings`)
 KL_HISTORY_FILE = "kl_history.json"
 TASK_FILE = "task.json"
 PROVENANCE_FILE = "provenance.json"
@@ -61,7 +67,7 @@ DATA_FILE = "data.npy"  # the points of a run trained on an array (the Python AP
 RUN_ENTRIES = {CONFIG_FILE, CHECKPOINT_FILE, LOSSES_FILE, SAMPLES_FILE, METRICS_FILE, KL_HISTORY_FILE, TASK_FILE,
                ANIMATION_FILE, GRIDS_DIR, HEATMAPS_DIR, DATA_FILE, PROVENANCE_FILE, SAMPLES_FIGURE, LOSS_FIGURE,
                GRIDS_FIGURE, TENSORBOARD_DIR, TRACKING_FILE, MLFLOW_DB, MLFLOW_ARTIFACTS, EVALUATION_FILE,
-               LIKELIHOOD_TERMS_FILE, LIKELIHOOD_FIGURE}
+               LIKELIHOOD_TERMS_FILE, LIKELIHOOD_FIGURE, TIMINGS_FILE}
 EXPERIMENT_FILE = "experiment.json"  # in a study directory: the experiment it holds
 
 
@@ -148,6 +154,17 @@ def read_kl_history(run_dir: Path) -> dict:
 
 def write_kl_history(run_dir: Path, history: dict) -> Path:
     return write_json(run_dir / KL_HISTORY_FILE, history)
+
+
+def write_timings(run_dir: Path, timings: dict[str, float]) -> Path:
+    """Seconds of the run's last training segment: `wall_time` (all of `train_run`), `training_time`
+    (the loop), `evaluation_time` (eval loss, sampling, sample metrics) and `figures_time`."""
+    return write_json(run_dir / TIMINGS_FILE, timings)
+
+
+def read_timings(run_dir: str | Path) -> dict[str, float]:
+    """What `write_timings` wrote."""
+    return read_json(Path(run_dir) / TIMINGS_FILE, TIMINGS_FILE)
 
 
 def write_provenance(run_dir: Path, record: dict) -> Path:

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from gridnoise.cli import main
 from gridnoise.data import load
 from gridnoise.data.datafile import (
     MIN_ROWS,
@@ -162,7 +163,8 @@ def test_train_on_a_csv_far_from_the_study_scale_returns_samples_in_its_units(tm
     gridnoise("sample", out, "-n", 200, "--out", tmp_path / "s.npz")
     with np.load(tmp_path / "s.npz") as f:
         assert 900 < np.median(f["samples"][:, 0]) < 1200
-    assert (out / "heatmaps").is_dir()  # figures drawn in the data's units without error
+    assert (out / "grids.png").is_file()  # figures drawn in the data's units without error
+    assert main(["plot", str(out)]) == 0 and (out / "heatmaps").is_dir()  # the per-snapshot ones on demand
 
 
 def test_a_bad_data_file_fails_before_anything_is_written(tmp_path):

@@ -89,8 +89,11 @@ def test_samples_and_loss_figures():
     assert len(fig.axes) == 2 and list(fig.axes[1].lines[0].get_ydata()) == [0.9, 0.5, 0.4]
 
 
-def test_a_run_draws_its_own_figures_from_its_files(tmp_path):
-    """samples.png, loss.png, grids.png and one heatmap per snapshot and grid, at the quarters."""
+def test_a_run_draws_its_own_figures_from_its_files(tmp_path, capsys):
+    """Training draws samples.png, loss.png and grids.png and saves its grid snapshots as data;
+    `gridnoise plot` draws one heatmap per snapshot and grid from them, at the quarters."""
+    from gridnoise.cli import main
+
     out = tmp_path / "run"
     gridnoise("train", "--dataset", "moons", "--variant", "multiscale", "--steps", 40, "--n-points", 2000,
               "--set", "diffusion.num_timesteps=20", "--set", "train.grid_snapshot_every=20",
@@ -98,13 +101,17 @@ def test_a_run_draws_its_own_figures_from_its_files(tmp_path):
     figures = {"samples.png", "loss.png", "grids.png"}
     heatmaps = {f"moons_{g}_grid_step_{s}.png" for g in ("coarse", "fine") for s in (20, 40)}
     assert figures <= {p.name for p in out.iterdir()}
-    assert {p.name for p in (out / "heatmaps").iterdir()} == heatmaps
+    assert [p.name for p in rundir.grid_snapshots(out)] == ["grids_step_20.npz", "grids_step_40.npz"]
+    assert not (out / "heatmaps").exists()  # drawn on demand, not while training
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.suffix != ".png"}
+    assert main(["plot", str(out)]) == 0
+    assert "7 figures" in capsys.readouterr().out  # three, and two grids at two snapshots
+    assert {p.name for p in (out / "heatmaps").iterdir()} == heatmaps  # the original study's names
     for name in figures:
         (out / name).unlink()
     shutil.rmtree(out / "heatmaps")
-    assert "7 figures" in gridnoise("plot", out).stdout  # three, and two grids at two snapshots
-    assert figures <= {p.name for p in out.iterdir()} and len(list((out / "heatmaps").iterdir())) == 4
+    assert main(["plot", str(out)]) == 0 and "7 figures" in capsys.readouterr().out  # drawn again from the files
+    assert figures <= {p.name for p in out.iterdir()} and {p.name for p in (out / "heatmaps").iterdir()} == heatmaps
     assert before == {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.suffix != ".png"}
     # What those files show, as figure objects drawn from the same saved arrays:
     _, grids, extent = rundir.read_grid_snapshot(rundir.final_snapshot(out), rundir.read_config(out))

@@ -108,3 +108,25 @@ def test_near_zero_variance_bars_are_labelled(known):
     assert len(fine.patches) == 2 and len(fine.texts) == 2  # one multi-scale run on two data sets, each labelled
     for bar, text in zip(fine.patches, fine.texts):
         assert float(text.get_text()) == pytest.approx(bar.get_height(), rel=0.05)
+
+
+def test_a_report_draws_what_tasks_lack_once_and_leaves_heatmaps_to_plot(tmp_path, capsys):
+    """A study's report draws each task's samples, loss and grids figures where missing, and no
+    per-snapshot heatmap: those are drawn on demand, by `gridnoise plot STUDY_DIR`, so a second
+    report redraws nothing of the tasks'."""
+    from gridnoise.cli import main
+    from gridnoise.report.outputs import write_study_outputs
+
+    study = make_study(tmp_path / "s", seeds=(0,))
+    write_study_outputs(study)
+    assert all((d / "samples.png").is_file() and (d / "loss.png").is_file() for d in study.glob("*/*/seed_*"))
+    assert (study / "noisy/moons/seed_0/grids.png").is_file()
+    assert not list(study.rglob("heatmaps"))
+    drawn = {p: p.stat().st_mtime_ns for p in study.glob("*/*/seed_*/*.png")}
+    write_study_outputs(study)
+    assert drawn == {p: p.stat().st_mtime_ns for p in study.glob("*/*/seed_*/*.png")}
+    assert not list(study.rglob("heatmaps"))
+    assert main(["plot", str(study)]) == 0 and "figures ->" in capsys.readouterr().out
+    assert {p.name for p in (study / "noisy/moons/seed_0/heatmaps").iterdir()} == {
+        "moons_coarse_grid_step_500.png", "moons_fine_grid_step_500.png"}  # the original study's names
+    assert {p.name for p in (study / "good/line/seed_0/heatmaps").iterdir()} == {"line_grid_step_500.png"}

@@ -74,6 +74,11 @@ def test_local_cluster_runs_skips_and_summarises(tmp_path):
     assert len(first) == 8
     task = json.loads((out / "grid/line/seed_1/task.json").read_text())
     assert task["peak_rss_mb"] > 0 and len(task["hash"]) == 16
+    # where its wall time went: the time beyond training and evaluation is what is left of it
+    assert task["training_time"] > 0 and task["evaluation_time"] > 0 and task["figures_time"] > 0
+    assert task["overhead_time"] == pytest.approx(task["wall_time"] - task["training_time"] - task["evaluation_time"])
+    assert 0 < task["overhead_share"] < 1
+    assert (out / "grid/line/seed_1/grids").is_dir() and not (out / "grid/line/seed_1/heatmaps").exists()
 
     # Re-running skips every finished task (nothing retrained, files untouched).
     stamp = (out / "grid/line/seed_1/metrics.json").stat().st_mtime_ns

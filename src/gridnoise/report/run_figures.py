@@ -1,8 +1,7 @@
 """Figures of one run, and the building blocks every figure shares; nothing here trains.
 
 Every `*_figure` function returns a matplotlib Figure, which `save_figure` writes atomically.
-`draw_run_figures` writes a run's own pictures from its files (`gridnoise plot RUN_DIR`, and
-`train` when it finishes):
+`draw_run_figures` writes a run's own pictures from its files; nothing is drawn during training:
 
     samples.png        the samples over the data (faint grey), on the same axes
     loss.png           the training loss per step with its moving average (and the KL during
@@ -11,6 +10,10 @@ Every `*_figure` function returns a matplotlib Figure, which `save_figure` write
                        over it, one colour scale for the figure
     heatmaps/<dataset>_<grid>_step_K.png   the same for each grid snapshot (the original study's names)
 
+The first three are drawn once when a run finishes (`gridnoise train`, a study's task), and by a
+study's report where a task lacks them. The per-snapshot heatmaps are drawn on demand only, by
+`gridnoise plot RUN_DIR` or `gridnoise plot STUDY_DIR`, from the snapshots training saved as data
+(`grids/grids_step_K.npz`): at about a second a snapshot, they took 8 % of a 10000-step study task.
 A study's figures are `gridnoise.report.study_figures`'.
 """
 
@@ -294,7 +297,10 @@ def run_title(cfg) -> str:
 
 def draw_run_figures(run_dir: str | Path, heatmaps: bool = True) -> list[Path]:
     """Write a run's own figures from its files: samples.png, loss.png, and for a grid run grids.png
-    and (with `heatmaps`) the per-snapshot heatmaps; returns the paths written. Never trains."""
+    and (with `heatmaps`) the per-snapshot heatmaps; returns the paths written. Never trains.
+
+    `train_run` passes heatmaps=False (one figure per grid and snapshot is drawn on demand, by
+    `gridnoise plot`)."""
     run_dir = Path(run_dir)
     cfg = rundir.read_config(run_dir)
     name = run_title(cfg)

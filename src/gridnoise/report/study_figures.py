@@ -11,7 +11,9 @@
     grid_variance_comparison.png   coarse and fine grid variance of the multi-scale runs
     final_grids/<run>_<dataset>.png   every grid of a run at t = 0, T/4, T/2, 3T/4, T-1
 
-and each finished task's own figures (`run_figures.draw_run_figures`) where they are missing.
+and each finished task's own figures (`run_figures.draw_run_figures`) where they are missing. A
+task's per-snapshot heatmaps are drawn on demand only (`gridnoise plot`, `make_figures` without
+`only_missing_run_figures`): a report does not show them, so their absence is not "missing".
 """
 
 from __future__ import annotations
@@ -274,16 +276,19 @@ FIGURE_FILES = ("samples.png", "loss.png")  # a task without these has not had i
 
 
 def redraw_run_figures(results: StudyResults, only_missing: bool = False) -> list[Path]:
-    """Draw every finished task's own figures (`run_figures.draw_run_figures`), or with `only_missing` just
-    what a task lacks: all its figures when its samples, loss or grids figure is missing, else only
-    its likelihood figure when that is missing or older than the `evaluation.json` it shows."""
+    """Draw every finished task's own figures (`run_figures.draw_run_figures`) with its per-snapshot
+    heatmaps, or with `only_missing` just what a task lacks: its figures but not the heatmaps (drawn on
+    demand) when its samples, loss or grids figure is missing, else only its likelihood figure when
+    that is missing or older than the `evaluation.json` it shows."""
     written = []
     for key in sorted(results.metrics):
         run_dir = results.run_dir(*key)
         drawn = all((run_dir / name).is_file() for name in FIGURE_FILES) and (
             rundir.final_snapshot(run_dir) is None or (run_dir / rundir.GRIDS_FIGURE).is_file())
-        if not only_missing or not drawn:
+        if not only_missing:
             written += draw_run_figures(run_dir)
+        elif not drawn:
+            written += draw_run_figures(run_dir, heatmaps=False)
         elif _stale_likelihood_figure(run_dir):
             written.append(draw_likelihood_figure(run_dir, run_title(rundir.read_config(run_dir))))
     return written

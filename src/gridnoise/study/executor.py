@@ -20,7 +20,17 @@ from pathlib import Path
 from gridnoise.config import RunConfig, from_dict, to_dict
 from gridnoise.errors import ClusterError, ConfigError, OutputExistsError
 from gridnoise.files import write_json
-from gridnoise.rundir import CONFIG_FILE, EXPERIMENT_FILE, METRICS_FILE, TASK_FILE, read_config, read_json, task_dir
+from gridnoise.rundir import (
+    CONFIG_FILE,
+    EXPERIMENT_FILE,
+    METRICS_FILE,
+    TASK_FILE,
+    read_config,
+    read_json,
+    read_metrics,
+    read_timings,
+    task_dir,
+)
 from gridnoise.study.experiment import Experiment, Task
 
 REFRESH_SECONDS = 2.0
@@ -64,7 +74,8 @@ def keep_freed_memory() -> bool:
 
 
 def execute_task(config: dict, directory: str, threads: int = 1) -> dict:
-    """Worker side: train, evaluate and sample one task into `directory` (resuming if begun)."""
+    """Worker side: train, evaluate and sample one task into `directory` (resuming if begun), and
+    record in its task.json its peak memory, wall time and where that time went (`task_phases`)."""
     import torch
 
     from gridnoise.run import train_run
@@ -72,15 +83,30 @@ def execute_task(config: dict, directory: str, threads: int = 1) -> dict:
     keep_freed_memory()
     torch.set_num_threads(threads)
     cfg = from_dict(RunConfig, config).validate()
-    start = time.time()
+    trains = read_metrics(directory) is None  # else finished before (killed before task.json was updated)
+    start = time.perf_counter()
     metrics = train_run(cfg, directory, resume=True, progress=False)
+    wall_time = time.perf_counter() - start
     task_file = Path(directory) / TASK_FILE
     info = read_json(task_file, "task.json")
     # ru_maxrss (KiB on Linux) is the worker process's peak so far: an upper bound for this task.
-    info.update(peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                wall_time=time.time() - start, worker_pid=os.getpid())
+    info.update(peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, wall_time=wall_time,
+                worker_pid=os.getpid())
+    if trains:
+        info.update(task_phases(read_timings(directory), wall_time))
     write_json(task_file, info)
     return metrics
+
+
+def task_phases(timings: dict[str, float], wall_time: float) -> dict[str, float]:
+    """Where a task's `wall_time` went, from its run's `timings.json`: `training_time` (the loop),
+    `evaluation_time` (eval loss, sampling and sample metrics), `figures_time`, and `overhead_time`,
+    everything beyond training and evaluation (setup, snapshots, checkpoints, figures), with
+    `overhead_share` its fraction of the wall time. Issue 24's budget for that share is 3 %."""
+    training, evaluation = timings["training_time"], timings["evaluation_time"]
+    overhead = wall_time - training - evaluation
+    return {"training_time": training, "evaluation_time": evaluation, "figures_time": timings["figures_time"],
+            "overhead_time": overhead, "overhead_share": overhead / wall_time}
 
 
 def claim_directory(exp: Experiment, out: Path) -> None:
