@@ -10,4 +10,5 @@ export GRIDNOISE_REQUIRE_BROWSER=1  # so the browser test fails, not skips, if C
 export GRIDNOISE_DATASAURUS="${GRIDNOISE_DATASAURUS:-$(cd .. && pwd)/shared/data/DatasaurusDozen.tsv}"
 .venv/bin/ruff check src tests examples
 .venv/bin/mypy
-.venv/bin/python -m pytest "$@"
+# Both cores: two pytest workers, each file's tests kept together on one (they share its fixtures).
+.venv/bin/python -m pytest -n "${GRIDNOISE_TEST_WORKERS:-2}" --dist loadfile --durations=25 "$@"

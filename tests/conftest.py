@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import socket
 import subprocess
@@ -43,6 +44,30 @@ def gridnoise(*args, check: bool = True) -> subprocess.CompletedProcess:
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}: {proc.stderr[-2000:]}")
     return proc
+
+
+def cli(*args) -> subprocess.CompletedProcess:
+    """Run `gridnoise.cli.main` in this process, as `gridnoise(*args, check=False)` runs the command:
+    its exit status and what it printed. For error paths, which need no fresh interpreter; keep one
+    real subprocess per command elsewhere."""
+    from gridnoise.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as e:  # argparse's usage errors and --help
+            code = e.code if isinstance(e.code, int) else 1
+    return subprocess.CompletedProcess(["gridnoise", *map(str, args)], code, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread_per_test_worker():
+    """Under pytest-xdist each worker trains on one thread: two workers on two cores, not four threads."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

@@ -31,6 +31,7 @@ from gridnoise.metrics import KLEstimator, grid_variance, sample_quality, wasser
 from gridnoise.precision import with_precision
 from gridnoise.provenance import provenance
 from gridnoise.registry import SAMPLE_QUALITY
+from gridnoise.report.run_figures import draw_run_figures
 from gridnoise.rundir import CHECKPOINT_FILE, CONFIG_FILE, RUN_ENTRIES, read_config, read_metrics
 from gridnoise.sampling import draw, sample
 from gridnoise.schedulers import make_scheduler
@@ -143,8 +144,6 @@ def train_run(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, resum
         evaluated = time.perf_counter()
         rundir.write_provenance(out, provenance(device))
         drawing = time.perf_counter()
-        from gridnoise.report.run_figures import draw_run_figures  # matplotlib: a process's first run pays here
-
         draw_run_figures(out, heatmaps=False)  # samples.png, loss.png, grids.png: once, from the saved files
         drawn = time.perf_counter()
         log.finish(metrics, trainer.step)
