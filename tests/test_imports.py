@@ -10,6 +10,8 @@ the one place that loads users' own code (plug-ins).
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1] / "src"
@@ -163,3 +165,12 @@ def test_readers_of_saved_results_do_not_import_training_code():
     training = {"gridnoise.trainer", "gridnoise.run", "gridnoise.study.executor", "gridnoise.api"}
     for reader in sorted(readers):
         assert not training & reachable(graph, reader), reader
+
+
+def test_the_command_line_starts_without_numpy_torch_matplotlib_or_dask():
+    """`import gridnoise` and `gridnoise --help` load none of the heavy libraries (a fraction of a second)."""
+    code = ("import sys, gridnoise, gridnoise.cli; gridnoise.cli.build_parser().format_help(); "
+            "print(sorted(m for m in ('numpy', 'torch', 'matplotlib', 'dask', 'distributed', 'scipy') "
+            "if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]", proc.stdout

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gridnoise import rundir
 from gridnoise.config import (
+    CONNECT_TIMEOUT,
     RunConfig,
     SamplerConfig,
     dumps_toml,
@@ -19,20 +19,14 @@ from gridnoise.config import (
     override,
     settings_tables,
 )
-from gridnoise.data import DATASETS, DESCRIPTIONS, STUDY_DATASETS
-from gridnoise.data import load as load_data
 from gridnoise.errors import CheckpointError, ConfigError, GridnoiseError, OutputExistsError, exit_code, one_line
-from gridnoise.files import write_json, write_npz
 from gridnoise.presets import VARIANTS
 from gridnoise.registry import SAMPLERS
-from gridnoise.study.executor import CONNECT_TIMEOUT
-from gridnoise.study.experiment import bundled, load_experiment
-from gridnoise.study.results import load_results
 from gridnoise.threads import MAX_THREADS, default_threads
 from gridnoise.version import __version__
 
-# The commands' heavy modules (torch, matplotlib, Dask) are imported where a command needs them, so
-# that `gridnoise --help` and a usage error start in a fraction of a second.
+# Each command imports the modules it needs when it runs: those load numpy, torch, matplotlib or
+# Dask, and `gridnoise --help` or a usage error should answer in a few tens of milliseconds.
 
 EPILOG = ("Variants: baseline, grid10, grid20, multiscale, multiscale_l1 (the original study's), their *_data versions "
           "(grids over the data's extent), conditioning[_multiscale], reverse_variance[_multiscale]. "
@@ -246,6 +240,7 @@ def _int_list(text: str) -> list[int]:
 
 def run_config_from_args(args: argparse.Namespace) -> RunConfig:
     """The saved config (on --resume) or --config or the defaults, with the flags and then --set on top."""
+    from gridnoise import rundir
     saved = args.out / rundir.CONFIG_FILE
     if args.resume and saved.is_file() and args.config is None:
         base = load_run_config(saved)
@@ -291,6 +286,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
+    from gridnoise.files import write_npz
     from gridnoise.sampling import sample_run
 
     if args.num_samples < 1:
@@ -323,6 +319,7 @@ def _sampler(args: argparse.Namespace):
 
 
 def cmd_animate(args: argparse.Namespace) -> int:
+    from gridnoise import rundir
     from gridnoise.report.animate import write_gif
 
     rundir.read_config(args.run_dir)  # a one-line error for anything that is not a run directory
@@ -340,6 +337,7 @@ def cmd_animate(args: argparse.Namespace) -> int:
 
 def cmd_study(args: argparse.Namespace) -> int:
     from gridnoise.study.executor import run_tasks
+    from gridnoise.study.experiment import bundled, load_experiment
 
     if args.datasaurus is not None:
         os.environ["GRIDNOISE_DATASAURUS"] = str(args.datasaurus.resolve())
@@ -371,6 +369,7 @@ def _study_outcome(outcome, study_dir: Path, what: str, skipped: str, nothing: s
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from gridnoise import rundir
     from gridnoise.study.evaluation import check_metrics, evaluate_run, evaluate_study
 
     if args.datasaurus is not None:
@@ -394,6 +393,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
+    from gridnoise import rundir
     path = args.study_dir
     if (path / rundir.CONFIG_FILE).is_file():  # a run directory
         from gridnoise.report.run_figures import draw_run_figures
@@ -426,6 +426,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
+    from gridnoise.data import DATASETS, DESCRIPTIONS, STUDY_DATASETS, load
 
     for name in DATASETS:
         print(f"{name:13s} {DESCRIPTIONS[name]}{'  (original study)' if name in STUDY_DATASETS else ''}")
@@ -435,7 +436,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
     if args.plot.suffix != ".png":
         raise ConfigError(f"--plot writes PNG: give a file ending in .png (got {args.plot})")
-    points = {name: load_data(name, args.num_points, seed=args.seed, datasaurus_path=args.datasaurus)
+    points = {name: load(name, args.num_points, seed=args.seed, datasaurus_path=args.datasaurus)
               for name in DATASETS}
     print(f"figure -> {save_figure(datasets_figure(points), args.plot)}")
     return 0
@@ -444,6 +445,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from gridnoise.report.markdown import table
     from gridnoise.report.sections import study_comparison
+    from gridnoise.study.results import load_results
 
     print(table(study_comparison(load_results(args.first), load_results(args.second), args.metric)))
     return 0
@@ -451,6 +453,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from gridnoise.bench import BenchSettings, format_table, run_bench
+    from gridnoise.files import write_json
 
     if min(args.steps, args.samples, args.workers, args.repeats, args.task_steps) < 1 \
             or args.n_points < BENCH_MIN_POINTS:

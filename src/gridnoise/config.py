@@ -19,7 +19,6 @@ from typing import Any, Literal
 
 import tomli_w
 
-from gridnoise.data import check_dataset
 from gridnoise.errors import ConfigError
 from gridnoise.presets import ORIGINAL_EXTENT, VARIANTS
 from gridnoise.registry import SAMPLERS
@@ -56,6 +55,8 @@ class ModelConfig:
     input_scale: float = 25.0  # coordinates are multiplied by this before embedding
     time_scale: float = 1.0
 
+
+CONNECT_TIMEOUT = 10.0  # seconds to wait for an existing Dask scheduler (--connect-timeout)
 
 # Values renamed after results were saved under the old spelling: the old one is still accepted
 # (and is what task hashes see, so finished studies stay finished).
@@ -169,6 +170,8 @@ class RunConfig:
 
         _check_finite(self)
         check_trackers(self.log.trackers)
+        from gridnoise.data import check_dataset  # numpy: kept out of the command line's start-up
+
         check_dataset(self.dataset)
         t, m = self.train, self.model
         checks = [

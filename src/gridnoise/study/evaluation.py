@@ -42,7 +42,7 @@ from gridnoise import data, rundir
 from gridnoise.adaptation import NoiseAdaptation, ode_skip_reason
 from gridnoise.cell_sampler import cell_prior, cell_variational_bound
 from gridnoise.components import resolve_device, sampling_components
-from gridnoise.config import RunConfig, from_dict
+from gridnoise.config import CONNECT_TIMEOUT, RunConfig, from_dict
 from gridnoise.data import model_points
 from gridnoise.data.datafile import is_data_file, to_model
 from gridnoise.data.densities import entropy, has_density
@@ -61,7 +61,7 @@ from gridnoise.registry import EVALUATED
 from gridnoise.rundir import EVALUATION_FILE
 from gridnoise.rundir import LIKELIHOOD_TERMS_FILE as TERMS_FILE
 from gridnoise.seeding import generator
-from gridnoise.study.executor import CONNECT_TIMEOUT, SweepOutcome, SweepProgress, collect, connect, keep_freed_memory
+from gridnoise.study.executor import SweepOutcome, SweepProgress, collect, connect, keep_freed_memory
 from gridnoise.study.results import finite_or_none, load_results
 
 ODE_POINTS = 1000  # held-out points for the ODE likelihood (its cost is ~1000 network calls per point batch)

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gridnoise.config import RunConfig, from_dict, to_dict
+from gridnoise.config import CONNECT_TIMEOUT, RunConfig, from_dict, to_dict
 from gridnoise.errors import ClusterError, ConfigError, OutputExistsError
 from gridnoise.files import write_json
 from gridnoise.rundir import (
@@ -35,7 +35,6 @@ from gridnoise.study.experiment import Experiment, Task
 
 REFRESH_SECONDS = 2.0
 
-CONNECT_TIMEOUT = 10.0  # seconds to wait for an existing Dask scheduler (--connect-timeout)
 
 
 @dataclass
