@@ -10,6 +10,8 @@ A run directory holds:
     heatmaps/<dataset>_<grid>_step_K.png   drawn from those arrays
     samples.npz        `samples` (num_samples, 2) from the EMA network
     kl_history.json    KL at intermediate steps, when `eval.kl_every` asks for it
+    training_segments.json   each training session of the run: the step it started from (0, or the
+                       checkpoint's step it resumed from), the step it ended at and its process id
     metrics.json       the original study's metric names; written last, it marks a finished run
     task.json          in a study: the task's config hash, run, data set, seed, peak memory
     provenance.json    the software and hardware that trained it (`gridnoise.provenance`)
@@ -28,6 +30,7 @@ atomically. Nothing here imports torch until a checkpoint is read.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +46,7 @@ LOSSES_FILE = "train_losses.npz"
 SAMPLES_FILE = "samples.npz"
 METRICS_FILE = "metrics.json"
 KL_HISTORY_FILE = "kl_history.json"
+SEGMENTS_FILE = "training_segments.json"  # where each training session of the run started and ended
 TASK_FILE = "task.json"
 PROVENANCE_FILE = "provenance.json"
 GRIDS_DIR = "grids"
@@ -58,9 +62,9 @@ EVALUATION_FILE = "evaluation.json"  # metrics added to a finished run by `gridn
 LIKELIHOOD_TERMS_FILE = "likelihood_terms.npz"  # the bound's per-timestep terms, the ODE's per-point values
 LIKELIHOOD_FIGURE = "likelihood.png"  # the bound per timestep, drawn from LIKELIHOOD_TERMS_FILE
 DATA_FILE = "data.npy"  # the points of a run trained on an array (the Python API saves them here)
-RUN_ENTRIES = {CONFIG_FILE, CHECKPOINT_FILE, LOSSES_FILE, SAMPLES_FILE, METRICS_FILE, KL_HISTORY_FILE, TASK_FILE,
-               ANIMATION_FILE, GRIDS_DIR, HEATMAPS_DIR, DATA_FILE, PROVENANCE_FILE, SAMPLES_FIGURE, LOSS_FIGURE,
-               GRIDS_FIGURE, TENSORBOARD_DIR, TRACKING_FILE, MLFLOW_DB, MLFLOW_ARTIFACTS, EVALUATION_FILE,
+RUN_ENTRIES = {CONFIG_FILE, CHECKPOINT_FILE, LOSSES_FILE, SAMPLES_FILE, METRICS_FILE, KL_HISTORY_FILE, SEGMENTS_FILE,
+               TASK_FILE, ANIMATION_FILE, GRIDS_DIR, HEATMAPS_DIR, DATA_FILE, PROVENANCE_FILE, SAMPLES_FIGURE,
+               LOSS_FIGURE, GRIDS_FIGURE, TENSORBOARD_DIR, TRACKING_FILE, MLFLOW_DB, MLFLOW_ARTIFACTS, EVALUATION_FILE,
                LIKELIHOOD_TERMS_FILE, LIKELIHOOD_FIGURE}
 EXPERIMENT_FILE = "experiment.json"  # in a study directory: the experiment it holds
 
@@ -148,6 +152,34 @@ def read_kl_history(run_dir: Path) -> dict:
 
 def write_kl_history(run_dir: Path, history: dict) -> Path:
     return write_json(run_dir / KL_HISTORY_FILE, history)
+
+
+def read_segments(run_dir: str | Path) -> list[dict]:
+    """The run's training sessions so far, oldest first, each {"start_step", "end_step", "pid"}:
+    the step it started from (0, or the step of the checkpoint it resumed from), the step it
+    ended at (absent for a session that was interrupted) and the process that trained it.
+    Empty for a run not started yet, or one from before sessions were recorded."""
+    path = Path(run_dir) / SEGMENTS_FILE
+    if not path.is_file():
+        return []
+    try:
+        return json.loads(path.read_text())["segments"]
+    except (ValueError, KeyError, TypeError):
+        raise CheckpointError(f"{path} is corrupt: delete it (it only records where training sessions "
+                              "started) and resume with --resume") from None
+
+
+def start_segment(run_dir: Path, step: int) -> Path:
+    """Record that a training session of this process starts at `step`."""
+    segments = [*read_segments(run_dir), {"start_step": int(step), "pid": os.getpid()}]
+    return write_json(Path(run_dir) / SEGMENTS_FILE, {"segments": segments})
+
+
+def end_segment(run_dir: Path, step: int) -> Path:
+    """Record that the current training session (the last one started) ended at `step`."""
+    segments = read_segments(run_dir)
+    segments[-1]["end_step"] = int(step)
+    return write_json(Path(run_dir) / SEGMENTS_FILE, {"segments": segments})
 
 
 def write_provenance(run_dir: Path, record: dict) -> Path:
