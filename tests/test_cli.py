@@ -109,9 +109,12 @@ def test_single_grid_and_baseline_outputs(tiny, tmp_path, variant, metric, figur
 
 
 def test_killed_run_resumes_to_the_same_numbers(tmp_path):
+    from gridnoise import rundir
+
     config = tmp_path / "c.toml"
     config.write_text(TINY.format(ck=100))
-    args = ["train", "--config", config, "--dataset", "circle", "--variant", "grid20", "--steps", 1500,
+    steps = 1500
+    args = ["train", "--config", config, "--dataset", "circle", "--variant", "grid20", "--steps", steps,
             "--no-progress"]
     gridnoise(*args, "--out", tmp_path / "full")
 
@@ -123,9 +126,18 @@ def test_killed_run_resumes_to_the_same_numbers(tmp_path):
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert not (out / "metrics.json").exists(), "the run finished before it could be killed"
+    assert (out / "checkpoint.pt").exists() and not (out / "metrics.json").exists(), \
+        "the run failed, or finished before it could be killed"
+    checkpoint_step = int(rundir.load_checkpoint(out / "checkpoint.pt")["step"])
+    assert 0 < checkpoint_step < steps and checkpoint_step % 100 == 0
     gridnoise(*args, "--out", out, "--resume")
 
+    # The resumed process started from the checkpoint's step and trained only the steps after it.
+    killed, resumed_session = rundir.read_segments(out)
+    assert killed["start_step"] == 0 and "end_step" not in killed and killed["pid"] == proc.pid
+    assert resumed_session["start_step"] == checkpoint_step and resumed_session["end_step"] == steps
+    assert resumed_session["pid"] != proc.pid
+    # ... and ended with the uninterrupted run's numbers.
     full = json.loads((tmp_path / "full" / "metrics.json").read_text())
     resumed = json.loads((out / "metrics.json").read_text())
     for key in ("eval_loss", "kl_divergence", "grid_variance"):
@@ -133,10 +145,10 @@ def test_killed_run_resumes_to_the_same_numbers(tmp_path):
     for name, key in (("samples.npz", "samples"), ("train_losses.npz", "loss")):
         with np.load(tmp_path / "full" / name) as a, np.load(out / name) as b:
             assert np.array_equal(a[key], b[key])
-    # Resuming a finished run changes nothing.
-    before = (out / "metrics.json").read_bytes()
+    # Resuming a finished run changes nothing and trains nothing.
+    before = {name: (out / name).read_bytes() for name in ("metrics.json", rundir.SEGMENTS_FILE)}
     gridnoise(*args, "--out", out, "--resume")
-    assert (out / "metrics.json").read_bytes() == before
+    assert {name: (out / name).read_bytes() for name in before} == before
 
 
 @pytest.mark.parametrize("args, text", [
