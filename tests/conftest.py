@@ -15,6 +15,21 @@ import pytest
 DATASAURUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "DatasaurusDozen.tsv"
 
 
+def cpu_flags() -> set[str]:
+    """The instruction-set flags the kernel reports for this CPU (the `flags` line of /proc/cpuinfo;
+    empty where there is none)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return set()
+    return next((set(ln.split(":", 1)[1].split()) for ln in lines if ln.split(":")[0].strip() == "flags"), set())
+
+
+# Whether this CPU has bf16 matrix instructions (AVX512-BF16 or AMX-BF16), as the kernel reports them:
+# what `gridnoise.precision.native_bf16("cpu")` must find, and what decides the bf16 warnings and benchmarks.
+HARDWARE_BF16 = bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
 # The defaults table of a tiny study: every task trains in about a second.
 TINY_STUDY = """[defaults]
 n_points = 1000

@@ -11,9 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from gridnoise.precision import native_bf16
-
-from conftest import gridnoise
+from conftest import HARDWARE_BF16, gridnoise
 
 TINY = """
 n_points = 3000
@@ -83,7 +81,7 @@ def test_bf16_run_records_its_precision(tiny, tmp_path):
     assert 'precision = "bf16"' in (out / "config.toml").read_text()
     # bf16 without hardware support is emulated and slow: the run goes on, with one line saying so
     warnings = [ln for ln in proc.stderr.splitlines() if ln.startswith("gridnoise: warning:")]
-    assert len(warnings) == (0 if native_bf16("cpu") else 1), proc.stderr
+    assert len(warnings) == (0 if HARDWARE_BF16 else 1), proc.stderr
     assert all("--precision fp32" in ln for ln in warnings)
     metrics = json.loads((out / "metrics.json").read_text())
     assert math.isfinite(metrics["kl_divergence"]) and math.isfinite(metrics["eval_loss"])
