@@ -253,6 +253,8 @@ def test_study_commands_bad_input(tmp_path):
 
 
 def test_plot_and_report_rebuild_from_saved_results(tmp_path):
+    from gridnoise import rundir
+
     from conftest import make_study
 
     study = make_study(tmp_path / "s", seeds=(0, 1))
@@ -262,9 +264,23 @@ def test_plot_and_report_rebuild_from_saved_results(tmp_path):
     report = (tmp_path / "docs" / "report.md").read_text()
     assert "![train_loss](train_loss.png)" in report and (tmp_path / "docs" / "final_grids").is_dir()
     assert (study / "base" / "final_info.json").is_file() and (study / "results.csv").is_file()
-    compared = gridnoise("compare", study, study).stdout  # a study against itself: no difference anywhere
-    rows = [ln for ln in compared.splitlines() if ln.startswith("| base ") or ln.startswith("| good ")]
-    assert len(rows) == 4 and all("| 0.000 " in r for r in rows)
+    # A second study of the same runs and seeds: its baseline's KL 0.05 higher and its grid run's 0.02 lower
+    # on every seed, its multi-scale run unchanged.
+    other = make_study(tmp_path / "other", seeds=(0, 1))
+    for run, shift in (("base", 0.05), ("good", -0.02)):
+        for d in other.glob(f"{run}/*/seed_*"):
+            metrics = rundir.read_metrics(d)
+            rundir.write_metrics(d, {**metrics, "kl_divergence": metrics["kl_divergence"] + shift})
+    compared = gridnoise("compare", study, other).stdout
+    table = [[c.strip() for c in ln.split("|")[1:-1]] for ln in compared.splitlines() if ln.startswith("| ")]
+    rows = {(cells[0].split()[0], cells[1]): cells[2:] for cells in table[1:] if not cells[0].startswith("-")}
+    assert set(rows) == {(run, dataset) for run in ("base", "good", "noisy") for dataset in ("moons", "line")}
+    for dataset in ("moons", "line"):
+        # seeds 0 and 1 of the baseline: KL 0.50 and 0.51 in the first study, 0.55 and 0.56 in the second
+        first, second, difference = rows[("base", dataset)][:3]
+        assert first.startswith("0.505 [") and second.startswith("0.555 [") and difference == "0.050 [0.050, 0.050]"
+        assert rows[("good", dataset)][2] == "-0.020 [-0.020, -0.020]"
+        assert rows[("noisy", dataset)][2].startswith("0.000 ")
     bad = gridnoise("compare", study, tmp_path / "nowhere", check=False)
     assert_one_line_error(bad, 2, "nowhere")
 
