@@ -16,6 +16,21 @@ import pytest
 DATASAURUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "DatasaurusDozen.tsv"
 
 
+def cpu_flags() -> set[str]:
+    """The instruction-set flags the kernel reports for this CPU (the `flags` line of /proc/cpuinfo;
+    empty where there is none)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return set()
+    return next((set(ln.split(":", 1)[1].split()) for ln in lines if ln.split(":")[0].strip() == "flags"), set())
+
+
+# Whether this CPU has bf16 matrix instructions (AVX512-BF16 or AMX-BF16), as the kernel reports them:
+# what `gridnoise.precision.native_bf16("cpu")` must find, and what decides the bf16 warnings and benchmarks.
+HARDWARE_BF16 = bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
 # The defaults table of a tiny study: every task trains in about a second.
 TINY_STUDY = """[defaults]
 n_points = 1000
@@ -77,31 +92,30 @@ def _datasaurus_env(monkeypatch):
 
 
 def make_study(root: Path, seeds=(0, 1, 2, 3, 4), steps: int = 500, datasets=("moons", "line")) -> Path:
-    """A study directory written from known inputs: `good` beats the baseline on KL by 0.1 bits
-    on every seed, `noisy` differs from it only by seeded noise."""
-    import json
-
+    """A study directory written from known inputs through `gridnoise.rundir`, as a study's tasks write
+    it: `good` beats the baseline on KL by 0.1 bits on every seed, `noisy` differs from it only by
+    seeded noise."""
     import numpy as np
 
+    from gridnoise import rundir
     from gridnoise.adaptation import grid_label
-    from gridnoise.config import RunConfig, adaptation_for, dumps_toml
+    from gridnoise.config import RunConfig, adaptation_for
+    from gridnoise.files import write_json
 
     runs = [("base", "Baseline", "baseline"), ("good", "10x10 Grid", "grid10"), ("noisy", "Multi-scale", "multiscale")]
     datasets = list(datasets)
-    (root / "experiment.json").parent.mkdir(parents=True, exist_ok=True)
-    (root / "experiment.json").write_text(json.dumps({
+    write_json(root / rundir.EXPERIMENT_FILE, {
         "name": "synthetic", "identity": "x", "description": "known inputs", "baseline": "base",
         "runs": [{"name": n, "label": lab, "variant": v} for n, lab, v in runs],
-        "datasets": datasets, "seeds": list(seeds)}))
+        "datasets": datasets, "seeds": list(seeds)})
     rng = np.random.default_rng(0)
     for name, _, variant in runs:
         for dataset in datasets:
             for seed in seeds:
-                d = root / name / dataset / f"seed_{seed}"
-                (d / "grids").mkdir(parents=True)
+                d = rundir.task_dir(root, name, dataset, seed)
                 cfg = RunConfig(dataset=dataset, variant=variant, adaptation=adaptation_for(variant), seed=seed)
                 cfg.train.steps = steps
-                (d / "config.toml").write_text(dumps_toml(cfg))
+                rundir.write_config(d, cfg)
                 base_kl = 0.5 + 0.01 * seed
                 kl = {"base": base_kl, "good": base_kl - 0.1, "noisy": base_kl + rng.normal(0, 0.05)}[name]
                 metrics = {"kl_divergence": kl, "eval_loss": 0.6 + 0.01 * seed,
@@ -111,14 +125,14 @@ def make_study(root: Path, seeds=(0, 1, 2, 3, 4), steps: int = 500, datasets=("m
                          for g, n in cfg.adaptation.grids.items()}
                 for label, g in grids.items():
                     metrics[f"{label}_variance"] = float(g.var(ddof=1))
-                (d / "metrics.json").write_text(json.dumps(metrics))
-                (d / "task.json").write_text(json.dumps({"hash": "h", "peak_rss_mb": 300.0 + seed}))
-                np.savez(d / "train_losses.npz", loss=1 + np.exp(-np.arange(steps) / 50), mse=np.ones(steps))
-                np.savez(d / "samples.npz", samples=rng.normal(size=(200, 2)))
-                if grids:
-                    np.savez(d / "grids" / f"grids_step_{steps}.npz", t=np.int64(3), **grids)
+                write_json(d / rundir.TASK_FILE, {"hash": "h", "peak_rss_mb": 300.0 + seed})
+                rundir.write_losses(d, 1 + np.exp(-np.arange(steps) / 50), np.ones(steps))
+                rundir.write_samples(d, rng.normal(size=(200, 2)))
+                if grids:  # the extent the grids covered, saved with them as training saves it
+                    rundir.write_grid_snapshot(d, steps, 3, grids, np.asarray(cfg.adaptation.extent, np.float32))
                 if name == "base":
-                    (d / "kl_history.json").write_text(json.dumps({"step": [250, 500], "kl_divergence": [0.9, kl]}))
+                    rundir.write_kl_history(d, {"step": [steps // 2, steps], "kl_divergence": [0.9, kl]})
+                rundir.write_metrics(d, metrics)  # last: it marks the task finished
     return root
 
 

@@ -3,17 +3,40 @@ import os
 import shutil
 
 import pytest
+import torch
 
 from gridnoise.bench import BenchSettings, best_of, format_table, run_bench, sampling_flops, training_flops_per_step
-from gridnoise.config import RunConfig
-from gridnoise.precision import native_bf16
+from gridnoise.components import build_components
+from gridnoise.config import RunConfig, adaptation_for
+from gridnoise.data import load
+from gridnoise.sampling import sample
+from gridnoise.seeding import generator
+from gridnoise.trainer import Trainer
+
+from conftest import HARDWARE_BF16
 
 
-def test_flop_count_of_the_reference_network():
-    # (384 * 256 + 3 * 256^2 + 256 * 2) MACs per sample, x2 forward, x3 with backward, x256 samples
-    assert training_flops_per_step(RunConfig(), False) == 6 * (384 * 256 + 3 * 65536 + 512) * 256
-    # one forward call (2 FLOPs per MAC) per point and timestep; the level input adds one column
-    assert sampling_flops(RunConfig(), True, 10) == 2 * (385 * 256 + 3 * 65536 + 512) * 10 * 100
+@pytest.mark.parametrize("variant", ["baseline", "multiscale_l1"])
+def test_flop_counts_agree_with_what_torch_counts(variant):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    cfg = RunConfig(variant=variant, adaptation=adaptation_for(variant), device="cpu")
+    grid_input = variant != "baseline"  # as run_bench asks
+    trainer = Trainer(cfg, load("moons", 1000))
+    trainer.train_step()
+    with FlopCounterMode(display=False) as counted:
+        trainer.train_step()
+    step = counted.get_total_flops()
+    estimate = training_flops_per_step(cfg, grid_input)
+    if grid_input:  # the grid's g has a gradient, so every layer computes its input's gradient too
+        assert estimate == step
+    else:  # the baseline's first layer takes the fixed embeddings: no input gradient, which the estimate counts
+        assert step < estimate < 1.15 * step
+    cfg.diffusion.num_timesteps = 10
+    scheduler, adaptation, model = build_components(cfg, torch.device("cpu"))
+    with FlopCounterMode(display=False) as counted:
+        sample(model, adaptation, scheduler, 100, generator(0, "flops"))
+    assert sampling_flops(cfg, grid_input, 100) == counted.get_total_flops()
 
 
 def testbest_of_takes_the_highest_rate_or_the_lowest_time():
@@ -27,24 +50,37 @@ def test_bench_runs_at_a_tiny_size():
     # (the peak is measured with as many single-threaded processes as the training figure)
     result = run_bench(BenchSettings(steps=3, warmup=1, samples=50, n_points=1000, workers=1, repeats=1,
                                      levers=True, task_steps=20))
-    precisions = ["fp32", "bf16"] if native_bf16("cpu") else ["fp32"]
+    assert result["machine"]["native_bf16"] == HARDWARE_BF16
+    precisions = ["fp32", "bf16"] if HARDWARE_BF16 else ["fp32"]
+    assert set(result["matmul_gflops"]) == {f"{p}_{n}" for p in precisions
+                                            for n in ("1thread", "all_threads", "machine")}
     for variant in ("baseline", "multiscale_l1"):
         v = result["variants"][variant]
-        assert v["plain_steps_per_s"] > 0 and v["plain_sampling_seconds"] > 0
+        assert set(v) == {"plain_steps_per_s", "plain_sampling_seconds", "evaluation_seconds", *precisions}
+        assert v["plain_steps_per_s"] > 0 and v["plain_sampling_seconds"] > 0 and v["evaluation_seconds"] > 0
         for precision in precisions:
             p = v[precision]
-            assert p["steps_per_s_machine"] > 0 and p["sampling_seconds"] > 0 and p["sampling_seconds_machine"] > 0
-            assert p["training_speedup"] == p["steps_per_s_machine"] / v["plain_steps_per_s"]
+            assert p["steps_per_s_one_process"] > 0 and p["steps_per_s_machine"] > 0
+            assert p["sampling_seconds"] > 0 and p["sampling_seconds_machine"] > 0
+            # every ratio is the ratio of the figures it reports
+            assert p["training_speedup"] == pytest.approx(p["steps_per_s_machine"] / v["plain_steps_per_s"])
+            assert p["sampling_speedup"] == pytest.approx(v["plain_sampling_seconds"] / p["sampling_seconds"])
+            assert p["sampling_speedup_machine"] == pytest.approx(v["plain_sampling_seconds"]
+                                                                  / p["sampling_seconds_machine"])
             peak = result["matmul_gflops"][f"{precision}_machine"]
+            assert p["training_gflops"] > 0
             assert p["fraction_of_peak"] == pytest.approx(p["training_gflops"] / peak)
             assert 0 < p["sampling_fraction_of_peak"] < 1.5  # no code beats the matmul peak
     assert result["matmul_gflops"]["fp32_1thread"] > 0
     # one worker's machine peak is one thread's, up to timing noise
     assert 0.5 < result["matmul_gflops"]["fp32_machine"] / result["matmul_gflops"]["fp32_1thread"] < 2
-    assert result["levers"]["vmap_models"]["model_steps_per_s"] > 0
+    vmapped = result["levers"]["vmap_models"]
+    assert vmapped["model_steps_per_s"] > 0
+    assert vmapped["speedup"] == pytest.approx(vmapped["model_steps_per_s"] / vmapped["single_steps_per_s"])
     compiled = result["levers"]["torch_compile"]
     if shutil.which(os.environ.get("CXX", "c++")):  # inductor compiles C++: with a compiler it must work
         assert compiled["compile_seconds"] > 0 and compiled["compiled_steps_per_s"] > 0, compiled
+        assert compiled["speedup"] == pytest.approx(compiled["compiled_steps_per_s"] / compiled["eager_steps_per_s"])
     else:
         assert "error" in compiled and "compiled_steps_per_s" not in compiled
     # one real grid task, as a study worker runs it: the share of its wall time beyond training and

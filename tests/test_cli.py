@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 
 from gridnoise.cli import main
-from gridnoise.precision import native_bf16
 
-from conftest import gridnoise
+from conftest import HARDWARE_BF16, gridnoise
 
 TINY = """
 n_points = 3000
@@ -87,7 +86,7 @@ def test_bf16_run_records_its_precision(tiny, tmp_path):
     assert 'precision = "bf16"' in (out / "config.toml").read_text()
     # bf16 without hardware support is emulated and slow: the run goes on, with one line saying so
     warnings = [ln for ln in proc.stderr.splitlines() if ln.startswith("gridnoise: warning:")]
-    assert len(warnings) == (0 if native_bf16("cpu") else 1), proc.stderr
+    assert len(warnings) == (0 if HARDWARE_BF16 else 1), proc.stderr
     assert all("--precision fp32" in ln for ln in warnings)
     metrics = json.loads((out / "metrics.json").read_text())
     assert math.isfinite(metrics["kl_divergence"]) and math.isfinite(metrics["eval_loss"])
@@ -114,9 +113,12 @@ def test_single_grid_and_baseline_outputs(tiny, tmp_path, variant, metric, figur
 
 
 def test_killed_run_resumes_to_the_same_numbers(tmp_path):
+    from gridnoise import rundir
+
     config = tmp_path / "c.toml"
     config.write_text(TINY.format(ck=100))
-    args = ["train", "--config", config, "--dataset", "circle", "--variant", "grid20", "--steps", 1500,
+    steps = 1500
+    args = ["train", "--config", config, "--dataset", "circle", "--variant", "grid20", "--steps", steps,
             "--no-progress"]
     gridnoise(*args, "--out", tmp_path / "full")
 
@@ -128,9 +130,18 @@ def test_killed_run_resumes_to_the_same_numbers(tmp_path):
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert not (out / "metrics.json").exists(), "the run finished before it could be killed"
+    assert (out / "checkpoint.pt").exists() and not (out / "metrics.json").exists(), \
+        "the run failed, or finished before it could be killed"
+    checkpoint_step = int(rundir.load_checkpoint(out / "checkpoint.pt")["step"])
+    assert 0 < checkpoint_step < steps and checkpoint_step % 100 == 0
     gridnoise(*args, "--out", out, "--resume")
 
+    # The resumed process started from the checkpoint's step and trained only the steps after it.
+    killed, resumed_session = rundir.read_segments(out)
+    assert killed["start_step"] == 0 and "end_step" not in killed and killed["pid"] == proc.pid
+    assert resumed_session["start_step"] == checkpoint_step and resumed_session["end_step"] == steps
+    assert resumed_session["pid"] != proc.pid
+    # ... and ended with the uninterrupted run's numbers.
     full = json.loads((tmp_path / "full" / "metrics.json").read_text())
     resumed = json.loads((out / "metrics.json").read_text())
     for key in ("eval_loss", "kl_divergence", "grid_variance"):
@@ -138,10 +149,10 @@ def test_killed_run_resumes_to_the_same_numbers(tmp_path):
     for name, key in (("samples.npz", "samples"), ("train_losses.npz", "loss")):
         with np.load(tmp_path / "full" / name) as a, np.load(out / name) as b:
             assert np.array_equal(a[key], b[key])
-    # Resuming a finished run changes nothing.
-    before = (out / "metrics.json").read_bytes()
+    # Resuming a finished run changes nothing and trains nothing.
+    before = {name: (out / name).read_bytes() for name in ("metrics.json", rundir.SEGMENTS_FILE)}
     gridnoise(*args, "--out", out, "--resume")
-    assert (out / "metrics.json").read_bytes() == before
+    assert {name: (out / name).read_bytes() for name in before} == before
 
 
 @pytest.mark.parametrize("args, text", [
@@ -249,6 +260,8 @@ def test_study_commands_bad_input(tmp_path):
 
 
 def test_plot_and_report_rebuild_from_saved_results(tmp_path):
+    from gridnoise import rundir
+
     from conftest import make_study
 
     study = make_study(tmp_path / "s", seeds=(0, 1))
@@ -258,9 +271,23 @@ def test_plot_and_report_rebuild_from_saved_results(tmp_path):
     report = (tmp_path / "docs" / "report.md").read_text()
     assert "![train_loss](train_loss.png)" in report and (tmp_path / "docs" / "final_grids").is_dir()
     assert (study / "base" / "final_info.json").is_file() and (study / "results.csv").is_file()
-    compared = gridnoise("compare", study, study).stdout  # a study against itself: no difference anywhere
-    rows = [ln for ln in compared.splitlines() if ln.startswith("| base ") or ln.startswith("| good ")]
-    assert len(rows) == 4 and all("| 0.000 " in r for r in rows)
+    # A second study of the same runs and seeds: its baseline's KL 0.05 higher and its grid run's 0.02 lower
+    # on every seed, its multi-scale run unchanged.
+    other = make_study(tmp_path / "other", seeds=(0, 1))
+    for run, shift in (("base", 0.05), ("good", -0.02)):
+        for d in other.glob(f"{run}/*/seed_*"):
+            metrics = rundir.read_metrics(d)
+            rundir.write_metrics(d, {**metrics, "kl_divergence": metrics["kl_divergence"] + shift})
+    compared = gridnoise("compare", study, other).stdout
+    table = [[c.strip() for c in ln.split("|")[1:-1]] for ln in compared.splitlines() if ln.startswith("| ")]
+    rows = {(cells[0].split()[0], cells[1]): cells[2:] for cells in table[1:] if not cells[0].startswith("-")}
+    assert set(rows) == {(run, dataset) for run in ("base", "good", "noisy") for dataset in ("moons", "line")}
+    for dataset in ("moons", "line"):
+        # seeds 0 and 1 of the baseline: KL 0.50 and 0.51 in the first study, 0.55 and 0.56 in the second
+        first, second, difference = rows[("base", dataset)][:3]
+        assert first.startswith("0.505 [") and second.startswith("0.555 [") and difference == "0.050 [0.050, 0.050]"
+        assert rows[("good", dataset)][2] == "-0.020 [-0.020, -0.020]"
+        assert rows[("noisy", dataset)][2].startswith("0.000 ")
     bad = gridnoise("compare", study, tmp_path / "nowhere", check=False)
     assert_one_line_error(bad, 2, "nowhere")
 

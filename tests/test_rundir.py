@@ -68,3 +68,18 @@ def test_task_directories_and_kl_history(tmp_path):
     assert rundir.read_kl_history(tmp_path) == {"step": [], "kl_divergence": []}
     rundir.write_kl_history(tmp_path, {"step": [10], "kl_divergence": [0.5]})
     assert json.loads((tmp_path / rundir.KL_HISTORY_FILE).read_text())["step"] == [10]
+
+
+def test_training_segments_record_where_each_session_started_and_ended(tmp_path):
+    import os
+
+    assert rundir.read_segments(tmp_path) == []
+    rundir.start_segment(tmp_path, 0)
+    rundir.start_segment(tmp_path, 40)  # the first session was killed: it has no end
+    rundir.end_segment(tmp_path, 100)
+    assert rundir.read_segments(tmp_path) == [{"start_step": 0, "pid": os.getpid()},
+                                              {"start_step": 40, "end_step": 100, "pid": os.getpid()}]
+    assert {p.name for p in tmp_path.iterdir()} <= rundir.RUN_ENTRIES
+    (tmp_path / rundir.SEGMENTS_FILE).write_text("[")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        rundir.read_segments(tmp_path)

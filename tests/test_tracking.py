@@ -138,7 +138,11 @@ def test_logging_changes_no_result(logged, tmp_path):
 
 
 def test_a_killed_run_resumes_into_the_same_tracker_runs(tmp_path):
+    from collections import Counter
+
     from mlflow.tracking import MlflowClient
+
+    from gridnoise import rundir
 
     steps, every = 600, 50
     args = [*TRAIN[:5], "--steps", steps, *TRAIN[7:], "--set", f"train.log_every={every}",
@@ -152,15 +156,23 @@ def test_a_killed_run_resumes_into_the_same_tracker_runs(tmp_path):
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    killed_at = time.time()
     assert (out / "checkpoint.pt").exists() and not (out / "metrics.json").exists(), \
         "the run failed, or finished before it could be killed"
+    checkpoint_step = int(rundir.load_checkpoint(out / "checkpoint.pt")["step"])
     gridnoise(*args, "--out", out, "--resume")
+    # the resumed process trained from the checkpoint's step to the end, and only that
+    assert [(s["start_step"], s.get("end_step")) for s in rundir.read_segments(out)] == \
+        [(0, None), (checkpoint_step, steps)]
+    assert 0 < checkpoint_step < steps
 
     with np.load(out / "train_losses.npz") as f:
         expected = dict(zip(range(every, steps + 1, every), window_means(f["loss"], every)))
     scalars = events(out / "tensorboard").Scalars("train/loss")  # events after the checkpoint's step purged
     assert [s.step for s in scalars] == list(expected)
     assert np.allclose([s.value for s in scalars], list(expected.values()), rtol=1e-6)
+    # up to the checkpoint the killed process's events are kept; after it, the resumed process's
+    assert all((s.wall_time < killed_at) == (s.step <= checkpoint_step) for s in scalars)
 
     client = MlflowClient(tracking_uri=f"sqlite:///{out / 'mlflow.db'}")
     (run,) = client.search_runs([client.get_experiment_by_name("gridnoise").experiment_id])
@@ -169,6 +181,11 @@ def test_a_killed_run_resumes_into_the_same_tracker_runs(tmp_path):
     # steps logged between the checkpoint and the kill come again, with the same values
     assert {m.step for m in history} == set(expected)
     assert all(m.value == pytest.approx(expected[m.step], rel=1e-6) for m in history)
+    # those up to the checkpoint were logged once, by the killed process; the resumed process logged only the rest
+    before = Counter(m.step for m in history if m.timestamp < killed_at * 1000)
+    after = Counter(m.step for m in history if m.timestamp >= killed_at * 1000)
+    assert all(before[step] == 1 for step in expected if step <= checkpoint_step)
+    assert after == Counter(step for step in expected if step > checkpoint_step)
 
 
 def test_a_studys_tasks_group_by_run_data_set_and_seed(tmp_path):

@@ -64,17 +64,29 @@ def test_lr_is_cosine_annealed(points):
     assert tr.optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
 
 
+class StepLog(TrainHooks):
+    """The step after each training step `fit` took (with `train.log_every` = 1)."""
+
+    def __init__(self):
+        self.steps = []
+
+    def on_log(self, trainer):
+        self.steps.append(trainer.step)
+
+
 def test_resume_equals_uninterrupted(points, tmp_path):
-    full = Trainer(small_config(steps=40), points)
+    full = Trainer(small_config(steps=40, log_every=1), points)
     full.fit()
-    first = Trainer(small_config(steps=40), points)
+    first = Trainer(small_config(steps=40, log_every=1), points)
     while first.step < 17:  # stop mid-epoch, between EMA updates
         first.train_step()
     first.save_checkpoint(tmp_path / "ck.pt")
-    resumed = Trainer(small_config(steps=40), points)
+    resumed = Trainer(small_config(steps=40, log_every=1), points)
     resumed.load_state_dict(load_checkpoint(tmp_path / "ck.pt"))
     assert resumed.step == 17
-    resumed.fit()
+    taken = StepLog()
+    resumed.fit(taken)
+    assert taken.steps == list(range(18, 41))  # only the 23 steps after the checkpoint
     assert torch.equal(full.losses, resumed.losses)
     for a, b in zip(full.ema.averaged.parameters(), resumed.ema.averaged.parameters()):
         assert torch.equal(a, b)

@@ -17,6 +17,19 @@ from torch import Tensor, nn
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 
 
+BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})  # x86 instruction sets with bf16 matrix arithmetic
+
+
+def cpu_has_native_bf16(cpuinfo: str) -> bool:
+    """Whether the x86 CPU that `cpuinfo` (the text of /proc/cpuinfo) describes lists AVX512-BF16
+    or AMX-BF16 among its `flags`."""
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            return bool(BF16_CPU_FLAGS & set(value.split()))
+    return False
+
+
 def native_bf16(device: torch.device | str = "cpu") -> bool:
     """Whether `device` computes bf16 matmuls in hardware: AVX512-BF16 or AMX on an x86 CPU
     (read from /proc/cpuinfo, so False where that file is missing), Ampere or later on CUDA."""
@@ -25,10 +38,9 @@ def native_bf16(device: torch.device | str = "cpu") -> bool:
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
     try:
         with open("/proc/cpuinfo") as f:
-            flags = f.read()
+            return cpu_has_native_bf16(f.read())
     except OSError:
         return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def slow_precision_warning(precision: str, device: torch.device | str = "cpu") -> str | None:

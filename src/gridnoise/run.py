@@ -130,6 +130,7 @@ def train_run(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, resum
     trainer = Trainer(cfg, to_model(points, cfg.data.shift, cfg.data.scale), device)
     if resume and (out / CHECKPOINT_FILE).exists():
         trainer.load_state_dict(rundir.load_checkpoint(out / CHECKPOINT_FILE, device))
+    rundir.start_segment(out, trainer.step)  # a resumed run's session starts at its checkpoint's step
     history = rundir.read_kl_history(out) if resume else {"step": [], "kl_divergence": []}
     kl = KLEstimator(points, cfg.eval.kl_k)  # the data's neighbour distances, computed once
     log = RunLog(cfg, out, trainer.step, points)
@@ -138,6 +139,7 @@ def train_run(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, resum
     try:
         trainer.fit(RunHooks(out, kl, history, log), progress=progress)
         trainer.save_checkpoint(out / CHECKPOINT_FILE)
+        rundir.end_segment(out, trainer.step)
         rundir.write_losses(out, trainer.losses.numpy(), trainer.mse.numpy())
         evaluating = time.perf_counter()
         metrics = evaluate_trainer(trainer, out, kl, points)
@@ -158,7 +160,6 @@ def train_run(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, resum
     finally:
         log.close(status)
     return metrics
-
 
 
 def resolve_data(cfg: RunConfig, points: np.ndarray) -> None:

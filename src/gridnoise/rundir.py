@@ -11,6 +11,8 @@ A run directory holds:
     heatmaps/<dataset>_<grid>_step_K.png   drawn from those arrays on demand (`gridnoise plot`)
     samples.npz        `samples` (num_samples, 2) from the EMA network
     kl_history.json    KL at intermediate steps, when `eval.kl_every` asks for it
+    training_segments.json   each training session of the run: the step it started from (0, or the
+                       checkpoint's step it resumed from), the step it ended at and its process id
     metrics.json       the original study's metric names; written last, it marks a finished run
     timings.json       seconds the last training segment spent in all, training, evaluating (eval
                        loss, sampling, sample metrics) and drawing figures
@@ -33,6 +35,7 @@ atomically. Nothing here imports torch until a checkpoint is read.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +52,7 @@ SAMPLES_FILE = "samples.npz"
 METRICS_FILE = "metrics.json"
 TIMINGS_FILE = "timings.json"  # where the last training segment's time went (`write_timings`)
 KL_HISTORY_FILE = "kl_history.json"
+SEGMENTS_FILE = "training_segments.json"  # where each training session of the run started and ended
 TASK_FILE = "task.json"
 PROVENANCE_FILE = "provenance.json"
 GRIDS_DIR = "grids"
@@ -64,10 +68,11 @@ EVALUATION_FILE = "evaluation.json"  # metrics added to a finished run by `gridn
 LIKELIHOOD_TERMS_FILE = "likelihood_terms.npz"  # the bound's per-timestep terms, the ODE's per-point values
 LIKELIHOOD_FIGURE = "likelihood.png"  # the bound per timestep, drawn from LIKELIHOOD_TERMS_FILE
 DATA_FILE = "data.npy"  # the points of a run trained on an array (the Python API saves them here)
-RUN_ENTRIES = {CONFIG_FILE, CHECKPOINT_FILE, LOSSES_FILE, SAMPLES_FILE, METRICS_FILE, KL_HISTORY_FILE, TASK_FILE,
-               ANIMATION_FILE, GRIDS_DIR, HEATMAPS_DIR, DATA_FILE, PROVENANCE_FILE, SAMPLES_FIGURE, LOSS_FIGURE,
-               GRIDS_FIGURE, TENSORBOARD_DIR, TRACKING_FILE, MLFLOW_DB, MLFLOW_ARTIFACTS, EVALUATION_FILE,
-               LIKELIHOOD_TERMS_FILE, LIKELIHOOD_FIGURE, TIMINGS_FILE}
+RUN_ENTRIES = {CONFIG_FILE, CHECKPOINT_FILE, LOSSES_FILE, SAMPLES_FILE, METRICS_FILE, KL_HISTORY_FILE, SEGMENTS_FILE,
+               TASK_FILE, ANIMATION_FILE, GRIDS_DIR, HEATMAPS_DIR, DATA_FILE, PROVENANCE_FILE, SAMPLES_FIGURE,
+               LOSS_FIGURE, GRIDS_FIGURE, TENSORBOARD_DIR, TRACKING_FILE, MLFLOW_DB, MLFLOW_ARTIFACTS, EVALUATION_FILE,
+               LIKELIHOOD_TERMS_FILE, LIKELIHOOD_FIGURE,
+               TIMINGS_FILE}
 EXPERIMENT_FILE = "experiment.json"  # in a study directory: the experiment it holds
 
 
@@ -165,6 +170,34 @@ def write_timings(run_dir: Path, timings: dict[str, float]) -> Path:
 def read_timings(run_dir: str | Path) -> dict[str, float]:
     """What `write_timings` wrote."""
     return read_json(Path(run_dir) / TIMINGS_FILE, TIMINGS_FILE)
+
+
+def read_segments(run_dir: str | Path) -> list[dict]:
+    """The run's training sessions so far, oldest first, each {"start_step", "end_step", "pid"}:
+    the step it started from (0, or the step of the checkpoint it resumed from), the step it
+    ended at (absent for a session that was interrupted) and the process that trained it.
+    Empty for a run not started yet, or one from before sessions were recorded."""
+    path = Path(run_dir) / SEGMENTS_FILE
+    if not path.is_file():
+        return []
+    try:
+        return json.loads(path.read_text())["segments"]
+    except (ValueError, KeyError, TypeError):
+        raise CheckpointError(f"{path} is corrupt: delete it (it only records where training sessions "
+                              "started) and resume with --resume") from None
+
+
+def start_segment(run_dir: Path, step: int) -> Path:
+    """Record that a training session of this process starts at `step`."""
+    segments = [*read_segments(run_dir), {"start_step": int(step), "pid": os.getpid()}]
+    return write_json(Path(run_dir) / SEGMENTS_FILE, {"segments": segments})
+
+
+def end_segment(run_dir: Path, step: int) -> Path:
+    """Record that the current training session (the last one started) ended at `step`."""
+    segments = read_segments(run_dir)
+    segments[-1]["end_step"] = int(step)
+    return write_json(Path(run_dir) / SEGMENTS_FILE, {"segments": segments})
 
 
 def write_provenance(run_dir: Path, record: dict) -> Path:

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from gridnoise.config import RunConfig, adaptation_for, dumps_toml
+from gridnoise import rundir
+from gridnoise.config import RunConfig, adaptation_for
+from gridnoise.files import write_json
 from gridnoise.report import markdown
 from gridnoise.report.markdown import write_report
 from gridnoise.report.run_figures import save_figure
@@ -46,11 +48,11 @@ def losses(run: str) -> np.ndarray:
 
 
 def write_task(root, name: str, variant: str, dataset: str, seed: int, rng) -> None:
-    d = root / name / dataset / f"seed_{seed}"
-    (d / "grids").mkdir(parents=True)
+    """One finished task, its files written through `gridnoise.rundir` as a study's task writes them."""
+    d = rundir.task_dir(root, name, dataset, seed)
     cfg = RunConfig(dataset=dataset, variant=variant, adaptation=adaptation_for(variant), seed=seed)
     cfg.train.steps = STEPS
-    (d / "config.toml").write_text(dumps_toml(cfg))
+    rundir.write_config(d, cfg)
     grids = {label: 1 + 0.01 * rng.normal(size=(T, n, n)) for label, n in GRID_SHAPES.get(variant, {}).items()}
     metrics = {"kl_divergence": kl_of(name, seed), "eval_loss": 0.6 + 0.01 * seed,
                "training_time": TRAIN_TIME[name] + seed, "inference_time": 0.2 + 0.01 * seed,
@@ -59,21 +61,20 @@ def write_task(root, name: str, variant: str, dataset: str, seed: int, rng) -> N
                "ddim20_inference_time": 0.04, "ddim20_kl_divergence": kl_of(name, seed) + 0.2, "ddim20_w2": 0.5,
                **{f"{label}_variance": float(g.var(ddof=1)) for label, g in grids.items()},
                "abar_T": float(DDPMScheduler.from_config(cfg.diffusion).alphas_cumprod[-1])}  # as a run records it
-    (d / "metrics.json").write_text(json.dumps(metrics))
-    (d / "task.json").write_text(json.dumps({"peak_rss_mb": 300.0 + 100 * [r[0] for r in RUNS].index(name) + seed}))
-    np.savez(d / "train_losses.npz", loss=losses(name), mse=losses(name))
-    np.savez(d / "samples.npz", samples=rng.normal(size=(300, 2)))
-    (d / "kl_history.json").write_text(json.dumps({"step": [250, 500], "kl_divergence": [0.9, kl_of(name, seed)]}))
-    if grids and seed in SNAPSHOT_SEEDS:
-        np.savez(d / "grids" / f"grids_step_{STEPS}.npz", t=np.int64(3), **grids)
+    write_json(d / rundir.TASK_FILE, {"peak_rss_mb": 300.0 + 100 * [r[0] for r in RUNS].index(name) + seed})
+    rundir.write_losses(d, losses(name), losses(name))
+    rundir.write_samples(d, rng.normal(size=(300, 2)))
+    rundir.write_kl_history(d, {"step": [250, 500], "kl_divergence": [0.9, kl_of(name, seed)]})
+    if grids and seed in SNAPSHOT_SEEDS:  # the extent the grids covered, saved with them as training saves it
+        rundir.write_grid_snapshot(d, STEPS, 3, grids, np.asarray(cfg.adaptation.extent, np.float32))
+    rundir.write_metrics(d, metrics)  # last: it marks the task finished
 
 
 def write_study(root, seeds=SEEDS):
-    root.mkdir(parents=True)
-    (root / "experiment.json").write_text(json.dumps({
+    write_json(root / rundir.EXPERIMENT_FILE, {
         "name": "known-inputs", "identity": "x", "description": "A study written by the test.", "baseline": "base",
         "runs": [{"name": n, "label": lab, "variant": v} for n, lab, v in RUNS],
-        "datasets": list(DATASETS), "seeds": list(seeds)}))
+        "datasets": list(DATASETS), "seeds": list(seeds)})
     rng = np.random.default_rng(0)
     for name, _, variant in RUNS:
         for dataset in DATASETS:

@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gridnoise import rundir
 from gridnoise.errors import ClusterError, OutputExistsError
-from gridnoise.precision import native_bf16
 from gridnoise.study.executor import run_tasks
 from gridnoise.study.experiment import load_experiment
 from gridnoise.study.results import load_results, write_summaries
 
-from conftest import free_port, loopback_cluster
+from conftest import HARDWARE_BF16, free_port, loopback_cluster
 
 EXPERIMENT = """
 [experiment]
@@ -135,31 +135,55 @@ def test_unreachable_scheduler(tmp_path):
                   progress=False)
 
 
+def checkpointed_task(out: Path, pids: set[int]) -> tuple[Path, int] | None:
+    """A task directory of `out` with a checkpoint whose current training session runs in one of
+    `pids`, with that pid; None while there is none."""
+    for d in sorted(out.glob("*/*/seed_*")):
+        segments = rundir.read_segments(d)
+        if (d / rundir.CHECKPOINT_FILE).is_file() and segments and segments[-1]["pid"] in pids \
+                and not (d / rundir.METRICS_FILE).is_file():
+            return d, segments[-1]["pid"]
+    return None
+
+
 @pytest.mark.slow
 def test_loopback_scheduler_and_workers_match_local_results(tmp_path):
-    exp = load_experiment(write_experiment(tmp_path, steps=300)).restricted(datasets=["moons"])
+    steps = 300
+    exp = load_experiment(write_experiment(tmp_path, steps=steps)).restricted(datasets=["moons"])
     run_tasks(exp, tmp_path / "local", workers=2, progress=False)
 
     with loopback_cluster(workers=2) as (address, procs):
-        # Kill one worker once some task has checkpointed: its task moves to the other worker,
+        # Kill a worker once a task it is training has checkpointed: the task moves to the other worker,
         # resumes from the checkpoint and the sweep still ends with the local numbers.
+        workers = {p.pid: p for p in procs[1:]}
         result = {}
         sweep = threading.Thread(target=lambda: result.update(
             outcome=run_tasks(exp, tmp_path / "remote", address=address, progress=False)))
         sweep.start()
         deadline = time.time() + 120
-        while not list((tmp_path / "remote").glob("*/moons/seed_*/checkpoint.pt")) and time.time() < deadline:
+        while (found := checkpointed_task(tmp_path / "remote", set(workers))) is None and time.time() < deadline:
             time.sleep(0.05)
-        os.kill(procs[1].pid, signal.SIGKILL)
+        assert found is not None, "no task checkpointed on a worker within 120 s"
+        task, pid = found
+        workers[pid].kill()
+        workers[pid].wait()
+        checkpoint_step = int(rundir.load_checkpoint(task / rundir.CHECKPOINT_FILE)["step"])
         sweep.join(timeout=300)
         outcome = result["outcome"]
         assert not outcome.failed and len(outcome.done) == 4
+    # the task resumed on the other worker from the killed one's checkpoint
+    killed, resumed = rundir.read_segments(task)
+    assert killed["pid"] == pid and "end_step" not in killed
+    assert resumed["pid"] in set(workers) - {pid}
+    assert 0 < checkpoint_step < steps and resumed["start_step"] == checkpoint_step
+    assert resumed["end_step"] == steps
     assert numbers(tmp_path / "remote") == numbers(tmp_path / "local")
 
 
 @pytest.mark.slow
 def test_killed_sweep_resumes_to_the_same_numbers(tmp_path):
-    path = write_experiment(tmp_path, steps=600)
+    steps = 600
+    path = write_experiment(tmp_path, steps=steps)
     args = [sys.executable, "-m", "gridnoise", "run", str(path), "--workers", "2", "--no-progress",
             "--datasets", "moons", "--seeds", "0"]
     subprocess.run([*args, "--out", str(tmp_path / "full")], check=True, capture_output=True)
@@ -174,9 +198,17 @@ def test_killed_sweep_resumes_to_the_same_numbers(tmp_path):
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)  # the command, its cluster and its workers
     proc.wait()
-    assert len(list(out.glob("*/moons/seed_0/metrics.json"))) < 2, "the sweep finished before the kill"
+    tasks = [out / run / "moons/seed_0" for run in ("base", "grid")]
+    assert not any((d / "metrics.json").exists() for d in tasks), "a task finished before the kill"
+    checkpoints = {d: int(rundir.load_checkpoint(d / "checkpoint.pt")["step"]) if (d / "checkpoint.pt").exists()
+                   else 0 for d in tasks}
+    assert any(0 < step < steps for step in checkpoints.values()), "the sweep was killed before any checkpoint"
     done = subprocess.run([*args, "--out", str(out)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+    # each task's last session started from its checkpoint (0 without one) and trained only the rest
+    for d, step in checkpoints.items():
+        last = rundir.read_segments(d)[-1]
+        assert (last["start_step"], last["end_step"]) == (step, steps), d
     assert numbers(out) == numbers(tmp_path / "full")
     for run in ("base", "grid"):
         with np.load(out / run / "moons/seed_0/samples.npz") as a, \
@@ -190,7 +222,7 @@ def test_a_bf16_study_says_once_where_bf16_is_emulated(tmp_path):
                            "--precision", "bf16", "--out", str(tmp_path / "study")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     warnings = [ln for ln in proc.stderr.splitlines() if ln.startswith("gridnoise: warning:")]
-    assert len(warnings) == (0 if native_bf16("cpu") else 1), proc.stderr
+    assert len(warnings) == (0 if HARDWARE_BF16 else 1), proc.stderr
     assert len(load_results(tmp_path / "study").metrics) == 2  # a warning, not an error: the study ran
 
 
