@@ -65,14 +65,19 @@ def cli(*args) -> subprocess.CompletedProcess:
     """Run `gridnoise.cli.main` in this process, as `gridnoise(*args, check=False)` runs the command:
     its exit status and what it printed. For error paths, which need no fresh interpreter; keep one
     real subprocess per command elsewhere."""
+    import torch
+
     from gridnoise.cli import main
 
     out, err = io.StringIO(), io.StringIO()
+    threads = torch.get_num_threads()  # `train` sets the process's threads: give this test's back
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             code = main([str(a) for a in args])
         except SystemExit as e:  # argparse's usage errors and --help
             code = e.code if isinstance(e.code, int) else 1
+        finally:
+            torch.set_num_threads(threads)
     return subprocess.CompletedProcess(["gridnoise", *map(str, args)], code, out.getvalue(), err.getvalue())
 
 

@@ -126,7 +126,7 @@ def test_learned_grids_change_the_process(parts):
 
 def test_it_samples_an_already_trained_original_run(tmp_path):
     """A run of the original mechanism, trained as always, sampled both ways from the command line."""
-    from conftest import gridnoise
+    from conftest import cli, gridnoise
 
     run = tmp_path / "run"
     gridnoise("train", "--dataset", "moons", "--variant", "multiscale", "--steps", 60, "--n-points", 2000,
@@ -136,6 +136,6 @@ def test_it_samples_an_already_trained_original_run(tmp_path):
     with np.load(tmp_path / "cell.npz") as a, np.load(tmp_path / "ddpm.npz") as b:
         cell, ddpm = a["samples"], b["samples"]
     assert cell.shape == (500, 2) and np.isfinite(cell).all() and not np.allclose(cell, ddpm)
-    refused = gridnoise("train", "--dataset", "moons", "--variant", "conditioning", "--steps", 5, "--out",
-                        tmp_path / "c", "--set", 'eval.extra_samplers={cell={sampler="cell"}}', check=False)
+    refused = cli("train", "--dataset", "moons", "--variant", "conditioning", "--steps", 5, "--out",
+                        tmp_path / "c", "--set", 'eval.extra_samplers={cell={sampler="cell"}}')
     assert refused.returncode == 2 and "cell sampler is not defined for ConditioningGridAdaptation" in refused.stderr

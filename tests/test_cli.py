@@ -13,7 +13,7 @@ import pytest
 
 from gridnoise.cli import main
 
-from conftest import HARDWARE_BF16, gridnoise
+from conftest import HARDWARE_BF16, cli, gridnoise
 
 TINY = """
 n_points = 3000
@@ -76,7 +76,7 @@ def test_train_writes_every_result_with_the_seeds_names(tiny, tmp_path):
     gridnoise("sample", out, "-n", 50, "--seed", 1, "--out", other)
     with np.load(other) as a:
         assert a["samples"].shape == (50, 2)
-    assert_one_line_error(gridnoise("sample", out, "--out", other, check=False), 2, "exists")
+    assert_one_line_error(cli("sample", out, "--out", other), 2, "exists")
 
 
 def test_bf16_run_records_its_precision(tiny, tmp_path):
@@ -167,7 +167,7 @@ def test_killed_run_resumes_to_the_same_numbers(tmp_path):
     (["--device", "cuda:7"] if not __import__("torch").cuda.is_available() else ["--device", "tpu"], "device"),
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path, args, text):
-    proc = gridnoise("train", "--out", tmp_path / "x", *args, check=False)
+    proc = cli("train", "--out", tmp_path / "x", *args)
     assert_one_line_error(proc, 2, text)
     assert not (tmp_path / "x").exists()
 
@@ -175,7 +175,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path, args, text):
 def test_grid_size_zero_in_config(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text('[adaptation]\nkind = "seed_grid"\ngrids = { grid = 0 }\n')
-    assert_one_line_error(gridnoise("train", "--config", cfg, "--out", tmp_path / "x", check=False), 2,
+    assert_one_line_error(cli("train", "--config", cfg, "--out", tmp_path / "x"), 2,
                           "grid sizes must be >= 1")
 
 
@@ -183,16 +183,16 @@ def test_existing_results_are_never_clobbered(tiny, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    proc = gridnoise("train", "--config", tiny, "--steps", 5, "--out", out, check=False)
+    proc = cli("train", "--config", tiny, "--steps", 5, "--out", out)
     assert_one_line_error(proc, 2, "not empty")
-    proc = gridnoise("train", "--config", tiny, "--steps", 5, "--out", out, "--overwrite", check=False)
+    proc = cli("train", "--config", tiny, "--steps", 5, "--out", out, "--overwrite")
     assert_one_line_error(proc, 2, "did not write")
     assert (out / "notes.txt").read_text() == "mine" and len(list(out.iterdir())) == 1
 
     run = tmp_path / "run2"
     gridnoise("train", "--config", tiny, "--steps", 5, "--out", run, "--no-progress")
     metrics = (run / "metrics.json").read_bytes()
-    proc = gridnoise("train", "--config", tiny, "--steps", 7, "--out", run, "--resume", check=False)
+    proc = cli("train", "--config", tiny, "--steps", 7, "--out", run, "--resume")
     assert_one_line_error(proc, 2, "different config")
     assert (run / "metrics.json").read_bytes() == metrics
     gridnoise("train", "--config", tiny, "--steps", 7, "--out", run, "--overwrite", "--no-progress")
@@ -204,8 +204,8 @@ def test_corrupt_checkpoint_and_unknown_run_dir(tiny, tmp_path):
     gridnoise("train", "--config", tiny, "--steps", 5, "--out", run, "--no-progress")
     data = (run / "checkpoint.pt").read_bytes()
     (run / "checkpoint.pt").write_bytes(data[: len(data) // 2])
-    assert_one_line_error(gridnoise("sample", run, "--out", tmp_path / "s.npz", check=False), 2, "corrupt")
-    assert_one_line_error(gridnoise("sample", tmp_path, "--out", tmp_path / "s.npz", check=False), 2, "not found")
+    assert_one_line_error(cli("sample", run, "--out", tmp_path / "s.npz"), 2, "corrupt")
+    assert_one_line_error(cli("sample", tmp_path, "--out", tmp_path / "s.npz"), 2, "not found")
     assert not (tmp_path / "s.npz").exists()
 
 
@@ -214,7 +214,7 @@ def test_diverged_run_exits_1_and_keeps_its_last_good_checkpoint(tmp_path):
     cfg.write_text(TINY.format(ck=1).replace("log_every = 10", "log_every = 1")
                    .replace("[train]\n", "[train]\nlr = 1e30\n"))
     out = tmp_path / "run"
-    proc = gridnoise("train", "--config", cfg, "--steps", 200, "--out", out, "--no-progress", check=False)
+    proc = cli("train", "--config", cfg, "--steps", 200, "--out", out, "--no-progress")
     assert_one_line_error(proc, 1, "diverged")
     assert (out / "config.toml").is_file() and not (out / "metrics.json").exists()
     import torch
@@ -244,16 +244,16 @@ def test_report_without_the_datasaurus_table_writes_nothing(tmp_path):
 def test_study_commands_bad_input(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('[experiment]\nname = "x"\n[runs.a]\nvariant = "baseline"\nsteps = 3\n')
-    assert_one_line_error(gridnoise("run", bad, "--out", tmp_path / "o", check=False), 2, "unknown key")
-    assert_one_line_error(gridnoise("run", tmp_path / "none.toml", "--out", tmp_path / "o", check=False), 2,
+    assert_one_line_error(cli("run", bad, "--out", tmp_path / "o"), 2, "unknown key")
+    assert_one_line_error(cli("run", tmp_path / "none.toml", "--out", tmp_path / "o"), 2,
                           "not found")
-    assert_one_line_error(gridnoise("reproduce", "--out", tmp_path / "o", "--datasets", "mars", check=False), 2,
+    assert_one_line_error(cli("reproduce", "--out", tmp_path / "o", "--datasets", "mars"), 2,
                           "unknown data set")
-    assert_one_line_error(gridnoise("reproduce", "--out", tmp_path / "o", "--steps", "2",
-                                    "--scheduler", "tcp://127.0.0.1:9", "--connect-timeout", "1", check=False), 2,
+    assert_one_line_error(cli("reproduce", "--out", tmp_path / "o", "--steps", "2",
+                                    "--scheduler", "tcp://127.0.0.1:9", "--connect-timeout", "1"), 2,
                           "cannot reach")
-    assert_one_line_error(gridnoise("report", tmp_path, check=False), 2, "experiment.json")
-    assert_one_line_error(gridnoise("bench", "--repeats", "0", "--json", tmp_path / "b.json", check=False), 2,
+    assert_one_line_error(cli("report", tmp_path), 2, "experiment.json")
+    assert_one_line_error(cli("bench", "--repeats", "0", "--json", tmp_path / "b.json"), 2,
                           "and --repeats must be >= 1")
     assert not (tmp_path / "b.json").exists()
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").rglob("metrics.json"))
@@ -288,7 +288,7 @@ def test_plot_and_report_rebuild_from_saved_results(tmp_path):
         assert first.startswith("0.505 [") and second.startswith("0.555 [") and difference == "0.050 [0.050, 0.050]"
         assert rows[("good", dataset)][2] == "-0.020 [-0.020, -0.020]"
         assert rows[("noisy", dataset)][2].startswith("0.000 ")
-    bad = gridnoise("compare", study, tmp_path / "nowhere", check=False)
+    bad = cli("compare", study, tmp_path / "nowhere")
     assert_one_line_error(bad, 2, "nowhere")
 
 
@@ -298,7 +298,7 @@ def test_datasets_lists_every_data_set_and_draws_them(tmp_path):
     out = gridnoise("datasets", "--plot", tmp_path / "all.png", "-n", 300).stdout
     assert [line.split()[0] for line in out.splitlines()[:len(DATASETS)]] == list(DATASETS)
     assert (tmp_path / "all.png").read_bytes()[:4] == b"\x89PNG"
-    assert_one_line_error(gridnoise("datasets", "--plot", tmp_path / "all.pdf", check=False), 2, ".png")
+    assert_one_line_error(cli("datasets", "--plot", tmp_path / "all.pdf"), 2, ".png")
     assert not (tmp_path / "all.pdf").exists()
 
 
@@ -335,8 +335,8 @@ def test_set_reaches_any_setting_and_config_show_prints_the_resolved_config(tiny
     assert saved["train"]["ema_warmup_steps"] == 3 and saved["model"]["hidden_dim"] == 32
     for bad, text in [("train.nope=1", "unknown key"), ("train.lr=fast", "must be float"), ("lr", "section.key=value"),
                       ("train.lr=nan", "not a finite number"), ("model.embedding_dim=7", "even")]:
-        assert_one_line_error(gridnoise("train", "--set", bad, "--out", tmp_path / "x", check=False), 2, text)
-    assert_one_line_error(gridnoise("train", "--threads", 0, "--out", tmp_path / "x", check=False), 2, "--threads")
+        assert_one_line_error(cli("train", "--set", bad, "--out", tmp_path / "x"), 2, text)
+    assert_one_line_error(cli("train", "--threads", 0, "--out", tmp_path / "x"), 2, "--threads")
     assert not (tmp_path / "x").exists()
 
 
@@ -346,14 +346,14 @@ def test_sample_defaults_to_the_runs_seed_and_refuses_other_formats(tiny, tmp_pa
     gridnoise("sample", out, "-n", 500, "--out", tmp_path / "again.npz")  # num_samples of the tiny config
     with np.load(out / "samples.npz") as a, np.load(tmp_path / "again.npz") as b:
         assert np.array_equal(a["samples"], b["samples"])  # the run's own seed redraws its samples
-    assert_one_line_error(gridnoise("sample", out, "--out", tmp_path / "s.csv", check=False), 2, ".npz")
-    assert_one_line_error(gridnoise("animate", out, "--out", tmp_path / "a.mp4", check=False), 2, ".gif")
+    assert_one_line_error(cli("sample", out, "--out", tmp_path / "s.csv"), 2, ".npz")
+    assert_one_line_error(cli("animate", out, "--out", tmp_path / "a.mp4"), 2, ".gif")
     assert not (tmp_path / "s.csv").exists() and not (tmp_path / "a.mp4").exists()
 
 
 def test_study_commands_take_set_for_every_run(tmp_path):
-    assert_one_line_error(gridnoise("reproduce", "--out", tmp_path / "s", "--set", "train.nope=1", check=False), 2,
+    assert_one_line_error(cli("reproduce", "--out", tmp_path / "s", "--set", "train.nope=1"), 2,
                           "unknown key")
-    assert_one_line_error(gridnoise("reproduce", "--out", tmp_path / "s", "--set", "train.lr=-1", check=False), 2,
+    assert_one_line_error(cli("reproduce", "--out", tmp_path / "s", "--set", "train.lr=-1"), 2,
                           "train.lr must be > 0")
     assert not (tmp_path / "s").exists()

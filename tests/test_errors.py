@@ -6,7 +6,7 @@ import pytest
 
 from gridnoise import errors
 
-from conftest import gridnoise
+from conftest import cli
 
 
 def test_every_reported_error_is_a_gridnoise_error_and_value_errors_stay_value_errors():
@@ -33,7 +33,7 @@ def test_exit_codes_and_one_line_messages(error, code):
 def test_an_os_error_is_one_line_naming_the_path(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    proc = gridnoise("train", "--steps", 1, "--n-points", 300, "--out", blocker / "run", check=False)
+    proc = cli("train", "--steps", 1, "--n-points", 300, "--out", blocker / "run")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and str(blocker / "run") in lines[0] and "check the path" in lines[0]

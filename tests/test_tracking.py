@@ -16,7 +16,7 @@ import pytest
 from gridnoise.config import RunConfig
 from gridnoise.tracking import flat_params
 
-from conftest import gridnoise, study_file
+from conftest import cli, gridnoise, study_file
 
 STEPS, LOG_EVERY, SNAPSHOT_EVERY = 40, 10, 20
 TRAIN = ["train", "--dataset", "moons", "--variant", "multiscale", "--steps", STEPS, "--n-points", 2000,
@@ -221,7 +221,7 @@ def test_flat_params_are_the_config_without_log():
     ("tensorboard,neptune", "unknown tracker 'neptune'"),
 ])
 def test_an_unknown_tracker_is_one_line_before_anything_is_written(tmp_path, flag, text):
-    proc = gridnoise(*TRAIN, "--log", flag, "--out", tmp_path / "x", check=False)
+    proc = cli(*TRAIN, "--log", flag, "--out", tmp_path / "x")
     assert proc.returncode == 2 and text in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "x").exists()
 
@@ -252,7 +252,6 @@ def test_an_experiment_files_log_table_changes_no_identity_or_hash():
 
 
 def test_a_bad_mlflow_uri_is_one_line(tmp_path):
-    proc = gridnoise(*TRAIN, "--log", "mlflow", "--mlflow-uri", "nosuchscheme://x", "--out", tmp_path / "x",
-                     check=False)
+    proc = cli(*TRAIN, "--log", "mlflow", "--mlflow-uri", "nosuchscheme://x", "--out", tmp_path / "x")
     assert proc.returncode == 2 and "cannot log to MLflow at nosuchscheme://x" in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

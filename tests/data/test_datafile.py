@@ -20,7 +20,7 @@ from gridnoise.data.datafile import (
 )
 from gridnoise.errors import DataError
 
-from conftest import gridnoise, study_file
+from conftest import cli, gridnoise, study_file
 
 POINTS = np.random.default_rng(0).normal(size=(40, 2)) * [1.0, 2.0] + [0.5, -1.0]
 
@@ -169,7 +169,7 @@ def test_train_on_a_csv_far_from_the_study_scale_returns_samples_in_its_units(tm
 
 def test_a_bad_data_file_fails_before_anything_is_written(tmp_path):
     bad = write_csv(tmp_path / "bad.csv", [[1, "x"]] * 30)
-    proc = gridnoise("train", "--dataset", bad, "--out", tmp_path / "run", "--steps", 2, check=False)
+    proc = cli("train", "--dataset", bad, "--out", tmp_path / "run", "--steps", 2)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert str(bad) in proc.stderr and not (tmp_path / "run").exists()
 
@@ -185,5 +185,5 @@ def test_a_study_on_a_data_file_notices_when_the_file_changes(tmp_path):
     assert "1 tasks done (1 already" in gridnoise("run", experiment, "--out", out, "--workers", 1,
                                                   "--no-progress").stdout
     np.save(data, np.random.default_rng(3).normal(size=(500, 2)))
-    proc = gridnoise("run", experiment, "--out", out, "--workers", 1, "--no-progress", check=False)
+    proc = cli("run", experiment, "--out", out, "--workers", 1, "--no-progress")
     assert proc.returncode == 2 and "changed since" in proc.stderr and "Traceback" not in proc.stderr

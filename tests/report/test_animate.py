@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import gridnoise
+from conftest import cli, gridnoise
 
 TINY = """
 n_points = 2000
@@ -47,7 +47,7 @@ def test_gif_has_one_frame_per_state(runs, tmp_path, variant, args, frames):
     gridnoise("animate", runs[variant], "-n", 200, "--out", out, *args)
     with Image.open(out) as gif:
         assert gif.format == "GIF" and gif.n_frames == frames
-    proc = gridnoise("animate", runs[variant], "--out", out, check=False)  # never clobbered
+    proc = cli("animate", runs[variant], "--out", out)  # never clobbered
     assert proc.returncode == 2 and "exists" in proc.stderr and "Traceback" not in proc.stderr
 
 
@@ -76,6 +76,6 @@ def test_sample_with_ddim_eta_0_is_the_deterministic_map_of_its_starting_noise(r
             x = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
     with np.load(tmp_path / "a.npz") as a:
         assert np.allclose(a["samples"], x.numpy(), rtol=1e-5, atol=1e-5)
-    bad = gridnoise("sample", runs["baseline"], "--sampler", "ddim", "--sample-steps", 50, "--out",
-                    tmp_path / "c.npz", check=False)
+    bad = cli("sample", runs["baseline"], "--sampler", "ddim", "--sample-steps", 50, "--out",
+                    tmp_path / "c.npz")
     assert bad.returncode == 2 and "sample steps" in bad.stderr and not (tmp_path / "c.npz").exists()

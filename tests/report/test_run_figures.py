@@ -15,7 +15,7 @@ from gridnoise.report.run_figures import (
     samples_figure,
 )
 
-from conftest import gridnoise
+from conftest import cli, gridnoise
 
 
 def heatmap_axes(fig):
@@ -128,7 +128,7 @@ def test_plot_refuses_an_unfinished_run(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     (out / "config.toml").write_text('dataset = "moons"\n')
-    proc = gridnoise("plot", out, check=False)
+    proc = cli("plot", out)
     assert proc.returncode == 2 and "not finished training" in proc.stderr and "Traceback" not in proc.stderr
 
 

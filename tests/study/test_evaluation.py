@@ -11,7 +11,7 @@ import pytest
 from gridnoise.report.run_figures import likelihood_figure
 from gridnoise.study.evaluation import read_evaluation
 
-from conftest import gridnoise, study_file
+from conftest import cli, gridnoise, study_file
 
 TINY = ["--steps", 300, "--n-points", 3000, "--timesteps", 20, "--num-samples", 400, "--no-progress"]
 
@@ -122,7 +122,7 @@ def test_records_written_by_older_code_are_recomputed(tmp_path):
     (["--metrics", "nll_elbo", "--ode-points", "1"], "--ode-points must be >= 2"),
 ])
 def test_bad_evaluate_input_is_one_line(baseline, args, text):
-    proc = gridnoise("evaluate", baseline, *args, check=False)
+    proc = cli("evaluate", baseline, *args)
     assert proc.returncode == 2 and text in proc.stderr and "Traceback" not in proc.stderr
 
 
