@@ -43,6 +43,7 @@ from gridnoise.errors import CheckpointError, ConfigError
 from gridnoise.registry import EVALUATED
 from gridnoise.rundir import EVALUATION_FILE
 from gridnoise.rundir import LIKELIHOOD_TERMS_FILE as TERMS_FILE
+from gridnoise.study.results import EVALUATION_FIX
 
 ODE_POINTS = 1000  # held-out points for the ODE likelihood (its cost is ~1000 network calls per point batch)
 HELDOUT_SEED_OFFSET = 1  # held-out points: the data set drawn with data_seed + 1
@@ -57,7 +58,7 @@ def check_metrics(names: list[str]) -> list[str]:
 
 def read_evaluation(run_dir: str | Path) -> dict[str, Any]:
     path = Path(run_dir) / EVALUATION_FILE
-    return rundir.read_json(path, EVALUATION_FILE) if path.is_file() else {}
+    return rundir.read_json(path, EVALUATION_FILE, EVALUATION_FIX) if path.is_file() else {}
 
 
 def missing(run_dir: str | Path, metrics: list[str]) -> list[str]:
@@ -134,12 +135,14 @@ def evaluate_run(run_dir: str | Path, metrics: list[str], device: str = "cpu", o
         return result
     redo = [m for m in outdated if m in todo]
     _forget(result, redo)
+    saved = rundir.read_arrays(run_dir / TERMS_FILE, fix=EVALUATION_FIX) if (run_dir / TERMS_FILE).is_file() else {}
     if rundir.read_metrics(run_dir) is None:
         raise CheckpointError(f"{run_dir} has not finished training: finish it before evaluating")
     dev = resolve_device(device)
     state = rundir.load_checkpoint(run_dir / rundir.CHECKPOINT_FILE, dev)
     cfg = from_dict(RunConfig, state["config"])
-    scheduler, model, adaptation = sampling_components(state, dev)
+    with rundir.checkpoint_fits(run_dir / rundir.CHECKPOINT_FILE):
+        scheduler, model, adaptation = sampling_components(state, dev)
     scale = cfg.data.scale
     points, heldout = heldout_points(cfg, cfg.eval.num_samples)
     x = torch.as_tensor(to_model(points, cfg.data.shift, scale), dtype=torch.float32, device=dev)
@@ -192,7 +195,6 @@ def evaluate_run(run_dir: str | Path, metrics: list[str], device: str = "cpu", o
         _exact_kl(cfg, result)
     write_json(run_dir / EVALUATION_FILE, finite_or_none(result))
     if terms or "nll_ode" in redo:
-        saved = dict(np.load(run_dir / TERMS_FILE)) if (run_dir / TERMS_FILE).is_file() else {}
         if "nll_ode" in redo:
             saved.pop("ode_nll", None)
         write_npz(run_dir / TERMS_FILE, **{**saved, **terms})

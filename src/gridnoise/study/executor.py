@@ -81,11 +81,13 @@ def execute_task(config: dict, directory: str, threads: int = 1) -> dict:
     return metrics
 
 
-def claim_directory(exp: Experiment, out: Path) -> None:
-    """Record the experiment in `out`, refusing a directory that holds anything else."""
-    record = out / EXPERIMENT_FILE
-    if record.is_file():
-        saved = read_json(record, "experiment.json")
+def study_record(exp: Experiment, out: Path) -> dict:
+    """What `out`'s `experiment.json` is to hold for `exp` (its data sets and seeds grown by `exp`'s),
+    refusing a directory that holds anything else; writes nothing."""
+    from gridnoise.study.results import read_experiment_record
+
+    if (out / EXPERIMENT_FILE).is_file():
+        saved = read_experiment_record(out)
         if saved.get("identity") != exp.identity():
             raise OutputExistsError(
                 f"{out} holds results of another experiment ('{saved.get('name')}', other runs or settings): "
@@ -97,18 +99,33 @@ def claim_directory(exp: Experiment, out: Path) -> None:
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise OutputExistsError(f"{out} exists and is not a gridnoise study directory: choose another --out")
         datasets, seeds = list(exp.datasets), list(exp.seeds)
-    write_json(record, {
+    return {
         "name": exp.name, "identity": exp.identity(), "description": exp.description, "baseline": exp.baseline,
         "runs": [{"name": r.name, "label": r.label, "variant": r.variant} for r in exp.runs],
         "datasets": datasets, "seeds": seeds,
-    })
+    }
+
+
+def check_data_files(exp: Experiment) -> None:
+    """Read every data file the tasks train on, so a bad one fails here, before anything is written,
+    not in a worker (each (file, key, columns) once)."""
+    from gridnoise.data import run_points
+    from gridnoise.data.datafile import is_data_file
+
+    seen = set()
+    for task in exp.tasks():
+        data = task.config.data
+        read = (task.dataset, data.key, tuple(data.columns))
+        if is_data_file(task.dataset) and read not in seen:
+            seen.add(read)
+            run_points(task.config)
 
 
 def is_finished(task: Task, out: Path) -> bool:
     d = task_dir(out, task.run, task.dataset, task.seed)
     if not (d / TASK_FILE).is_file():
         return False
-    if read_json(d / TASK_FILE, "task.json").get("hash") != task.config_hash:
+    if read_json(d / TASK_FILE, TASK_FILE).get("hash") != task.config_hash:
         saved = read_config(d).data.sha256 if (d / CONFIG_FILE).is_file() else ""
         if saved and task.config.data.sha256 and saved != task.config.data.sha256:
             raise OutputExistsError(f"the data file {task.dataset} changed since {d} was trained (sha256 "
@@ -151,11 +168,16 @@ def run_tasks(exp: Experiment, out: str | Path, *, workers: int | None = None, s
 
 
 def _run_tasks(exp: Experiment, out: Path, remote, workers: int | None, progress: bool) -> SweepOutcome:
-    claim_directory(exp, out)
+    # Everything is read and checked before the first file is written: the study record, the data
+    # files and every task's task.json.
+    record = study_record(exp, out)
+    check_data_files(exp)
+    tasks = [(task, is_finished(task, out)) for task in exp.tasks()]
+    write_json(out / EXPERIMENT_FILE, record)
     outcome = SweepOutcome()
     pending = []
-    for task in exp.tasks():
-        if is_finished(task, out):
+    for task, finished in tasks:
+        if finished:
             outcome.skipped.append(task.key)
             outcome.done.append(task.key)
             continue
