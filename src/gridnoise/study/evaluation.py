@@ -14,7 +14,9 @@ metric is skipped; a study's runs are evaluated as Dask tasks, like its training
                trajectory crosses: each adds the density's jump there) and nll_ode_nontransversal (share
                of points whose flow slides along an edge); only for models whose sampler is the
                standard posterior step (`adaptation.ode_skip_reason`) and whose flow is invertible at
-               every held-out point (no sliding), the others get nll_ode_skipped with the reason
+               every held-out point (no sliding), the others get nll_ode_skipped with the reason; so
+               does a run whose solve fails (a non-finite field, or the solver giving up), which is
+               tried again the next time nll_ode is asked for (e.g. with another --tolerance)
     kl_exact   KL(data || model) in bits = 2 nll_ode - H (the data set's differential entropy in bits,
                `densities.entropy`), with kl_exact_stderr, and kl_bound = 2 nll_elbo - H, an upper
                bound; only for data sets with a known density
@@ -39,7 +41,7 @@ import numpy as np
 import torch
 
 from gridnoise import rundir
-from gridnoise.errors import CheckpointError, ConfigError
+from gridnoise.errors import CheckpointError, ConfigError, MetricError
 from gridnoise.registry import EVALUATED
 from gridnoise.rundir import EVALUATION_FILE
 from gridnoise.rundir import LIKELIHOOD_TERMS_FILE as TERMS_FILE
@@ -176,20 +178,25 @@ def evaluate_run(run_dir: str | Path, metrics: list[str], device: str = "cpu", o
             start = time.perf_counter()
             tol = tolerance or ODE_TOLERANCE
             eps, edges = network_noise_model(model, adaptation), adaptation.field_edges()
-            ode = ode_log_likelihood(eps, scheduler, x[:ode_points], tolerance=tol, edges=edges)
-            sliding = float((ode.terms["nontransversal"] > 0).mean())
-            result.update(nll_ode_points=len(ode.nll), nll_ode_crossings=float(ode.terms["crossings"].mean()),
-                          nll_ode_nontransversal=sliding, nll_ode_solver_tolerance=tol)
-            if sliding > 0:
-                result["nll_ode_skipped"] = (
-                    f"{cfg.adaptation.kind}: the flow slides along a cell edge for {sliding:.1%} of held-out points, "
-                    "so it is not invertible and its density there is 0 (-log p infinite)")
+            try:
+                ode = ode_log_likelihood(eps, scheduler, x[:ode_points], tolerance=tol, edges=edges)
+                sliding = float((ode.terms["nontransversal"] > 0).mean())
+                half = None if sliding > 0 else \
+                    ode_log_likelihood(eps, scheduler, x[:ode_points], tolerance=tol / 2, edges=edges)
+            except MetricError as e:  # the solve failed: this run has no ODE likelihood; a study's others go on
+                result.update(nll_ode_skipped=f"{cfg.adaptation.kind}: {e}", nll_ode_solver_tolerance=tol)
             else:
-                half = ode_log_likelihood(eps, scheduler, x[:ode_points], tolerance=tol / 2, edges=edges)
-                result.update(nll_ode=bpd(ode.mean()), nll_ode_stderr=bits(ode.stderr()),
-                              nll_ode_half_tolerance=bpd(half.mean()),
-                              nll_ode_evaluations=int(ode.terms["evaluations"]))
-                terms["ode_nll"] = ode.nll
+                result.update(nll_ode_points=len(ode.nll), nll_ode_crossings=float(ode.terms["crossings"].mean()),
+                              nll_ode_nontransversal=sliding, nll_ode_solver_tolerance=tol)
+                if half is None:
+                    result["nll_ode_skipped"] = (
+                        f"{cfg.adaptation.kind}: the flow slides along a cell edge for {sliding:.1%} of held-out "
+                        "points, so it is not invertible and its density there is 0 (-log p infinite)")
+                else:
+                    result.update(nll_ode=bpd(ode.mean()), nll_ode_stderr=bits(ode.stderr()),
+                                  nll_ode_half_tolerance=bpd(half.mean()),
+                                  nll_ode_evaluations=int(ode.terms["evaluations"]))
+                    terms["ode_nll"] = ode.nll
             result["nll_ode_time"] = time.perf_counter() - start
     if "kl_exact" in todo:
         _exact_kl(cfg, result)
