@@ -141,6 +141,7 @@ SETTINGS = {  # --set values (item: argv as Python sees it; a non-UTF-8 byte is 
     "table_as_value": ("train=5", ["[train] must be a table"]),
     "not_utf8_table": ("adaptation.grids={a=\udcff}", ["adaptation.grids must be a table"]),
     "unknown": ("train.nope=1", ["unknown key(s) ['nope']"]),
+    "two_values": ("seed=1\n[train]\nsteps=1", ["more than one TOML value", "one value per --set"]),
 }
 
 
@@ -150,6 +151,16 @@ def test_a_bad_setting(capsys, tmp_path, case):
     assert_fails_cleanly(capsys, ["train", "--dataset", "moons", *TINY, "--set", item, "--out", tmp_path / "out"],
                          tmp_path, *words)
     assert_fails_cleanly(capsys, ["config", "show", "--set", item], tmp_path, *words)
+
+
+@pytest.mark.parametrize("flag, words", [("--config", ["config file not found"]),
+                                         ("--dataset", ["data file not found"])])
+def test_a_path_that_is_not_utf8(capsys, tmp_path, flag, words):
+    # a file name with a byte that is not UTF-8 reaches Python as a lone surrogate
+    name = str(tmp_path / "bad\udcff.csv") if flag == "--dataset" else str(tmp_path / "bad\udcff.toml")
+    argv = ["train", "--dataset", "moons", *TINY, flag, name, "--out", tmp_path / "out"]
+    line = assert_fails_cleanly(capsys, argv, tmp_path, *words, "check the path")
+    assert "\\udcff" in line  # shown escaped: a terminal can print it
 
 
 # -- experiment TOML: run -------------------------------------------------------------------------

@@ -353,9 +353,13 @@ def parse_setting(item: str) -> tuple[list[str], Any]:
     if not sep or not all(keys):
         raise ConfigError(f"--set takes section.key=value, e.g. train.lr=1e-3 (got '{item}')")
     try:
-        return keys, tomllib.loads(f"v = {text.strip()}")["v"]
+        parsed = tomllib.loads(f"v = {text.strip()}")
     except tomllib.TOMLDecodeError:
         return keys, text.strip()  # a bare word: a string
+    if set(parsed) != {"v"}:  # a value with a line break would smuggle in more settings
+        raise ConfigError(f"--set {path.strip()}: the value is more than one TOML value ({text.strip()!r}): "
+                          "give one value per --set")
+    return keys, parsed["v"]
 
 
 def settings_tables(items: list[str]) -> dict[str, Any]:
