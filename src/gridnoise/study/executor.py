@@ -106,14 +106,14 @@ def study_record(exp: Experiment, out: Path) -> dict:
     }
 
 
-def check_data_files(exp: Experiment) -> None:
+def check_data_files(tasks: list[Task]) -> None:
     """Read every data file the tasks train on, so a bad one fails here, before anything is written,
     not in a worker (each (file, key, columns) once)."""
     from gridnoise.data import run_points
     from gridnoise.data.datafile import is_data_file
 
     seen = set()
-    for task in exp.tasks():
+    for task in tasks:
         data = task.config.data
         read = (task.dataset, data.key, tuple(data.columns))
         if is_data_file(task.dataset) and read not in seen:
@@ -171,13 +171,14 @@ def _run_tasks(exp: Experiment, out: Path, remote, workers: int | None, progress
     # Everything is read and checked before the first file is written: the study record, the data
     # files and every task's task.json.
     record = study_record(exp, out)
-    check_data_files(exp)
-    tasks = [(task, is_finished(task, out)) for task in exp.tasks()]
+    tasks = exp.tasks()
+    check_data_files(tasks)
+    finished = [is_finished(task, out) for task in tasks]
     write_json(out / EXPERIMENT_FILE, record)
     outcome = SweepOutcome()
     pending = []
-    for task, finished in tasks:
-        if finished:
+    for task, done in zip(tasks, finished):
+        if done:
             outcome.skipped.append(task.key)
             outcome.done.append(task.key)
             continue
