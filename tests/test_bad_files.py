@@ -1,10 +1,12 @@
 """Every file gridnoise reads, given bad content: each command ends in one line and exit status 2,
 and writes nothing.
 
-One table per kind of file: config TOML (`train --config`), experiment TOML (`run`), data files
-of every format (`train --dataset`), a run's checkpoint (`train --resume`, `sample`, `evaluate`),
-its metrics.json and evaluation.json and a study's task.json and experiment.json (`report`,
-`evaluate`, `compare`, `run`), and plug-in references. Each row damages one file (missing, empty,
+One table per kind of file: config TOML (`train --config`) and `--set` values, experiment TOML
+(`run`), data files of every format (`train --dataset`, and in an experiment), a run's checkpoint
+(`train --resume`, `sample`, `evaluate`), its config.toml (`train --resume`, `plot`, `animate`),
+samples.npz and train_losses.npz (`plot`), metrics.json and evaluation.json, a study's task.json and
+experiment.json (`report`, `evaluate`, `compare`, `run`), plug-in references, and file names that
+are not UTF-8. Each row damages one file (missing, empty,
 truncated, not UTF-8, wrong types, degenerate values), runs the command in-process through
 `gridnoise.cli.main`, and checks the exit status, that stderr is one line starting `gridnoise:
 error:` with the row's words (what is wrong and what to do), and that no file under the watched
