@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from gridnoise.adaptation import NoiseAdaptation
 from gridnoise.diffusion import NoiseSchedule
+from gridnoise.errors import MetricError
 from gridnoise.likelihood import (
     bits_per_dim,
     continuous_alphas_cumprod,
@@ -237,3 +238,26 @@ def test_a_grid_models_ode_likelihood_is_its_flow_maps_change_of_variables():
 def test_bits_per_dim_converts_units():
     assert bits_per_dim(2 * math.log(2)) == pytest.approx(1.0)
     assert bits_per_dim(0.0, scale=2.0) == pytest.approx(1.0)  # data twice as spread: one more bit per dim
+
+
+class OverflowsLate(nn.Module):
+    """The optimal predictor until u = 5.5, then infinite noise (what a float32 network whose
+    activations overflow predicts): a real field the solver cannot integrate past that time."""
+
+    def __init__(self, schedule: NoiseSchedule):
+        super().__init__()
+        self.optimal = GaussianOptimal(schedule)
+
+    def forward(self, z: Tensor, timesteps: Tensor, noise_scale: Tensor | None = None) -> Tensor:
+        # a factor that does not depend on z, so the divergence stays finite where the factor is 1
+        return self.optimal(z, timesteps) * torch.where(timesteps > 5.5, math.inf, 1.0)[:, None]
+
+
+def test_a_field_that_stops_being_finite_is_a_metric_error_not_a_solver_crash(schedule, data):
+    # Without the check, RK45 shrinks its step to NaN and the next evaluation indexes the schedule at
+    # a NaN time: an IndexError from deep inside scipy.
+    eps = network_noise_model(OverflowsLate(schedule), NoiseAdaptation())
+    with pytest.raises(MetricError, match="the probability-flow field is not finite at u = ") as info:
+        ode_log_likelihood(eps, schedule, data[:20])
+    text = str(info.value)
+    assert 5.5 < float(text.split("at u = ")[1].split()[0]) <= 6 and "\n" not in text  # where it stopped

@@ -112,6 +112,61 @@ def test_estimator_reuses_the_data_distances():
         assert estimator(part) == pytest.approx(brute_force_kl(data, part, 5), rel=1e-12)
 
 
+def brute_force_kl_with_ties(data, samples, k):
+    """The estimator with ties as its docstring states them, from all pairwise max-norm distances:
+    the k-th nearest point at a positive distance, each copy of another location counted."""
+    def kth_apart(distances):
+        distances = np.where(distances > 0, distances, np.inf)
+        return np.sort(distances, axis=1)[:, k - 1]
+
+    rho = kth_apart(cdist(data, data, "chebyshev"))
+    nu = kth_apart(cdist(data, samples, "chebyshev"))
+    n, m, d = len(data), len(samples), data.shape[1]
+    return np.log2(m / (n - 1)) + d * np.mean(np.log2(nu) - np.log2(rho))
+
+
+def test_hand_computed_with_repeated_data_points():
+    # Data on the x axis at 0, 0, 1, 3 (a repeated row); samples at 0.5, 10, 20, 30; k = 1, n = m = 4.
+    # rho_1, the nearest data point apart (at a positive distance): 0 -> 1 (its copy does not count),
+    # 0 -> 1, 1 -> 1 (either copy of 0), 3 -> 2. nu_1: 0.5, 0.5, 0.5, 2.5.
+    # KL = log2(4 / 3) + 2 * mean(log2 0.5, log2 0.5, log2 0.5, log2 1.25) = log2(4/3) + (log2 5 - 5) / 2
+    data = np.array([[0, 0], [0, 0], [1, 0], [3, 0]], float)
+    samples = np.array([[0.5, 0], [10, 0], [20, 0], [30, 0]], float)
+    expected = math.log2(4 / 3) + (math.log2(5) - 5) / 2
+    assert kl_divergence(data, samples, k=1) == pytest.approx(expected, rel=1e-12)
+
+
+def test_a_sample_on_a_data_point_is_not_its_neighbour():
+    # test_hand_computed_k1's data and samples, with one more sample exactly on the data point 0:
+    # for that point nu_1 is the nearest sample apart, 0.5, as before; m = 5 now.
+    data = np.array([[0, 0], [1, 0], [3, 0]], float)
+    samples = np.array([[0, 0], [0.5, 0], [10, 0], [20, 0], [30, 0]], float)
+    expected = math.log2(5 / 2) + 2 / 3 * (math.log2(5) - 4)
+    assert kl_divergence(data, samples, k=1) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("k", [1, 5])
+def test_rounded_data_match_the_brute_force_rule(k):
+    # Coordinates rounded to 0.1: about 10 copies per location in the centre, and samples on the same
+    # lattice, so both rho and nu meet ties.
+    rng = np.random.default_rng(5)
+    data, samples = np.round(rng.normal(size=(1500, 2)), 1), np.round(rng.normal(size=(800, 2)) * 1.1, 1)
+    assert len(np.unique(data, axis=0)) < 0.7 * len(data)
+    estimate = kl_divergence(data, samples, k=k)
+    assert np.isfinite(estimate) and estimate == pytest.approx(brute_force_kl_with_ties(data, samples, k), rel=1e-12)
+    # the rule is the plain estimate where nothing ties: continuous samples leave nu alone
+    continuous = rng.normal(size=(800, 2))
+    assert kl_divergence(data, continuous, k=k) == pytest.approx(brute_force_kl_with_ties(data, continuous, k),
+                                                                 rel=1e-12)
+
+
+def test_samples_collapsed_onto_one_data_point_are_infinitely_far_from_the_data():
+    # Every sample on the data point (0, 0): no sample lies apart from it, so its nu is inf, and so is KL.
+    data = np.random.default_rng(6).normal(size=(50, 2))
+    data[0] = 0.0
+    assert kl_divergence(data, np.zeros((20, 2)), k=5) == math.inf
+
+
 _rng = np.random.default_rng(0)
 
 
@@ -121,9 +176,7 @@ _rng = np.random.default_rng(0)
     (_rng.random((10, 2)), _rng.random((10, 3)), 1, "differ in dimension"),
     (np.array([[0, 0], [np.nan, 1], [2, 2]]), _rng.random((4, 2)), 1, "data contains NaN"),
     (_rng.random((10, 2)), np.array([[0, 0], [np.inf, 1]]), 1, "samples contains NaN or infinite"),
-    (np.array([[0, 0], [0, 0], [2, 2]], float), _rng.random((4, 2)), 1, "undefined for duplicate points"),
-    (np.array([[0, 0], [1, 1], [2, 2]], float), np.array([[1, 1], [5, 5]], float), 1,
-     "undefined for duplicate points"),
+    (np.array([[0, 0]] * 8 + [[1, 1]] * 2, float), _rng.random((6, 2)), 5, "too few distinct points"),
     (np.arange(6.0), np.arange(6.0), 1, "2-D array"),
     (_rng.random((10, 2)), _rng.random((10, 2)), 0, "k must be an integer >= 1"),
     (_rng.random((10, 2)), _rng.random((10, 2)), 2.5, "k must be an integer >= 1"),
@@ -262,12 +315,41 @@ def test_precision_recall_hand_computed():
     assert precision_recall(fake, real, k=2) == (1.0, 1.0)
 
 
-def test_precision_recall_zero_radius_balls():
-    # k = 1: two copies of (0, 0) give both a zero radius, a ball that holds its centre and nothing else;
-    # (10, 0) and (11, 0) have radius 1. Fake (0, 0) and (10.5, 0) are in, (0, 1e-9) and (20, 0) out.
+def test_precision_recall_with_repeated_points():
+    # k = 1. Real: two copies of (0, 0) take the radius of their nearest real point apart, (10, 0) at
+    # 10 (a rounding step, not a point mass); (10, 0) and (11, 0) have radius 1. Fake (0, 0), (0, 1e-9)
+    # and (10.5, 0) are in, (20, 0) is 9 from (11, 0) and 20 from (0, 0): out. Precision 3/4.
     real = np.array([[0, 0], [0, 0], [10, 0], [11, 0]], float)
     fake = np.array([[0, 0], [0, 1e-9], [10.5, 0], [20, 0]])
-    assert precision_recall(fake, real, k=1)[0] == 0.5
+    assert precision_recall(fake, real, k=1)[0] == 0.75
+    # Fake copies keep their zero radius, a ball that holds its centre and nothing else (the model put
+    # its mass on one point): real (0, 0) is in, (0, 1e-9) out; (5.5, 0) lies in the radius-1 balls
+    # of (5, 0) and (6, 0), (20, 0) in none. Recall 2/4.
+    fake = np.array([[0, 0], [0, 0], [5, 0], [6, 0]], float)
+    real = np.array([[0, 0], [0, 1e-9], [5.5, 0], [20, 0]])
+    assert precision_recall(fake, real, k=1)[1] == 0.5
+
+
+def test_every_metric_measures_rounded_data():
+    # Moons rounded to 0.1 (up to ~50 copies of a location) against continuous samples of the same
+    # moons: every metric is finite, and precision is near 1, as it is before rounding (with the
+    # zero radii of the copies it was 0.15).
+    from gridnoise.data import load
+
+    exact = load("moons", 10_000, seed=1).astype(np.float64)
+    rounded, samples = np.round(exact, 1), load("moons", 2000, seed=2).astype(np.float64)
+    assert np.unique(rounded, axis=0, return_counts=True)[1].max() > 20
+    metrics = sample_quality(samples, rounded)
+    assert all(np.isfinite(v) for v in metrics.values())
+    assert metrics["precision"] > 0.95 and metrics["recall"] > 0.9
+    unrounded = sample_quality(samples, exact)
+    assert metrics["w2"] == pytest.approx(unrounded["w2"], abs=0.02)  # rounding moves points by <= 0.07
+    assert abs(metrics["mmd"]) < 1e-3
+    assert np.isfinite(kl_divergence(rounded, samples))
+    # a set and the same set with every row repeated are the same distribution to W2 and MMD
+    twice = np.vstack([rounded[:500], rounded[:500]])
+    assert wasserstein2(twice, rounded[:500], n=1000) == pytest.approx(0, abs=1e-12)
+    assert abs(mmd_rbf(twice, rounded[:500], n=1000)) < 1e-2
 
 
 def test_precision_recall_match_brute_force():

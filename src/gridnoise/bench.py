@@ -45,6 +45,7 @@ from gridnoise.provenance import cpu_model
 from gridnoise.rundir import TASK_FILE, read_json
 from gridnoise.sampling import sample
 from gridnoise.seeding import generator
+from gridnoise.study.executor import execute_task
 from gridnoise.trainer import Trainer
 
 VARIANTS = ("baseline", "multiscale_l1")
@@ -288,8 +289,6 @@ def task_config(s: BenchSettings, steps: int) -> RunConfig:
 def _tasks_in_one_worker(configs: list[dict]) -> dict:
     """Run each config as a study task (`execute_task`) in this process, one after the other; the
     last one's task.json."""
-    from gridnoise.study.executor import execute_task
-
     with tempfile.TemporaryDirectory() as root:
         for i, config in enumerate(configs):
             directory = Path(root) / f"task_{i}"

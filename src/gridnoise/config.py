@@ -7,12 +7,14 @@ to a default.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
 import tomllib
 import types
 import typing
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -354,9 +356,13 @@ def parse_setting(item: str) -> tuple[list[str], Any]:
     if not sep or not all(keys):
         raise ConfigError(f"--set takes section.key=value, e.g. train.lr=1e-3 (got '{item}')")
     try:
-        return keys, tomllib.loads(f"v = {text.strip()}")["v"]
+        parsed = tomllib.loads(f"v = {text.strip()}")
     except tomllib.TOMLDecodeError:
         return keys, text.strip()  # a bare word: a string
+    if set(parsed) != {"v"}:  # a value with a line break would smuggle in more settings
+        raise ConfigError(f"--set {path.strip()}: the value is more than one TOML value ({text.strip()!r}): "
+                          "give one value per --set")
+    return keys, parsed["v"]
 
 
 def settings_tables(items: list[str]) -> dict[str, Any]:
@@ -419,18 +425,37 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     return value
 
 
-def load_toml(path: str | Path) -> dict[str, Any]:
-    """Read a TOML file into dicts, with a one-line error for missing or malformed files."""
+def load_toml(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """Read a TOML file into dicts, with a one-line error naming the file (`what` says which kind)
+    when it is missing, unreadable, not UTF-8, malformed or holds no settings at all (an empty
+    file is more likely a failed write than a wish for every default)."""
     path = Path(path)
     try:
         with path.open("rb") as f:
-            return tomllib.load(f)
+            data = tomllib.load(f)
     except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
+        raise ConfigError(f"{what} not found: {path} - check the path") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{what} {path} is a directory: give a TOML file") from None
     except OSError as e:
-        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+        raise ConfigError(f"cannot read {what} {path}: {e.strerror} - check the path and permissions") from None
+    except UnicodeDecodeError as e:  # tomllib decodes the bytes itself, before parsing
+        raise ConfigError(f"{what} {path} is not UTF-8 text (byte {e.start}): save it as UTF-8") from None
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"malformed TOML in {path}: {e}") from None
+        raise ConfigError(f"malformed TOML in {path}: {e} - fix the file there") from None
+    if not data:
+        raise ConfigError(f"{what} {path} is empty (no settings): write the settings into it")
+    return data
+
+
+@contextlib.contextmanager
+def naming(source: str | Path) -> Iterator[None]:
+    """Config errors raised inside say which file holds the bad value (`source`), once."""
+    try:
+        yield
+    except ConfigError as e:
+        text = str(e)
+        raise type(e)(text if str(source) in text else f"{source}: {text}") from None
 
 
 def adaptation_for(variant: str) -> AdaptationConfig:
@@ -449,7 +474,8 @@ def adaptation_for(variant: str) -> AdaptationConfig:
 
 def load_run_config(path: str | Path) -> RunConfig:
     """A validated RunConfig from TOML; without an [adaptation] table the variant's preset is used."""
-    return from_dict(RunConfig, load_toml(path)).validate()
+    with naming(path):
+        return from_dict(RunConfig, load_toml(path)).validate()
 
 
 def dumps_toml(cfg: Any) -> str:

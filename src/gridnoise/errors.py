@@ -58,12 +58,14 @@ class DivergedError(GridnoiseError):
 
 
 def one_line(error: BaseException) -> str:
-    """The message of `error` as one line: a GridnoiseError's own text, an OSError's reason and path."""
+    """The message of `error` as one line: a GridnoiseError's own text, an OSError's reason and path.
+    Bytes that were not UTF-8 in a file name or argument (lone surrogates in Python) are shown as
+    escapes, so any terminal can print the line."""
     if isinstance(error, OSError) and not isinstance(error, GridnoiseError):
         text = f"{error.strerror or error}: {error.filename or ''} - check the path and permissions"
     else:
         text = str(error)
-    return " ".join(text.split())
+    return " ".join(text.encode("utf-8", "backslashreplace").decode("utf-8").split())
 
 
 def exit_code(error: BaseException) -> int:

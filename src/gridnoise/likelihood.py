@@ -70,6 +70,7 @@ from torch import Tensor, nn
 
 from gridnoise.adaptation import NoiseAdaptation
 from gridnoise.diffusion import NoiseSchedule
+from gridnoise.errors import MetricError
 from gridnoise.model import predict_noise
 
 DIMENSIONS = 2
@@ -252,6 +253,7 @@ def ode_log_likelihood(noise_model: NoiseModel, schedule: NoiseSchedule, x: Tens
     terms: "prior" (-log prior at the end point), "divergence" (minus the divergence integral),
     "jumps" (minus the sum of the crossings' log-ratios), "crossings" and "nontransversal" (counts
     per point), "end" `(N, 2)` the end points z(T-1), "evaluations" the field evaluations used.
+    A field that is not finite somewhere on the way, or a solver that gives up, raises MetricError.
     """
     s = float64_schedule(schedule)
     z = x.to(s.betas.device, torch.float64)
@@ -264,13 +266,18 @@ def ode_log_likelihood(noise_model: NoiseModel, schedule: NoiseSchedule, x: Tens
         nonlocal evaluations
         evaluations += 1
         f, div = ode_field(noise_model, s, torch.from_numpy(state[:2 * n].reshape(n, 2)).to(z.device), u, segment)
-        return np.concatenate([f.cpu().numpy().ravel(), div.cpu().numpy()])
+        out = np.concatenate([f.cpu().numpy().ravel(), div.cpu().numpy()])
+        # stop here: a non-finite field makes RK45's step size NaN, and the next call's time with it
+        if not np.isfinite(out).all():
+            raise MetricError(f"the probability-flow field is not finite at u = {u:.4g} (the network predicts "
+                              "NaN or infinite noise there), so the ODE has no solution to integrate")
+        return out
 
     state = np.concatenate([z.cpu().numpy().ravel(), integral.numpy()])
     for t in range(T - 1):  # beta is constant on each [t, t+1]: no jump inside a solver step
         solution = solve_ivp(rhs, (t, t + 1), state, method=ODE_METHOD, rtol=tolerance, atol=tolerance, args=(t,))
         if not solution.success:
-            raise RuntimeError(f"the ODE solver failed on [{t}, {t + 1}]: {solution.message}")
+            raise MetricError(f"the ODE solver failed on [{t}, {t + 1}]: {solution.message}")
         state = solution.y[:, -1]
         for axis, lines in enumerate(edges):
             found = edge_crossings(solution.t, solution.y[:2 * n].T.reshape(-1, n, 2), lines.cpu().numpy(), axis)

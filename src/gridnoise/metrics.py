@@ -28,6 +28,15 @@ class KLEstimator:
     nearest sample (Wang, Kulkarni & Verdu, IEEE Trans. Inf. Theory 55(5), 2009, in base 2).
     The data's distances rho are computed once, so each sample set costs
     one tree query.
+
+    Ties (repeated rows, e.g. rounded coordinates) would make a distance 0 and the estimate
+    infinite, though the copies are one location measured more than once, not a density without
+    bound. So a distance is taken to the k-th nearest point *apart* from x_i (at a positive
+    distance): copies of x_i's own location do not count, each copy of another location does.
+    This changes rho_k(i) only where x_i has a copy, and nu_k(i) only where a sample lies exactly
+    on x_i; data without ties get the plain estimate, bit for bit. On coarsely rounded
+    data no distance falls below the rounding step, so the estimate compares data and samples at
+    that resolution: compare such runs with one another, not with runs on unrounded data.
     """
 
     def __init__(self, data: np.ndarray, k: int = 5):
@@ -38,25 +47,53 @@ class KLEstimator:
             raise MetricError(f"the KL estimate needs more than k data points (k={k}, n={len(data)})")
         self.k, self.n, self.d = int(k), len(data), data.shape[1]
         self.data = data
-        # k + 1 neighbours among the data: one of them is the point itself, at distance 0.
-        self.rho = cKDTree(data).query(data, k=[self.k + 1], p=np.inf, workers=-1)[0][:, 0]
-        if (self.rho == 0).any():
-            raise MetricError("duplicate data points give a zero neighbour distance: "
-                              "the KL estimate is undefined for duplicate points")
+        # k + 1 neighbours among the data: one of them is the point itself, at distance 0; the
+        # nearest other one tells whether any point has a copy.
+        nearest, self.rho = _nearest_and_kth(cKDTree(data), data, self.k + 1, 2, p=np.inf)
+        if (nearest == 0).any():  # ties: the k-th point apart (see the class docstring)
+            self.rho = kth_apart(data, data, self.k, p=np.inf)
+            if np.isinf(self.rho).any():
+                raise MetricError(f"the KL estimate needs k={self.k} data points apart from every data point, but "
+                                  f"{int(np.isinf(self.rho).sum())} have fewer: the data hold too few distinct points")
 
     def __call__(self, samples: np.ndarray) -> float:
-        """The estimate of KL(data || samples) in bits."""
+        """The estimate of KL(data || samples) in bits (inf where fewer than k samples lie apart
+        from some data point: nearly every sample sits exactly on it, a point mass)."""
         y = _points(samples, "samples")
         if y.shape[1] != self.d:
             raise MetricError(f"data and samples differ in dimension ({self.d} vs {y.shape[1]})")
         m = len(y)
         if m < self.k:
             raise MetricError(f"the KL estimate needs at least k samples (k={self.k}, m={m})")
-        nu = cKDTree(y).query(self.data, k=[self.k], p=np.inf, workers=-1)[0][:, 0]
-        if (nu == 0).any():
-            raise MetricError("a sample coincides with a data point (zero distance): "
-                              "the KL estimate is undefined for duplicate points")
+        nearest, nu = _nearest_and_kth(cKDTree(y), self.data, self.k, 1, p=np.inf)
+        tied = nearest == 0
+        if tied.any():  # samples exactly on a data point: the k-th sample apart from it
+            nu[tied] = kth_apart(y, self.data[tied], self.k, p=np.inf)
         return float(np.log2(m / (self.n - 1)) + self.d * np.mean(np.log2(nu) - np.log2(self.rho)))
+
+
+def _nearest_and_kth(tree: cKDTree, queries: np.ndarray, k: int, first: int, p: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each query's distance to its `first`-th and its k-th nearest point of `tree`, from one query."""
+    ks = sorted({first, k})
+    dist = tree.query(queries, k=ks, p=p, workers=-1)[0]
+    return dist[:, 0], dist[:, -1]
+
+
+def kth_apart(points: np.ndarray, queries: np.ndarray, k: int, p: float) -> np.ndarray:
+    """Distance (Minkowski `p`-norm) from each query `(Q, d)` to its k-th nearest point of `points`
+    `(N, d)` apart from it, at a positive distance: copies of the query's own location are not
+    neighbours, each copy of another location is one. inf where fewer than k points lie apart.
+
+    Every location holds at least one point, so the k nearest distinct locations apart (plus the
+    query's own, at distance 0) always reach the k-th point: one tree query of k + 1 neighbours
+    over the distinct locations, their copies counted."""
+    locations, copies = np.unique(points, axis=0, return_counts=True)
+    dist, index = cKDTree(locations).query(queries, k=k + 1, p=p, workers=-1)
+    # a missing neighbour (fewer than k + 1 locations) has index len(locations) and distance inf
+    counted = np.append(copies, 0)[index] * (dist > 0)
+    reached = np.cumsum(counted, axis=1) >= k
+    kth = dist[np.arange(len(queries)), reached.argmax(axis=1)]
+    return np.where(reached.any(axis=1), kth, np.inf)
 
 
 def kl_divergence(data: np.ndarray, samples: np.ndarray, k: int = 5) -> float:
@@ -154,9 +191,17 @@ def mmd_rbf(samples: np.ndarray, data: np.ndarray, n: int = 1000, seed: int = 0,
     return mean_kernel(x, x, True) + mean_kernel(y, y, True) - 2 * mean_kernel(x, y, False)
 
 
-def _kth_neighbour_radii(points: np.ndarray, k: int) -> np.ndarray:
-    """Each point's distance to its k-th nearest other point (the point itself is the 0-th)."""
-    return cKDTree(points).query(points, k=[k + 1])[0][:, 0]
+def _kth_neighbour_radii(points: np.ndarray, k: int, apart: bool = False) -> np.ndarray:
+    """Each point's distance to its k-th nearest other point (the point itself is the 0-th); with
+    `apart`, to its k-th nearest point at another location, copies of its own not counted
+    (`kth_apart`: the data's ties, see `precision_recall`)."""
+    nearest, radii = _nearest_and_kth(cKDTree(points), points, k + 1, 2, p=2)
+    if apart and (nearest == 0).any():
+        radii = kth_apart(points, points, k, p=2)
+        if np.isinf(radii).any():
+            raise MetricError(f"precision and recall need k={k} data points apart from every data point, but "
+                              f"{int(np.isinf(radii).sum())} have fewer: the data hold too few distinct points")
+    return radii
 
 
 def _in_any_ball(points: np.ndarray, centres: np.ndarray, radii: np.ndarray) -> np.ndarray:
@@ -188,10 +233,17 @@ def precision_recall(samples: np.ndarray, data: np.ndarray, k: int = 3, n: int =
     of samples inside the data manifold (are the samples realistic?), recall the share of data
     points inside the sample manifold (is all of the data covered?). Both depend on n: compare
     values at equal n, and on equal-size sets as in the paper.
+
+    Ties: a data point with k or more copies (rounded coordinates) would get a zero radius, a
+    ball that holds only its own location, and continuous samples could never land in it. So a
+    data point's radius is the distance to its k-th nearest data point at another location (its
+    own copies not counted), as in `KLEstimator`. The samples' copies count as neighbours and keep
+    their radii, zero included: exact copies are mass the model put on one point, which recall is
+    meant to see. Data without ties get the plain radii.
     """
     k = _count(k, "k")
     x, y, _ = _subsample_pair(samples, data, n, seed, "precision and recall", least=k + 1)
-    precision = _in_any_ball(x, y, _kth_neighbour_radii(y, k)).mean()
+    precision = _in_any_ball(x, y, _kth_neighbour_radii(y, k, apart=True)).mean()
     recall = _in_any_ball(y, x, _kth_neighbour_radii(x, k)).mean()
     return float(precision), float(recall)
 

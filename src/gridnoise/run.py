@@ -40,8 +40,9 @@ from gridnoise.tracking import RunLog
 from gridnoise.trainer import Trainer, TrainHooks
 
 
-def prepare_output(cfg: RunConfig, out: Path, overwrite: bool, resume: bool) -> None:
-    """Make `out` ready; never clobber results unless asked, never touch foreign files."""
+def check_output(cfg: RunConfig, out: Path, overwrite: bool, resume: bool) -> set[str]:
+    """Whether `out` may take this run: never clobber results unless asked, never touch foreign
+    files. Returns the entries `--overwrite` is to clear; writes nothing."""
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"output path {out} is a file: choose a directory with --out")
     # the run's own input data (an array saved by the Python API) is not a result to protect or clear
@@ -51,7 +52,7 @@ def prepare_output(cfg: RunConfig, out: Path, overwrite: bool, resume: bool) -> 
     if resume and (out / CONFIG_FILE).is_file():
         saved, wanted = comparable_dict(read_config(out)), comparable_dict(cfg)
         if saved != wanted:
-            diff = sorted(k for k in wanted if wanted[k] != saved[k])
+            diff = sorted(k for k in wanted if wanted[k] != saved.get(k))
             raise OutputExistsError(
                 f"{out} holds a run with a different config (differs in {', '.join(diff)}): "
                 "resume with the same settings, or use another --out"
@@ -61,15 +62,19 @@ def prepare_output(cfg: RunConfig, out: Path, overwrite: bool, resume: bool) -> 
             f"{out} holds files gridnoise did not write ({', '.join(sorted(foreign)[:3])}): "
             "refusing to touch it - choose another --out"
         )
-    elif entries and overwrite:
-        for name in entries:
-            path = out / name
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-    elif entries and not resume:
+    elif entries and not resume and not overwrite:
         raise OutputExistsError(
             f"output directory {out} is not empty: pass --resume to continue it, --overwrite to replace it, "
             "or choose another --out"
         )
+    return entries if overwrite else set()
+
+
+def prepare_output(cfg: RunConfig, out: Path, cleared: set[str]) -> None:
+    """Clear the `cleared` entries of `out` (`check_output`'s), create it and write the run's config."""
+    for name in cleared:
+        path = out / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
     out.mkdir(parents=True, exist_ok=True)
     rundir.write_config(out, cfg)
 
@@ -123,16 +128,22 @@ def train_run(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, resum
     device = resolve_device(cfg.device)
     points = datasets.run_points(cfg)  # in the data's own units
     resolve_data(cfg, points)
-    prepare_output(cfg, out, overwrite, resume)
+    # Everything the run reads is checked before its first file is written: the data (the KL
+    # estimate must measure it), the output directory and, on --resume, its metrics and checkpoint.
+    kl = KLEstimator(points, cfg.eval.kl_k)  # the data's neighbour distances, computed once
+    cleared = check_output(cfg, out, overwrite, resume)
     if resume and (metrics := read_metrics(out)) is not None:
         return metrics
-
     trainer = Trainer(cfg, to_model(points, cfg.data.shift, cfg.data.scale), device)
-    if resume and (out / CHECKPOINT_FILE).exists():
-        trainer.load_state_dict(rundir.load_checkpoint(out / CHECKPOINT_FILE, device))
+    history: dict = {"step": [], "kl_divergence": []}
+    if resume:
+        if (out / CHECKPOINT_FILE).exists():
+            state = rundir.load_checkpoint(out / CHECKPOINT_FILE, device)
+            with rundir.checkpoint_fits(out / CHECKPOINT_FILE):
+                trainer.load_state_dict(state)
+        history = rundir.read_kl_history(out)
+    prepare_output(cfg, out, cleared)
     rundir.start_segment(out, trainer.step)  # a resumed run's session starts at its checkpoint's step
-    history = rundir.read_kl_history(out) if resume else {"step": [], "kl_divergence": []}
-    kl = KLEstimator(points, cfg.eval.kl_k)  # the data's neighbour distances, computed once
     log = RunLog(cfg, out, trainer.step, points)
     status = "FAILED"
     trained_before = trainer.elapsed  # a resumed run's earlier segments

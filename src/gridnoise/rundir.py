@@ -34,15 +34,19 @@ atomically. Nothing here imports torch until a checkpoint is read.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import zipfile
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from gridnoise.config import RunConfig, dumps_toml, from_dict, load_toml
-from gridnoise.errors import CheckpointError
+from gridnoise.config import RunConfig, dumps_toml, from_dict, load_toml, naming
+from gridnoise.errors import CheckpointError, ConfigError, GridnoiseError
 from gridnoise.files import write_json, write_npz, write_text
 
 CONFIG_FILE = "config.toml"
@@ -86,14 +90,18 @@ def task_dir(out: str | Path, run: str, dataset: str, seed: int) -> Path:
     return Path(out) / run / file_stem(dataset) / f"seed_{seed}"
 
 
-def read_json(path: Path, what: str) -> Any:
-    """A JSON file, with one-line errors for a missing or corrupt one (`what` names it)."""
+def read_json(path: Path, what: str, fix: str = "delete it (its task reruns) or restore it") -> dict:
+    """A JSON object (every gridnoise JSON file holds one), with one-line errors for a missing,
+    unreadable or corrupt file (`what` names it, `fix` says what to do about a corrupt one)."""
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CheckpointError(f"{what} not found: {path}") from None
-    except (ValueError, OSError):
-        raise CheckpointError(f"{path} is corrupt: delete it (its task reruns) or restore it") from None
+    except (ValueError, OSError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise CheckpointError(f"{path} is corrupt: {fix}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} is not a JSON object (it holds a {type(data).__name__}): {fix}")
+    return data
 
 
 # -- config, metrics, losses, samples -----------------------------------------------------------
@@ -108,7 +116,8 @@ def read_config(run_dir: str | Path) -> RunConfig:
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         raise CheckpointError(f"{run_dir} has no {CONFIG_FILE}: it is not a gridnoise run directory")
-    return from_dict(RunConfig, load_toml(path))
+    with naming(path):
+        return from_dict(RunConfig, load_toml(path, "run config"))
 
 
 def write_metrics(run_dir: Path, metrics: dict[str, float]) -> Path:
@@ -120,10 +129,7 @@ def read_metrics(run_dir: str | Path) -> dict | None:
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
         return None
-    try:
-        return json.loads(path.read_text())
-    except (ValueError, OSError):
-        raise CheckpointError(f"{path} is corrupt: delete it and resume the run with --resume") from None
+    return read_json(path, METRICS_FILE, "delete it and resume the run with --resume")
 
 
 def write_losses(run_dir: Path, loss: np.ndarray, mse: np.ndarray) -> Path:
@@ -132,8 +138,7 @@ def write_losses(run_dir: Path, loss: np.ndarray, mse: np.ndarray) -> Path:
 
 def read_losses(run_dir: Path) -> np.ndarray:
     """Per-step training loss `(steps,)` (with the penalty)."""
-    with np.load(Path(run_dir) / LOSSES_FILE) as f:
-        return f["loss"]
+    return read_arrays(Path(run_dir) / LOSSES_FILE, "loss")["loss"]
 
 
 def write_samples(run_dir: Path, samples: np.ndarray) -> Path:
@@ -142,8 +147,33 @@ def write_samples(run_dir: Path, samples: np.ndarray) -> Path:
 
 def read_samples(run_dir: Path) -> np.ndarray:
     """The run's samples `(num_samples, 2)`."""
-    with np.load(Path(run_dir) / SAMPLES_FILE) as f:
-        return f["samples"]
+    return read_arrays(Path(run_dir) / SAMPLES_FILE, "samples")["samples"]
+
+
+# what numpy and zipfile raise for a truncated, foreign or damaged .npz file
+NPZ_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error)
+
+
+def read_arrays(path: Path, *keys: str, fix: str = "restore it from a copy, or retrain the run") -> dict:
+    """Every array of one of the run's .npz files, which must hold `keys`; a missing, corrupt or
+    foreign file is a one-line CheckpointError."""
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path.name} not found: {path}") from None
+    except NPZ_ERRORS as e:
+        raise CheckpointError(f"{path} is corrupt ({type(e).__name__}): {fix}") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):  # a single .npy array
+        raise CheckpointError(f"{path} is not an .npz archive: {fix}")
+    try:
+        with archive:
+            arrays = {k: archive[k] for k in archive.files}
+    except NPZ_ERRORS as e:  # a damaged member
+        raise CheckpointError(f"{path} is corrupt ({type(e).__name__}): {fix}") from None
+    missing = [k for k in keys if k not in arrays]
+    if missing:
+        raise CheckpointError(f"{path} lacks {missing}: {fix}")
+    return arrays
 
 
 def read_kl_history(run_dir: Path) -> dict:
@@ -151,10 +181,7 @@ def read_kl_history(run_dir: Path) -> dict:
     path = Path(run_dir) / KL_HISTORY_FILE
     if not path.is_file():
         return {"step": [], "kl_divergence": []}
-    try:
-        return json.loads(path.read_text())
-    except ValueError:
-        raise CheckpointError(f"{path} is corrupt: delete it and resume with --resume") from None
+    return read_json(path, KL_HISTORY_FILE, "delete it and resume with --resume")
 
 
 def write_kl_history(run_dir: Path, history: dict) -> Path:
@@ -237,10 +264,10 @@ def final_snapshot(run_dir: Path) -> Path | None:
 def read_grid_snapshot(path: Path, cfg: RunConfig) -> tuple[int, dict[str, np.ndarray], list[float]]:
     """(heatmap timestep, grids by label, extent) of a snapshot; the extent is the one the grids
     really covered (saved with it), else the config's (snapshots from before it was saved)."""
-    with np.load(path, allow_pickle=False) as snap:
-        grids = {k: snap[k] for k in snap.files if k not in ("t", "extent")}
-        extent = snap["extent"].tolist() if "extent" in snap.files else list(cfg.adaptation.extent)
-        return int(snap["t"]), grids, extent
+    snap = read_arrays(path, "t")
+    grids = {k: v for k, v in snap.items() if k not in ("t", "extent")}
+    extent = snap["extent"].tolist() if "extent" in snap else list(cfg.adaptation.extent)
+    return int(snap["t"]), grids, extent
 
 
 def heatmap_path(run_dir: Path, dataset: str, label: str, step: int) -> Path:
@@ -250,23 +277,55 @@ def heatmap_path(run_dir: Path, dataset: str, label: str, step: int) -> Path:
 # -- checkpoints ----------------------------------------------------------------------------------
 
 CHECKPOINT_KEYS = {"config", "step", "model", "adaptation", "ema", "optimizer"}
+WEIGHT_KEYS = ("model", "adaptation", "ema", "ema_adaptation")  # state dicts of modules: finite in a good checkpoint
 
 
 def load_checkpoint(path: str | Path, device: Any = "cpu") -> dict:
-    """Read a checkpoint without unpickling arbitrary objects; corrupt files raise CheckpointError."""
+    """Read a checkpoint without unpickling arbitrary objects; a file that is corrupt, not a
+    gridnoise checkpoint, or holds a bad config, step or non-finite weights raises CheckpointError."""
     import torch
 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path} - train the run first or check the path")
+    retrain = "delete it and retrain, or restore it from a copy"
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:  # torch raises many kinds for truncated or foreign files
-        raise CheckpointError(
-            f"checkpoint {path} is corrupt or not a gridnoise checkpoint ({type(e).__name__}): "
-            "delete it and retrain, or restore it from a copy"
-        ) from None
-    missing = CHECKPOINT_KEYS - set(state if isinstance(state, dict) else ())
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a gridnoise checkpoint ({type(e).__name__}): "
+                              f"{retrain}") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path} is not a gridnoise checkpoint (it holds a {type(state).__name__}): "
+                              f"{retrain}")
+    missing = CHECKPOINT_KEYS - set(state)
     if missing:
         raise CheckpointError(f"checkpoint {path} lacks {sorted(missing)}: it is not a gridnoise checkpoint")
+    try:
+        from_dict(RunConfig, state["config"])
+    except ConfigError as e:
+        raise CheckpointError(f"checkpoint {path} holds an invalid config ({e}): {retrain}") from None
+    if isinstance(state["step"], bool) or not isinstance(state["step"], int) or state["step"] < 0:
+        raise CheckpointError(f"checkpoint {path} holds step {state['step']!r}, not a step count: {retrain}")
+    for key in WEIGHT_KEYS:
+        weights = state.get(key, {})
+        if not isinstance(weights, dict) or not all(isinstance(w, torch.Tensor) for w in weights.values()):
+            raise CheckpointError(f"checkpoint {path}: '{key}' is not a state dict of tensors: {retrain}")
+        bad = next((name for name, w in weights.items() if w.is_floating_point() and not torch.isfinite(w).all()), None)
+        if bad is not None:  # a checkpoint is only ever written with finite weights
+            raise CheckpointError(f"checkpoint {path}: weights '{key}.{bad}' are not finite: {retrain}")
     return state
+
+
+@contextlib.contextmanager
+def checkpoint_fits(path: str | Path) -> Iterator[None]:
+    """Where a checkpoint's tensors are loaded into the modules its config builds: a mismatch
+    (missing or extra weights, other shapes, a wrong type) is a one-line CheckpointError."""
+    try:
+        yield
+    except GridnoiseError:
+        raise
+    except (RuntimeError, KeyError, TypeError, ValueError, IndexError) as e:
+        what = " ".join(str(e).split())[:200]  # torch's first line only names the module
+        raise CheckpointError(f"checkpoint {path} does not fit the network its config builds ({type(e).__name__}: "
+                              f"{what}): it is corrupt or from another run - delete it and retrain, or restore "
+                              "it from a copy") from None

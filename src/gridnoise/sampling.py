@@ -91,7 +91,8 @@ def sample_run(run_dir: str | Path, num_samples: int, seed: int | None = None, d
             "`gridnoise train --out RUN_DIR --resume` first")
     sampler = sampler or SamplerConfig()
     check_sampler(sampler, cfg.diffusion.num_timesteps, cfg.adaptation.kind)
-    _, model, adaptation = sampling_components(state, dev)
+    with rundir.checkpoint_fits(Path(run_dir) / rundir.CHECKPOINT_FILE):
+        _, model, adaptation = sampling_components(state, dev)
     scheduler = make_scheduler(cfg.diffusion, sampler).to(dev)
     seed = cfg.seed if seed is None else seed
     points = None

@@ -167,6 +167,23 @@ def test_train_on_a_csv_far_from_the_study_scale_returns_samples_in_its_units(tm
     assert main(["plot", str(out)]) == 0 and (out / "heatmaps").is_dir()  # the per-snapshot ones on demand
 
 
+def test_data_with_rounded_coordinates_trains_and_is_measured(tmp_path):
+    # Measured coordinates are often rounded: moons to one decimal repeat rows (442 distinct
+    # locations among 1000 points, up to 8 copies of one). The KL estimate, precision and recall
+    # treat the copies as one location (docs/ties.md), so the run trains and every metric is finite.
+    rows = np.round(load("moons", 1000, seed=3).astype(np.float64), 1)
+    locations, copies = np.unique(rows, axis=0, return_counts=True)
+    assert len(locations) < 0.7 * len(rows) and copies.max() >= 6  # more copies than eval.kl_k = 5
+    data = write_csv(tmp_path / "rounded.csv", rows.tolist(), ["x", "y"])
+    config = tmp_path / "c.toml"
+    config.write_text(TINY)
+    out = tmp_path / "run"
+    gridnoise("train", "--config", config, "--dataset", data, "--out", out, "--no-progress")
+    metrics = json.loads((out / "metrics.json").read_text())
+    for name in ("kl_divergence", "w2", "sliced_w2", "mmd", "precision", "recall", "eval_loss"):
+        assert np.isfinite(metrics[name]), name
+
+
 def test_a_bad_data_file_fails_before_anything_is_written(tmp_path):
     bad = write_csv(tmp_path / "bad.csv", [[1, "x"]] * 30)
     proc = cli("train", "--dataset", bad, "--out", tmp_path / "run", "--steps", 2)

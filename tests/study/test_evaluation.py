@@ -126,6 +126,39 @@ def test_bad_evaluate_input_is_one_line(baseline, args, text):
     assert proc.returncode == 2 and text in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_a_failed_ode_solve_is_a_skip_with_its_reason_and_the_study_goes_on(baseline, tmp_path):
+    """A run whose network overflows float32 (its weights scaled by 1e12, finite in the checkpoint)
+    has a field the ODE solver cannot integrate: it gets nll_ode_skipped with the reason, its data's
+    kl_exact too, and the command and the study's other runs go on."""
+    import shutil
+
+    import torch
+
+    study = tmp_path / "study"
+    for seed in (0, 1):
+        run = shutil.copytree(baseline, study / "base" / "moons" / f"seed_{seed}")
+        for name in ("evaluation.json", "likelihood_terms.npz", "likelihood.png"):
+            (run / name).unlink(missing_ok=True)
+    (study / "experiment.json").write_text(json.dumps({
+        "name": "ode", "identity": "x", "description": "", "baseline": "base", "datasets": ["moons"], "seeds": [0, 1],
+        "runs": [{"name": "base", "label": "Baseline", "variant": "baseline"}]}))
+    broken = study / "base" / "moons" / "seed_1"
+    state = torch.load(broken / "checkpoint.pt", weights_only=True)
+    state["ema"] = {k: v * 1e12 if v.dim() == 2 else v for k, v in state["ema"].items()}
+    torch.save(state, broken / "checkpoint.pt")
+
+    proc = gridnoise("evaluate", broken, "--metrics", "nll_ode,kl_exact", "--ode-points", 20)
+    assert "nll_ode_skipped" in proc.stdout and "Traceback" not in proc.stderr
+    result = read_evaluation(broken)
+    assert "nll_ode" not in result and "the probability-flow field is not finite" in result["nll_ode_skipped"]
+    assert result["kl_exact_skipped"] == result["nll_ode_skipped"]
+    (broken / "evaluation.json").unlink()
+    proc = gridnoise("evaluate", study, "--metrics", "nll_ode", "--ode-points", 20, "--workers", 1, "--no-progress")
+    assert "2 tasks done (0 had them), 0 failed" in proc.stdout
+    assert np.isfinite(read_evaluation(study / "base" / "moons" / "seed_0")["nll_ode"])
+    assert "not finite" in read_evaluation(broken)["nll_ode_skipped"]
+
+
 def test_a_study_gains_likelihoods_on_a_local_cluster_and_keeps_its_hashes(tmp_path):
     runs = '[runs.base]\nvariant = "baseline"\n[runs.multi]\nvariant = "multiscale"\n' \
            '[runs.multi.eval.extra_samplers]\ncell = { sampler = "cell" }\n'

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from gridnoise.data import toy
-from gridnoise.data.datafile import is_data_file, read_points, to_model
+from gridnoise.data.datafile import check_distinct, is_data_file, read_points, to_model
 from gridnoise.errors import ConfigError, DataError
 
 STUDY_DATASETS = ("circle", "dino", "line", "moons")  # the original study's
@@ -129,7 +129,12 @@ def _checked(name: str, generate: Callable[[int, int, str | os.PathLike | None],
     """A plug-in generator whose output is checked: n finite points in 2-D."""
     def generator(n: int, seed: int, path: str | os.PathLike | None) -> np.ndarray:
         try:
-            points = np.asarray(generate(n, seed, path), dtype=np.float64)
+            drawn = generate(n, seed, path)
+        except Exception as e:  # a plug-in can fail in any way; its own message says how
+            raise DataError(f"data set '{name}' failed ({type(e).__name__}: {e}) - fix the plug-in, or check "
+                            "that it is a function (n, rng) -> (n, 2) array") from None
+        try:
+            points = np.asarray(drawn, dtype=np.float64)
         except (TypeError, ValueError) as e:
             raise DataError(f"data set '{name}' did not return numbers ({type(e).__name__}: {e})") from None
         if points.shape != (n, 2):
@@ -137,6 +142,7 @@ def _checked(name: str, generate: Callable[[int, int, str | os.PathLike | None],
                             f"returns (n, 2), here ({n}, 2)")
         if not np.isfinite(points).all():
             raise DataError(f"data set '{name}' returned NaN or infinite values")
+        check_distinct(points, f"data set '{name}'")
         return points
     return generator
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Literal
 
@@ -82,7 +84,16 @@ def check_points(points: np.ndarray, source: str = "the array") -> np.ndarray:
                         "drop or fix those rows")
     if len(points) < MIN_ROWS:
         raise DataError(f"{source}: has {len(points)} rows, fewer than the {MIN_ROWS} a data set needs")
+    check_distinct(points, source)
     return points
+
+
+def check_distinct(points: np.ndarray, source: str) -> None:
+    """A DataError when every point is the same one: no spread to learn or to measure against.
+    (Repeated rows are fine otherwise: see docs/ties.md for how the metrics treat them.)"""
+    if len(points) and (points == points[0]).all():
+        raise DataError(f"{source}: all {len(points)} rows are the same point {points[0].tolist()}: a data set "
+                        "needs at least two distinct points")
 
 
 def standardization(points: np.ndarray, mode: Standardize = "auto") -> tuple[list[float], float]:
@@ -125,14 +136,22 @@ def _numeric(array: np.ndarray, path: Path) -> np.ndarray:
     return array
 
 
+# what numpy and zipfile raise for a truncated, foreign or damaged .npy/.npz file
+NUMPY_READ_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error)
+HOW_TO_SAVE = "write it again with numpy.save (.npy) or numpy.savez (.npz), an (N, 2) array of numbers"
+
+
 def _read_npy(path: Path) -> np.ndarray:
+    _check_not_empty(path)
     try:
         return np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
-        raise DataError(f"{path}: not a readable .npy array ({type(e).__name__}: {_first(e)})") from None
+    except NUMPY_READ_ERRORS as e:
+        raise DataError(f"{path}: not a readable .npy array, truncated or not written by numpy ({type(e).__name__}: "
+                        f"{_first(e)}) - {HOW_TO_SAVE}") from None
 
 
 def _read_npz(path: Path, key: str) -> np.ndarray:
+    _check_not_empty(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
             names = list(archive.files)
@@ -145,8 +164,14 @@ def _read_npz(path: Path, key: str) -> np.ndarray:
             return archive[names[0]]
     except DataError:
         raise
-    except (ValueError, OSError, EOFError) as e:
-        raise DataError(f"{path}: not a readable .npz archive ({type(e).__name__}: {_first(e)})") from None
+    except NUMPY_READ_ERRORS as e:
+        raise DataError(f"{path}: not a readable .npz archive, truncated or not written by numpy "
+                        f"({type(e).__name__}: {_first(e)}) - {HOW_TO_SAVE}") from None
+
+
+def _check_not_empty(path: Path) -> None:
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: is empty (0 bytes): {HOW_TO_SAVE}")
 
 
 def _read_text(path: Path, columns: list[str]) -> np.ndarray:
@@ -160,16 +185,21 @@ def _read_text(path: Path, columns: list[str]) -> np.ndarray:
         raise DataError(f"{path}: is empty")
     header = None if all(_is_number(cell) for cell in rows[0]) else [cell.strip() for cell in rows[0]]
     body = rows[1:] if header is not None else rows
+    if not body:
+        raise DataError(f"{path}: has a header but no rows: a data file holds one point per line, x and y")
     width = max(len(row) for row in body) if body else 0
     picked = _pick_columns(path, header, width, columns, body)
     points = np.empty((len(body), 2))
     for r, row in enumerate(body):
         for c, index in enumerate(picked):
+            line = r + 1 + (header is not None)
             cell = row[index].strip() if index < len(row) else ""
+            if not cell:
+                raise DataError(f"{path}: line {line} has no value in column {index} (is the file truncated?): "
+                                "fix or drop that line")
             try:
                 points[r, c] = float(cell)
             except ValueError:
-                line = r + 1 + (header is not None)
                 raise DataError(f"{path}: line {line} has a non-numeric value '{cell[:20]}' in column "
                                 f"{index}: a data file holds numbers") from None
     return points

@@ -305,12 +305,15 @@ def draw_run_figures(run_dir: str | Path, heatmaps: bool = True) -> list[Path]:
     cfg = rundir.read_config(run_dir)
     name = run_title(cfg)
     points = overlay_points(cfg.dataset, cfg.data_seed, cfg.data)
+    # read before anything is drawn, so a corrupt file fails before a figure is replaced
+    samples = rundir.read_samples(run_dir) if (run_dir / rundir.SAMPLES_FILE).is_file() else None
+    losses = rundir.read_losses(run_dir) if (run_dir / rundir.LOSSES_FILE).is_file() else None
     written = []
-    if (run_dir / rundir.SAMPLES_FILE).is_file():
-        fig = samples_figure(rundir.read_samples(run_dir), points, title=f"{name}: samples")
+    if samples is not None:
+        fig = samples_figure(samples, points, title=f"{name}: samples")
         written.append(save_figure(fig, run_dir / rundir.SAMPLES_FIGURE))
-    if (run_dir / rundir.LOSSES_FILE).is_file():
-        fig = loss_figure(rundir.read_losses(run_dir), rundir.read_kl_history(run_dir), title=name)
+    if losses is not None:
+        fig = loss_figure(losses, rundir.read_kl_history(run_dir), title=name)
         written.append(save_figure(fig, run_dir / rundir.LOSS_FIGURE))
     snapshot = rundir.final_snapshot(run_dir)
     if snapshot is not None:
@@ -327,8 +330,8 @@ def draw_run_figures(run_dir: str | Path, heatmaps: bool = True) -> list[Path]:
 def draw_likelihood_figure(run_dir: str | Path, name: str = "") -> Path:
     """Write `likelihood.png` from a run's `likelihood_terms.npz` and `evaluation.json` (`gridnoise evaluate`)."""
     run_dir = Path(run_dir)
-    with np.load(run_dir / rundir.LIKELIHOOD_TERMS_FILE) as f:
-        terms = {k: f[k] for k in f.files}
-    evaluation = rundir.read_json(run_dir / rundir.EVALUATION_FILE, rundir.EVALUATION_FILE)
+    fix = "delete it and run `gridnoise evaluate` again"
+    terms = rundir.read_arrays(run_dir / rundir.LIKELIHOOD_TERMS_FILE, fix=fix)
+    evaluation = rundir.read_json(run_dir / rundir.EVALUATION_FILE, rundir.EVALUATION_FILE, fix)
     title = f"{name}\nvariational bound per timestep (bits/dim)" if name else ""
     return save_figure(likelihood_figure(terms, evaluation, title), run_dir / rundir.LIKELIHOOD_FIGURE)

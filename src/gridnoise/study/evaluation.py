@@ -14,7 +14,9 @@ metric is skipped; a study's runs are evaluated as Dask tasks, like its training
                trajectory crosses: each adds the density's jump there) and nll_ode_nontransversal (share
                of points whose flow slides along an edge); only for models whose sampler is the
                standard posterior step (`adaptation.ode_skip_reason`) and whose flow is invertible at
-               every held-out point (no sliding), the others get nll_ode_skipped with the reason
+               every held-out point (no sliding), the others get nll_ode_skipped with the reason; so
+               does a run whose solve fails (a non-finite field, or the solver giving up), which is
+               tried again the next time nll_ode is asked for (e.g. with another --tolerance)
     kl_exact   KL(data || model) in bits = 2 nll_ode - H (the data set's differential entropy in bits,
                `densities.entropy`), with kl_exact_stderr, and kl_bound = 2 nll_elbo - H, an upper
                bound; only for data sets with a known density
@@ -46,7 +48,7 @@ from gridnoise.config import CONNECT_TIMEOUT, RunConfig, from_dict
 from gridnoise.data import model_points
 from gridnoise.data.datafile import is_data_file, to_model
 from gridnoise.data.densities import entropy, has_density
-from gridnoise.errors import CheckpointError, ConfigError
+from gridnoise.errors import CheckpointError, ConfigError, MetricError
 from gridnoise.files import write_json, write_npz
 from gridnoise.likelihood import (
     DIMENSIONS,
@@ -62,7 +64,7 @@ from gridnoise.rundir import EVALUATION_FILE
 from gridnoise.rundir import LIKELIHOOD_TERMS_FILE as TERMS_FILE
 from gridnoise.seeding import generator
 from gridnoise.study.executor import SweepOutcome, SweepProgress, collect, connect, keep_freed_memory
-from gridnoise.study.results import finite_or_none, load_results
+from gridnoise.study.results import EVALUATION_FIX, finite_or_none, load_results
 
 ODE_POINTS = 1000  # held-out points for the ODE likelihood (its cost is ~1000 network calls per point batch)
 HELDOUT_SEED_OFFSET = 1  # held-out points: the data set drawn with data_seed + 1
@@ -77,7 +79,7 @@ def check_metrics(names: list[str]) -> list[str]:
 
 def read_evaluation(run_dir: str | Path) -> dict[str, Any]:
     path = Path(run_dir) / EVALUATION_FILE
-    return rundir.read_json(path, EVALUATION_FILE) if path.is_file() else {}
+    return rundir.read_json(path, EVALUATION_FILE, EVALUATION_FIX) if path.is_file() else {}
 
 
 def missing(run_dir: str | Path, metrics: list[str]) -> list[str]:
@@ -139,12 +141,14 @@ def evaluate_run(run_dir: str | Path, metrics: list[str], device: str = "cpu", o
         return result
     redo = [m for m in outdated if m in todo]
     _forget(result, redo)
+    saved = rundir.read_arrays(run_dir / TERMS_FILE, fix=EVALUATION_FIX) if (run_dir / TERMS_FILE).is_file() else {}
     if rundir.read_metrics(run_dir) is None:
         raise CheckpointError(f"{run_dir} has not finished training: finish it before evaluating")
     dev = resolve_device(device)
     state = rundir.load_checkpoint(run_dir / rundir.CHECKPOINT_FILE, dev)
     cfg = from_dict(RunConfig, state["config"])
-    scheduler, model, adaptation = sampling_components(state, dev)
+    with rundir.checkpoint_fits(run_dir / rundir.CHECKPOINT_FILE):
+        scheduler, model, adaptation = sampling_components(state, dev)
     scale = cfg.data.scale
     points, heldout = heldout_points(cfg, cfg.eval.num_samples)
     x = torch.as_tensor(to_model(points, cfg.data.shift, scale), dtype=torch.float32, device=dev)
@@ -178,26 +182,30 @@ def evaluate_run(run_dir: str | Path, metrics: list[str], device: str = "cpu", o
             start = time.perf_counter()
             tol = tolerance or ODE_TOLERANCE
             eps, edges = network_noise_model(model, adaptation), adaptation.field_edges()
-            ode = ode_log_likelihood(eps, scheduler, x[:ode_points], tolerance=tol, edges=edges)
-            sliding = float((ode.terms["nontransversal"] > 0).mean())
-            result.update(nll_ode_points=len(ode.nll), nll_ode_crossings=float(ode.terms["crossings"].mean()),
-                          nll_ode_nontransversal=sliding, nll_ode_solver_tolerance=tol)
-            if sliding > 0:
-                result["nll_ode_skipped"] = (
-                    f"{cfg.adaptation.kind}: the flow slides along a cell edge for {sliding:.1%} of held-out points, "
-                    "so it is not invertible and its density there is 0 (-log p infinite)")
+            try:
+                ode = ode_log_likelihood(eps, scheduler, x[:ode_points], tolerance=tol, edges=edges)
+                sliding = float((ode.terms["nontransversal"] > 0).mean())
+                half = None if sliding > 0 else \
+                    ode_log_likelihood(eps, scheduler, x[:ode_points], tolerance=tol / 2, edges=edges)
+            except MetricError as e:  # the solve failed: this run has no ODE likelihood; a study's others go on
+                result.update(nll_ode_skipped=f"{cfg.adaptation.kind}: {e}", nll_ode_solver_tolerance=tol)
             else:
-                half = ode_log_likelihood(eps, scheduler, x[:ode_points], tolerance=tol / 2, edges=edges)
-                result.update(nll_ode=bpd(ode.mean()), nll_ode_stderr=bits(ode.stderr()),
-                              nll_ode_half_tolerance=bpd(half.mean()),
-                              nll_ode_evaluations=int(ode.terms["evaluations"]))
-                terms["ode_nll"] = ode.nll
+                result.update(nll_ode_points=len(ode.nll), nll_ode_crossings=float(ode.terms["crossings"].mean()),
+                              nll_ode_nontransversal=sliding, nll_ode_solver_tolerance=tol)
+                if half is None:
+                    result["nll_ode_skipped"] = (
+                        f"{cfg.adaptation.kind}: the flow slides along a cell edge for {sliding:.1%} of held-out "
+                        "points, so it is not invertible and its density there is 0 (-log p infinite)")
+                else:
+                    result.update(nll_ode=bpd(ode.mean()), nll_ode_stderr=bits(ode.stderr()),
+                                  nll_ode_half_tolerance=bpd(half.mean()),
+                                  nll_ode_evaluations=int(ode.terms["evaluations"]))
+                    terms["ode_nll"] = ode.nll
             result["nll_ode_time"] = time.perf_counter() - start
     if "kl_exact" in todo:
         _exact_kl(cfg, result)
     write_json(run_dir / EVALUATION_FILE, finite_or_none(result))
     if terms or "nll_ode" in redo:
-        saved = dict(np.load(run_dir / TERMS_FILE)) if (run_dir / TERMS_FILE).is_file() else {}
         if "nll_ode" in redo:
             saved.pop("ode_nll", None)
         write_npz(run_dir / TERMS_FILE, **{**saved, **terms})

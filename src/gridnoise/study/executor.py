@@ -17,9 +17,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+from distributed import Client, wait
+from tqdm import tqdm  # the plain bar: tqdm.auto wants ipywidgets in a notebook
+
 from gridnoise.config import CONNECT_TIMEOUT, RunConfig, from_dict, to_dict
+from gridnoise.data import run_points
+from gridnoise.data.datafile import is_data_file
 from gridnoise.errors import ClusterError, ConfigError, OutputExistsError
 from gridnoise.files import write_json
+from gridnoise.run import train_run
 from gridnoise.rundir import (
     CONFIG_FILE,
     EXPERIMENT_FILE,
@@ -32,6 +39,8 @@ from gridnoise.rundir import (
     task_dir,
 )
 from gridnoise.study.experiment import Experiment, Task
+from gridnoise.study.results import read_experiment_record
+from gridnoise.tracking import mlflow_experiment, mlflow_store
 
 REFRESH_SECONDS = 2.0
 
@@ -75,10 +84,6 @@ def keep_freed_memory() -> bool:
 def execute_task(config: dict, directory: str, threads: int = 1) -> dict:
     """Worker side: train, evaluate and sample one task into `directory` (resuming if begun), and
     record in its task.json its peak memory, wall time and where that time went (`task_phases`)."""
-    import torch
-
-    from gridnoise.run import train_run
-
     keep_freed_memory()
     torch.set_num_threads(threads)
     cfg = from_dict(RunConfig, config).validate()
@@ -108,11 +113,11 @@ def task_phases(timings: dict[str, float], wall_time: float) -> dict[str, float]
             "overhead_time": overhead, "overhead_share": overhead / wall_time}
 
 
-def claim_directory(exp: Experiment, out: Path) -> None:
-    """Record the experiment in `out`, refusing a directory that holds anything else."""
-    record = out / EXPERIMENT_FILE
-    if record.is_file():
-        saved = read_json(record, "experiment.json")
+def study_record(exp: Experiment, out: Path) -> dict:
+    """What `out`'s `experiment.json` is to hold for `exp` (its data sets and seeds grown by `exp`'s),
+    refusing a directory that holds anything else; writes nothing."""
+    if (out / EXPERIMENT_FILE).is_file():
+        saved = read_experiment_record(out)
         if saved.get("identity") != exp.identity():
             raise OutputExistsError(
                 f"{out} holds results of another experiment ('{saved.get('name')}', other runs or settings): "
@@ -124,18 +129,30 @@ def claim_directory(exp: Experiment, out: Path) -> None:
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise OutputExistsError(f"{out} exists and is not a gridnoise study directory: choose another --out")
         datasets, seeds = list(exp.datasets), list(exp.seeds)
-    write_json(record, {
+    return {
         "name": exp.name, "identity": exp.identity(), "description": exp.description, "baseline": exp.baseline,
         "runs": [{"name": r.name, "label": r.label, "variant": r.variant} for r in exp.runs],
         "datasets": datasets, "seeds": seeds,
-    })
+    }
+
+
+def check_data_files(tasks: list[Task]) -> None:
+    """Read every data file the tasks train on, so a bad one fails here, before anything is written,
+    not in a worker (each (file, key, columns) once)."""
+    seen = set()
+    for task in tasks:
+        data = task.config.data
+        read = (task.dataset, data.key, tuple(data.columns))
+        if is_data_file(task.dataset) and read not in seen:
+            seen.add(read)
+            run_points(task.config)
 
 
 def is_finished(task: Task, out: Path) -> bool:
     d = task_dir(out, task.run, task.dataset, task.seed)
     if not (d / TASK_FILE).is_file():
         return False
-    if read_json(d / TASK_FILE, "task.json").get("hash") != task.config_hash:
+    if read_json(d / TASK_FILE, TASK_FILE).get("hash") != task.config_hash:
         saved = read_config(d).data.sha256 if (d / CONFIG_FILE).is_file() else ""
         if saved and task.config.data.sha256 and saved != task.config.data.sha256:
             raise OutputExistsError(f"the data file {task.dataset} changed since {d} was trained (sha256 "
@@ -148,8 +165,6 @@ def is_finished(task: Task, out: Path) -> bool:
 def connect(address: str | None, workers: int | None, timeout: float = CONNECT_TIMEOUT):
     """A Dask client: to the scheduler at `address` if given (waiting at most `timeout` seconds for
     it), else to a fresh local cluster of `workers` processes."""
-    from distributed import Client
-
     if address is not None:
         if not timeout > 0:
             raise ConfigError(f"--connect-timeout must be > 0 seconds (got {timeout})")
@@ -183,11 +198,17 @@ def run_tasks(exp: Experiment, out: str | Path, *, workers: int | None = None, a
 
 
 def _run_tasks(exp: Experiment, out: Path, remote, workers: int | None, progress: bool) -> SweepOutcome:
-    claim_directory(exp, out)
+    # Everything is read and checked before the first file is written: the study record, the data
+    # files and every task's task.json.
+    record = study_record(exp, out)
+    tasks = exp.tasks()
+    check_data_files(tasks)
+    finished = [is_finished(task, out) for task in tasks]
+    write_json(out / EXPERIMENT_FILE, record)
     outcome = SweepOutcome()
     pending = []
-    for task in exp.tasks():
-        if is_finished(task, out):
+    for task, done in zip(tasks, finished):
+        if done:
             outcome.skipped.append(task.key)
             outcome.done.append(task.key)
             continue
@@ -214,8 +235,6 @@ def collect(futures: dict, outcome: SweepOutcome, display: SweepProgress) -> Non
     """Wait for `futures` (Dask future -> task key), recording each in `outcome` as it ends: done, or
     failed with its one-line error. Failures are collected, not raised, so one bad task does not stop
     the others; `display` is refreshed every few seconds and closed at the end."""
-    from distributed import wait
-
     remaining = set(futures)
     while remaining:
         try:  # wake up every few seconds to refresh the running count and ETA
@@ -241,8 +260,6 @@ def task_config(task: Task, exp: Experiment, out: Path) -> dict:
     log["run_name"] = log["run_name"] or task.key
     log["mlflow_experiment"] = log["mlflow_experiment"] or exp.name
     if "mlflow" in log["trackers"]:
-        from gridnoise.tracking import mlflow_experiment, mlflow_store
-
         log["mlflow_tracking_uri"] = mlflow_store(task.config, out)
         mlflow_experiment(log["mlflow_tracking_uri"], log["mlflow_experiment"])
     return config
@@ -257,8 +274,6 @@ class SweepProgress:
     """One live line across the sweep: tasks done, running, failed, and an ETA."""
 
     def __init__(self, total: int, done: int, client, enabled: bool = True, desc: str = "study"):
-        from tqdm import tqdm  # the plain bar: tqdm.auto wants ipywidgets in a notebook
-
         self.client = client
         self.start_done = done
         self.bar = tqdm(total=total, initial=done, disable=not enabled, unit="task", dynamic_ncols=True,

@@ -37,6 +37,7 @@ from gridnoise.config import (
     comparable_dict,
     load_toml,
     merge_tables,
+    naming,
     override,
 )
 from gridnoise.data import DATASETS, STUDY_DATASETS, check_dataset
@@ -158,7 +159,8 @@ def config_hash(cfg: RunConfig) -> str:
 
 
 def _check_seeds(seeds: list[int]) -> list[int]:
-    if not seeds or any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in seeds):
+    if not isinstance(seeds, list) or not seeds or \
+            any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in seeds):
         raise ConfigError(f"seeds must be a non-empty list of integers >= 0, got {seeds}")
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds repeat: {seeds}")
@@ -171,6 +173,12 @@ def _check_datasets(datasets: list[str]) -> list[str]:
     for name in datasets:
         check_dataset(name)
     return list(datasets)
+
+
+def _names(datasets: Any, source: str) -> list[str]:
+    if not isinstance(datasets, list) or not all(isinstance(d, str) for d in datasets):
+        raise ConfigError(f"{source}: datasets must be a list of data set names, e.g. [\"moons\"] (got {datasets!r})")
+    return datasets
 
 
 def parse_experiment(data: dict[str, Any], source: str = "experiment") -> Experiment:
@@ -199,14 +207,17 @@ def parse_experiment(data: dict[str, Any], source: str = "experiment") -> Experi
     baseline = head.get("baseline", runs[0].name)
     if baseline not in runs_table:
         raise ConfigError(f"{source}: baseline '{baseline}' is not one of the runs {sorted(runs_table)}")
+    defaults = data.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise ConfigError(f"{source}: [defaults] must be a table of RunConfig settings, got {defaults!r}")
     exp = Experiment(
         name=str(head["name"]),
         description=str(head.get("description", "")),
-        datasets=_check_datasets(list(head.get("datasets", STUDY_DATASETS))),
-        seeds=_check_seeds(list(head.get("seeds", [0]))),
+        datasets=_check_datasets(_names(head.get("datasets", list(STUDY_DATASETS)), source)),
+        seeds=_check_seeds(head.get("seeds", [0])),
         runs=runs,
         baseline=baseline,
-        defaults=data.get("defaults", {}),
+        defaults=defaults,
     )
     for run in exp.runs:  # every run must build a valid config; unknown keys fail here
         exp.config(run, exp.datasets[0], exp.seeds[0])
@@ -214,7 +225,9 @@ def parse_experiment(data: dict[str, Any], source: str = "experiment") -> Experi
 
 
 def load_experiment(path: str | Path) -> Experiment:
-    return parse_experiment(load_toml(path), source=str(path))
+    """An experiment file, validated; every error names the file."""
+    with naming(path):
+        return parse_experiment(load_toml(path, "experiment file"), source=str(path))
 
 
 BUNDLED_ALIASES = {"seed": "original"}  # old names of bundled experiment files

@@ -21,6 +21,7 @@ from gridnoise.registry import METRICS
 from gridnoise.rundir import EVALUATION_FILE, EXPERIMENT_FILE, METRICS_FILE, TASK_FILE, read_json, task_dir
 
 RESULTS_CSV = "results.csv"
+EVALUATION_FIX = "delete it and run `gridnoise evaluate` again"  # what to do about a corrupt evaluation.json
 FINAL_INFO = "final_info.json"
 
 
@@ -86,7 +87,7 @@ def load_results(out: str | Path) -> StudyResults:
     out = Path(out)
     if not out.is_dir():
         raise CheckpointError(f"no study directory at {out}: run `gridnoise run` or `reproduce` first")
-    experiment = read_json(out / EXPERIMENT_FILE, "experiment.json (not a gridnoise study directory?)")
+    experiment = read_experiment_record(out)
     results = StudyResults(out, experiment)
     for run in experiment["runs"]:
         for dataset in experiment["datasets"]:
@@ -94,10 +95,52 @@ def load_results(out: str | Path) -> StudyResults:
                 d = task_dir(out, run["name"], dataset, seed)
                 if (d / METRICS_FILE).is_file():
                     key = (run["name"], dataset, seed)
-                    results.metrics[key] = {**read_json(d / METRICS_FILE, "metrics.json"), **added_metrics(d)}
+                    results.metrics[key] = {**read_run_metrics(d), **added_metrics(d)}
                     if (d / TASK_FILE).is_file():
-                        results.tasks[key] = read_json(d / TASK_FILE, "task.json")
+                        results.tasks[key] = read_json(d / TASK_FILE, TASK_FILE)
     return results
+
+
+# experiment.json's keys and what each holds; a record without them was not written by gridnoise
+RECORD_KEYS = {"name": str, "baseline": str, "runs": list, "datasets": list, "seeds": list}
+
+
+def read_experiment_record(out: Path) -> dict:
+    """A study's `experiment.json`, checked to hold what `executor.study_record` writes."""
+    path = out / EXPERIMENT_FILE
+    record = read_json(path, f"{EXPERIMENT_FILE} (not a gridnoise study directory?)",
+                       "restore it, or run the study into a new --out")
+
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"{path} is not a gridnoise study record ({what}): restore it, or run the study "
+                               "into a new --out")
+
+    for key, kind in RECORD_KEYS.items():
+        if not isinstance(record.get(key), kind):
+            raise bad(f"'{key}' is {record.get(key)!r}, not a {kind.__name__}")
+    for run in record["runs"]:
+        if not isinstance(run, dict) or not all(isinstance(run.get(k), str) for k in ("name", "label", "variant")):
+            raise bad(f"a run is {run!r}, not a name, label and variant")
+    if not all(isinstance(d, str) for d in record["datasets"]):
+        raise bad(f"'datasets' is {record['datasets']!r}, not a list of names")
+    if not all(isinstance(s, int) and not isinstance(s, bool) for s in record["seeds"]):
+        raise bad(f"'seeds' is {record['seeds']!r}, not a list of integers")
+    return record
+
+
+def read_run_metrics(run_dir: Path) -> dict[str, float]:
+    """A finished task's `metrics.json`, every value a number (NaN where a metric had none: JSON's
+    NaN, or null)."""
+    path = run_dir / METRICS_FILE
+    fix = "delete it and resume the run (gridnoise train --out RUN_DIR --resume) to recompute it"
+    metrics = read_json(path, METRICS_FILE, fix)
+    for name, value in metrics.items():
+        if value is None:
+            metrics[name] = math.nan
+        elif isinstance(value, bool) or not isinstance(value, int | float):
+            raise CheckpointError(f"{path} is corrupt: metric '{name}' is {value!r}, not a number - {fix}")
+    return metrics
+
 
 NOT_METRICS = ("_time", "_evaluations", "_solver_tolerance", "_points")  # costs and settings in evaluation.json
 
@@ -107,7 +150,7 @@ def added_metrics(run_dir: Path) -> dict[str, float]:
     path = run_dir / EVALUATION_FILE
     if not path.is_file():
         return {}
-    added = read_json(path, EVALUATION_FILE)
+    added = read_json(path, EVALUATION_FILE, EVALUATION_FIX)
     return {k: float(v) for k, v in added.items() if isinstance(v, int | float) and not isinstance(v, bool)
             and not k.endswith(NOT_METRICS)}
 
