@@ -83,11 +83,13 @@ def cli(*args) -> subprocess.CompletedProcess:
 
 @pytest.fixture(autouse=True, scope="session")
 def _one_thread_per_test_worker():
-    """Under pytest-xdist each worker trains on one thread: two workers on two cores, not four threads."""
+    """Under pytest-xdist each worker, and every process it starts (gridnoise commands, Dask workers,
+    the notebook's kernel), computes on one thread: two workers on two cores, not four threads."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
         import torch
 
         torch.set_num_threads(1)
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
 
 
 @pytest.fixture(autouse=True)

@@ -39,7 +39,7 @@ def test_load_data_from_a_name_a_file_and_an_array(tmp_path):
     assert gridnoise.load_data("moons", 100).shape == (100, 2)
     np.savetxt(tmp_path / "p.csv", np.arange(40.0).reshape(20, 2), delimiter=",", header="x,y", comments="")
     assert np.array_equal(gridnoise.load_data(tmp_path / "p.csv"), np.arange(40.0, dtype=np.float32).reshape(20, 2))
-    assert gridnoise.load_data([[0, 1]] * 20).dtype == np.float32
+    assert gridnoise.load_data([[0, 1], [2, 3]] * 10).dtype == np.float32
     with pytest.raises(DataError, match="NaN or infinite value at row 2"):
         gridnoise.load_data(np.array([[0.0, 1.0], [np.nan, 0.0]] + [[1.0, 1.0]] * 20))
 

@@ -266,7 +266,6 @@ def _table(path: str, value: Any) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    import torch
 
     from gridnoise.run import train_run
 
@@ -275,7 +274,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"--threads must be >= 1 (got {args.threads})")
     cfg = run_config_from_args(args)
-    torch.set_num_threads(args.threads or default_threads())
+    _use_threads(args.threads)
     _warn_if_slow(cfg)
     metrics = train_run(cfg, args.out, overwrite=args.overwrite, resume=args.resume,
                         progress=not args.no_progress)
@@ -283,6 +282,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     for key, value in metrics.items():
         print(f"  {key:22s} {value:.6g}")
     return 0
+
+
+def _use_threads(threads: int | None = None) -> None:
+    """torch's threads for a command that computes in this process: `threads`, else the idle cores
+    (torch's own default, every core, oversubscribes a busy machine and slows it several fold)."""
+    import torch
+
+    torch.set_num_threads(threads or default_threads())
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -295,6 +302,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise ConfigError(f"sample writes .npz files: give --out a name ending in .npz (got {args.out})")
     if args.out.exists() and not args.overwrite:
         raise OutputExistsError(f"{args.out} exists: pass --overwrite to replace it or choose another --out")
+    _use_threads()
     samples = sample_run(args.run_dir, args.num_samples, args.seed, args.device, _sampler(args))
     write_npz(args.out, samples=samples)
     print(f"{len(samples)} samples -> {args.out}")
@@ -330,6 +338,7 @@ def cmd_animate(args: argparse.Namespace) -> int:
         raise ConfigError(f"animate writes GIF files: give --out a name ending in .gif (got {out})")
     if out.exists() and not args.overwrite:
         raise OutputExistsError(f"{out} exists: pass --overwrite to replace it or choose another --out")
+    _use_threads()
     write_gif(args.run_dir, out, args.num_samples, args.seed, _sampler(args), args.fps, args.device)
     print(f"reverse process -> {out}")
     return 0
@@ -378,6 +387,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.ode_points < 2 or (args.tolerance is not None and not 0 < args.tolerance < 1):
         raise ConfigError("--ode-points must be >= 2 and --tolerance in (0, 1)")
     if (args.path / rundir.CONFIG_FILE).is_file():  # one run directory
+        _use_threads()
         result = evaluate_run(args.path, metrics, ode_points=args.ode_points, tolerance=args.tolerance)
         for key in sorted(result):
             print(f"  {key:28s} {result[key]}")
