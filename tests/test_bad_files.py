@@ -28,6 +28,8 @@ import torch
 from gridnoise.cli import main
 from gridnoise.study.experiment import load_experiment
 
+from conftest import TINY_STUDY
+
 TINY = ["--steps", "20", "--timesteps", "20", "--n-points", "1000", "--num-samples", "200", "--batch-size", "64",
         "--no-progress"]
 NOT_UTF8 = b"\xff\xfe\x00"
@@ -72,22 +74,8 @@ def run(trained, tmp_path) -> Path:
     return Path(shutil.copytree(trained, tmp_path / "run"))
 
 
-EXPERIMENT = """[experiment]
-name = "bad"
-datasets = ["moons"]
-seeds = [0]
-[defaults]
-n_points = 1000
-[defaults.diffusion]
-num_timesteps = 20
-[defaults.train]
-steps = 20
-batch_size = 64
-[defaults.eval]
-num_samples = 200
-[runs.base]
-variant = "baseline"
-"""
+EXPERIMENT = ('[experiment]\nname = "bad"\ndatasets = ["moons"]\nseeds = [0]\n' + TINY_STUDY
+              + '[runs.base]\nvariant = "baseline"\n')
 
 
 @pytest.fixture
@@ -123,14 +111,19 @@ CONFIGS = {  # name -> (content, or None for no file, or "dir" for a directory; 
 }
 
 
-@pytest.mark.parametrize("case", CONFIGS)
-def test_a_bad_config_file(capsys, tmp_path, case):
-    content, words = CONFIGS[case]
-    path = tmp_path / "config.toml"
+def put(path, content):
+    """`path` holding `content` (bytes), a directory in its place ("dir"), or nothing (None)."""
     if content == "dir":
         path.mkdir()
     elif content is not None:
         path.write_bytes(content)
+    return path
+
+
+@pytest.mark.parametrize("case", CONFIGS)
+def test_a_bad_config_file(capsys, tmp_path, case):
+    content, words = CONFIGS[case]
+    path = put(tmp_path / "config.toml", content)
     assert_fails_cleanly(capsys, ["train", "--config", path, "--dataset", "moons", *TINY, "--out", tmp_path / "out"],
                          tmp_path, str(path), *words)
 
@@ -197,11 +190,7 @@ EXPERIMENTS = {
 @pytest.mark.parametrize("case", EXPERIMENTS)
 def test_a_bad_experiment_file(capsys, tmp_path, case):
     content, words = EXPERIMENTS[case]
-    path = tmp_path / "exp.toml"
-    if content == "dir":
-        path.mkdir()
-    elif content is not None:
-        path.write_bytes(content)
+    path = put(tmp_path / "exp.toml", content)
     assert_fails_cleanly(capsys, ["run", path, "--out", tmp_path / "study", "--workers", "1", "--no-progress"],
                          tmp_path, str(path), *words)
 
