@@ -44,6 +44,31 @@ num_samples = 200
 """
 
 
+# A tiny run: trained once per test worker by `tiny_run` and shared by the tests that read it.
+TINY_RUN = {"n_points": 2000, "diffusion": {"num_timesteps": 20}, "train": {"steps": 60, "batch_size": 64,
+            "grid_snapshot_every": 20}, "eval": {"num_samples": 300}}
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """`tiny_run(variant, dataset="moons")`: the directory of a finished TINY_RUN of that variant,
+    trained in this process the first time a test asks and shared after that. Read it, or copy it
+    (shutil.copytree) before writing into it."""
+    from gridnoise.api import make_config
+    from gridnoise.run import train_run
+
+    runs: dict[tuple[str, str], Path] = {}
+
+    def trained(variant: str, dataset: str = "moons") -> Path:
+        if (variant, dataset) not in runs:
+            out = tmp_path_factory.mktemp(f"{variant}-{dataset}") / "run"
+            train_run(make_config(variant, dataset=dataset, **TINY_RUN), out, progress=False)
+            runs[variant, dataset] = out
+        return runs[variant, dataset]
+
+    return trained
+
+
 def study_file(path: Path, name: str, datasets: list[str], seeds: list[int], runs: str) -> Path:
     """An experiment file of tiny tasks: `runs` is its [runs.*] tables, the first run the baseline."""
     quoted = ", ".join(f'"{d}"' for d in datasets)

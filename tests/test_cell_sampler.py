@@ -124,13 +124,11 @@ def test_learned_grids_change_the_process(parts):
     assert np.isfinite(bound.nll).all() and (bound.terms["adjusted"] > 0).any()
 
 
-def test_it_samples_an_already_trained_original_run(tmp_path):
+def test_it_samples_an_already_trained_original_run(tmp_path, tiny_run):
     """A run of the original mechanism, trained as always, sampled both ways from the command line."""
     from conftest import cli, gridnoise
 
-    run = tmp_path / "run"
-    gridnoise("train", "--dataset", "moons", "--variant", "multiscale", "--steps", 60, "--n-points", 2000,
-              "--timesteps", T, "--num-samples", 200, "--out", run, "--no-progress")
+    run = tiny_run("multiscale")  # sampling only reads it
     gridnoise("sample", run, "-n", 500, "--sampler", "cell", "--out", tmp_path / "cell.npz")
     gridnoise("sample", run, "-n", 500, "--out", tmp_path / "ddpm.npz")
     with np.load(tmp_path / "cell.npz") as a, np.load(tmp_path / "ddpm.npz") as b:

@@ -4,6 +4,7 @@ from their checkpoints, without touching what training wrote or the tasks' hashe
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -71,9 +72,9 @@ def test_a_learned_reverse_variance_has_a_bound_but_no_ode(tmp_path):
 
 
 @pytest.mark.parametrize("variant", ["multiscale", "conditioning_multiscale"])
-def test_grid_runs_cross_cell_edges_and_get_an_ode_likelihood_where_the_flow_is_invertible(tmp_path, variant):
-    out = tmp_path / variant
-    gridnoise("train", "--dataset", "line", "--variant", variant, *TINY, "--out", out)
+def test_grid_runs_cross_cell_edges_and_get_an_ode_likelihood_where_the_flow_is_invertible(tmp_path, tiny_run,
+                                                                                          variant):
+    out = shutil.copytree(tiny_run(variant, "line"), tmp_path / variant)
     gridnoise("evaluate", out, "--metrics", "nll_ode,kl_exact", "--ode-points", 100)
     result = read_evaluation(out)
     assert result["nll_ode_crossings"] > 0.1 and result["nll_ode_points"] == 100  # trajectories do cross edges
@@ -88,14 +89,13 @@ def test_grid_runs_cross_cell_edges_and_get_an_ode_likelihood_where_the_flow_is_
     assert (out / "evaluation.json").read_bytes() == written
 
 
-def test_records_written_by_older_code_are_recomputed(tmp_path):
+def test_records_written_by_older_code_are_recomputed(tmp_path, tiny_run):
     """An ODE likelihood of a grid model without its edges' jumps (before nll_ode_crossings) and the
     skip older code wrote for grid models are stale; a baseline's ODE likelihood is not."""
     from gridnoise.data.densities import entropy
     from gridnoise.study.evaluation import missing, stale
 
-    out = tmp_path / "conditioning"
-    gridnoise("train", "--dataset", "line", "--variant", "conditioning_multiscale", *TINY, "--out", out)
+    out = shutil.copytree(tiny_run("conditioning_multiscale", "line"), tmp_path / "conditioning")
     evaluation = out / "evaluation.json"
     old_skip = {"nll_ode_skipped": "conditioning: g is looked up per grid cell", "kl_exact_skipped": "same"}
     evaluation.write_text(json.dumps(old_skip))
@@ -130,8 +130,6 @@ def test_a_failed_ode_solve_is_a_skip_with_its_reason_and_the_study_goes_on(base
     """A run whose network overflows float32 (its weights scaled by 1e12, finite in the checkpoint)
     has a field the ODE solver cannot integrate: it gets nll_ode_skipped with the reason, its data's
     kl_exact too, and the command and the study's other runs go on."""
-    import shutil
-
     import torch
 
     study = tmp_path / "study"
