@@ -116,7 +116,8 @@ def test_killed_run_resumes_to_the_same_numbers(tmp_path):
     from gridnoise import rundir
 
     config = tmp_path / "c.toml"
-    config.write_text(TINY.format(ck=100))
+    # it looks at checkpoints, not at grid snapshots: three, not one every 20 of its 1500 steps
+    config.write_text(TINY.format(ck=100).replace("grid_snapshot_every = 20", "grid_snapshot_every = 500"))
     steps = 1500
     args = ["train", "--config", config, "--dataset", "circle", "--variant", "grid20", "--steps", steps,
             "--no-progress"]
