@@ -76,12 +76,10 @@ def metric_title(name: str) -> str:
     return METRICS[name].title if name in METRICS else name
 
 
-def metrics_where(*, kind: tuple[str, ...] | None = None, source: tuple[str, ...] | None = None,
-                  directed: bool = False) -> tuple[str, ...]:
-    """Names of the registered metrics of these kinds and sources (with a direction, if `directed`),
-    in registry order."""
-    return tuple(m.name for m in METRICS.values() if (kind is None or m.kind in kind)
-                 and (source is None or m.source in source) and (m.direction is not None or not directed))
+def metrics_where(*, kind: tuple[str, ...] | None = None, source: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """Names of the registered metrics of these kinds and sources, in registry order."""
+    return tuple(m.name for m in METRICS.values()
+                 if (kind is None or m.kind in kind) and (source is None or m.source in source))
 
 
 # The sample metrics `gridnoise.metrics.sample_quality` returns (all but the k-NN KL, which has its own estimator).
