@@ -60,7 +60,6 @@ OVERLAY_POINTS = 5000  # data points drawn over a grid figure
 LOSS_ALPHA = 0.25  # the raw per-step loss behind its moving average
 
 
-
 def figure_timesteps(num_timesteps: int) -> tuple[int, ...]:
     """The timesteps a run's grids are drawn at: 0, T/4, T/2, 3T/4 and T-1 (0, 25, 50, 75, 99 for T = 100)."""
     T = num_timesteps
@@ -251,7 +250,6 @@ def grids_figure(values: dict[str, np.ndarray], extent, timesteps=None, points: 
     bar.formatter.set_useOffset(False)  # type: ignore[attr-defined]  # factors near 1 read as 1.0002, not "+1" and 0.0002
     fig.suptitle(title)
     return fig
-
 
 
 def overlay_points(dataset: str, data_seed: int, data: DataConfig | None = None) -> np.ndarray | None:

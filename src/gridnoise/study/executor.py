@@ -45,7 +45,6 @@ from gridnoise.tracking import mlflow_experiment, mlflow_store
 REFRESH_SECONDS = 2.0
 
 
-
 @dataclass
 class SweepOutcome:
     done: list[str] = field(default_factory=list)  # task keys finished now or before
