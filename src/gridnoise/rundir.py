@@ -207,11 +207,11 @@ def read_segments(run_dir: str | Path) -> list[dict]:
     path = Path(run_dir) / SEGMENTS_FILE
     if not path.is_file():
         return []
-    try:
-        return json.loads(path.read_text())["segments"]
-    except (ValueError, KeyError, TypeError):
-        raise CheckpointError(f"{path} is corrupt: delete it (it only records where training sessions "
-                              "started) and resume with --resume") from None
+    fix = "delete it (it only records where training sessions started) and resume with --resume"
+    segments = read_json(path, SEGMENTS_FILE, fix).get("segments")
+    if not isinstance(segments, list):
+        raise CheckpointError(f"{path} is corrupt: {fix}")
+    return segments
 
 
 def start_segment(run_dir: Path, step: int) -> Path:
