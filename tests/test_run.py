@@ -40,6 +40,8 @@ def test_every_variant_trains_and_samples_with_its_samplers(variant, tmp_path):
     timings = rundir.read_timings(tmp_path)  # where the run's time went
     assert timings["training_time"] == metrics["training_time"]  # one segment: all of the training
     assert 0 < timings["training_time"] + timings["evaluation_time"] + timings["figures_time"] < timings["wall_time"]
+    # the machine's load while it trained: at least this run's own thread once it has run a while
+    assert timings["cores"] >= 1 and timings["load_average_max"] >= 0
     assert ("ddim5_kl_divergence" in metrics) == (variant not in DDPM_ONLY)
     samplers = [SamplerConfig(), SamplerConfig(clip_sample=1.0)]
     if variant not in DDPM_ONLY:

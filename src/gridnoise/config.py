@@ -113,6 +113,9 @@ class DataConfig:
     columns: list[str] = field(default_factory=list)  # CSV/TSV x and y columns, by header name or 0-based index
     # auto: move and scale data far from the study's [-4, 4] (see datafile.py); always; never
     standardize: Literal["auto", "always", "never"] = "auto"
+    # Draw a registered data set with data_seed + seed, so each seed of a study trains on its own draw
+    # and its intervals cover the data's sampling too; off, every seed trains on the same draw.
+    follow_seed: bool = False
     # Filled in when the run starts, and saved with it:
     sha256: str = ""  # of the data file: a study notices when its data changed
     shift: list[float] = field(default_factory=list)  # x_model = (x - shift) / scale; empty: not resolved yet
@@ -148,7 +151,7 @@ class RunConfig:
     dataset: str = "moons"
     variant: str = "baseline"  # preset name; `adaptation` holds what it resolved to
     seed: int = 0  # fixes initialisation, noise, timesteps, batches and sampling
-    data_seed: int = 42  # the data sets' own generator seed (the original study's)
+    data_seed: int = 42  # the data sets' own generator seed (the original study's); see data.follow_seed
     n_points: int = 100_000
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: network matmuls under autocast (opt-in)
@@ -164,6 +167,12 @@ class RunConfig:
     def __post_init__(self):
         if self.adaptation is None:
             self.adaptation = adaptation_for(self.variant)
+
+    @property
+    def training_data_seed(self) -> int:
+        """The seed a registered data set is drawn with for training: `data_seed`, plus the run's
+        `seed` with `data.follow_seed`."""
+        return self.data_seed + self.seed if self.data.follow_seed else self.data_seed
 
     def validate(self) -> RunConfig:
         """Check values that types alone cannot; raise ConfigError naming the fix."""

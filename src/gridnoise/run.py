@@ -36,6 +36,7 @@ from gridnoise.rundir import CHECKPOINT_FILE, CONFIG_FILE, RUN_ENTRIES, read_con
 from gridnoise.sampling import draw, sample
 from gridnoise.schedulers import make_scheduler
 from gridnoise.seeding import generator
+from gridnoise.threads import load_average, usable_cores
 from gridnoise.tracking import RunLog
 from gridnoise.trainer import Trainer, TrainHooks
 
@@ -85,8 +86,10 @@ class RunHooks(TrainHooks):
 
     def __init__(self, out: Path, kl: KLEstimator, history: dict, log: RunLog):
         self.out, self.kl, self.history, self.log = out, kl, history, log
+        self.peak_load = load_average()  # the largest load average seen while training
 
     def on_log(self, trainer: Trainer) -> None:
+        self.peak_load = max(self.peak_load, load_average())
         self.log.training(trainer)
 
     def on_grid_snapshot(self, trainer: Trainer) -> None:
@@ -147,8 +150,9 @@ def train_run(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, resum
     log = RunLog(cfg, out, trainer.step, points)
     status = "FAILED"
     trained_before = trainer.elapsed  # a resumed run's earlier segments
+    hooks = RunHooks(out, kl, history, log)
     try:
-        trainer.fit(RunHooks(out, kl, history, log), progress=progress)
+        trainer.fit(hooks, progress=progress)
         trainer.save_checkpoint(out / CHECKPOINT_FILE)
         rundir.end_segment(out, trainer.step)
         rundir.write_losses(out, trainer.losses.numpy(), trainer.mse.numpy())
@@ -162,7 +166,9 @@ def train_run(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, resum
         log.finish(metrics, trainer.step)
         rundir.write_timings(out, {"wall_time": time.perf_counter() - start,
                                    "training_time": trainer.elapsed - trained_before,
-                                   "evaluation_time": evaluated - evaluating, "figures_time": drawn - drawing})
+                                   "evaluation_time": evaluated - evaluating, "figures_time": drawn - drawing,
+                                   "load_average_max": max(hooks.peak_load, load_average()),
+                                   "cores": usable_cores()})
         rundir.write_metrics(out, metrics)
         status = "FINISHED"
     except KeyboardInterrupt:

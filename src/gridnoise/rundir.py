@@ -190,7 +190,9 @@ def write_kl_history(run_dir: Path, history: dict) -> Path:
 
 def write_timings(run_dir: Path, timings: dict[str, float]) -> Path:
     """Seconds of the run's last training segment: `wall_time` (all of `train_run`), `training_time`
-    (the loop), `evaluation_time` (eval loss, sampling, sample metrics) and `figures_time`."""
+    (the loop), `evaluation_time` (eval loss, sampling, sample metrics) and `figures_time`; and
+    `load_average_max`, the machine's largest one-minute load average seen while it trained, with
+    `cores`, the cores it could use: a run whose load exceeded its cores shared them with other work."""
     return write_json(run_dir / TIMINGS_FILE, timings)
 
 

@@ -14,6 +14,16 @@ def default_threads() -> int:
     fold; an idle 2-core machine trains 1.6-1.75x faster on 2."""
     if os.environ.get("OMP_NUM_THREADS", "").strip().isdigit():
         return max(1, int(os.environ["OMP_NUM_THREADS"]))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    busy = int(os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0
-    return max(1, min(MAX_THREADS, cores - busy))
+    return max(1, min(MAX_THREADS, usable_cores() - int(load_average())))
+
+
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def load_average() -> float:
+    """The machine's one-minute load average (runnable threads, this process's included); 0 where
+    the platform has none. A run records its largest (`timings.json`): above its cores, it shared them
+    with other work and its times are not comparable with another run's."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0

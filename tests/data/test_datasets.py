@@ -167,3 +167,19 @@ def test_failed_download_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="cannot download the Datasaurus table") as info:
         load("dino", 10)
     assert "GRIDNOISE_DATASAURUS" in one_line_error(info)
+
+
+def test_follow_seed_gives_each_seed_its_own_draw_and_is_off_by_default():
+    from gridnoise.config import RunConfig, comparable_dict
+
+    fixed = [data.run_points(RunConfig(dataset="moons", seed=s, n_points=500)) for s in (0, 1)]
+    assert np.array_equal(*fixed)  # the original study: every seed trains on the same draw
+    drawn = []
+    for s in (0, 1):
+        cfg = RunConfig(dataset="moons", seed=s, n_points=500)
+        cfg.data.follow_seed = True
+        assert cfg.training_data_seed == cfg.data_seed + s
+        drawn.append(data.run_points(cfg))
+    assert not np.array_equal(*drawn) and np.array_equal(drawn[0], fixed[0])  # seed 0 keeps data_seed's draw
+    assert "data" not in comparable_dict(RunConfig())  # off: finished studies keep their task hashes
+    assert comparable_dict(cfg)["data"]["follow_seed"] is True

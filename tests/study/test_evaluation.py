@@ -117,6 +117,24 @@ def test_records_written_by_older_code_are_recomputed(tmp_path, tiny_run):
     assert redone["entropy_bits"] == entropy("line").bits
 
 
+def test_each_seed_is_measured_on_its_own_heldout_draw_and_older_records_are_redone(tmp_path, tiny_run):
+    from gridnoise.config import RunConfig
+    from gridnoise.study.evaluation import LIKELIHOODS, heldout_points, heldout_seed, missing
+
+    seeds = {heldout_seed(RunConfig(dataset="moons", seed=s)) for s in range(5)}
+    assert len(seeds) == 5 and not seeds & set(range(42, 48))  # one per seed, never a training draw
+    first, _ = heldout_points(RunConfig(dataset="moons", seed=0), 100)
+    second, heldout = heldout_points(RunConfig(dataset="moons", seed=1), 100)
+    assert heldout and not np.array_equal(first, second)
+    out = shutil.copytree(tiny_run("baseline", "line"), tmp_path / "baseline")
+    gridnoise("evaluate", out, "--metrics", "nll_elbo")
+    assert read_evaluation(out)["heldout_seed"] == heldout_seed(RunConfig(dataset="line"))
+    assert missing(out, ["nll_elbo"]) == []
+    older = {k: v for k, v in read_evaluation(out).items() if k != "heldout_seed"}  # one shared draw for all seeds
+    (out / "evaluation.json").write_text(json.dumps(older))
+    assert missing(out, ["nll_elbo"]) == list(LIKELIHOODS)
+
+
 @pytest.mark.parametrize("args, text", [
     (["--metrics", "fid"], "unknown metric(s) fid: choose from nll_elbo, nll_ode, kl_exact"),
     (["--metrics", "nll_elbo", "--ode-points", "1"], "--ode-points must be >= 2"),

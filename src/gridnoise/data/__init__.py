@@ -213,7 +213,7 @@ def _parse_dino(text: str, source: str) -> np.ndarray:
 
 def run_points(cfg: Any) -> np.ndarray:
     """The points a run's config (`RunConfig`) trains on, in the data's own units, float32 `(N, 2)`."""
-    return load(cfg.dataset, cfg.n_points, seed=cfg.data_seed, key=cfg.data.key, columns=cfg.data.columns)
+    return load(cfg.dataset, cfg.n_points, seed=cfg.training_data_seed, key=cfg.data.key, columns=cfg.data.columns)
 
 
 def model_points(cfg: Any) -> np.ndarray:

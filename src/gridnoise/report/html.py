@@ -237,9 +237,9 @@ def forest_figure(results: StudyResults, metric: str) -> dict | None:
 
 def _data_points(cache: dict, dataset: str, cfg) -> np.ndarray | None:
     """The data drawn behind samples and over grids (`plots.overlay_points`), once per data set."""
-    key = (dataset, cfg.data_seed)
+    key = (dataset, cfg.training_data_seed)
     if key not in cache:
-        cache[key] = overlay_points(dataset, cfg.data_seed, cfg.data)
+        cache[key] = overlay_points(dataset, cfg.training_data_seed, cfg.data)
     return cache[key]
 
 

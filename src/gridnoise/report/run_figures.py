@@ -302,7 +302,7 @@ def draw_run_figures(run_dir: str | Path, heatmaps: bool = True) -> list[Path]:
     run_dir = Path(run_dir)
     cfg = rundir.read_config(run_dir)
     name = run_title(cfg)
-    points = overlay_points(cfg.dataset, cfg.data_seed, cfg.data)
+    points = overlay_points(cfg.dataset, cfg.training_data_seed, cfg.data)
     # read before anything is drawn, so a corrupt file fails before a figure is replaced
     samples = rundir.read_samples(run_dir) if (run_dir / rundir.SAMPLES_FILE).is_file() else None
     losses = rundir.read_losses(run_dir) if (run_dir / rundir.LOSSES_FILE).is_file() else None

@@ -102,7 +102,7 @@ def _dataset_points(results: StudyResults, dataset: str):
     if key is None:
         return None
     cfg = rundir.read_config(results.run_dir(*key))
-    return overlay_points(dataset, cfg.data_seed, cfg.data)
+    return overlay_points(dataset, cfg.training_data_seed, cfg.data)
 
 
 def generated_images_figure(results: StudyResults, seed: int | None = None) -> Figure:
@@ -370,7 +370,7 @@ def make_figures(results: StudyResults, dest: str | Path, *, only_missing_run_fi
                 continue
             cfg = rundir.read_config(run_dir)
             step, grids, extent = run_grids(run_dir, cfg, snapshot)
-            fig = grids_figure(grids, extent, points=overlay_points(dataset, cfg.data_seed, cfg.data),
+            fig = grids_figure(grids, extent, points=overlay_points(dataset, cfg.training_data_seed, cfg.data),
                                title=f"{run['label']} on {dataset}: final grids (seed {seeds[0]}, step {step})")
             written.append(save_figure(fig, dest / "final_grids" / f"{run['name']}_{rundir.file_stem(dataset)}.png"))
     redraw_run_figures(results, only_missing=only_missing_run_figures)

@@ -22,12 +22,14 @@ metric is skipped; a study's runs are evaluated as Dask tasks, like its training
                bound; only for data sets with a known density
 
 For a run with extra samplers (`eval.extra_samplers`) of the DDPM or cell kind, nll_elbo is also
-computed for each, as `<name>_nll_elbo`. Held-out points: a fresh draw of the data set with the
-run's data seed + 1 (`eval.num_samples` of them for the bound, `ODE_POINTS` for the ODE); a data
-file has no held-out draw, so its runs are measured on their training rows (`heldout` false).
-Every metric records its wall time as `<metric>_time`. A value written by older code that the
-current code would not write (a grid run's ODE likelihood without its edge jumps, or a skip
-that no longer applies) is recomputed.
+computed for each, as `<name>_nll_elbo`. Held-out points: a fresh draw of the data set of its
+own for each (data seed, run seed) (`heldout_seed`, recorded as heldout_seed), so seeds' spread
+includes the held-out points' sampling error (`eval.num_samples` of them for the bound, `ODE_POINTS`
+for the ODE); a data file has no held-out draw, so its runs are measured on their training rows
+(`heldout` false). Likelihoods measured on another draw (before each seed had its own) are
+recomputed when one is asked for. Every metric records its wall time as `<metric>_time`. A value
+written by older code that the current code would not write (a grid run's ODE likelihood without
+its edge jumps, or a skip that no longer applies) is recomputed.
 """
 
 from __future__ import annotations
@@ -67,7 +69,8 @@ from gridnoise.study.executor import SweepOutcome, SweepProgress, collect, conne
 from gridnoise.study.results import EVALUATION_FIX, finite_or_none, load_results
 
 ODE_POINTS = 1000  # held-out points for the ODE likelihood (its cost is ~1000 network calls per point batch)
-HELDOUT_SEED_OFFSET = 1  # held-out points: the data set drawn with data_seed + 1
+HELDOUT_STREAM = 1  # held-out points: the data set drawn with a seed derived from (data seed, seed, this)
+LIKELIHOODS = ("nll_elbo", "nll_ode", "kl_exact")  # the metrics measured on held-out points
 def check_metrics(names: list[str]) -> list[str]:
     """The metric names, in the registry's order; ConfigError naming the choices for an unknown one."""
     unknown = [n for n in names if n not in EVALUATED]
@@ -90,8 +93,15 @@ def missing(run_dir: str | Path, metrics: list[str]) -> list[str]:
 
 
 def _stale_records(done: dict[str, Any], run_dir: str | Path) -> list[str]:
-    """`stale` for an evaluation record already read (the run's config is read only when there is one)."""
-    return stale(done, rundir.read_config(run_dir).adaptation.kind) if done else []
+    """`stale` for an evaluation record already read (the run's config is read only when there is one),
+    and every likelihood when the record was measured on another held-out draw (before each seed had
+    its own, `heldout_seed`)."""
+    if not done:
+        return []
+    cfg = rundir.read_config(run_dir)
+    if done.get("heldout_seed", "unset") != heldout_seed(cfg) and any(m in done for m in LIKELIHOODS):
+        return list(LIKELIHOODS)
+    return stale(done, cfg.adaptation.kind)
 
 
 def _todo(done: dict[str, Any], redo: list[str], metrics: list[str]) -> list[str]:
@@ -122,11 +132,21 @@ def _forget(result: dict[str, Any], metrics: list[str]) -> None:
         del result[key]
 
 
+def heldout_seed(cfg) -> int | None:
+    """The seed of a run's held-out draw: its own for each (data seed, run seed), so the seeds of a
+    study are measured on independent draws and their spread includes the points' sampling error;
+    never a training draw's (`RunConfig.training_data_seed`, a small integer). None for a data file."""
+    if is_data_file(cfg.dataset):
+        return None
+    return int(np.random.SeedSequence([cfg.data_seed, cfg.seed, HELDOUT_STREAM]).generate_state(1)[0])
+
+
 def heldout_points(cfg, n: int) -> tuple[np.ndarray, bool]:
     """(points `(n, 2)` in the data's units, whether they are held out) for a run's config."""
-    if is_data_file(cfg.dataset):
+    seed = heldout_seed(cfg)
+    if seed is None:
         return data.run_points(cfg), False
-    return data.load(cfg.dataset, n, seed=cfg.data_seed + HELDOUT_SEED_OFFSET), True
+    return data.load(cfg.dataset, n, seed=seed), True
 
 
 def evaluate_run(run_dir: str | Path, metrics: list[str], device: str = "cpu", ode_points: int = ODE_POINTS,
@@ -152,7 +172,7 @@ def evaluate_run(run_dir: str | Path, metrics: list[str], device: str = "cpu", o
     scale = cfg.data.scale
     points, heldout = heldout_points(cfg, cfg.eval.num_samples)
     x = torch.as_tensor(to_model(points, cfg.data.shift, scale), dtype=torch.float32, device=dev)
-    result["heldout"] = heldout
+    result.update(heldout=heldout, heldout_seed=heldout_seed(cfg))
 
     def bpd(nats: float) -> float:  # a mean -log p(x), nats per point in model units
         return bits_per_dim(nats, scale)
