@@ -90,6 +90,9 @@ EVALUATED = metrics_where(source=("evaluate",))
 COMPARED = metrics_where(kind=("sample", "loss", "time"))
 # Drawn as forest plots of the paired difference from the baseline.
 FOREST = metrics_where(kind=("sample", "likelihood"), source=("training", "evaluate"))
+# What an experiment may declare as its primary metric (`[experiment] primary`): comparable, with a direction.
+PRIMARY_CHOICES = tuple(m.name for m in METRICS.values() if m.kind in ("sample", "likelihood") and m.direction
+                        and m.comparable)
 LOWER_IS_BETTER = frozenset(m.name for m in METRICS.values() if m.direction == "lower")
 
 

@@ -73,12 +73,22 @@ def _pairs(results: StudyResults, metric: str) -> dict:
     return pairs
 
 
-def likelihood_section(results: StudyResults) -> Section:
-    """Every run against the baseline on each likelihood the study has, per data set, and the verdict."""
+def likelihood_section(results: StudyResults, claims: dict) -> Section:
+    """Every run against the baseline on each likelihood the study has, per data set, and the verdict.
+    A run's own sampler is judged as the whole report judges it (`claims`: `claims.study_tests`); the
+    extra samplers' bounds are Holm-corrected among themselves."""
     found = [(metric, name) for metric, name in LIKELIHOODS if _has(results, metric)]
     if not found:
         return Section(None)
-    tests = {metric: paired_tests(_pairs(results, metric)) for metric, _ in found}
+    own = {_label(run): run["name"] for run in results.runs}
+    tests = {}
+    for metric, _ in found:
+        extra = {key: pair for key, pair in _pairs(results, metric).items() if key[0] not in own}
+        labels = {run: label for label, run in own.items()}
+        tests[metric] = {(labels[run], d): (c.test, c.p_holm, c.verdict)
+                         for (run, d), c in claims.get(metric, {}).items()}
+        tests[metric].update({key: (test, p, _word(verdict(test, p)))
+                              for key, (test, p) in paired_tests(extra).items()})
     blocks: list[Block] = [
         "Negative log-likelihood of held-out points in bits per dimension (lower is better), as "
         "`gridnoise evaluate` measured it: the variational bound (an upper bound for every variant, with "
@@ -86,8 +96,10 @@ def likelihood_section(results: StudyResults) -> Section:
         "reverse step is the standard posterior one; where a grid's g makes the field jump at a cell edge, the "
         "density's jump is added at each crossing, and a model whose flow slides along an edge has none, since "
         "its flow is not invertible there). Differences are run - baseline on the same seeds, with "
-        f"95% t-intervals and paired t-tests Holm-corrected over all (run, data set) pairs of a measure at {ALPHA}."]
-    absent = {_label(run): run["name"] for run in results.runs}
+        f"95% t-intervals and paired t-tests at {ALPHA}, Holm-corrected as in the difference tables (an extra "
+        "sampler's bound: over the extra samplers' rows). `better`/`worse` on the bound means a tighter/looser "
+        "bound."]
+    absent = own
     models = {_label(run, prefix) for run in results.runs for prefix in samplers(results, run["name"]) if prefix}
     better: dict[str, list[str]] = {name: [] for _, name in found}
     for dataset in results.datasets:
@@ -104,11 +116,10 @@ def likelihood_section(results: StudyResults) -> Section:
                         why = "the model's, with its standard sampler"
                     cells += [why, "-"]
                     continue
-                test, p = tests[metric][(label, dataset)]
+                test, p, v = tests[metric][(label, dataset)]
                 ci = "" if math.isnan(test.ci_lo) else f" [{fmt(test.ci_lo)}, {fmt(test.ci_hi)}]"
-                v = verdict(test, p)
                 cells += [f"{fmt(test.mean_diff)}{ci}", v]
-                if v == "better*":
+                if v == "better":
                     better[name].append(f"{label} on {dataset} ({name}: {fmt(test.mean_diff)} bits/dim)")
             rows.append([label] + cells)
         if rows:
@@ -118,19 +129,26 @@ def likelihood_section(results: StudyResults) -> Section:
     return Section("Likelihood: every variant against the baseline", blocks)
 
 
+def _word(verdict_mark: str) -> str:
+    """`blocks.verdict`'s mark in the claims' words (better, worse, tied, n/a)."""
+    return {"better*": "better", "worse*": "worse", "n.s.": "tied"}.get(verdict_mark, verdict_mark)
+
+
 def _verdict_text(results: StudyResults, better: dict[str, list[str]], names: list[str]) -> str:
-    wins = [w for name in names for w in better[name]]
-    if not wins:
-        text = (f"**No grid adaptation improves the likelihood significantly on any data set** ({' or '.join(names)}).")
-    else:
-        text = "**Significantly better likelihood than the baseline:** " + "; ".join(wins) + "."
-        text += "".join(f" On the {name}, no variant is significantly better anywhere." for name in names
-                        if not better[name])
+    """What the tests say, in words that match each measure: a tighter bound is not a better likelihood."""
+    words = {"bound": "a significantly tighter variational bound", "ODE": "a significantly better ODE likelihood"}
+    parts = []
+    for name in names:
+        wins = better[name]
+        parts.append(f"**{words[name].capitalize()} than the baseline:** " + ("; ".join(wins) or "none") + ".")
+    if "bound" in names and better["bound"]:
+        parts.append("A tighter bound is not a better likelihood: the bound is an upper bound on -log p, and only the "
+                     "ODE measures -log p itself.")
     if SCALES_DATASET in results.datasets:
-        on_scales = [w for w in wins if f" on {SCALES_DATASET} " in w]
-        text += (f" On `{SCALES_DATASET}`, where local scales differ most: "
-                 + ("; ".join(on_scales) if on_scales else "no variant beats the baseline") + ".")
-    return text
+        on_scales = [w for name in names for w in better[name] if f" on {SCALES_DATASET} " in w]
+        parts.append(f"On `{SCALES_DATASET}`, where local scales differ most: "
+                     + ("; ".join(on_scales) if on_scales else "no variant beats the baseline") + ".")
+    return " ".join(parts)
 
 
 def knn_vs_exact_section(results: StudyResults) -> Section:

@@ -14,6 +14,7 @@ from gridnoise.report.html import write_html_report
 from gridnoise.report.markdown import write_report
 from gridnoise.report.sections import study_data
 from gridnoise.report.study_figures import make_figures
+from gridnoise.study.floors import update_floors
 from gridnoise.study.results import load_results, write_summaries
 
 
@@ -32,6 +33,8 @@ def write_study_outputs(study_dir: str | Path, dest: str | Path | None = None, *
         # rather than after the figures were redrawn without their data overlay.
         study_data(results)
     write_summaries(results)
+    if report:
+        update_floors(results)  # what a perfect model scores: computed once per study, kept beside the results
     dest = Path(dest) if dest is not None else study_dir
     figures = make_figures(results, dest, only_missing_run_figures=not redraw)
     if not report:

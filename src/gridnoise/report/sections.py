@@ -24,10 +24,9 @@ from gridnoise.adaptation import data_extent, edge_cell_share
 from gridnoise.components import build_components
 from gridnoise.data import load, model_points
 from gridnoise.provenance import VERSION_KEYS, hardware, software
-from gridnoise.registry import COMPARED, LOWER_IS_BETTER, METRICS, metric_title
+from gridnoise.registry import METRICS, metric_title
 from gridnoise.report.blocks import (
     ALPHA,
-    DIGITS,
     Block,
     Figure,
     Report,
@@ -39,7 +38,16 @@ from gridnoise.report.blocks import (
     paired_tests,
     verdict,
 )
-from gridnoise.report.likelihood import knn_vs_exact_section, likelihood_section
+from gridnoise.report.claims import (
+    below_resolution,
+    floor_of,
+    percent_meaningful,
+    primary_metric,
+    study_tests,
+    timing_comparable,
+)
+from gridnoise.report.degeneracy import degeneracy_notes
+from gridnoise.report.likelihood import knn_vs_exact_section, likelihood_section, ode_absent
 from gridnoise.report.stats import (
     CONVERGENCE_TOL,
     SMOOTHING_WINDOW,
@@ -48,7 +56,9 @@ from gridnoise.report.stats import (
     convergence_step,
     paired_comparison,
 )
+from gridnoise.report.verdict import FOREST_PREFIX, reproduction_section, verdict_section
 from gridnoise.rundir import KL_HISTORY_FILE, read_config, read_json, read_losses, read_provenance
+from gridnoise.study.floors import FLOOR_DRAWS, read_floors
 from gridnoise.study.results import StudyResults
 
 TEST_SENTENCE = (
@@ -86,94 +96,72 @@ def comparisons(results: StudyResults, metric: str) -> dict[tuple[str, str], tup
                          for dataset in results.datasets})
 
 
-def headline(results: StudyResults) -> Section:
-    """Which runs beat (or trail) the baseline significantly on KL, and on which data sets, or "none"."""
-    seeds = results.max_seeds()
-    if seeds < 2:
-        return Section("Headline", ["One seed per task: no difference can be called significant. Run more seeds "
-                                    "(`--seeds 0,1,2,3,4`) to tell effects from seed noise."])
-    found: dict[str, list[str]] = {"better*": [], "worse*": []}
-    for (run, dataset), (test, p) in comparisons(results, "kl_divergence").items():
-        v = verdict(test, p)
-        if v in found:
-            found[v].append(f"{results.label(run)} on {dataset}: KL {test.mean_diff:+.{DIGITS}f} bits "
-                            f"({fmt_percent(test.relative_change)}), Holm p = {fmt(p)}")
-    parts: list[Block] = [f"KL divergence against the baseline, paired t-test over up to {seeds} seeds, "
-                          f"Holm-corrected at {ALPHA} across runs and data sets."]
-    for v, title in (("better*", "Significantly better than the baseline"),
-                     ("worse*", "Significantly worse than the baseline")):
-        lines = found[v]
-        parts.append(f"**{title}:** " + ("none." if not lines else "\n\n" + "\n".join(f"- {x}" for x in lines)))
-    return Section("Headline", parts)
-
-
 def metric_tables(results: StudyResults) -> Section:
-    """Per metric: one row per run, one cell per data set holding `mean [95% CI] (n=seeds)`."""
+    """Per metric: one row per run, one cell per data set holding `mean [95% CI] (n=seeds)`; for a
+    sample metric, a first row with the estimator's floor (`gridnoise.study.floors`), and means a
+    perfect model could not be told from marked below the estimator's resolution."""
+    floors = read_floors(results)
     parts: list[Block] = []
     for metric in (m for m in METRICS if m in results.metric_names()):
         rows = []
+        if METRICS[metric].kind == "sample" and floors:
+            rows.append(["floor: the data against a fresh draw of itself"] + [_floor_cell(floors, d, metric)
+                                                                              for d in results.datasets])
         for run in results.runs:
             cells = []
             for dataset in results.datasets:
                 vals = list(results.values(run["name"], dataset, metric).values())
-                cells.append(f"{fmt_ci(vals)} (n={len(vals)})" if vals else "-")
+                cell = f"{fmt_ci(vals)} (n={len(vals)})" if vals else "-"
+                if vals and below_resolution(metric, float(np.mean(vals)), floor_of(floors, metric, dataset)):
+                    cell += " below resolution"
+                cells.append(cell)
             if any(c != "-" for c in cells):
                 rows.append([_run_name(run)] + cells)
         parts.append(Table(["run"] + list(results.datasets), rows, metric_title(metric)))
-    return Section("Metrics: mean [95% confidence interval] over seeds", parts)
+    return Section("Metrics: mean [95% confidence interval] over seeds", [
+        "Sample metrics open with their floor: the metric of a fresh draw of the data (as many points as a run "
+        f"samples) against the training points, mean +- standard deviation over {FLOOR_DRAWS} draws: what a perfect "
+        "model gets. A mean within one spread of it (or a k-NN KL below 0) is marked `below resolution`.", *parts])
 
 
-def difference_tables(results: StudyResults) -> Section:
-    """Per compared metric: each non-baseline run's paired difference from the baseline per data set."""
+def _floor_cell(floors: dict, dataset: str, metric: str) -> str:
+    entry = floors.get(dataset)
+    if isinstance(entry, str):
+        return f"none: {entry}"
+    floor = floor_of(floors, metric, dataset)
+    return "-" if floor is None else f"{fmt(floor.mean)} +- {fmt(floor.spread)}"
+
+
+def difference_tables(results: StudyResults, claims: dict) -> Section:
+    """Per compared metric: each non-baseline run's paired difference from the baseline per data set,
+    with its family (primary or secondary), Holm-adjusted p and verdict (`claims.study_tests`)."""
+    floors = read_floors(results)
+    primary, _ = primary_metric(results)
     parts: list[Block] = [
-        f"{TEST_SENTENCE} `better*`/`worse*`: significant after correction at {ALPHA} (lower is better, except for\n"
-        "precision and recall); `n.s.`: not significant; `n/a (1 seed)`: no test is possible.",
-        EVAL_LOSS_NOTE]
-    for metric in COMPARED:
-        comps = comparisons(results, metric)
-        if not comps:
+        f"{TEST_SENTENCE} The primary metric ({metric_title(primary)}) is corrected over its (run, data set) pairs, "
+        "every secondary metric over all secondary metrics x runs x data sets together. `better`/`worse`: "
+        f"significant after correction at {ALPHA} (lower is better, except for precision and recall) and at least "
+        "the estimator's floor spread; `tied`: not significant, or within the floor spread. `change` is relative "
+        "to the baseline's mean only where that mean is clearly away from 0 (its 95% interval within half its "
+        "value, and clear of the floor). Times are tested only between tasks on one processor that did not share "
+        "their cores; otherwise they are described.", EVAL_LOSS_NOTE]
+    for metric in [primary, *[m for m in claims if m != primary]]:
+        if metric not in claims:
             continue
         rows = []
-        for (run, dataset), (test, p) in comps.items():
+        for (run, dataset), claim in claims[metric].items():
+            test = claim.test
             ci = "-" if math.isnan(test.ci_lo) else f"[{fmt(test.ci_lo)}, {fmt(test.ci_hi)}]"
-            rows.append([f"{run} {results.label(run)}", dataset, str(test.n), fmt(test.mean_diff), ci,
-                         fmt_percent(test.relative_change), fmt(test.p_value), fmt(p),
-                         verdict(test, p, metric in LOWER_IS_BETTER)])
+            base = list(results.values(results.baseline, dataset, metric).values())
+            change = fmt_percent(test.relative_change) if percent_meaningful(base, floor_of(floors, metric, dataset)) \
+                else "-"
+            verdict = claim.verdict + (f" ({claim.reason})" if claim.reason else "")
+            rows.append([f"{run} {results.label(run)}", dataset, str(test.n), fmt(test.mean_diff), ci, change,
+                         fmt(test.p_value), fmt(claim.p_holm), verdict])
+        family = "primary" if metric == primary else "secondary"
         parts.append(Table(["run", "data set", "seeds", "mean diff", "95% CI", "change", "p", "Holm p", "verdict"],
-                           rows, metric_title(metric)))
+                           rows, f"{metric_title(metric)} ({family})"))
     return Section("Differences from the baseline", parts)
-
-
-RANKED = ("kl_divergence", "w2")  # the metrics the verdict ranks variants on
-
-
-def ranking_section(results: StudyResults) -> Section:
-    """Per data set, every run ranked by its mean KL difference from the baseline, with the paired
-    difference, its CI and verdict on KL and W2; empty when the study has no W2 (older studies)."""
-    if not any("w2" in m for m in results.metrics.values()):
-        return Section(None)
-    tests = {metric: comparisons(results, metric) for metric in RANKED}
-    parts: list[Block] = ["Differences are run - baseline on the same seeds (negative is better); `better*`/`worse*` "
-                          "are significant after Holm's correction, `n.s.` is indistinguishable from seed noise."]
-    for dataset in results.datasets:
-        rows = []
-        for run in results.runs:
-            key = (run["name"], dataset)
-            if key not in tests["kl_divergence"]:
-                continue
-            cells = []
-            for metric in RANKED:
-                if key not in tests[metric]:
-                    cells += ["-", "-"]
-                    continue
-                test, p = tests[metric][key]
-                ci = "" if math.isnan(test.ci_lo) else f" [{fmt(test.ci_lo)}, {fmt(test.ci_hi)}]"
-                cells += [f"{fmt(test.mean_diff)}{ci}", verdict(test, p)]
-            rows.append((tests["kl_divergence"][key][0].mean_diff, [_run_name(run)] + cells))
-        rows.sort(key=lambda r: r[0])
-        parts.append(Table(["run (best KL first)", "KL diff [95% CI]", "KL verdict", "W2 diff [95% CI]", "W2 verdict"],
-                           [r for _, r in rows], dataset))
-    return Section("Verdict: every variant against the baseline", parts)
 
 
 def study_data(results: StudyResults) -> dict:
@@ -289,7 +277,8 @@ def sampler_costs(results: StudyResults, samplers: list[str]) -> list[Block]:
 
 
 def original_table(results: StudyResults) -> Section:
-    """The original study's published numbers beside our means, for runs whose variant it ran."""
+    """The original study's published numbers beside our means [95% CI], and whether each lies inside
+    our interval, for runs whose variant it ran (a one-seed study shows them first: `verdict`)."""
     original_datasets, published = original_numbers()
     datasets = [d for d in results.datasets if d in original_datasets]
     rows = []
@@ -302,12 +291,15 @@ def original_table(results: StudyResults) -> Section:
             for dataset in datasets:
                 ours = list(results.values(run["name"], dataset, metric).values())
                 seed_value = numbers[metric][original_datasets.index(dataset)]
-                cells.append(f"{fmt(seed_value)} / {fmt(float(np.mean(ours))) if ours else '-'}")
+                _, lo, hi = confidence_interval(ours) if ours else (math.nan,) * 3
+                inside = "" if math.isnan(lo) else (" (inside)" if lo <= seed_value <= hi else " (outside)")
+                cells.append(f"{fmt(seed_value)} / {fmt_ci(ours) if ours else '-'}{inside}")
             rows.append([_run_name(run), metric_title(metric)] + cells)
     title = "The original study's numbers"
     if not rows:
         return Section(title, ["No run of this study uses one of the original study's variants."])
-    return Section(title, ["The original study's value (one seed, on a GPU) / ours (mean over seeds).",
+    return Section(title, ["The original study's value (one seed, on a GPU) / ours (mean [95% CI] over seeds), "
+                           "and whether the original value lies inside our interval.",
                            Table(["run", "metric"] + datasets, rows)])
 
 
@@ -390,9 +382,13 @@ def overhead_table(results: StudyResults) -> Section:
         added = "-" if name not in counts or base_count is None else f"{counts[name] - base_count:+,}"
         total = f"{counts[name]:,}" if name in counts else "-"
         rows.append([_run_name(run), total, added, *ratios, f"{max(peaks):.0f}" if peaks else "-"])
+    reasons = sorted({why for run in results.runs if run["name"] != results.baseline for d in results.datasets
+                      if (why := timing_comparable(results, run["name"], d))})
+    caveat = ("Descriptive only, not tested: " + "; ".join(reasons) + "." if reasons else
+              "Every task ran on one processor without sharing its cores, so the ratios compare like with like.")
     return Section("Computational overhead", [
         "Time ratios are run / baseline per (data set, seed) pair, mean [95% CI]. Peak memory is the largest "
-        "resident set of a worker process while it ran this run's tasks (an upper bound per task).",
+        "resident set of a worker process while it ran this run's tasks (an upper bound per task). " + caveat,
         Table(["run", "parameters", "added vs baseline", "training-time ratio", "sampling-time ratio",
                "peak memory (MiB)"], rows)])
 
@@ -465,15 +461,17 @@ def provenance_section(results: StudyResults) -> Section:
     return Section("Provenance", blocks)
 
 
-FOREST_PREFIX = "forest_"  # figures named forest_<metric>.png open the report
-
-
-def forest_section(figures: list[Path]) -> Section:
-    """The forest plots: every run's paired difference from the baseline, per metric and data set."""
-    forests = [Figure(Path(p), Path(p).stem) for p in figures if Path(p).stem.startswith(FOREST_PREFIX)]
-    return Section("Differences from the baseline at a glance", [
-        "Each run's mean paired difference from the baseline (run - baseline, same seeds) with its 95% interval; "
-        f"filled and starred: significant after Holm's correction at {ALPHA}.", *forests] if forests else [])
+def forest_section(results: StudyResults, figures: list[Path]) -> Section:
+    """The secondary metrics' forest plots (the primary one is on the first screen)."""
+    primary, _ = primary_metric(results)
+    forests = [Figure(Path(p), Path(p).stem) for p in figures
+               if Path(p).stem.startswith(FOREST_PREFIX) and Path(p).stem != f"{FOREST_PREFIX}{primary}"]
+    if not forests or results.max_seeds() < 2:
+        return Section(None)
+    return Section("Secondary metrics at a glance", [
+        "Each run's mean paired difference from the baseline (run - baseline, same seeds): the thin line is its "
+        "95% interval, the thick bar the interval matching the Holm-corrected test (it excludes 0 exactly when "
+        f"the marker is filled and starred: significant at {ALPHA}).", *forests])
 
 
 def figures_section(figures: list[Path]) -> Section:
@@ -482,10 +480,27 @@ def figures_section(figures: list[Path]) -> Section:
                                if Path(p).suffix == ".png" and not Path(p).stem.startswith(FOREST_PREFIX)])
 
 
+def first_screen(results: StudyResults, claims: dict, figures: list[Path]) -> Section:
+    """What the report opens with: the verdict on the primary metric, or, for a one-seed study of the
+    original variants, whether the original log is reproduced."""
+    datasets, published = original_numbers()
+    if results.max_seeds() < 2:
+        if any(run["variant"] in published for run in results.runs):
+            return reproduction_section(results, published, datasets)
+        return Section("Verdict", ["One seed per task: no difference can be called significant. Run more seeds "
+                                   "(`--seeds 0,1,2,3,4`) to tell effects from seed noise."])
+    points = study_data(results)
+    absent = {(run["name"], d): ode_absent(results, run["name"], d) for run in results.runs for d in results.datasets
+              if results.sliding(run["name"], d)}
+    return verdict_section(results, claims, degeneracy_notes(results, points), figures, absent)
+
+
 def report_sections(results: StudyResults, figures: list[Path]) -> Report:
-    """Every section of a study's report, in order."""
+    """Every section of a study's report, in order: the first screen answers the study's question."""
+    claims = study_tests(results)
     return Report(f"Study report: {results.experiment['name']}", [
-        header(results), forest_section(figures), headline(results), metric_tables(results),
-        difference_tables(results), ranking_section(results), schedule_section(results), edge_cell_section(results),
-        likelihood_section(results), knn_vs_exact_section(results), original_table(results),
-        convergence_section(results), overhead_table(results), provenance_section(results), figures_section(figures)])
+        header(results), first_screen(results, claims, figures), forest_section(results, figures),
+        metric_tables(results), difference_tables(results, claims), schedule_section(results),
+        edge_cell_section(results), likelihood_section(results, claims), knn_vs_exact_section(results),
+        original_table(results), convergence_section(results), overhead_table(results), provenance_section(results),
+        figures_section(figures)])

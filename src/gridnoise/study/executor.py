@@ -131,7 +131,7 @@ def study_record(exp: Experiment, out: Path) -> dict:
     return {
         "name": exp.name, "identity": exp.identity(), "description": exp.description, "baseline": exp.baseline,
         "runs": [{"name": r.name, "label": r.label, "variant": r.variant} for r in exp.runs],
-        "datasets": datasets, "seeds": seeds,
+        "datasets": datasets, "seeds": seeds, "primary": exp.primary, "question": exp.question,
     }
 
 

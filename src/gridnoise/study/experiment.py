@@ -6,6 +6,8 @@ name = "original"
 datasets = ["circle", "dino", "line", "moons"]
 seeds = [0]
 baseline = "run_0"          # what the report compares every other run against
+primary = "kl_exact"        # optional: the metric the verdict uses (default: see report.claims)
+question = "..."            # optional: the question the report's first screen answers
 
 [defaults.train]            # any RunConfig field, applied to every run
 steps = 10000
@@ -43,8 +45,9 @@ from gridnoise.config import (
 from gridnoise.data import DATASETS, STUDY_DATASETS, check_dataset
 from gridnoise.data.datafile import is_data_file, sha256
 from gridnoise.errors import ConfigError
+from gridnoise.registry import PRIMARY_CHOICES
 
-EXPERIMENT_KEYS = {"name", "description", "datasets", "seeds", "baseline"}
+EXPERIMENT_KEYS = {"name", "description", "datasets", "seeds", "baseline", "primary", "question"}
 
 
 @dataclass
@@ -80,6 +83,8 @@ class Experiment:
     baseline: str
     description: str = ""
     defaults: dict[str, Any] = field(default_factory=dict)
+    primary: str = ""  # the report's primary metric; empty: chosen from what the study measured
+    question: str = ""  # what the report's first screen answers; empty: whether any run beats the baseline
 
     def run(self, name: str) -> RunSpec:
         return next(r for r in self.runs if r.name == name)
@@ -207,6 +212,10 @@ def parse_experiment(data: dict[str, Any], source: str = "experiment") -> Experi
     baseline = head.get("baseline", runs[0].name)
     if baseline not in runs_table:
         raise ConfigError(f"{source}: baseline '{baseline}' is not one of the runs {sorted(runs_table)}")
+    primary = head.get("primary", "")
+    if primary and primary not in PRIMARY_CHOICES:
+        raise ConfigError(f"{source}: primary metric {primary!r} is not one a verdict can rest on: choose from "
+                          f"{', '.join(PRIMARY_CHOICES)}")
     defaults = data.get("defaults", {})
     if not isinstance(defaults, dict):
         raise ConfigError(f"{source}: [defaults] must be a table of RunConfig settings, got {defaults!r}")
@@ -218,6 +227,8 @@ def parse_experiment(data: dict[str, Any], source: str = "experiment") -> Experi
         runs=runs,
         baseline=baseline,
         defaults=defaults,
+        primary=str(primary),
+        question=str(head.get("question", "")),
     )
     for run in exp.runs:  # every run must build a valid config; unknown keys fail here
         exp.config(run, exp.datasets[0], exp.seeds[0])

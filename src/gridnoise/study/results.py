@@ -17,7 +17,7 @@ import numpy as np
 
 from gridnoise.errors import CheckpointError
 from gridnoise.files import write_json, write_text
-from gridnoise.registry import METRICS
+from gridnoise.registry import METRICS, PRIMARY_CHOICES
 from gridnoise.rundir import EVALUATION_FILE, EXPERIMENT_FILE, METRICS_FILE, TASK_FILE, read_json, task_dir
 
 RESULTS_CSV = "results.csv"
@@ -125,6 +125,10 @@ def read_experiment_record(out: Path) -> dict:
         raise bad(f"'datasets' is {record['datasets']!r}, not a list of names")
     if not all(isinstance(s, int) and not isinstance(s, bool) for s in record["seeds"]):
         raise bad(f"'seeds' is {record['seeds']!r}, not a list of integers")
+    if record.get("primary", "") not in ("", *PRIMARY_CHOICES):
+        raise bad(f"'primary' is {record['primary']!r}, not one of {', '.join(PRIMARY_CHOICES)}")
+    if not isinstance(record.get("question", ""), str):
+        raise bad(f"'question' is {record['question']!r}, not a text")
     return record
 
 

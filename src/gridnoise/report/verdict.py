@@ -1,0 +1,153 @@
+"""A report's first screen: the study's question, its primary metric, a verdict table and one figure.
+
+For a study with several seeds: every run against the baseline on each data set, on the primary
+metric (`claims.primary_metric`): better, worse, tied, or not measurable and why, with what the
+intervals cover and any run that is not what its name says (`degeneracy`). For a one-seed study of
+the original study's variants (`gridnoise reproduce`, the README's main job) the question is whether
+the original log is reproduced: its numbers beside ours, and the seed-to-seed spread a five-seed
+study of the same runs gives (`experiments/original_five_seeds.toml`), since one seed cannot tell a
+variant from the baseline.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from gridnoise.registry import LOWER_IS_BETTER, metric_title
+from gridnoise.report.blocks import ALPHA, Block, Figure, Section, Table, fmt
+from gridnoise.report.claims import (
+    Claim,
+    below_resolution,
+    floor_of,
+    measure_word,
+    primary_metric,
+    variation_sources,
+)
+from gridnoise.report.stats import confidence_interval
+from gridnoise.study.floors import read_floors
+from gridnoise.study.results import StudyResults
+
+FOREST_PREFIX = "forest_"  # figures named forest_<metric>.png
+REFERENCE_FILE = "original_five_seeds.toml"  # a five-seed study of the original runs: mean and 95% CI
+
+
+def question(results: StudyResults, primary: str) -> str:
+    """The study's question: the experiment file's `question`, else whether any run beats the baseline."""
+    asked = results.experiment.get("question")
+    if asked:
+        return asked
+    return (f"Does any run differ from the baseline ({results.label(results.baseline)}) in "
+            f"{measure_word(primary)} on {', '.join(results.datasets)}?")
+
+
+def cell(claim: Claim | None, why_absent: str = "not measured") -> str:
+    """A verdict table cell: the verdict and the mean difference, or why there is none."""
+    if claim is None:
+        return f"not measurable: {why_absent}"
+    if claim.verdict == "n/a":
+        return f"not measurable: {claim.reason}"
+    text = f"{claim.verdict} ({claim.test.mean_diff:+.3g})"
+    return f"{text}, {claim.reason}" if claim.reason else text
+
+
+def verdict_section(results: StudyResults, claims: dict, notes: dict, figures: list[Path],
+                    absent: dict[tuple[str, str], str]) -> Section:
+    """The first screen of a study with several seeds; see the module docstring. `claims`:
+    `claims.study_tests`; `notes`: `degeneracy.degeneracy_notes`; `absent`: (run, data set) -> why it
+    has no primary value."""
+    primary, why = primary_metric(results)
+    tests = claims.get(primary, {})
+    lower = "lower" if primary in LOWER_IS_BETTER else "higher"
+    blocks: list[Block] = [
+        f"**Question.** {question(results, primary)}",
+        f"**Primary metric: {metric_title(primary)}** ({why}; {lower} is better). Each run is compared with the "
+        f"baseline on the seeds both have: mean difference (run - baseline), paired t-test, Holm-corrected at "
+        f"{ALPHA} over the {len(tests)} (run, data set) pairs. `tied`: not significant, or smaller than the "
+        "estimator's floor spread. Every other metric below is secondary, Holm-corrected over all secondary "
+        "metrics x runs x data sets together.",
+        variation_sources(results)]
+    if primary == "nll_elbo":
+        blocks.append("The variational bound is an upper bound on -log p: a run with a tighter bound does not "
+                      "have a better likelihood unless its ODE likelihood says so.")
+    rows = []
+    for run in results.runs:
+        if run["name"] == results.baseline:
+            continue
+        cells = [cell(tests.get((run["name"], d)), absent.get((run["name"], d), "not measured"))
+                 for d in results.datasets]
+        remarks = [f"{d}: {'; '.join(notes[(run['name'], d)])}" for d in results.datasets if (run["name"], d) in notes]
+        rows.append([f"{run['name']} {run['label']}", *cells, " / ".join(remarks) or ""])
+    blocks.append(Table(["run", *results.datasets, "notes"], rows, f"Verdict on {metric_title(primary)}"))
+    forest = next((p for p in figures if Path(p).stem == f"{FOREST_PREFIX}{primary}"), None)
+    if forest is not None:
+        blocks.append(Figure(Path(forest), Path(forest).stem))
+    return Section("Verdict", blocks)
+
+
+def five_seed_reference() -> dict:
+    """The bundled five-seed study of the original runs: {variant: {metric: {dataset: [mean, lo, hi]}}}
+    and its `source`; empty where it is not installed."""
+    path = resources.files("gridnoise") / "experiments" / REFERENCE_FILE
+    return tomllib.loads(path.read_text()) if path.is_file() else {}
+
+
+def reproduction_section(results: StudyResults, published: dict, datasets: list[str]) -> Section:
+    """The first screen of a one-seed study of the original variants: the original log's numbers beside
+    ours, and the interval a five-seed study of the same runs gives. `published`: `original_numbers()`'s
+    variant -> metric -> values over `datasets`."""
+    reference = five_seed_reference()
+    floors = read_floors(results)
+    here = [d for d in results.datasets if d in datasets]
+    rows = []
+    for run in results.runs:
+        numbers = published.get(run["variant"])
+        if numbers is None:
+            continue
+        for metric in ("kl_divergence", "eval_loss"):
+            cells = []
+            for dataset in here:
+                ours = list(results.values(run["name"], dataset, metric).values())
+                original = numbers[metric][datasets.index(dataset)]
+                interval = reference.get(run["variant"], {}).get(metric, {}).get(dataset)
+                mine = fmt(float(np.mean(ours))) if ours else "-"
+                if ours and below_resolution(metric, float(np.mean(ours)), floor_of(floors, metric, dataset)):
+                    mine += " (below resolution)"
+                if interval is None:
+                    cells.append(f"{fmt(original)} / {mine}")
+                    continue
+                _, lo, hi = interval
+                inside = "inside" if lo <= original <= hi else "outside"
+                cells.append(f"{fmt(original)} / {mine} / [{fmt(lo)}, {fmt(hi)}] ({inside})")
+            rows.append([f"{run['name']} {run['label']}", metric_title(metric), *cells])
+    seeds = results.max_seeds()
+    return Section("Is the original study reproduced?", [
+        f"**Question.** Does this run of the original study ({seeds} seed{'s' if seeds > 1 else ''}) reproduce the "
+        "numbers of its log?",
+        "Each cell: the original log's value (one seed, on a GPU) / ours / the 95% interval over seeds of a five-seed "
+        f"study of the same runs ({reference.get('source', 'bundled')}), and whether the original value lies "
+        "inside it. A value inside the interval is what seed-to-seed variation alone gives.",
+        Table(["run", "metric", *here], rows),
+        "**What one seed cannot tell.** Whether a variant beats the baseline: two runs of one seed differ by their "
+        "seeds as much as by their variants (compare the five-seed intervals' widths with the differences "
+        "between rows). Run `gridnoise reproduce --seeds 0,1,2,3,4` for tested differences; the eval loss is not "
+        "comparable across variants whose forward noise differs."])
+
+
+def reference_entries(results: StudyResults) -> dict:
+    """What `original_five_seeds.toml` holds, from a study of the original runs with several seeds:
+    {variant: {metric: {dataset: [mean, lo, hi]}}} for the k-NN KL and the eval loss."""
+    out: dict = {}
+    for run in results.runs:
+        for metric in ("kl_divergence", "eval_loss"):
+            for dataset in results.datasets:
+                values = list(results.values(run["name"], dataset, metric).values())
+                if len(values) >= 2:
+                    mean, lo, hi = confidence_interval(values)
+                    if not math.isnan(lo):
+                        out.setdefault(run["variant"], {}).setdefault(metric, {})[dataset] = [mean, lo, hi]
+    return out
