@@ -412,6 +412,9 @@ WRONG_VALUES = {  # study files whose JSON is fine but whose values are not what
     "seed_not_int": ("experiment.json", {"name": "x", "baseline": "base", "datasets": ["moons"], "seeds": ["0"],
                                          "runs": [{"name": "base", "label": "b", "variant": "baseline"}]},
                      ["experiment.json", "seeds"]),
+    "primary_unknown": ("experiment.json", {"name": "x", "baseline": "base", "datasets": ["moons"], "seeds": [0],
+                                            "runs": [{"name": "base", "label": "b", "variant": "baseline"}],
+                                            "primary": "beauty"}, ["experiment.json", "'primary'", "nll_ode"]),
 }
 STUDY_COMMANDS = {
     "report": lambda exp, out: ["report", out],

@@ -31,6 +31,19 @@ def test_run_tables_override_the_preset():
     assert exp.runs[0].label == "a" and exp.baseline == "a"
 
 
+def test_a_declared_primary_metric_and_question_reach_the_study_record_but_not_its_identity(tmp_path):
+    from gridnoise.study.executor import study_record
+
+    text = '[experiment]\nname = "x"\n{}[runs.a]\nvariant = "baseline"\n'
+    (tmp_path / "plain.toml").write_text(text.format(""))
+    (tmp_path / "declared.toml").write_text(text.format('primary = "nll_ode"\nquestion = "Q?"\n'))
+    plain, declared = load_experiment(tmp_path / "plain.toml"), load_experiment(tmp_path / "declared.toml")
+    assert (declared.primary, declared.question, plain.primary) == ("nll_ode", "Q?", "")
+    assert declared.identity() == plain.identity()  # what the report leads with changes no result
+    record = study_record(declared, tmp_path / "out")
+    assert (record["primary"], record["question"]) == ("nll_ode", "Q?")
+
+
 def test_restricted_and_hashes():
     exp = load_experiment(bundled("seed"))
     small = exp.restricted(seeds=[3, 4], datasets=["moons"], steps=50)
@@ -54,6 +67,8 @@ def test_restricted_and_hashes():
     ('[experiment]\nname = "x"\nbaseline = "b"\n[runs.a]\nvariant = "baseline"\n', "baseline 'b'"),
     ('[experiment]\nname = "x"\ndatasets = ["mars"]\n[runs.a]\nvariant = "baseline"\n', "unknown data set"),
     ('[experimnt]\nname = "x"\n', "unknown top-level"),
+    ('[experiment]\nname = "x"\nprimary = "eval_loss"\n[runs.a]\nvariant = "baseline"\n', "primary metric 'eval_loss'"),
+    ('[experiment]\nname = "x"\nprimary = "training_time"\n[runs.a]\nvariant = "baseline"\n', "choose from kl_"),
     ('[experiment\n', "malformed TOML"),
 ])
 def test_malformed_experiment_files(tmp_path, text, message):

@@ -136,11 +136,11 @@ def _word(verdict_mark: str) -> str:
 
 def _verdict_text(results: StudyResults, better: dict[str, list[str]], names: list[str]) -> str:
     """What the tests say, in words that match each measure: a tighter bound is not a better likelihood."""
-    words = {"bound": "a significantly tighter variational bound", "ODE": "a significantly better ODE likelihood"}
+    words = {"bound": "A significantly tighter variational bound", "ODE": "A significantly better ODE likelihood"}
     parts = []
     for name in names:
         wins = better[name]
-        parts.append(f"**{words[name].capitalize()} than the baseline:** " + ("; ".join(wins) or "none") + ".")
+        parts.append(f"**{words[name]} than the baseline:** " + ("; ".join(wins) or "none") + ".")
     if "bound" in names and better["bound"]:
         parts.append("A tighter bound is not a better likelihood: the bound is an upper bound on -log p, and only the "
                      "ODE measures -log p itself.")
