@@ -84,8 +84,8 @@ def likelihood_section(results: StudyResults, claims: dict) -> Section:
     tests = {}
     for metric, _ in found:
         extra = {key: pair for key, pair in _pairs(results, metric).items() if key[0] not in own}
-        labels = {run: label for label, run in own.items()}
-        tests[metric] = {(labels[run], d): (c.test, c.p_holm, c.verdict)
+        label_of = {run: label for label, run in own.items()}
+        tests[metric] = {(label_of[run], d): (c.test, c.p_holm, c.verdict)
                          for (run, d), c in claims.get(metric, {}).items()}
         tests[metric].update({key: (test, p, _word(verdict(test, p)))
                               for key, (test, p) in paired_tests(extra).items()})
