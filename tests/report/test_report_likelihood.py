@@ -113,3 +113,20 @@ def test_metric_tables_leave_out_the_seeds_of_a_flow_that_slides(results):
     base, = rows_of(ode, "base")
     assert "(n=5)" in base
     assert results.values("good", "circle", "nll_elbo") and not results.values("good", "circle", "nll_ode")
+
+
+def test_a_run_without_the_primary_measure_says_why_in_the_verdict(results, tmp_path):
+    import shutil
+
+    from gridnoise.report.markdown import write_report
+
+    out = shutil.copytree(results.out, tmp_path / "study")
+    record = json.loads((out / "experiment.json").read_text())
+    (out / "experiment.json").write_text(json.dumps({**record, "primary": "kl_exact"}))
+    text = write_report(load_results(out), out, []).read_text()
+    table = text.split("### Verdict on Exact KL (bits)")[1].split("\n#")[0]
+    good, = rows_of(table, "good")
+    noisy, = rows_of(table, "noisy")
+    assert "| not measurable: no ODE likelihood (the flow slides along cell edges (10%-20% of points" in good
+    assert noisy.startswith("| noisy Multi-scale + L1 | worse (+0.302) | not measurable: no ODE likelihood (the "
+                            "reverse step's variance is learned) |")

@@ -489,10 +489,23 @@ def first_screen(results: StudyResults, claims: dict, figures: list[Path]) -> Se
             return reproduction_section(results, published, datasets)
         return Section("Verdict", ["One seed per task: no difference can be called significant. Run more seeds "
                                    "(`--seeds 0,1,2,3,4`) to tell effects from seed noise."])
-    points = study_data(results)
-    absent = {(run["name"], d): ode_absent(results, run["name"], d) for run in results.runs for d in results.datasets
-              if results.sliding(run["name"], d)}
-    return verdict_section(results, claims, degeneracy_notes(results, points), figures, absent)
+    primary, _ = primary_metric(results)
+    absent = {(run["name"], d): why_absent(results, run["name"], d, primary) for run in results.runs
+              for d in results.datasets if not results.values(run["name"], d, primary)}
+    return verdict_section(results, claims, degeneracy_notes(results, study_data(results)), figures, absent)
+
+
+def why_absent(results: StudyResults, run: str, dataset: str, metric: str) -> str:
+    """Why a run has no value of `metric` on a data set, for the verdict table."""
+    if METRICS.get(metric) is not None and METRICS[metric].from_ode:
+        reason = ode_absent(results, run, dataset)
+        if reason != "-":
+            return f"no ODE likelihood ({reason.removeprefix('none: ')})"
+    if not results.seeds(run, dataset):
+        return "no finished task"
+    if METRICS.get(metric) is not None and METRICS[metric].source == "evaluate":
+        return f"not evaluated (`gridnoise evaluate --metrics {metric}`)"
+    return "not recorded by its tasks"
 
 
 def report_sections(results: StudyResults, figures: list[Path]) -> Report:
