@@ -1,5 +1,7 @@
 """report.html: a tiny real study's page, checked as a file (self-contained) and in real headless
-Chromium driven by Selenium (plots drawn, no console errors, the grid slider moves the grid)."""
+Chromium driven by Selenium (plots drawn, no console errors, the grid slider moves the grid); and its
+interactive figures as plotly JSON from studies written from known inputs (forest intervals and
+missing rows, clipped samples, the clamped region of a grid)."""
 
 from __future__ import annotations
 
@@ -11,9 +13,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gridnoise.report.html import fragment, inline, significant
+from gridnoise import rundir
+from gridnoise.report.colours import run_colours
+from gridnoise.report.forest import HOLM_BAR, PLAIN_LINE
+from gridnoise.report.html import (
+    HOLM_BAR_WIDTH,
+    forest_figure,
+    fragment,
+    grid_figure,
+    inline,
+    samples_figure,
+    significant,
+)
+from gridnoise.report.run_figures import overlay_points
+from gridnoise.report.sections import comparisons
+from gridnoise.report.stats import holm_interval
+from gridnoise.report.views import CLAMPED_NOTE, grid_view, sample_view
+from gridnoise.study.results import load_results
 
-from conftest import gridnoise, study_file
+from conftest import gridnoise, make_study, study_file, write_evaluations
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -178,3 +196,82 @@ def test_report_html_in_headless_chromium(report_dir, browser):
         "frame: {duration: 0, redraw: true}, transition: {duration: 0}}).then(function () { done(); });")
     assert np.allclose(_heatmap(browser, div), coarse[T - 1].T, rtol=1e-4)
     assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def data_of(study, dataset: str) -> np.ndarray:
+    """The data points the page draws behind a data set's samples and over its grids."""
+    cfg = rundir.read_config(study.run_dir(study.baseline, dataset, 0))
+    return overlay_points(dataset, cfg.data_seed, cfg.data)
+
+
+def test_html_forest_draws_both_intervals_and_says_why_a_row_is_empty(tmp_path):
+    study = load_results(write_evaluations(make_study(tmp_path / "s", seeds=(0, 1, 2), datasets=("moons",))))
+    colours = run_colours(study.runs, study.baseline)
+    for metric in ("kl_divergence", "nll_ode"):
+        payload = forest_figure(study, metric)
+        assert HOLM_BAR in payload["layout"]["title"]["text"] and PLAIN_LINE in payload["layout"]["title"]["text"]
+        traces = payload["data"]
+        for (run, _), (test, p) in comparisons(study, metric).items():
+            (marker,) = [t for t in traces if t.get("name") == f"{run} {study.label(run)}"]
+            (bar,) = [t for t in traces if t.get("name") == HOLM_BAR and t["y"][0] == marker["y"][0]]
+            assert list(bar["x"]) == pytest.approx(holm_interval(test, p, 0.05))  # the thick bar
+            assert bar["line"]["width"] == HOLM_BAR_WIDTH and bar["line"]["color"] == colours[run]
+            error = marker["error_x"]  # the thin line: the unadjusted 95% interval
+            assert [test.mean_diff - error["arrayminus"][0], test.mean_diff + error["array"][0]] == pytest.approx(
+                [test.ci_lo, test.ci_hi])
+            assert marker["marker"]["color"] == colours[run]
+    notes = [a["text"] for a in payload["layout"]["annotations"] if a["text"].startswith("<i>")]
+    assert notes == ["<i>the flow slides along cell edges (10% of points on 2 of 3 seeds), not invertible</i>"]
+    placeholder = [t for t in payload["data"] if t["y"] == ["good 10x10 Grid"]]  # good's row, with no value
+    assert len(placeholder) == 1 and "slides along cell edges" in placeholder[0]["hovertemplate"]
+    bound = forest_figure(study, "nll_elbo")
+    assert [a["text"] for a in bound["layout"]["annotations"] if a["text"].startswith("<i>")] == [
+        "<i>not evaluated on moons</i>"]
+
+
+def test_html_samples_span_the_data_and_clip_a_diverging_sampler(tmp_path):
+    root = make_study(tmp_path / "s", seeds=(0,), datasets=("moons",))
+    blown = np.random.default_rng(1).normal(size=(200, 2)) * 1000
+    rundir.write_samples(rundir.task_dir(root, "noisy", "moons", 0), blown)
+    study = load_results(root)
+    payload = samples_figure(study, "moons", {})
+    view = sample_view(data_of(study, "moons"), [])
+    layout = payload["layout"]
+    assert layout["xaxis"]["range"] == pytest.approx(list(view[:2])) and layout["yaxis"]["range"] == pytest.approx(
+        list(view[2:]))
+    assert layout["xaxis"]["range"][1] - layout["xaxis"]["range"][0] < 20  # the data's extent, not +-1000
+    (edge,) = [t for t in payload["data"] if t["name"].endswith("beyond the axes")]
+    assert edge["marker"]["symbol"] == "triangle-up" and len(edge["x"]) == 200 - len(
+        next(t for t in payload["data"] if t["name"] == "noisy Multi-scale")["x"])
+    (x0, x1), (y0, y1) = layout["xaxis"]["range"], layout["yaxis"]["range"]
+    at = np.column_stack([edge["x"], edge["y"]])
+    on_edge = np.isclose(at[:, 0], x0, atol=0.01) | np.isclose(at[:, 0], x1, atol=0.01) | np.isclose(
+        at[:, 1], y0, atol=0.01) | np.isclose(at[:, 1], y1, atol=0.01)  # the page rounds to 3 digits
+    assert on_edge.all() and (at[:, 0] > x0 - 0.01).all() and (at[:, 1] < y1 + 0.01).all()
+    assert max(abs(c) for xy in edge["customdata"] for c in xy) > 100  # hover: where they really are
+    titles = [a["text"] for a in layout["annotations"]]
+    assert titles[2].endswith(f"{len(edge['x'])} of 200 beyond the axes, clipped (\u25b2)")
+    assert not any("beyond" in t for t in titles[:2])  # base and good stay inside
+
+
+def test_html_grid_spans_the_data_and_marks_the_clamped_region(tmp_path):
+    root = make_study(tmp_path / "s", seeds=(0,), datasets=("moons", "line"))
+    wide = rundir.task_dir(root, "good", "line", 0)  # its grid now covers the data: nothing clamped
+    _, grids, _ = rundir.read_grid_snapshot(rundir.final_snapshot(wide), rundir.read_config(wide))
+    rundir.write_grid_snapshot(wide, 500, 3, grids, np.array([-10.0, 10.0, -10.0, 10.0], np.float32))
+    study = load_results(root)
+    clamped = grid_figure(study, "good", "moons", {})
+    view = grid_view([-1, 1, -1, 1], data_of(study, "moons"))
+    assert view[0] < -2 and view[1] > 3  # the moons reach well beyond the grid's [-1, 1]^2
+    assert clamped["layout"]["xaxis"]["range"] == pytest.approx(list(view[:2]))  # the data's extent
+    assert clamped["layout"]["yaxis"]["range"] == pytest.approx(list(view[2:]))
+    assert clamped["data"][0]["type"] == "heatmap" and clamped["data"][0]["x0"] == pytest.approx(-0.9)
+    (hatch,) = [t for t in clamped["data"] if t.get("name") == CLAMPED_NOTE]
+    assert hatch["fill"] == "toself" and hatch["fillpattern"]["shape"] == "/"
+    (outline,) = clamped["layout"]["shapes"]
+    assert (outline["x0"], outline["x1"], outline["y0"], outline["y1"]) == (-1.0, 1.0, -1.0, 1.0)
+    assert CLAMPED_NOTE in clamped["layout"]["title"]["text"]
+    covered = grid_figure(study, "good", "line", {})
+    assert covered["layout"]["xaxis"]["range"] == [-10.0, 10.0]
+    assert not [t for t in covered["data"] if t.get("name") == CLAMPED_NOTE] and not covered["layout"].get("shapes")
+    assert CLAMPED_NOTE not in covered["layout"]["title"]["text"]

@@ -7,6 +7,8 @@ import pytest
 
 from gridnoise import rundir
 from gridnoise.report.run_figures import (
+    CLAMPED_GID,
+    GRID_OUTLINE_GID,
     figure_timesteps,
     grid_heatmap,
     grids_figure,
@@ -14,12 +16,29 @@ from gridnoise.report.run_figures import (
     overlay_points,
     samples_figure,
 )
+from gridnoise.report.views import CLAMPED_NOTE
 
 from conftest import cli, gridnoise
 
 
 def heatmap_axes(fig):
     return [ax for ax in fig.axes if ax.images]
+
+
+def rectangles(ax, gid: str) -> np.ndarray:
+    """The patches with this gid as rows (x0, x1, y0, y1)."""
+    return np.array([(p.get_x(), p.get_x() + p.get_width(), p.get_y(), p.get_y() + p.get_height())
+                     for p in ax.patches if p.get_gid() == gid]).reshape(-1, 4)
+
+
+def clamped(ax) -> np.ndarray:
+    """The hatched rectangles outside the grid's extent."""
+    return rectangles(ax, CLAMPED_GID)
+
+
+def outline(ax) -> np.ndarray:
+    """The outline of the grid's extent."""
+    return rectangles(ax, GRID_OUTLINE_GID)
 
 
 def test_heatmap_orientation_and_extent():
@@ -30,6 +49,21 @@ def test_heatmap_orientation_and_extent():
     shown = np.asarray(image.get_array())
     assert np.array_equal(shown, values.T)  # rows = y, columns = x: colour increases left to right
     assert (np.diff(shown[0]) > 0).all()
+    assert fig.axes[0].get_xlim() == (-4, 4) and not len(clamped(fig.axes[0]))  # the data lie inside the grid
+
+
+def test_heatmap_spans_data_outside_the_grid_and_marks_it_clamped():
+    values = np.arange(16.0).reshape(4, 4)
+    points = np.array([[0.0, 0.0], [-3.0, 0.5], [2.5, 4.0]])  # beyond [-1, 1]^2 on three sides
+    fig = grid_heatmap(values, [-1, 1, -1, 1], points=points)
+    ax = fig.axes[0]
+    image = ax.images[0]
+    assert image.origin == "lower" and list(image.get_extent()) == [-1, 1, -1, 1]  # the grid where it is
+    assert ax.get_xlim() == pytest.approx((-3, 2.5)) and ax.get_ylim() == pytest.approx((-1, 4))  # the data too
+    # hatched: left of, right of and above the grid (nothing below it), exactly the view outside the grid
+    assert np.allclose(clamped(ax), [(-3, -1, -1, 4), (1, 2.5, -1, 4), (-1, 1, 1, 4)])
+    assert np.allclose(outline(ax), [(-1, 1, -1, 1)])
+    assert ax.get_title().endswith(f"hatched: {CLAMPED_NOTE}")
 
 
 def test_figure_timesteps_are_the_quarters():
@@ -48,6 +82,7 @@ def test_grids_figure_orientation_extent_and_one_colour_scale():
     shown = np.asarray(image.get_array())
     assert np.array_equal(shown, grid[0].T) and (np.diff(shown[0]) > 0).all()
     assert axes[0].get_xlim() == pytest.approx((-1, 1))  # no data: the view is the grid
+    assert not any(len(clamped(ax)) or len(outline(ax)) for ax in axes) and CLAMPED_NOTE not in fig.get_suptitle()
     assert len(fig.axes) == 5 + 1  # five heatmaps and one colorbar
     assert {ax.images[0].get_clim() for ax in axes} == {(0.0, 40.0)}  # one scale: t = 9 reaches 4 * 10
 
@@ -70,6 +105,12 @@ def test_grids_rows_columns_product_and_labels():
     assert heatmaps[0].get_xlim() == pytest.approx((-4, 4))  # axes span the data, not just the grid
     assert heatmaps[0].get_ylim() == pytest.approx((-3, 3.5))
     assert len(heatmaps[0].collections) == 1  # the data overlay
+    for ax in heatmaps:  # hatched: the view (8 x 6.5) less the grid's 2 x 2, on all four sides
+        strips = clamped(ax)
+        assert len(strips) == 4 and sum((x1 - x0) * (y1 - y0) for x0, x1, y0, y1 in strips) == pytest.approx(
+            8 * 6.5 - 4)
+        assert np.allclose(outline(ax), [(-1, 1, -1, 1)])
+    assert fig.get_suptitle().endswith(f"hatched: {CLAMPED_NOTE}")
     # each row is labelled with its own range: the near-constant fine grid is read from its label
     assert heatmaps[0].get_ylabel().startswith("coarse grid: g in [1, 2]")
     assert heatmaps[5].get_ylabel().startswith("fine grid: g = 1 \u00b1 5.0e-07")

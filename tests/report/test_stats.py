@@ -9,9 +9,12 @@ from gridnoise.report.stats import (
     confidence_interval,
     convergence_step,
     holm,
+    holm_interval,
     paired_comparison,
     smooth,
 )
+
+ALPHA = 0.05
 
 
 def test_confidence_interval_by_hand():
@@ -48,6 +51,55 @@ def test_paired_comparison_degenerate_cases():
     same = paired_comparison({0: 1.0, 1: 2.0}, {0: 1.0, 1: 2.0})
     assert same.p_value == 1.0 and same.mean_diff == 0.0
     assert math.isnan(paired_comparison({0: 0.0, 1: 0.0}, {0: 1.0, 1: 1.5}).relative_change)
+
+
+def test_paired_comparison_records_the_standard_error():
+    diff = np.array([-0.1, -0.3, -0.2, -0.4])
+    r = paired_comparison({s: 1.0 for s in range(4)}, {s: 1.0 + d for s, d in enumerate(diff)})
+    assert r.stderr == pytest.approx(sps.sem(diff))
+    assert math.isnan(paired_comparison({0: 1.0}, {0: 2.0}).stderr)
+
+
+# Differences (other - baseline) per seed of four comparisons Holm-corrects together; raw p-values
+# about 3e-5, 0.013, 0.031 and 0.83, Holm-adjusted 1.4e-4, 0.040, 0.062 and 0.83.
+DIFFERENCES = {
+    "strong": [-0.1, -0.09, -0.11, -0.1, -0.12],
+    "adjusted but significant": [-0.05, -0.02, -0.04, -0.03, -0.01],
+    "raw 95% CI excludes 0, Holm does not": [0.05, 0.02, 0.04, 0.0, 0.03],
+    "null": [0.02, -0.03, 0.01, 0.0, -0.01],
+}
+
+
+def test_holm_interval_excludes_zero_exactly_when_holm_finds_a_difference():
+    base = {s: 1.0 + 0.1 * s for s in range(5)}
+    tests = {k: paired_comparison(base, {s: base[s] + d for s, d in enumerate(diff)})
+             for k, diff in DIFFERENCES.items()}
+    adjusted = dict(zip(tests, holm([t.p_value for t in tests.values()])))
+    for key, test in tests.items():
+        diff = np.array(DIFFERENCES[key])
+        p, p_holm = sps.ttest_1samp(diff, 0.0).pvalue, adjusted[key]
+        level = 1 - ALPHA * p / p_holm  # closed form: the t-interval at this level
+        expected = sps.t.interval(level, len(diff) - 1, loc=diff.mean(), scale=sps.sem(diff))
+        lo, hi = holm_interval(test, p_holm, ALPHA)
+        assert (lo, hi) == pytest.approx(expected, rel=1e-9), key
+        assert (lo > 0 or hi < 0) == (p_holm < ALPHA), key
+        assert lo <= test.ci_lo and hi >= test.ci_hi  # never narrower than the unadjusted 95% interval
+    # the case the forest plots drew misleadingly: its 95% interval excludes 0, yet Holm finds nothing
+    disagreeing = tests["raw 95% CI excludes 0, Holm does not"]
+    assert disagreeing.ci_lo > 0 and adjusted["raw 95% CI excludes 0, Holm does not"] >= ALPHA
+    lo, hi = holm_interval(disagreeing, adjusted["raw 95% CI excludes 0, Holm does not"], ALPHA)
+    assert lo < 0 < hi
+    assert adjusted["adjusted but significant"] > tests["adjusted but significant"].p_value  # wider, still off 0
+    assert [adjusted[k] < ALPHA for k in DIFFERENCES] == [True, True, False, False]
+
+
+def test_holm_interval_degenerate_cases():
+    single = paired_comparison({0: 1.0}, {0: 2.0})
+    assert all(math.isnan(v) for v in holm_interval(single, math.nan, ALPHA))
+    shifted = paired_comparison({0: 1.0, 1: 2.0}, {0: 1.5, 1: 2.5})  # the same difference on both seeds: p = 0
+    assert holm_interval(shifted, 0.0, ALPHA) == (0.5, 0.5)
+    same = paired_comparison({0: 1.0, 1: 2.0}, {0: 1.0, 1: 2.0})
+    assert holm_interval(same, 1.0, ALPHA) == (0.0, 0.0)  # contains 0, as Holm p = 1 says
 
 
 def test_holm_by_hand():

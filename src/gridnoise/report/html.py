@@ -34,8 +34,18 @@ from gridnoise.data.datafile import extent_to_data
 from gridnoise.files import write_text
 from gridnoise.registry import FOREST, LOWER_IS_BETTER, metric_title
 from gridnoise.report.blocks import ALPHA, Block, Figure, Report, Section, Table, fmt, verdict
-from gridnoise.report.run_figures import PALETTE, overlay_points
-from gridnoise.report.sections import FOREST_PREFIX, comparisons, report_sections
+from gridnoise.report.colours import run_colours
+from gridnoise.report.forest import HOLM_BAR, PLAIN_LINE, forest_rows
+from gridnoise.report.run_figures import overlay_points
+from gridnoise.report.sections import FOREST_PREFIX, report_sections
+from gridnoise.report.views import (
+    CLAMPED_NOTE,
+    SAMPLE_MARGIN,
+    clamped_strips,
+    clip_to_view,
+    grid_view,
+    sample_view,
+)
 from gridnoise.study.results import StudyResults
 
 HTML_FILE = "report.html"
@@ -45,6 +55,11 @@ POINT_DIGITS = 3  # significant digits of point coordinates, relative to the lar
 PANEL_COLUMNS = 4  # panels per row of a figure before it wraps
 PANEL_HEIGHT = 330  # pixels per row of panels
 GRID_COLOURS = "Viridis"
+HOLM_BAR_WIDTH = 8  # pixels: the forest plots' Holm-compatible interval, a thick translucent bar
+HOLM_BAR_OPACITY = 0.35
+REASON_COLOUR = "#777777"  # why a forest row has no value
+CLAMPED_PATTERN = {"shape": "/", "fgcolor": "#555555", "bgcolor": "rgba(128,128,128,0.2)", "size": 8}
+CLIP_MARK = "\u25b2"  # samples beyond a panel's axes are drawn as this triangle at its edge
 PLOT_CONFIG = {"responsive": True, "displaylogo": False}
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1250px;margin:0 auto;padding:0 1em 3em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.2em;font-size:.85em}
@@ -163,11 +178,6 @@ def points_for_page(points: np.ndarray, n: int = PLOT_POINTS) -> tuple[list, lis
     return rounded[:, 0].tolist(), rounded[:, 1].tolist()
 
 
-def _run_colour(results: StudyResults, run: str) -> str:
-    names = [r["name"] for r in results.runs]
-    return PALETTE[names.index(run) % len(PALETTE)]
-
-
 def _run_title(results: StudyResults, run: str) -> str:
     return f"{run} {results.label(run)}"
 
@@ -191,36 +201,54 @@ def _axis_key(axis: str, k: int) -> str:
 # -- interactive figures ------------------------------------------------------------------------
 
 def forest_figure(results: StudyResults, metric: str) -> dict | None:
-    """Each non-baseline run's paired difference from the baseline in `metric` with its 95% interval,
-    one panel per data set; filled markers are significant after Holm's correction. None without pairs."""
-    comps = comparisons(results, metric)
-    if not comps:
+    """Each non-baseline run's paired difference from the baseline in `metric`, one panel per data
+    set (`report.forest`): a thick translucent bar, the Holm-compatible interval, which excludes 0
+    exactly when the marker is filled (significant after Holm's correction), and a thin line, the
+    unadjusted 95% interval. A run without a value on a data set keeps its row, with the reason as
+    an annotation (and on hover). None when no run has a value."""
+    found = forest_rows(results, metric)
+    if not any(row.has_value for row in found.values()):
         return None
-    datasets = [d for d in results.datasets if any(key[1] == d for key in comps)]
-    runs = [r["name"] for r in results.runs if any(key[0] == r["name"] for key in comps)]
+    datasets = list(results.datasets)
+    runs = [r["name"] for r in results.runs if r["name"] != results.baseline]
+    colours = run_colours(results.runs, results.baseline)
     fig, cols = _subplots(len(datasets), datasets, shared_yaxes=True, horizontal_spacing=0.03)
     lower = metric in LOWER_IS_BETTER
+    in_legend: set[str] = set()
     for j, dataset in enumerate(datasets):
+        where = {"row": j // cols + 1, "col": j % cols + 1}
         for run in runs:
-            if (run, dataset) not in comps:
+            row, title, colour = found[(run, dataset)], _run_title(results, run), colours[run]
+            if row.reason:
+                fig.add_annotation(text=f"<i>{escape(row.reason)}</i>", x=0.02, xref="x domain", xanchor="left",
+                                   y=title, yshift=-12 if row.has_value else 0, showarrow=False,
+                                   font={"size": 10, "color": REASON_COLOUR}, **where)
+            if row.test is None or not row.has_value:  # the row itself, so the reason has its place
+                fig.add_trace(go.Scatter(x=[0.0], y=[title], mode="markers", marker={"opacity": 0}, showlegend=False,
+                                         hovertemplate=f"{escape(title)} on {escape(dataset)}: {escape(row.reason)}"
+                                                       "<extra></extra>"), **where)
                 continue
-            test, p = comps[(run, dataset)]
-            significant_ = test.n > 1 and not math.isnan(p) and p < ALPHA
+            test, p = row.test, row.holm_p
             has_ci = not math.isnan(test.ci_lo)
-            colour = _run_colour(results, run)
-            hover = (f"<b>{escape(_run_title(results, run))}</b> on {escape(dataset)}<br>"
+            has_holm = not math.isnan(row.holm_lo)
+            if has_holm:
+                fig.add_trace(go.Scatter(x=[row.holm_lo, row.holm_hi], y=[title, title], mode="lines",
+                                         name=HOLM_BAR, showlegend=False, hoverinfo="skip", opacity=HOLM_BAR_OPACITY,
+                                         line={"color": colour, "width": HOLM_BAR_WIDTH}), **where)
+            hover = (f"<b>{escape(title)}</b> on {escape(dataset)}<br>"
                      f"{metric}: run - baseline = {fmt(test.mean_diff)}"
-                     + (f" [{fmt(test.ci_lo)}, {fmt(test.ci_hi)}]" if has_ci else "")
+                     + (f"<br>95% interval [{fmt(test.ci_lo)}, {fmt(test.ci_hi)}]" if has_ci else "")
+                     + (f"<br>Holm-compatible interval [{fmt(row.holm_lo)}, {fmt(row.holm_hi)}]" if has_holm else "")
                      + f"<br>seeds {test.n}, p = {fmt(test.p_value)}, Holm p = {fmt(p)}<br>{verdict(test, p, lower)}")
             fig.add_trace(go.Scatter(
-                x=[test.mean_diff], y=[_run_title(results, run)], mode="markers", name=_run_title(results, run),
-                legendgroup=run, showlegend=j == 0, hovertemplate=hover + "<extra></extra>",
-                marker={"color": colour, "size": 11 if significant_ else 9,
-                        "symbol": "circle" if significant_ else "circle-open", "line": {"width": 2, "color": colour}},
-                error_x={"type": "data", "symmetric": False, "visible": has_ci, "color": colour, "thickness": 1.5,
+                x=[test.mean_diff], y=[title], mode="markers", name=title,
+                legendgroup=run, showlegend=run not in in_legend, hovertemplate=hover + "<extra></extra>",
+                marker={"color": colour, "size": 11 if row.significant else 9, "line": {"width": 2, "color": colour},
+                        "symbol": "circle" if row.significant else "circle-open"},
+                error_x={"type": "data", "symmetric": False, "visible": has_ci, "color": colour, "thickness": 1,
                          "array": [test.ci_hi - test.mean_diff if has_ci else 0],
-                         "arrayminus": [test.mean_diff - test.ci_lo if has_ci else 0]}),
-                row=j // cols + 1, col=j % cols + 1)
+                         "arrayminus": [test.mean_diff - test.ci_lo if has_ci else 0]}), **where)
+            in_legend.add(run)
     fig.add_vline(x=0, line={"color": "#666", "dash": "dash", "width": 1}, row="all", col="all")
     titles = [_run_title(results, r) for r in runs]
     fig.update_yaxes(categoryorder="array", categoryarray=titles[::-1], showgrid=True, gridcolor="#eee",
@@ -229,9 +257,9 @@ def forest_figure(results: StudyResults, metric: str) -> dict | None:
     better = "lower" if lower else "higher"
     rows = math.ceil(len(datasets) / cols)
     fig.update_layout(_layout(
-        title={"text": f"{metric_title(metric)}: run - baseline, mean and 95% CI over seeds "
-                       f"({better} is better; filled: significant, Holm p < {ALPHA})", "font": {"size": 14}},
-        height=140 + rows * max(200, 45 * len(runs)), showlegend=True, legend={"orientation": "h", "y": -0.12}))
+        title={"text": f"{metric_title(metric)}: run - baseline, mean over seeds ({better} is better; filled: "
+                       f"significant, Holm p < {ALPHA})<br>{HOLM_BAR}; {PLAIN_LINE}", "font": {"size": 14}},
+        height=160 + rows * max(200, 45 * len(runs)), showlegend=True, legend={"orientation": "h", "y": -0.12}))
     return fig.to_plotly_json()
 
 
@@ -245,30 +273,52 @@ def _data_points(cache: dict, dataset: str, cfg) -> np.ndarray | None:
 
 def samples_figure(results: StudyResults, dataset: str, cache: dict) -> dict | None:
     """Each run's samples (first finished seed, PLOT_POINTS of them) over the data (faint grey), one
-    panel per run, axes linked; None when no run finished on `dataset`. SVG scatter, not WebGL: a
-    browser keeps only about 16 WebGL contexts per page and drops the oldest plots beyond them."""
+    panel per run, axes linked and spanning the data's extent plus a margin (`views.sample_view`), so a
+    diverging sampler does not set them: its samples beyond are triangles at the edge (hover: where they
+    are), counted in the panel's title. None when no run finished on `dataset`. SVG scatter, not WebGL:
+    a browser keeps only about 16 WebGL contexts per page and drops the oldest plots beyond them."""
     runs = [(r["name"], results.seeds(r["name"], dataset)[0]) for r in results.runs
             if results.seeds(r["name"], dataset)]
     if not runs:
         return None
-    fig, cols = _subplots(len(runs), [f"{_run_title(results, run)} (seed {seed})" for run, seed in runs],
-                          shared_xaxes="all", shared_yaxes="all", horizontal_spacing=0.04)
-    for j, (run, seed) in enumerate(runs):
-        run_dir = results.run_dir(run, dataset, seed)
-        data = _data_points(cache, dataset, rundir.read_config(run_dir))
+    colours = run_colours(results.runs, results.baseline)
+    dirs = {run: results.run_dir(run, dataset, seed) for run, seed in runs}
+    samples = {run: rundir.read_samples(d) for run, d in dirs.items()}
+    data = {run: _data_points(cache, dataset, rundir.read_config(d)) for run, d in dirs.items()}
+    view = sample_view(data[runs[0][0]], list(samples.values()))
+    clipped = {run: clip_to_view(s, view) for run, s in samples.items()}
+    titles = []
+    for run, seed in runs:
+        beyond = int((~clipped[run][0]).sum())
+        note = f"<br>{beyond} of {len(samples[run])} beyond the axes, clipped ({CLIP_MARK})" if beyond else ""
+        titles.append(f"{_run_title(results, run)} (seed {seed}){note}")
+    fig, cols = _subplots(len(runs), titles, shared_xaxes="all", shared_yaxes="all", horizontal_spacing=0.04)
+    for j, (run, _) in enumerate(runs):
         where = {"row": j // cols + 1, "col": j % cols + 1}
-        if data is not None:
-            x, y = points_for_page(data)
+        if (points := data[run]) is not None:
+            x, y = points_for_page(points)
             fig.add_trace(go.Scatter(x=x, y=y, mode="markers", name="data", legendgroup="data", showlegend=j == 0,
                                      hoverinfo="skip", marker={"color": "#bbbbbb", "size": 3, "opacity": 0.5}),
                           **where)
-        x, y = points_for_page(rundir.read_samples(run_dir))
+        inside, edge = clipped[run]
+        x, y = points_for_page(samples[run][inside])
         fig.add_trace(go.Scatter(x=x, y=y, mode="markers", name=_run_title(results, run),
-                                 marker={"color": _run_colour(results, run), "size": 3, "opacity": 0.6},
+                                 marker={"color": colours[run], "size": 3, "opacity": 0.6},
                                  hovertemplate="x=%{x}, y=%{y}<extra>%{fullData.name}</extra>"), **where)
+        if len(edge):  # the same subsample of both: points_for_page picks by count
+            ex, ey = points_for_page(edge)
+            tx, ty = points_for_page(samples[run][~inside])
+            fig.add_trace(go.Scatter(x=ex, y=ey, mode="markers", name=f"{_run_title(results, run)}: beyond the axes",
+                                     customdata=list(zip(tx, ty)), cliponaxis=False,
+                                     marker={"color": colours[run], "size": 8, "symbol": "triangle-up",
+                                             "line": {"width": 0.5, "color": "black"}},
+                                     hovertemplate="clipped; at x=%{customdata[0]}, y=%{customdata[1]}"
+                                                   "<extra>%{fullData.name}</extra>"), **where)
+    fig.update_xaxes(range=list(view[:2]))
+    fig.update_yaxes(range=list(view[2:]))
     rows = math.ceil(len(runs) / cols)
-    fig.update_layout(_layout(title={"text": f"{dataset}: samples (colour) over the data (grey)",
-                                     "font": {"size": 14}},
+    fig.update_layout(_layout(title={"text": f"{dataset}: samples (colour) over the data (grey); axes: the data's "
+                                             f"extent + {SAMPLE_MARGIN:.0%}", "font": {"size": 14}},
                               height=100 + rows * PANEL_HEIGHT, legend={"orientation": "h", "y": -0.1}))
     return fig.to_plotly_json()
 
@@ -276,7 +326,9 @@ def samples_figure(results: StudyResults, dataset: str, cache: dict) -> dict | N
 def grid_figure(results: StudyResults, run: str, dataset: str, cache: dict) -> dict | None:
     """A grid run's final grids on `dataset` (first finished seed), one heatmap per grid at its real
     extent (x along the horizontal, y up), the data over them, and a slider over every timestep;
-    one colour range for all grids and timesteps. None for a run without grids."""
+    one colour range for all grids and timesteps. The axes span the data too (`views.grid_view`),
+    the region outside the grid hatched (points there are clamped into the edge cells) and the
+    grid's extent outlined. None for a run without grids."""
     seeds = results.seeds(run, dataset)
     snapshot = rundir.final_snapshot(results.run_dir(run, dataset, seeds[0])) if seeds else None
     if snapshot is None:
@@ -284,6 +336,9 @@ def grid_figure(results: StudyResults, run: str, dataset: str, cache: dict) -> d
     cfg = rundir.read_config(snapshot.parent.parent)
     _, grids, extent = rundir.read_grid_snapshot(snapshot, cfg)
     xmin, xmax, ymin, ymax = extent_to_data(extent, cfg.data.shift, cfg.data.scale)
+    data = _data_points(cache, dataset, cfg)
+    view = grid_view((xmin, xmax, ymin, ymax), data)
+    strips = clamped_strips((xmin, xmax, ymin, ymax), view)
     labels = list(grids)
     T = next(iter(grids.values())).shape[0]
     lo = min(float(g.min()) for g in grids.values())
@@ -299,16 +354,28 @@ def grid_figure(results: StudyResults, run: str, dataset: str, cache: dict) -> d
                                  coloraxis="coloraxis", name=label,
                                  hovertemplate="x=%{x:.3g}, y=%{y:.3g}<br>g=%{z:.5g}<extra>" + label + "</extra>"),
                       row=j // cols + 1, col=j % cols + 1)
-    data = _data_points(cache, dataset, cfg)
+    for j in range(len(labels) if strips else 0):  # after the heatmaps: the frames replace traces 0..len-1
+        where = {"row": j // cols + 1, "col": j % cols + 1}
+        sx: list[float | None] = []
+        sy: list[float | None] = []
+        for x0, x1, y0, y1 in strips:  # one closed outline per strip, None between them
+            sx += [x0, x1, x1, x0, x0, None]
+            sy += [y0, y0, y1, y1, y0, None]
+        fig.add_trace(go.Scatter(x=sx, y=sy, mode="lines", fill="toself", fillpattern=CLAMPED_PATTERN,
+                                 fillcolor="rgba(0,0,0,0)", line={"width": 0}, name=CLAMPED_NOTE,
+                                 legendgroup="clamped", showlegend=j == 0, hoverinfo="skip"), **where)
+        fig.add_shape(type="rect", x0=xmin, x1=xmax, y0=ymin, y1=ymax, line={"color": "black", "width": 1,
+                                                                              "dash": "dash"}, **where)
     for j in range(len(labels) if data is not None else 0):
         assert data is not None
         x, y = points_for_page(data)
         fig.add_trace(go.Scatter(x=x, y=y, mode="markers", name="data", legendgroup="data", showlegend=j == 0,
                                  hoverinfo="skip", marker={"color": "#e8000b", "size": 2, "opacity": 0.3}),
                       row=j // cols + 1, col=j % cols + 1)
-    for j in range(1, len(labels) + 1):  # square cells at the grid's real extent
-        fig.layout[_axis_key("yaxis", j)].update(scaleanchor=_axis_key("x", j), constrain="domain")
-        fig.layout[_axis_key("xaxis", j)].update(constrain="domain")
+    for j in range(1, len(labels) + 1):  # square cells at the grid's real extent, the view over the data
+        fig.layout[_axis_key("yaxis", j)].update(scaleanchor=_axis_key("x", j), constrain="domain",
+                                                 range=list(view[2:]))
+        fig.layout[_axis_key("xaxis", j)].update(constrain="domain", range=list(view[:2]))
     animate = {"mode": "immediate", "frame": {"duration": 0, "redraw": True}, "transition": {"duration": 0}}
     steps = [{"method": "animate", "label": str(t), "args": [[str(t)], animate]} for t in range(T)]
     play = {"mode": "immediate", "fromcurrent": True, "frame": {"duration": 150, "redraw": True},
@@ -316,7 +383,9 @@ def grid_figure(results: StudyResults, run: str, dataset: str, cache: dict) -> d
     rows = math.ceil(len(labels) / cols)
     fig.update_layout(_layout(
         title={"text": f"{_run_title(results, run)} on {dataset}: learned noise scales g "
-                       f"(seed {seeds[0]}, step {rundir.snapshot_step(snapshot)})", "font": {"size": 14}},
+                       f"(seed {seeds[0]}, step {rundir.snapshot_step(snapshot)})"
+                       + (f"<br>hatched: {CLAMPED_NOTE}" if strips else ""),
+               "font": {"size": 14}},
         height=190 + rows * 380, coloraxis={"colorscale": GRID_COLOURS, "cmin": lo, "cmax": hi,
                                             "colorbar": {"title": {"text": "g"}}},
         legend={"orientation": "h", "y": -0.3},
@@ -358,19 +427,23 @@ def interactive_sections(results: StudyResults) -> list[tuple[Section, str]]:
     samples = [samples_figure(results, d, cache) for d in results.datasets]
     grids = [grid_figure(results, r["name"], d, cache) for r in results.runs for d in results.datasets]
     found = [(Section("Differences from the baseline (interactive)", [
-                 "Each run's mean paired difference from the baseline (run - baseline on the same seeds) with its "
-                 "95% t-interval, per data set; the dashed line is no difference. Filled markers are significant "
-                 f"after Holm's correction at {ALPHA} over all (run, data set) pairs of the metric; hover for values."
+                 "Each run's mean paired difference from the baseline (run - baseline on the same seeds), per data "
+                 "set; the dashed line is no difference. Filled markers are significant after Holm's correction at "
+                 f"{ALPHA} over all (run, data set) pairs of the metric. The thick bar is the Holm-compatible interval "
+                 "(it excludes 0 exactly when the marker is filled), the thin line the unadjusted 95% t-interval. A "
+                 "run without a value says why; hover for values."
                  if any(f for _, f in forests) else "No run to compare with the baseline."]),
               [f for _, f in forests if f is not None]),
              (Section("Samples (interactive)", [
                  f"Up to {PLOT_POINTS} samples of each run's first finished seed over {PLOT_POINTS} data points; "
-                 "the panels of a data set share their axes (zoom one, zoom all)."]),
+                 "the panels of a data set share their axes (zoom one, zoom all), which span the data's extent with "
+                 f"a margin: samples beyond them are triangles ({CLIP_MARK}) at the edge, hover for where they are."]),
               [f for f in samples if f is not None]),
              (Section("Learned grids (interactive)", [
                  "Each grid run's final grids (first finished seed) at their real extent, x along the horizontal; "
                  "the slider (or play) steps through every timestep t with one colour range for all of them; "
-                 f"red: {PLOT_POINTS} data points. Hover for g."]),
+                 f"red: {PLOT_POINTS} data points. The axes span the data too: hatched, outside the grid's extent "
+                 "(dashed), points are clamped into the edge cells. Hover for g."]),
               [f for f in grids if f is not None])]
     out = []
     for k, (s, payloads) in enumerate(found):

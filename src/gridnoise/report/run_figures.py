@@ -7,7 +7,8 @@ Every `*_figure` function returns a matplotlib Figure, which `save_figure` write
     loss.png           the training loss per step with its moving average (and the KL during
                        training, when `eval.kl_every` recorded it)
     grids.png          every grid at t = 0, T/4, T/2, 3T/4, T-1 over its real extent, the data drawn
-                       over it, one colour scale for the figure
+                       over it, one colour scale for the figure; the axes span the data too, the
+                       region outside the grid hatched (clamped into its edge cells)
     heatmaps/<dataset>_<grid>_step_K.png   the same for each grid snapshot (the original study's names)
 
 The first three are drawn once when a run finishes (`gridnoise train`, a study's task), and by a
@@ -32,6 +33,7 @@ if "ipykernel" not in sys.modules:  # files only, no display; a notebook keeps i
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
 
 from gridnoise import rundir  # noqa: E402
 from gridnoise.config import DataConfig, RunConfig  # noqa: E402
@@ -43,6 +45,7 @@ from gridnoise.data.datafile import (
 from gridnoise.errors import GridnoiseError  # noqa: E402
 from gridnoise.files import atomic_write  # noqa: E402
 from gridnoise.report.stats import SMOOTHING_WINDOW, smooth
+from gridnoise.report.views import CLAMPED_NOTE, clamped_strips, grid_view
 
 POINT_COLOUR = "#e8000b"  # data overlaid on heatmaps: visible on viridis and on white
 DATA_COLOUR = "#aaaaaa"  # data behind samples
@@ -58,6 +61,10 @@ OVERLAY_POINT_SIZE = 0.3  # data drawn over grids
 OVERLAY_ALPHA = 0.3
 OVERLAY_POINTS = 5000  # data points drawn over a grid figure
 LOSS_ALPHA = 0.25  # the raw per-step loss behind its moving average
+CLAMPED_FILL = (0.5, 0.5, 0.5, 0.15)  # the hatched region outside a grid's extent
+CLAMPED_HATCH = "#999999"
+CLAMPED_GID = "clamped"  # gids of those patches and of the grid's outline, to find them in a figure
+GRID_OUTLINE_GID = "grid_extent"
 
 
 def figure_timesteps(num_timesteps: int) -> tuple[int, ...]:
@@ -78,16 +85,21 @@ def grid_heatmap(values: np.ndarray, extent, title: str = "", points: np.ndarray
     """Heatmap of one timestep's grid `(n, n)` (axis 0 = x, axis 1 = y) over its real extent.
 
     Drawn with `origin="lower"` so x runs along the horizontal axis (the original study's figures
-    were transposed); `points` `(N, 2)` are overlaid when given.
+    were transposed); `points` `(N, 2)` are overlaid when given, and the axes then span them too,
+    the region outside the grid hatched as clamped into its edge cells (`mark_clamped`).
     """
     fig, ax = plt.subplots(figsize=(4.6, 4))
     xmin, xmax, ymin, ymax = (float(v) for v in extent)
     image = ax.imshow(np.asarray(values).T, origin="lower", extent=(xmin, xmax, ymin, ymax),
                       cmap=GRID_CMAP, aspect="auto", interpolation="nearest")
+    view = grid_view(extent, points)
+    clamped = mark_clamped(ax, extent, view)
     if points is not None:
         ax.scatter(points[:, 0], points[:, 1], s=1, c=POINT_COLOUR, alpha=0.3, linewidths=0)
+    ax.set(xlim=view[:2], ylim=view[2:])
     fig.colorbar(image, ax=ax, label="noise scale g")
-    ax.set(xlabel="x", ylabel="y", title=title)
+    ax.set(xlabel="x", ylabel="y")
+    ax.set_title(_with_clamped_note(title, clamped), fontsize=9 if clamped else None)
     fig.tight_layout()
     return fig
 
@@ -189,13 +201,18 @@ def _with_combined(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return rows
 
 
-def _view_limits(extent, points: np.ndarray | None) -> tuple[float, float, float, float]:
-    """Axis limits covering the grid's extent and, when given, every data point."""
-    xmin, xmax, ymin, ymax = (float(v) for v in extent)
-    if points is None or len(points) == 0:
-        return xmin, xmax, ymin, ymax
-    return (min(xmin, float(points[:, 0].min())), max(xmax, float(points[:, 0].max())),
-            min(ymin, float(points[:, 1].min())), max(ymax, float(points[:, 1].max())))
+def mark_clamped(ax, extent, view) -> bool:
+    """Outline the grid's `extent` on `ax` and hatch the rest of `view` (`views.clamped_strips`), where
+    points are clamped into the edge cells; whether there was any such region."""
+    strips = clamped_strips(extent, view)
+    for k, (x0, x1, y0, y1) in enumerate(strips):
+        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, facecolor=CLAMPED_FILL, edgecolor=CLAMPED_HATCH,
+                               hatch="///", lw=0, gid=CLAMPED_GID, label=CLAMPED_NOTE if k == 0 else None))
+    if strips:
+        xmin, xmax, ymin, ymax = (float(v) for v in extent)
+        ax.add_patch(Rectangle((xmin, ymin), xmax - xmin, ymax - ymin, fill=False, edgecolor="black", lw=0.8,
+                               ls="--", gid=GRID_OUTLINE_GID))
+    return bool(strips)
 
 
 def value_range(values: np.ndarray) -> str:
@@ -212,7 +229,9 @@ def grids_figure(values: dict[str, np.ndarray], extent, timesteps=None, points: 
     timesteps (default `figure_timesteps(T)`).
 
     Each heatmap sits at the grid's real extent with `origin="lower"` (x along the horizontal
-    axis); the axes span the data as well, so one sees how much of the data the grid covers.
+    axis); the axes span the data as well, so one sees how much of the data the grid covers, and
+    the region outside the grid, where points are clamped into its edge cells, is hatched
+    (`mark_clamped`): its colour there is the edge cells', not a value learned there.
     One colour scale for the whole figure, with one colorbar, so panels compare at a glance;
     each row's label gives its own range, so a grid that stays near 1 (an L1-penalised fine
     grid) is read from the label rather than lost in the colour.
@@ -221,7 +240,8 @@ def grids_figure(values: dict[str, np.ndarray], extent, timesteps=None, points: 
     T = next(iter(values.values())).shape[0]
     cols = sorted({min(int(t), T - 1) for t in (figure_timesteps(T) if timesteps is None else timesteps)})
     xmin, xmax, ymin, ymax = (float(v) for v in extent)
-    lims = _view_limits(extent, points)
+    lims = grid_view(extent, points)
+    clamped = False
     vmin = min(float(g[cols].min()) for g in rows.values())
     vmax = max(float(g[cols].max()) for g in rows.values())
     fig, axes = plt.subplots(len(rows), len(cols), figsize=(GRID_PANEL_SIZE * len(cols) + 1,
@@ -236,6 +256,7 @@ def grids_figure(values: dict[str, np.ndarray], extent, timesteps=None, points: 
             if points is not None:
                 ax.scatter(points[:, 0], points[:, 1], s=OVERLAY_POINT_SIZE, c=POINT_COLOUR, alpha=OVERLAY_ALPHA,
                            linewidths=0)
+            clamped = mark_clamped(ax, extent, lims)
             ax.set_xlim(lims[0], lims[1])
             ax.set_ylim(lims[2], lims[3])
             ax.set_title(f"{label.replace('_', ' ')}, t={t}", fontsize=9)
@@ -248,8 +269,12 @@ def grids_figure(values: dict[str, np.ndarray], extent, timesteps=None, points: 
     bar = fig.colorbar(image, ax=axes.ravel().tolist(), fraction=0.02, pad=0.01)
     bar.set_label("noise scale g", fontsize=8)
     bar.formatter.set_useOffset(False)  # type: ignore[attr-defined]  # factors near 1 read as 1.0002, not "+1" and 0.0002
-    fig.suptitle(title)
+    fig.suptitle(_with_clamped_note(title, clamped))
     return fig
+
+
+def _with_clamped_note(title: str, clamped: bool) -> str:
+    return f"{title}\nhatched: {CLAMPED_NOTE}" if clamped else title
 
 
 def overlay_points(dataset: str, data_seed: int, data: DataConfig | None = None) -> np.ndarray | None:

@@ -32,6 +32,7 @@ class PairedResult:
     ci_hi: float
     p_value: float  # two-sided paired t-test
     relative_change: float  # mean_diff / mean(baseline)
+    stderr: float = math.nan  # standard error of mean_diff (sd of the differences / sqrt(n)); nan with n < 2
 
 
 def paired_comparison(baseline: dict[int, float], other: dict[int, float], level: float = 0.95) -> PairedResult:
@@ -54,7 +55,29 @@ def paired_comparison(baseline: dict[int, float], other: dict[int, float], level
     else:
         p = float(sps.ttest_rel(b, a).pvalue)
     base = a.mean()
-    return PairedResult(len(seeds), mean, lo, hi, p, mean / base if base else math.nan)
+    stderr = float(diff.std(ddof=1) / math.sqrt(len(seeds))) if len(seeds) > 1 else math.nan
+    return PairedResult(len(seeds), mean, lo, hi, p, mean / base if base else math.nan, stderr)
+
+
+def holm_interval(test: PairedResult, holm_p: float, alpha: float) -> tuple[float, float]:
+    """(lo, hi): the paired t-interval of `test.mean_diff` that agrees with its Holm-adjusted p-value
+    `holm_p`: it excludes 0 exactly when holm_p < alpha, as the verdict and the forest plots' filled
+    markers do, where the plain 95% interval can exclude 0 for a comparison Holm calls not significant.
+
+    Its level is 1 - alpha * p / holm_p (p = test.p_value, the raw two-sided p): the interval excludes 0
+    iff |t| exceeds the t quantile at that level iff p < alpha * p / holm_p iff holm_p < alpha. As
+    holm_p >= p it is never narrower than the unadjusted 1 - alpha interval. Zero spread gives the
+    point (mean, mean); a p-value so small it is 0 (but a spread) gives the 1 - alpha interval; fewer
+    than two seeds, nan.
+    """
+    p, mean, se = test.p_value, test.mean_diff, test.stderr
+    if test.n < 2 or math.isnan(p) or math.isnan(holm_p) or math.isnan(se):
+        return math.nan, math.nan
+    if se == 0:
+        return mean, mean
+    tail = alpha / 2 * (p / holm_p if holm_p > 0 else 1.0)  # each tail of 1 - level
+    half = float(sps.t.isf(tail, test.n - 1)) * se
+    return mean - half, mean + half
 
 
 def holm(p_values: list[float]) -> list[float]:

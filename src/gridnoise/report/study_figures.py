@@ -2,14 +2,19 @@
 
 `make_figures` writes them into the report's directory:
 
-    forest_<metric>.png        every run's paired difference from the baseline, with its 95% interval,
-                               per data set; Holm-significant ones filled and starred (first in the report)
+    forest_<metric>.png        every run's paired difference from the baseline per data set, with its
+                               Holm-compatible interval (thick) and unadjusted 95% interval (thin);
+                               Holm-significant ones filled and starred; a row without a value says why
+                               (first in the report)
     evaluation_metrics.png     the sample metrics (KL, W2, ...) per run and data set, mean and 95% CI
     eval_loss_and_time.png     eval loss (not comparable across variants) and training/sampling time
     train_loss.png             the smoothed training loss per run (mean over seeds, band: min..max)
-    generated_images.png       samples per run and data set
+    generated_images.png       samples per run and data set, over the data's extent
     grid_variance_comparison.png   coarse and fine grid variance of the multi-scale runs
     final_grids/<run>_<dataset>.png   every grid of a run at t = 0, T/4, T/2, 3T/4, T-1
+
+Each run has one colour in all of them and in report.html (`report.colours`); a diverging run does
+not set an axis (`report.views`): its values beyond it are drawn at the edge and counted.
 
 and each finished task's own figures (`run_figures.draw_run_figures`) where they are missing. A
 task's per-snapshot heatmaps are drawn on demand only (`gridnoise plot`, `make_figures` without
@@ -18,18 +23,21 @@ task's per-snapshot heatmaps are drawn on demand only (`gridnoise plot`, `make_f
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from gridnoise import rundir
 from gridnoise.registry import FOREST, LOWER_IS_BETTER, METRICS, metric_title, metrics_where
-from gridnoise.report.blocks import ALPHA
+from gridnoise.report.blocks import ALPHA, fmt
+from gridnoise.report.colours import run_colours
+from gridnoise.report.forest import HOLM_BAR, PLAIN_LINE, forest_rows
 from gridnoise.report.run_figures import (
-    PALETTE,
     SAMPLE_PANEL_SIZE,
     draw_likelihood_figure,
     draw_run_figures,
@@ -41,8 +49,8 @@ from gridnoise.report.run_figures import (
     save_figure,
     scatter_samples,
 )
-from gridnoise.report.sections import comparisons
 from gridnoise.report.stats import SMOOTHING_WINDOW, confidence_interval, smooth
+from gridnoise.report.views import SAMPLE_MARGIN, clip_to_view, outlying, sample_view, typical_range
 from gridnoise.study.results import StudyResults
 
 # Sample metrics: properties of the samples, comparable across variants; drawn when a study recorded them.
@@ -53,11 +61,20 @@ PANEL_SIZE = 4.5  # inches per panel (width; height is PANEL_ASPECT of it)
 PANEL_ASPECT = 0.8
 BAND_ALPHA = 0.2  # min..max band over seeds around the mean loss curve
 SIGNIFICANT_MARK = "*"
+HOLM_BAR_WIDTH = 6  # points: the forest plots' Holm-compatible interval, drawn as a thick translucent bar
+HOLM_BAR_ALPHA = 0.35
+HOLM_GID = "holm_interval"  # the thick bars' gid, so a reader of the figure object can find them
+REASON_COLOUR = "#777777"  # why a forest row has no value
+REASON_WIDTH = 38  # characters per line of that reason
+CLIP_MARK = "\u25b2\u25bc"  # a metric's value beyond a panel's axis is drawn as one of these triangles at its edge
+EDGE_INSET = 0.04  # where a clipped value's triangle sits: this fraction of the axis inside its edge
+SAMPLE_CLIP_MARK = "\u25b2"  # samples beyond a panel's axes are drawn as this triangle at their edge
+CLIPPED_GID = "clipped"  # the gid of those triangles
 
 
-def run_colours(results: StudyResults) -> dict[str, str]:
-    """One fixed colour per run, by its order in the experiment, used by every figure."""
-    return {r["name"]: PALETTE[i % len(PALETTE)] for i, r in enumerate(results.runs)}
+def _colours(results: StudyResults) -> dict[str, str]:
+    """Each run's colour (`report.colours`: the same run has the same colour in every report)."""
+    return run_colours(results.runs, results.baseline)
 
 
 def _panels(n: int, ncols: int = PANEL_COLUMNS, size: float = PANEL_SIZE) -> tuple[Figure, list]:
@@ -72,7 +89,7 @@ def _panels(n: int, ncols: int = PANEL_COLUMNS, size: float = PANEL_SIZE) -> tup
 
 def train_loss_figure(results: StudyResults) -> Figure:
     """One panel per data set, one smoothed loss curve per run (mean over seeds, band = min..max)."""
-    colours = run_colours(results)
+    colours = _colours(results)
     fig, axes = _panels(len(results.datasets))
     for ax, dataset in zip(axes, results.datasets):
         for run in results.runs:
@@ -106,30 +123,60 @@ def _dataset_points(results: StudyResults, dataset: str):
 
 
 def generated_images_figure(results: StudyResults, seed: int | None = None) -> Figure:
-    """Rows = runs, columns = data sets: scatter plots of samples (the first finished seed by default)."""
+    """Rows = runs, columns = data sets: scatter plots of samples (the first finished seed by default).
 
-    colours = run_colours(results)
+    Each data set's panels show the data's extent plus a margin (`views.sample_view`), not what a
+    diverging sampler reaches: its samples beyond that are drawn as triangles at the edge and
+    counted in the panel and the title."""
+    colours = _colours(results)
     nrows, ncols = len(results.runs), len(results.datasets)
     data = {dataset: _dataset_points(results, dataset) for dataset in results.datasets}
-    fig, axes = plt.subplots(nrows, ncols, figsize=(SAMPLE_PANEL_SIZE * ncols, SAMPLE_PANEL_SIZE * nrows),
-                             squeeze=False, layout="constrained")
-    for i, run in enumerate(results.runs):
-        for j, dataset in enumerate(results.datasets):
-            ax = axes[i, j]
+    drawn: dict[tuple[str, str], np.ndarray] = {}
+    for run in results.runs:
+        for dataset in results.datasets:
             seeds = results.seeds(run["name"], dataset)
             chosen = seed if seed in seeds else (seeds[0] if seeds else None)
             if chosen is not None:
-                scatter_samples(ax, rundir.read_samples(results.run_dir(run["name"], dataset, chosen)),
-                                data[dataset], colours[run["name"]])
-            ax.set_aspect("equal", adjustable="datalim")
+                drawn[(run["name"], dataset)] = rundir.read_samples(results.run_dir(run["name"], dataset, chosen))
+    views = {dataset: sample_view(data[dataset], [s for (_, d), s in drawn.items() if d == dataset])
+             for dataset in results.datasets}
+    fig, axes = plt.subplots(nrows, ncols, figsize=(SAMPLE_PANEL_SIZE * ncols, SAMPLE_PANEL_SIZE * nrows),
+                             squeeze=False, layout="constrained")
+    beyond = 0
+    for i, run in enumerate(results.runs):
+        for j, dataset in enumerate(results.datasets):
+            ax = axes[i, j]
+            view = views[dataset]
+            if (run["name"], dataset) in drawn:
+                beyond += _clipped_samples(ax, drawn[(run["name"], dataset)], data[dataset], view,
+                                           colours[run["name"]])
+            ax.set(xlim=view[:2], ylim=view[2:])
+            ax.set_aspect("equal", adjustable="box")
             if i == 0:
                 ax.set_title(dataset)
             if j == 0:
                 ax.set_ylabel(f"{run['label']}\ny")
             if i == nrows - 1:
                 ax.set_xlabel("x")
-    fig.suptitle("Generated samples over the data (grey)" + (f", seed {seed}" if seed is not None else ", first seed"))
+    title = "Generated samples over the data (grey)" + (f", seed {seed}" if seed is not None else ", first seed")
+    title += f"\naxes: the data + {SAMPLE_MARGIN:.0%}"
+    if beyond:
+        title += f"; {beyond} samples beyond, drawn at the edge ({SAMPLE_CLIP_MARK})"
+    fig.suptitle(title)
     return fig
+
+
+def _clipped_samples(ax, samples: np.ndarray, data: np.ndarray | None, view, colour: str) -> int:
+    """Samples over the data within `view`, those beyond it as triangles at its edge with their
+    count in the panel; returns that count."""
+    inside, clipped = clip_to_view(samples, view)
+    scatter_samples(ax, samples[inside], data, colour)
+    if len(clipped):
+        ax.scatter(clipped[:, 0], clipped[:, 1], s=16, marker="^", color=colour, edgecolors="black",
+                   linewidths=0.3, clip_on=False, zorder=3, gid=CLIPPED_GID)
+        note = f"{len(clipped)} of {len(samples)} beyond the axes,\nclipped to the edge ({SAMPLE_CLIP_MARK})"
+        ax.text(0.02, 0.98, note, transform=ax.transAxes, va="top", fontsize=7, color=REASON_COLOUR)
+    return len(clipped)
 
 
 def _means(results: StudyResults, run: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
@@ -167,25 +214,32 @@ def _metric_figure(results: StudyResults, metrics: list[str], title: str) -> Fig
     """Rows = `metrics` (titled from the registry, with any caveat), columns = data sets, each panel
     on its own y-axis fitted to its values: one marker per run at its mean with its 95% CI. A
     difference of 0.01 bits on `moons` is as visible as one of 0.1 on `dino`, which a shared axis
-    would flatten."""
-    colours = run_colours(results)
+    would flatten. A diverging run's mean (`views.outlying`) does not set the axis either: it is
+    drawn as a triangle at the panel's edge with its value, and the title counts them."""
+    colours = _colours(results)
     rows, cols = len(metrics), len(results.datasets)
     fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols + 1.8, 2.3 * rows + 0.6), squeeze=False,
                              layout="constrained")
     x = np.arange(len(results.runs))
+    clipped = 0
     for i, metric in enumerate(metrics):
         stats = {run["name"]: _means(results, run["name"], metric) for run in results.runs}
         for j, dataset in enumerate(results.datasets):
             ax = axes[i, j]
+            means = np.array([stats[run["name"]][0][j] for run in results.runs])
+            errors = np.array([stats[run["name"]][1][j] for run in results.runs])
+            far = outlying(means)
             for k, run in enumerate(results.runs):
-                mean, error = stats[run["name"]][0][j], stats[run["name"]][1][j]
-                if error > 0:
-                    ax.errorbar([x[k]], [mean], yerr=[error], fmt="o", ms=4, capsize=2, color=colours[run["name"]],
-                                label=run["label"])
+                if far[k]:
+                    continue
+                if errors[k] > 0:
+                    ax.errorbar([x[k]], [means[k]], yerr=[errors[k]], fmt="o", ms=4, capsize=2,
+                                color=colours[run["name"]])
                 else:
-                    ax.plot([x[k]], [mean], "o", ms=4, color=colours[run["name"]], label=run["label"])
+                    ax.plot([x[k]], [means[k]], "o", ms=4, color=colours[run["name"]])
             ax.set_xticks([])
             ax.margins(x=0.2, y=0.15)
+            clipped += _clip_outliers(ax, x, means, errors, far, [colours[r["name"]] for r in results.runs])
             ax.tick_params(labelsize=7)
             ax.yaxis.set_major_locator(MaxNLocator(4))
             if i == 0:
@@ -193,9 +247,36 @@ def _metric_figure(results: StudyResults, metrics: list[str], title: str) -> Fig
             if j == 0:
                 caveat = METRICS[metric].caveat
                 ax.set_ylabel(metric_title(metric) + (f" ({caveat})" if caveat else ""), fontsize=8)
-    _legend_outside(fig, axes[0, 0])
-    fig.suptitle(title + _seeds_note(results))
+    handles = [Line2D([], [], color=colours[r["name"]], marker="o", ms=4, ls="") for r in results.runs]
+    fig.legend(handles, [r["label"] for r in results.runs], loc="outside right upper", fontsize=8, frameon=False)
+    plural = "s" if clipped > 1 else ""
+    note = f"\n{CLIP_MARK}: {clipped} diverging mean{plural} beyond the axis, value printed" if clipped else ""
+    fig.suptitle(title + _seeds_note(results) + note)
     return fig
+
+
+def _clip_outliers(ax, x: np.ndarray, means: np.ndarray, errors: np.ndarray, far: np.ndarray,
+                   colours: list[str]) -> int:
+    """Fit the panel's y-axis to the means that are not outlying and their CIs within
+    `views.typical_range`, when an outlying mean or a CI end would otherwise set it; draw each outlying
+    mean as a triangle at the edge it lies beyond, its value beside it. Returns how many."""
+    lo_fence, hi_fence = typical_range(means)
+    kept = ~far & np.isfinite(means)
+    ends = np.concatenate([means[kept] - errors[kept], means[kept] + errors[kept]])
+    if not kept.any() or (not far.any() and ((ends >= lo_fence) & (ends <= hi_fence)).all()):
+        return 0
+    shown = np.concatenate([means[kept], np.clip(ends, lo_fence, hi_fence)])
+    lo, hi = float(shown.min()), float(shown.max())
+    pad = 0.15 * (hi - lo) if hi > lo else 0.1 * max(abs(hi), 1e-9)
+    ax.set_ylim(lo - pad, hi + pad)
+    at_edge = ax.get_xaxis_transform()  # x in data, y in axes units: just inside the top or bottom edge
+    for k in np.flatnonzero(far):
+        above = means[k] > hi
+        edge = EDGE_INSET if not above else 1 - EDGE_INSET
+        ax.plot([x[k]], [edge], "^" if above else "v", ms=7, color=colours[k], transform=at_edge, gid=CLIPPED_GID)
+        ax.annotate(fmt(float(means[k])), (x[k], edge), xycoords=at_edge, xytext=(6, 0), textcoords="offset points",
+                    fontsize=7, color=colours[k], va="center")
+    return int(far.sum())
 
 
 def evaluation_metrics_figure(results: StudyResults) -> Figure:
@@ -214,26 +295,36 @@ def costs_figure(results: StudyResults) -> Figure:
 
 
 def forest_figure(results: StudyResults, metric: str = "kl_divergence") -> Figure:
-    """One panel per data set: each run's paired difference from the baseline (run - baseline, over
-    the seeds both have) with its 95% t-interval, a line at zero, and the runs whose Holm-corrected
-    paired t-test is significant drawn filled and starred (hollow: not significant)."""
-    found = comparisons(results, metric)
-    colours = run_colours(results)
+    """One panel per data set, a row per non-baseline run: its paired difference from the baseline
+    (run - baseline, over the seeds both have) with two intervals (`report.forest`): a thick bar, the
+    Holm-compatible interval, which excludes 0 exactly when the marker is filled and starred (Holm p <
+    ALPHA), and a thin line with caps, the unadjusted 95% t-interval. A row without a value, or
+    without an interval, says why in grey."""
+    found = forest_rows(results, metric)
+    colours = _colours(results)
     runs = [r for r in results.runs if r["name"] != results.baseline]
     fig, axes = plt.subplots(1, len(results.datasets), figsize=(3.2 * len(results.datasets) + 2,
-                                                                0.45 * len(runs) + 1.6),
+                                                                0.45 * len(runs) + 2.0),
                              squeeze=False, sharey=True, layout="constrained")
     for ax, dataset in zip(axes[0], results.datasets):
         ax.axvline(0.0, color="black", lw=0.8)
         for y, run in enumerate(runs):
-            if (run["name"], dataset) not in found:
+            row = found[(run["name"], dataset)]
+            colour = colours[run["name"]]
+            if row.reason:
+                ax.annotate(textwrap.fill(row.reason, REASON_WIDTH), (0.02, y), xycoords=ax.get_yaxis_transform(),
+                            xytext=(0, -8 if row.has_value else 0), textcoords="offset points", va="center",
+                            fontsize=7, color=REASON_COLOUR, style="italic")
+            if row.test is None or not row.has_value:
                 continue
-            test, adjusted = found[(run["name"], dataset)]
-            colour, significant = colours[run["name"]], adjusted < ALPHA
+            test = row.test
+            if not np.isnan(row.holm_lo):
+                ax.plot([row.holm_lo, row.holm_hi], [y, y], color=colour, lw=HOLM_BAR_WIDTH, alpha=HOLM_BAR_ALPHA,
+                        solid_capstyle="butt", gid=HOLM_GID)
             interval = [[test.mean_diff - test.ci_lo], [test.ci_hi - test.mean_diff]]
             ax.errorbar([test.mean_diff], [y], xerr=None if np.isnan(test.ci_lo) else interval, fmt="o", ms=6,
-                        capsize=3, color=colour, mfc=colour if significant else "white", mew=1.5)
-            if significant:
+                        capsize=3, elinewidth=1, color=colour, mfc=colour if row.significant else "white", mew=1.5)
+            if row.significant:
                 ax.annotate(SIGNIFICANT_MARK, (test.mean_diff, y), xytext=(0, 4), textcoords="offset points",
                             ha="center", fontsize=12, color=colour)
         ax.set_title(dataset)
@@ -242,9 +333,12 @@ def forest_figure(results: StudyResults, metric: str = "kl_divergence") -> Figur
         ax.xaxis.set_major_locator(MaxNLocator(4))
     axes[0, 0].set_yticks(range(len(runs)), [r["label"] for r in runs])
     axes[0, 0].set_ylim(len(runs) - 0.5, -0.5)  # the experiment's first run on top
+    fig.legend([Line2D([], [], color="grey", lw=HOLM_BAR_WIDTH, alpha=HOLM_BAR_ALPHA, solid_capstyle="butt"),
+                Line2D([], [], color="grey", lw=1, marker="|", ms=6)], [HOLM_BAR, PLAIN_LINE],
+               loc="outside lower center", ncols=2, fontsize=8, frameon=False)
     better = "lower" if metric in LOWER_IS_BETTER else "higher"
     fig.suptitle(f"{metric_title(metric)}: difference from {results.label(results.baseline)} "
-                 f"(95% CI; filled {SIGNIFICANT_MARK}: Holm p < {ALPHA}; {better} is better)", fontsize=10)
+                 f"(filled {SIGNIFICANT_MARK}: Holm p < {ALPHA}; {better} is better)", fontsize=10)
     return fig
 
 
@@ -253,7 +347,7 @@ def grid_variance_figure(results: StudyResults) -> Figure:
     labelled with its value, so the L1-penalised fine grids' near-zero variance is read, not lost."""
     runs = [r for r in results.runs
             if any(results.values(r["name"], d, "fine_grid_variance") for d in results.datasets)]
-    colours = run_colours(results)
+    colours = _colours(results)
     fig, axes = _panels(len(VARIANCE_PANELS), size=5)
     for ax, metric in zip(axes, VARIANCE_PANELS):
         for run, dx in zip(runs, _offsets(len(runs))):
@@ -313,7 +407,7 @@ def forest_metrics(results: StudyResults) -> list[str]:
 def likelihood_terms_figure(results: StudyResults) -> Figure | None:
     """One panel per data set: each run's variational-bound KL term L_t per timestep t >= 1 (bits/dim,
     mean over held-out points and seeds), log scale; None when no run has them."""
-    colours = run_colours(results)
+    colours = _colours(results)
     curves: dict[tuple[str, str], np.ndarray] = {}
     for run in results.runs:
         for dataset in results.datasets:
