@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from gridnoise import rundir
+from gridnoise.report.claims import study_tests
 from gridnoise.report.colours import run_colours
 from gridnoise.report.forest import HOLM_BAR, PLAIN_LINE
 from gridnoise.report.html import (
@@ -26,7 +27,6 @@ from gridnoise.report.html import (
     significant,
 )
 from gridnoise.report.run_figures import overlay_points
-from gridnoise.report.sections import comparisons
 from gridnoise.report.stats import holm_interval
 from gridnoise.report.views import CLAMPED_NOTE, grid_view, sample_view
 from gridnoise.study.results import load_results
@@ -117,6 +117,13 @@ def test_report_html_is_self_contained(report_dir):
         if tag == "img":
             assert attrs["src"].startswith("data:image/png;base64,")
     assert page.count("* plotly.js v") == 1  # plotly.js inlined once
+    # the first screen, as in report.md: the question, the primary metric, the verdict, its forest plot
+    first = page.split("</nav>")[1].split("<h2")[1]
+    assert first.startswith(' id="verdict">Verdict</h2>') and "<strong>Question.</strong>" in first
+    assert "Primary metric: Wasserstein-2" in first and "Verdict on Wasserstein-2" in first
+    assert 'id="plot-primary"' in first and "<img" not in first  # the forest plot, interactive
+    second = page.split("</nav>")[1].split("<h2")[2]
+    assert second.startswith(' id="secondary-metrics-at-a-glance-interactive"')
     assert sum(tag == "img" for tag, _ in parser.tags) >= 3  # the study's PNG figures, inlined
     assert len(page) < 8e6
 
@@ -161,7 +168,7 @@ def test_report_html_in_headless_chromium(report_dir, browser):
     assert drawn == len(plots) >= 2 + 2 + 2 * 2
     assert all(ok for _, ok, _ in plots), [p for p in plots if not p[1]]
     names = {div: names for div, _, names in plots}
-    forests = [n for div, n in names.items() if div.startswith("plot-0-")]
+    forests = [n for div, n in names.items() if div.startswith("plot-0-") or div == "plot-primary"]
     samples = [n for div, n in names.items() if div.startswith("plot-1-")]
     grids = [div for div in names if div.startswith("plot-2-")]
     assert len(samples) == 2 and len(grids) == 4 and len(forests) >= 2
@@ -211,7 +218,7 @@ def test_html_forest_draws_both_intervals_and_says_why_a_row_is_empty(tmp_path):
         payload = forest_figure(study, metric)
         assert HOLM_BAR in payload["layout"]["title"]["text"] and PLAIN_LINE in payload["layout"]["title"]["text"]
         traces = payload["data"]
-        for (run, _), (test, p) in comparisons(study, metric).items():
+        for (run, _), (test, p) in {k: (c.test, c.p_holm) for k, c in study_tests(study)[metric].items()}.items():
             (marker,) = [t for t in traces if t.get("name") == f"{run} {study.label(run)}"]
             (bar,) = [t for t in traces if t.get("name") == HOLM_BAR and t["y"][0] == marker["y"][0]]
             assert list(bar["x"]) == pytest.approx(holm_interval(test, p, 0.05))  # the thick bar
@@ -275,3 +282,16 @@ def test_html_grid_spans_the_data_and_marks_the_clamped_region(tmp_path):
     assert covered["layout"]["xaxis"]["range"] == [-10.0, 10.0]
     assert not [t for t in covered["data"] if t.get("name") == CLAMPED_NOTE] and not covered["layout"].get("shapes")
     assert CLAMPED_NOTE not in covered["layout"]["title"]["text"]
+
+
+def test_a_one_seed_page_opens_with_the_reproduction_and_draws_no_forest(tmp_path):
+    from test_sections import write_study
+
+    from gridnoise.report.html import write_html_report
+
+    out = write_study(tmp_path / "study", seeds=(0,))
+    page = write_html_report(load_results(out), out, []).read_text()
+    first = page.split("</nav>")[1].split("<h2")[1]
+    assert first.startswith(' id="is-the-original-study-reproduced">Is the original study reproduced?</h2>')
+    assert "What one seed cannot tell." in first
+    assert "plot-primary" not in page and "Secondary metrics at a glance" not in page

@@ -94,12 +94,10 @@ def test_the_kl_check_counts_the_pairs_the_exact_kl_separates(results):
 
 
 def test_forest_plots_leave_out_runs_whose_flow_slides(results):
-    from gridnoise.report.sections import comparisons
-
+    tests = study_tests(results)
     for metric in ("nll_ode", "kl_exact"):  # what the forest plots and the interactive report draw
-        found = comparisons(results, metric)
-        assert ("noisy", "circle") in found and ("good", "circle") not in found
-    assert ("good", "circle") in comparisons(results, "nll_elbo")  # the bound is there for every seed
+        assert ("noisy", "circle") in tests[metric] and ("good", "circle") not in tests[metric]
+    assert ("good", "circle") in tests["nll_elbo"]  # the bound is there for every seed
 
 
 def test_metric_tables_leave_out_the_seeds_of_a_flow_that_slides(results):

@@ -107,7 +107,7 @@ def rows_of(block: str, run: str) -> list[str]:
 def test_figures_are_written_as_png(study):
     out, figures, _ = study
     names = {p.relative_to(out).as_posix() for p in figures}
-    assert [p.name for p in figures[:2]] == ["forest_kl_divergence.png", "forest_w2.png"]  # first: what is tested
+    assert [p.name for p in figures[:2]] == ["forest_w2.png", "forest_kl_divergence.png"]  # first: the primary
     assert names == {"forest_kl_divergence.png", "forest_w2.png", "evaluation_metrics.png", "eval_loss_and_time.png",
                      "train_loss.png", "generated_images.png", "grid_variance_comparison.png",
                      "final_grids/good_circle.png", "final_grids/good_moons.png",

@@ -9,9 +9,9 @@ from matplotlib.container import ErrorbarContainer
 from test_sections import DATASETS, RUNS, kl_of, write_study
 
 from gridnoise import rundir
+from gridnoise.report.claims import study_tests
 from gridnoise.report.colours import run_colours
 from gridnoise.report.forest import HOLM_BAR, PLAIN_LINE
-from gridnoise.report.sections import comparisons
 from gridnoise.report.stats import holm_interval
 from gridnoise.report.study_figures import (
     CLIPPED_GID,
@@ -96,7 +96,7 @@ def reasons(ax) -> list[str]:
 def test_forest_plot_marks_what_the_tests_find(known):
     fig = forest_figure(known, "kl_divergence")
     assert [ax.get_title() for ax in fig.axes] == list(DATASETS)
-    found = comparisons(known, "kl_divergence")
+    found = {k: (c.test, c.p_holm) for k, c in study_tests(known)["kl_divergence"].items()}
     colours = run_colours(known.runs, known.baseline)
     for ax, dataset in zip(fig.axes, DATASETS):
         assert any(list(line.get_xdata()) == [0.0, 0.0] for line in ax.lines)  # the zero line

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from gridnoise.registry import METRICS
 from gridnoise.report.blocks import ALPHA
+from gridnoise.report.claims import study_tests
 from gridnoise.report.likelihood import ode_absent
-from gridnoise.report.sections import comparisons
 from gridnoise.report.stats import PairedResult, holm_interval
 from gridnoise.study.results import StudyResults
 
@@ -57,9 +57,12 @@ def missing_reason(results: StudyResults, run: str, dataset: str, metric: str) -
     return "no seed in common with the baseline"
 
 
-def forest_rows(results: StudyResults, metric: str) -> dict[tuple[str, str], ForestRow]:
-    """(run, data set) -> ForestRow for every non-baseline run and data set of the study, in order."""
-    found = comparisons(results, metric)
+def forest_rows(results: StudyResults, metric: str, claims: dict | None = None) -> dict[tuple[str, str], ForestRow]:
+    """(run, data set) -> ForestRow for every non-baseline run and data set of the study, in order, with the
+    Holm correction of the metric's family (primary or secondary) as the tables have it (`claims`:
+    `claims.study_tests`, computed when not given)."""
+    tests = (claims if claims is not None else study_tests(results)).get(metric, {})
+    found = {key: (claim.test, claim.p_holm) for key, claim in tests.items()}
     rows = {}
     for run in (r["name"] for r in results.runs if r["name"] != results.baseline):
         for dataset in results.datasets:

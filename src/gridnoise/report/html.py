@@ -34,10 +34,12 @@ from gridnoise.data.datafile import extent_to_data
 from gridnoise.files import write_text
 from gridnoise.registry import FOREST, LOWER_IS_BETTER, metric_title
 from gridnoise.report.blocks import ALPHA, Block, Figure, Report, Section, Table, fmt, verdict
+from gridnoise.report.claims import primary_metric
 from gridnoise.report.colours import run_colours
 from gridnoise.report.forest import HOLM_BAR, PLAIN_LINE, forest_rows
 from gridnoise.report.run_figures import overlay_points
-from gridnoise.report.sections import FOREST_PREFIX, report_sections
+from gridnoise.report.sections import report_sections
+from gridnoise.report.verdict import FIRST_SCREEN, FOREST_PREFIX, REPRODUCTION
 from gridnoise.report.views import (
     CLAMPED_NOTE,
     SAMPLE_MARGIN,
@@ -419,17 +421,18 @@ def plot_div(payload: dict, div_id: str) -> str:
     return f'<div id="{div_id}" class="plot"></div>\n<script>gridnoisePlots.push({call});</script>'
 
 
-def interactive_sections(results: StudyResults) -> list[tuple[Section, str]]:
-    """(section, its plot divs) for the forest plots, the samples and the learned grids."""
+def interactive_sections(results: StudyResults, primary: str) -> list[tuple[Section, str]]:
+    """(section, its plot divs) for the secondary metrics' forest plots (the `primary` one is on the first
+    screen), the samples and the learned grids. A one-seed study has no forest plots."""
     cache: dict = {}
-    recorded = results.metric_names()
-    forests = [(m, forest_figure(results, m)) for m in FOREST if m in recorded]
+    recorded = results.metric_names() if results.max_seeds() >= 2 else []
+    forests = [(m, forest_figure(results, m)) for m in FOREST if m in recorded and m != primary]
     samples = [samples_figure(results, d, cache) for d in results.datasets]
     grids = [grid_figure(results, r["name"], d, cache) for r in results.runs for d in results.datasets]
-    found = [(Section("Differences from the baseline (interactive)", [
+    found = [(Section(SECONDARY_FORESTS, [
                  "Each run's mean paired difference from the baseline (run - baseline on the same seeds), per data "
                  "set; the dashed line is no difference. Filled markers are significant after Holm's correction at "
-                 f"{ALPHA} over all (run, data set) pairs of the metric. The thick bar is the Holm-compatible interval "
+                 f"{ALPHA} over every secondary metric x run x data set. The thick bar is the Holm-compatible interval "
                  "(it excludes 0 exactly when the marker is filled), the thin line the unadjusted 95% t-interval. A "
                  "run without a value says why; hover for values."
                  if any(f for _, f in forests) else "No run to compare with the baseline."]),
@@ -447,36 +450,44 @@ def interactive_sections(results: StudyResults) -> list[tuple[Section, str]]:
               [f for f in grids if f is not None])]
     out = []
     for k, (s, payloads) in enumerate(found):
-        if k == 2 and not payloads:
-            continue  # no grid run
+        if (k == 0 or k == 2) and not payloads:
+            continue  # one seed, or no secondary metric; no grid run
         out.append((s, "\n".join(plot_div(p, f"plot-{k}-{i}") for i, p in enumerate(payloads))))
     return out
 
 
+SECONDARY_FORESTS = "Secondary metrics at a glance (interactive)"
 REPLACED_FIGURES = ("generated_images.png",)  # PNGs the page's interactive plots show instead (and forest_*,
 REPLACED_DIRS = ("final_grids",)                # final_grids/*), left out to keep the page small
 
 
 def without_replaced(s: Section) -> Section | None:
-    """A section without the PNG figures an interactive plot replaces; None for the forest plots'
-    section, which the interactive forest plots replace whole."""
+    """A section without the PNG figures an interactive plot replaces; None for the secondary forest
+    plots' section, which the interactive forest plots replace whole."""
     def replaced(b: Block) -> bool:
         if not isinstance(b, Figure):
             return False
         path = Path(b.path)
         return path.name in REPLACED_FIGURES or path.parent.name in REPLACED_DIRS or path.stem.startswith(FOREST_PREFIX)
 
-    if any(isinstance(b, Figure) and Path(b.path).stem.startswith(FOREST_PREFIX) for b in s.blocks):
+    if s.title != FIRST_SCREEN and any(isinstance(b, Figure) and Path(b.path).stem.startswith(FOREST_PREFIX)
+                                       for b in s.blocks):
         return None
     return Section(s.title, [b for b in s.blocks if not replaced(b)])
 
 
 def render(report: Report, results: StudyResults) -> str:
-    """The whole page: header, interactive forest plots, the report's sections, samples and grids."""
+    """The whole page, in the report's order: header, the first screen (its forest plot interactive),
+    the secondary metrics' interactive forest plots, the report's other sections, samples and grids."""
+    primary, _ = primary_metric(results)
     sections = [static for s in report.sections if (static := without_replaced(s)) is not None]
     head = sections.pop(0) if sections and sections[0].title is None else Section(None)
-    interactive = interactive_sections(results)
-    ordered = interactive[:1] + [(s, "") for s in sections] + interactive[1:]
+    first = [sections.pop(0)] if sections and sections[0].title in (FIRST_SCREEN, REPRODUCTION) else []
+    primary_forest = forest_figure(results, primary) if first and first[0].title == FIRST_SCREEN else None
+    interactive = interactive_sections(results, primary)
+    forests = [(s, divs) for s, divs in interactive if s.title == SECONDARY_FORESTS]
+    ordered = [(s, plot_div(primary_forest, "plot-primary") if primary_forest else "") for s in first]
+    ordered += forests + [(s, "") for s in sections] + [x for x in interactive if x not in forests]
     anchors: list[str] = []
     for s, _ in ordered:
         base = slug(s.title or "")

@@ -51,12 +51,11 @@ from gridnoise.report.likelihood import knn_vs_exact_section, likelihood_section
 from gridnoise.report.stats import (
     CONVERGENCE_TOL,
     SMOOTHING_WINDOW,
-    PairedResult,
     confidence_interval,
     convergence_step,
     paired_comparison,
 )
-from gridnoise.report.verdict import FOREST_PREFIX, reproduction_section, verdict_section
+from gridnoise.report.verdict import FIRST_SCREEN, FOREST_PREFIX, reproduction_section, verdict_section
 from gridnoise.rundir import KL_HISTORY_FILE, read_config, read_json, read_losses, read_provenance
 from gridnoise.study.floors import FLOOR_DRAWS, read_floors
 from gridnoise.study.results import StudyResults
@@ -85,15 +84,6 @@ EVAL_LOSS_NOTE = (
 def _run_name(run: dict) -> str:
     """How a run is named in table rows: its name and label."""
     return f"{run['name']} {run['label']}"
-
-
-def comparisons(results: StudyResults, metric: str) -> dict[tuple[str, str], tuple[PairedResult, float]]:
-    """(run, dataset) -> (PairedResult, Holm-adjusted p) for every non-baseline run with values (a metric
-    from the ODE likelihood has none where the run's flow slides: `StudyResults.values`)."""
-    return paired_tests({(run["name"], dataset): (results.values(results.baseline, dataset, metric),
-                                                  results.values(run["name"], dataset, metric))
-                         for run in results.runs if run["name"] != results.baseline
-                         for dataset in results.datasets})
 
 
 def metric_tables(results: StudyResults) -> Section:
@@ -487,7 +477,7 @@ def first_screen(results: StudyResults, claims: dict, figures: list[Path]) -> Se
     if results.max_seeds() < 2:
         if any(run["variant"] in published for run in results.runs):
             return reproduction_section(results, published, datasets)
-        return Section("Verdict", ["One seed per task: no difference can be called significant. Run more seeds "
+        return Section(FIRST_SCREEN, ["One seed per task: no difference can be called significant. Run more seeds "
                                    "(`--seeds 0,1,2,3,4`) to tell effects from seed noise."])
     primary, _ = primary_metric(results)
     absent = {(run["name"], d): why_absent(results, run["name"], d, primary) for run in results.runs

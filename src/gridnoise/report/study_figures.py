@@ -35,6 +35,7 @@ from matplotlib.ticker import MaxNLocator
 from gridnoise import rundir
 from gridnoise.registry import FOREST, LOWER_IS_BETTER, METRICS, metric_title, metrics_where
 from gridnoise.report.blocks import ALPHA, fmt
+from gridnoise.report.claims import primary_metric
 from gridnoise.report.colours import run_colours
 from gridnoise.report.forest import HOLM_BAR, PLAIN_LINE, forest_rows
 from gridnoise.report.run_figures import (
@@ -50,6 +51,7 @@ from gridnoise.report.run_figures import (
     scatter_samples,
 )
 from gridnoise.report.stats import SMOOTHING_WINDOW, confidence_interval, smooth
+from gridnoise.report.verdict import FOREST_PREFIX
 from gridnoise.report.views import SAMPLE_MARGIN, clip_to_view, outlying, sample_view, typical_range
 from gridnoise.study.results import StudyResults
 
@@ -399,9 +401,13 @@ def _stale_likelihood_figure(run_dir: Path) -> bool:
 
 
 def forest_metrics(results: StudyResults) -> list[str]:
-    """The metrics that get a forest plot: the sample metrics and likelihoods the study recorded."""
+    """The metrics that get a forest plot, the primary one first: the sample metrics and likelihoods the
+    study recorded; none for a one-seed study (single-seed differences say nothing)."""
+    if results.max_seeds() < 2:
+        return []
     recorded = results.metric_names()
-    return [m for m in FOREST if m in recorded]
+    primary, _ = primary_metric(results)
+    return sorted((m for m in FOREST if m in recorded), key=lambda m: m != primary)
 
 
 def likelihood_terms_figure(results: StudyResults) -> Figure | None:
@@ -442,7 +448,7 @@ def make_figures(results: StudyResults, dest: str | Path, *, only_missing_run_fi
     The tasks' figures live in their run directories and are not in the returned list.
     """
     dest = Path(dest)
-    written = [save_figure(forest_figure(results, metric), dest / f"forest_{metric}.png")
+    written = [save_figure(forest_figure(results, metric), dest / f"{FOREST_PREFIX}{metric}.png")
                for metric in forest_metrics(results)]
     written += [
         save_figure(evaluation_metrics_figure(results), dest / "evaluation_metrics.png"),

@@ -33,6 +33,8 @@ from gridnoise.study.floors import read_floors
 from gridnoise.study.results import StudyResults
 
 FOREST_PREFIX = "forest_"  # figures named forest_<metric>.png
+FIRST_SCREEN = "Verdict"  # the title of a study's first screen
+REPRODUCTION = "Is the original study reproduced?"  # ... of a one-seed study of the original runs
 REFERENCE_FILE = "original_five_seeds.toml"  # a five-seed study of the original runs: mean and 95% CI
 
 
@@ -86,7 +88,7 @@ def verdict_section(results: StudyResults, claims: dict, notes: dict, figures: l
     forest = next((p for p in figures if Path(p).stem == f"{FOREST_PREFIX}{primary}"), None)
     if forest is not None:
         blocks.append(Figure(Path(forest), Path(forest).stem))
-    return Section("Verdict", blocks)
+    return Section(FIRST_SCREEN, blocks)
 
 
 def five_seed_reference() -> dict:
@@ -125,7 +127,7 @@ def reproduction_section(results: StudyResults, published: dict, datasets: list[
                 cells.append(f"{fmt(original)} / {mine} / [{fmt(lo)}, {fmt(hi)}] ({inside})")
             rows.append([f"{run['name']} {run['label']}", metric_title(metric), *cells])
     seeds = results.max_seeds()
-    return Section("Is the original study reproduced?", [
+    return Section(REPRODUCTION, [
         f"**Question.** Does this run of the original study ({seeds} seed{'s' if seeds > 1 else ''}) reproduce the "
         "numbers of its log?",
         "Each cell: the original log's value (one seed, on a GPU) / ours / the 95% interval over seeds of a five-seed "
