@@ -8,6 +8,7 @@ import pytest
 from gridnoise import rundir
 from gridnoise.report.run_figures import (
     CLAMPED_GID,
+    CLIPPED_GID,
     GRID_OUTLINE_GID,
     figure_timesteps,
     grid_heatmap,
@@ -116,9 +117,21 @@ def test_grids_rows_columns_product_and_labels():
     assert heatmaps[5].get_ylabel().startswith("fine grid: g = 1 \u00b1 5.0e-07")
 
 
+def test_a_diverging_sample_does_not_set_a_runs_sample_axes():
+    rng = np.random.default_rng(0)
+    data = rng.uniform(-4, 4, size=(200, 2))
+    samples = np.vstack([rng.uniform(-4, 4, size=(97, 2)), [[1000.0, 0.0], [0.0, -800.0], [np.inf, 0.0]]])
+    ax = samples_figure(samples, data).axes[0]
+    assert ax.get_xlim()[1] < 10 and ax.get_ylim()[0] > -10  # the data's extent, not the stray samples'
+    (triangles,) = [c for c in ax.collections if c.get_gid() == CLIPPED_GID]
+    edge = triangles.get_offsets()
+    assert len(edge) == 3 and edge[0][0] == pytest.approx(ax.get_xlim()[1])  # drawn at the edge they run to
+    assert any("3 of 100 beyond the axes" in t.get_text() for t in ax.texts)
+
+
 def test_samples_and_loss_figures():
     rng = np.random.default_rng(0)
-    fig = samples_figure(rng.normal(size=(50, 2)), rng.normal(size=(30, 2)), title="s")
+    fig = samples_figure(rng.uniform(-0.5, 0.5, size=(50, 2)), rng.normal(size=(30, 2)), title="s")
     ax = fig.axes[0]
     assert [len(c.get_offsets()) for c in ax.collections] == [30, 50]  # the data, then the samples
     assert ax.get_aspect() == 1.0 and [t.get_text() for t in ax.get_legend().get_texts()] == ["data", "samples"]

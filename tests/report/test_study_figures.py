@@ -12,9 +12,9 @@ from gridnoise import rundir
 from gridnoise.report.claims import study_tests
 from gridnoise.report.colours import run_colours
 from gridnoise.report.forest import HOLM_BAR, PLAIN_LINE
+from gridnoise.report.run_figures import CLIPPED_GID
 from gridnoise.report.stats import holm_interval
 from gridnoise.report.study_figures import (
-    CLIPPED_GID,
     HOLM_GID,
     costs_figure,
     evaluation_metrics_figure,

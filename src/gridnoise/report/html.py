@@ -37,7 +37,7 @@ from gridnoise.report.blocks import ALPHA, Block, Figure, Report, Section, Table
 from gridnoise.report.claims import primary_metric
 from gridnoise.report.colours import run_colours
 from gridnoise.report.forest import HOLM_BAR, PLAIN_LINE, forest_rows
-from gridnoise.report.run_figures import overlay_points
+from gridnoise.report.run_figures import REASON_COLOUR, overlay_points
 from gridnoise.report.sections import report_sections
 from gridnoise.report.verdict import FIRST_SCREEN, FOREST_PREFIX, REPRODUCTION
 from gridnoise.report.views import (
@@ -59,7 +59,6 @@ PANEL_HEIGHT = 330  # pixels per row of panels
 GRID_COLOURS = "Viridis"
 HOLM_BAR_WIDTH = 8  # pixels: the forest plots' Holm-compatible interval, a thick translucent bar
 HOLM_BAR_OPACITY = 0.35
-REASON_COLOUR = "#777777"  # why a forest row has no value
 CLAMPED_PATTERN = {"shape": "/", "fgcolor": "#555555", "bgcolor": "rgba(128,128,128,0.2)", "size": 8}
 CLIP_MARK = "\u25b2"  # samples beyond a panel's axes are drawn as this triangle at its edge
 PLOT_CONFIG = {"responsive": True, "displaylogo": False}

@@ -45,7 +45,7 @@ from gridnoise.data.datafile import (
 from gridnoise.errors import GridnoiseError  # noqa: E402
 from gridnoise.files import atomic_write  # noqa: E402
 from gridnoise.report.stats import SMOOTHING_WINDOW, smooth
-from gridnoise.report.views import CLAMPED_NOTE, clamped_strips, grid_view
+from gridnoise.report.views import CLAMPED_NOTE, clamped_strips, clip_to_view, grid_view, sample_view
 
 POINT_COLOUR = "#e8000b"  # data overlaid on heatmaps: visible on viridis and on white
 DATA_COLOUR = "#aaaaaa"  # data behind samples
@@ -60,6 +60,9 @@ SAMPLE_ALPHA = 0.5
 OVERLAY_POINT_SIZE = 0.3  # data drawn over grids
 OVERLAY_ALPHA = 0.3
 OVERLAY_POINTS = 5000  # data points drawn over a grid figure
+REASON_COLOUR = "#777777"  # notes in a panel: why a forest row has no value, how many samples were clipped
+SAMPLE_CLIP_MARK = "\u25b2"  # samples beyond a panel's axes are drawn as this triangle at their edge
+CLIPPED_GID = "clipped"  # the gid of those triangles
 LOSS_ALPHA = 0.25  # the raw per-step loss behind its moving average
 CLAMPED_FILL = (0.5, 0.5, 0.5, 0.15)  # the hatched region outside a grid's extent
 CLAMPED_HATCH = "#999999"
@@ -128,10 +131,30 @@ def scatter_samples(ax, samples: np.ndarray, data: np.ndarray | None = None, col
                label="samples", zorder=2)
 
 
+def clipped_samples(ax, samples: np.ndarray, data: np.ndarray | None, view, colour: str) -> int:
+    """Samples over the data within `view`, those beyond it as triangles at its edge with their
+    count in the panel; returns that count."""
+    inside, clipped = clip_to_view(samples, view)
+    scatter_samples(ax, samples[inside], data, colour)
+    if len(clipped):
+        ax.scatter(clipped[:, 0], clipped[:, 1], s=16, marker="^", color=colour, edgecolors="black",
+                   linewidths=0.3, clip_on=False, zorder=3, gid=CLIPPED_GID)
+        note = f"{len(clipped)} of {len(samples)} beyond the axes,\nclipped to the edge ({SAMPLE_CLIP_MARK})"
+        ax.text(0.02, 0.98, note, transform=ax.transAxes, va="top", fontsize=7, color=REASON_COLOUR)
+    return len(clipped)
+
+
 def samples_figure(samples: np.ndarray, data: np.ndarray | None = None, title: str = "") -> Figure:
-    """Samples `(N, 2)` over the data `(M, 2)` (faint grey), on the same axes."""
+    """Samples `(N, 2)` over the data `(M, 2)` (faint grey), on axes over the data's extent (with the
+    data; `views.sample_view`): samples beyond it are triangles at the edge, counted, so a diverging
+    sampler does not set the axes."""
     fig, ax = plt.subplots(figsize=(4.5, 4.5), layout="constrained")
-    scatter_samples(ax, samples, data)
+    if data is None:
+        scatter_samples(ax, samples, data)
+    else:
+        xmin, xmax, ymin, ymax = view = sample_view(data, [samples])
+        clipped_samples(ax, samples, data, view, PALETTE[0])
+        ax.set(xlim=(xmin, xmax), ylim=(ymin, ymax))
     ax.set(aspect="equal", xlabel="x", ylabel="y", title=title)
     ax.legend(loc="upper right", fontsize=8, markerscale=6, frameon=False)
     return fig

@@ -39,7 +39,11 @@ from gridnoise.report.claims import primary_metric
 from gridnoise.report.colours import run_colours
 from gridnoise.report.forest import HOLM_BAR, PLAIN_LINE, forest_rows
 from gridnoise.report.run_figures import (
+    CLIPPED_GID,
+    REASON_COLOUR,
+    SAMPLE_CLIP_MARK,
     SAMPLE_PANEL_SIZE,
+    clipped_samples,
     draw_likelihood_figure,
     draw_run_figures,
     grids_figure,
@@ -48,11 +52,10 @@ from gridnoise.report.run_figures import (
     run_grids,
     run_title,
     save_figure,
-    scatter_samples,
 )
 from gridnoise.report.stats import SMOOTHING_WINDOW, confidence_interval, smooth
 from gridnoise.report.verdict import FOREST_PREFIX
-from gridnoise.report.views import SAMPLE_MARGIN, clip_to_view, outlying, sample_view, typical_range
+from gridnoise.report.views import SAMPLE_MARGIN, outlying, sample_view, typical_range
 from gridnoise.study.results import StudyResults
 
 # Sample metrics: properties of the samples, comparable across variants; drawn when a study recorded them.
@@ -66,12 +69,9 @@ SIGNIFICANT_MARK = "*"
 HOLM_BAR_WIDTH = 6  # points: the forest plots' Holm-compatible interval, drawn as a thick translucent bar
 HOLM_BAR_ALPHA = 0.35
 HOLM_GID = "holm_interval"  # the thick bars' gid, so a reader of the figure object can find them
-REASON_COLOUR = "#777777"  # why a forest row has no value
 REASON_WIDTH = 38  # characters per line of that reason
 CLIP_MARK = "\u25b2\u25bc"  # a metric's value beyond a panel's axis is drawn as one of these triangles at its edge
 EDGE_INSET = 0.04  # where a clipped value's triangle sits: this fraction of the axis inside its edge
-SAMPLE_CLIP_MARK = "\u25b2"  # samples beyond a panel's axes are drawn as this triangle at their edge
-CLIPPED_GID = "clipped"  # the gid of those triangles
 
 
 def _colours(results: StudyResults) -> dict[str, str]:
@@ -150,7 +150,7 @@ def generated_images_figure(results: StudyResults, seed: int | None = None) -> F
             ax = axes[i, j]
             view = views[dataset]
             if (run["name"], dataset) in drawn:
-                beyond += _clipped_samples(ax, drawn[(run["name"], dataset)], data[dataset], view,
+                beyond += clipped_samples(ax, drawn[(run["name"], dataset)], data[dataset], view,
                                            colours[run["name"]])
             ax.set(xlim=view[:2], ylim=view[2:])
             ax.set_aspect("equal", adjustable="box")
@@ -166,19 +166,6 @@ def generated_images_figure(results: StudyResults, seed: int | None = None) -> F
         title += f"; {beyond} samples beyond, drawn at the edge ({SAMPLE_CLIP_MARK})"
     fig.suptitle(title)
     return fig
-
-
-def _clipped_samples(ax, samples: np.ndarray, data: np.ndarray | None, view, colour: str) -> int:
-    """Samples over the data within `view`, those beyond it as triangles at its edge with their
-    count in the panel; returns that count."""
-    inside, clipped = clip_to_view(samples, view)
-    scatter_samples(ax, samples[inside], data, colour)
-    if len(clipped):
-        ax.scatter(clipped[:, 0], clipped[:, 1], s=16, marker="^", color=colour, edgecolors="black",
-                   linewidths=0.3, clip_on=False, zorder=3, gid=CLIPPED_GID)
-        note = f"{len(clipped)} of {len(samples)} beyond the axes,\nclipped to the edge ({SAMPLE_CLIP_MARK})"
-        ax.text(0.02, 0.98, note, transform=ax.transAxes, va="top", fontsize=7, color=REASON_COLOUR)
-    return len(clipped)
 
 
 def _means(results: StudyResults, run: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
