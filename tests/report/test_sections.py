@@ -373,3 +373,16 @@ def test_comparing_two_studies_pairs_their_seeds(study, tmp_path):
     good = next(ln for ln in text.splitlines() if ln.startswith("| good ") and "| circle |" in ln)
     assert "0.050 [0.050, 0.050]" in base and base.endswith("| no |")
     assert "| 0.000 " in good and good.endswith("| yes |")
+
+
+def test_the_five_seed_reference_holds_each_variants_interval(study):
+    import tomllib
+
+    from gridnoise.report.verdict import reference_text
+
+    reference = tomllib.loads(reference_text(load_results(study[0]), "the known-inputs study"))
+    assert reference["source"] == "the known-inputs study"
+    mean = np.mean(BASE_KL)
+    lo, hi = sps.t.interval(0.95, len(BASE_KL) - 1, loc=mean, scale=sps.sem(BASE_KL))
+    assert reference["baseline"]["kl_divergence"]["circle"] == pytest.approx([mean, lo, hi], rel=1e-5)
+    assert set(reference) == {"source", "baseline", "grid10", "multiscale_l1"}  # keyed by variant

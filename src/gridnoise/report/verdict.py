@@ -11,6 +11,7 @@ variant from the baseline.
 
 from __future__ import annotations
 
+import json
 import math
 import tomllib
 from importlib import resources
@@ -140,16 +141,22 @@ def reproduction_section(results: StudyResults, published: dict, datasets: list[
         "comparable across variants whose forward noise differs."])
 
 
-def reference_entries(results: StudyResults) -> dict:
-    """What `original_five_seeds.toml` holds, from a study of the original runs with several seeds:
-    {variant: {metric: {dataset: [mean, lo, hi]}}} for the k-NN KL and the eval loss."""
-    out: dict = {}
+def reference_text(results: StudyResults, source: str) -> str:
+    """`original_five_seeds.toml` from a study of the original runs with several seeds: for the k-NN KL
+    and the eval loss, [mean, lo, hi] (95% t-interval over seeds) per variant and data set; `source`
+    says which study. `scripts/five_seed_reference.py` writes it."""
+    lines = ["# The five-seed study of the original runs: per variant, metric and data set, [mean, lo, hi]",
+             "# (mean and 95% t-interval over seeds). A one-seed report (`gridnoise reproduce`) sets its",
+             "# numbers beside these. Written by scripts/five_seed_reference.py.", "",
+             f"source = {json.dumps(source)}", ""]
     for run in results.runs:
         for metric in ("kl_divergence", "eval_loss"):
+            cells = []
             for dataset in results.datasets:
                 values = list(results.values(run["name"], dataset, metric).values())
-                if len(values) >= 2:
-                    mean, lo, hi = confidence_interval(values)
-                    if not math.isnan(lo):
-                        out.setdefault(run["variant"], {}).setdefault(metric, {})[dataset] = [mean, lo, hi]
-    return out
+                mean, lo, hi = confidence_interval(values) if len(values) >= 2 else (math.nan,) * 3
+                if not math.isnan(lo):
+                    cells.append(f"{dataset} = [{mean:.6g}, {lo:.6g}, {hi:.6g}]")
+            if cells:
+                lines += [f"[{run['variant']}.{metric}]", *cells, ""]
+    return "\n".join(lines)
