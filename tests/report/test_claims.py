@@ -50,6 +50,16 @@ def test_a_baseline_near_its_floor_gets_no_percentage_and_a_negative_knn_kl_is_b
     assert not below_resolution("precision", 0.5, Floor(0.99, 0.01, 5))  # higher is better: no such floor
 
 
+def test_a_metric_finds_its_own_floor_and_a_samplers_metric_its_base_metrics():
+    from gridnoise.report.claims import floor_of
+
+    floors = {"moons": {"w2": Floor(0.1, 0.01, 5), "sliced_w2": Floor(0.05, 0.005, 5)}, "dino": "a data file"}
+    assert floor_of(floors, "sliced_w2", "moons").mean == 0.05 and floor_of(floors, "w2", "moons").mean == 0.1
+    assert floor_of(floors, "ddim20_sliced_w2", "moons").mean == 0.05
+    assert floor_of(floors, "ddim20_clip5_w2", "moons").mean == 0.1
+    assert floor_of(floors, "w2", "dino") is None and floor_of(floors, "mmd", "moons") is None
+
+
 def test_words_match_the_measure():
-    assert measure_word("nll_elbo") == "bound" and measure_word("cell_nll_elbo") == "bound"
-    assert measure_word("nll_ode") == "likelihood"
+    assert measure_word("nll_elbo") == measure_word("cell_nll_elbo") == "the variational bound"
+    assert measure_word("nll_ode") == "the ODE likelihood" and measure_word("w2") == "Wasserstein-2"

@@ -128,7 +128,7 @@ def test_the_first_screen_answers_the_question_on_the_primary_metric(study):
     assert headings[:2] == ["## Verdict", "## Secondary metrics at a glance"]
     first = section(text, "## Verdict")
     # no likelihood was measured, so W2 is primary; good is 0.05 better on every seed, noisy is seed noise
-    assert "**Question.** Does any run differ from the baseline (Baseline) in Wasserstein-2" in first
+    assert "**Question.** Does any run differ from the baseline (Baseline) on Wasserstein-2, on circle, moons?" in first
     assert "**Primary metric: Wasserstein-2** (the study has no likelihood for every run" in first
     assert "They do not cover the training data's sampling" in first  # every seed trained on one draw
     table = section(text, "### Verdict on Wasserstein-2")

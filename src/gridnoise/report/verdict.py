@@ -44,8 +44,8 @@ def question(results: StudyResults, primary: str) -> str:
     asked = results.experiment.get("question")
     if asked:
         return asked
-    return (f"Does any run differ from the baseline ({results.label(results.baseline)}) in "
-            f"{measure_word(primary)} on {', '.join(results.datasets)}?")
+    return (f"Does any run differ from the baseline ({results.label(results.baseline)}) on "
+            f"{measure_word(primary)}, on {', '.join(results.datasets)}?")
 
 
 def cell(claim: Claim | None, why_absent: str = "not measured") -> str:
