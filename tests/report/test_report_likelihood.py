@@ -128,3 +128,17 @@ def test_a_run_without_the_primary_measure_says_why_in_the_verdict(results, tmp_
     assert "| not measurable: no ODE likelihood (the flow slides along cell edges (10%-20% of points" in good
     assert noisy.startswith("| noisy Multi-scale + L1 | worse (+0.302) | not measurable: no ODE likelihood (the "
                             "reverse step's variance is learned) |")
+
+
+def test_the_verdict_says_which_sources_of_variation_the_intervals_cover(results, tmp_path):
+    import shutil
+
+    from gridnoise.report.claims import variation_sources
+
+    assert "leave out the held-out points' sampling" in variation_sources(results)  # one shared draw
+    out = shutil.copytree(results.out, tmp_path / "study")
+    for path in out.glob("*/*/seed_*/evaluation.json"):
+        path.write_text(json.dumps({**json.loads(path.read_text()), "heldout_seed": 7}))
+    text = variation_sources(load_results(out))
+    assert "the held-out points of the likelihoods (each seed has its own draw)" in text
+    assert "They do not cover the training data's sampling" in text and "held-out points' sampling" not in text

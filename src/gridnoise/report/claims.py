@@ -218,8 +218,12 @@ def variation_sources(results: StudyResults) -> str:
     else:
         data = (" They do not cover the training data's sampling: every seed trains on the same draw of "
                 "each data set (set `data.follow_seed = true` to draw it per seed).")
-    if any("heldout_seed" in _evaluation(results, k) for k in sorted(results.metrics)[:1]):
+    evaluated = [e for k in sorted(results.metrics) if (e := _evaluation(results, k))]
+    if evaluated and all("heldout_seed" in e for e in evaluated):
         covered.append("the held-out points of the likelihoods (each seed has its own draw)")
+    elif evaluated:
+        data += (" The likelihoods' intervals leave out the held-out points' sampling: they were measured on one "
+                 "draw shared by every seed (`gridnoise evaluate` again measures each seed on its own).")
     n = results.max_seeds()
     return (f"Intervals are 95% t-intervals over up to {n} seeds; they cover " + "; ".join(covered) + "." + data)
 
