@@ -311,8 +311,17 @@ def test_a_one_seed_study_of_the_original_runs_opens_with_the_reproduction(tmp_p
     headings = [ln for ln in text.splitlines() if ln.startswith("## ")]
     assert headings[0] == "## Is the original study reproduced?" and "## Secondary metrics at a glance" not in headings
     first = section(text, "## Is the original study reproduced?")
-    reference = five_seed_reference()["baseline"]["kl_divergence"]["circle"]
-    assert f"| base Baseline | KL divergence (bits) | 0.359 / {BASE_KL[0]:.3f} / [{reference[1]:.3f}, " in first
+    reference = five_seed_reference()
+    assert reference["steps"] == 10_000 != STEPS  # this study trained 500 steps: no interval is set beside it
+    assert f"| base Baseline | KL divergence (bits) | 0.359 / {BASE_KL[0]:.3f} | 0.095 / {BASE_KL[0]:.3f} |" in first
+    assert "not shown: it trained 10000 steps, this study 500" in first
+    for path in out.glob("*/*/seed_0/config.toml"):  # as many steps as the reference: its interval is shown
+        path.write_text(path.read_text().replace(f"steps = {STEPS}\n", "steps = 10000\n", 1))
+    first = section(write_report(load_results(out), tmp_path, []).read_text(), "## Is the original study reproduced?")
+    lo, hi = reference["baseline"]["kl_divergence"]["circle"][1:]
+    inside = "original inside" if lo <= 0.359 <= hi else "neither inside"
+    assert f"| base Baseline | KL divergence (bits) | 0.359 / {BASE_KL[0]:.3f} / [{lo:.3f}, {hi:.3f}]: {inside} |" \
+        in first
     assert "**What one seed cannot tell.**" in first and "forest_" not in text
     assert "| n/a (one seed: no test) |" in text and "| better |" not in text and "| tied |" not in text
     assert f"| base Baseline | {BASE_KL[0]:.3f} (n=1) |" in text  # a single value: no interval
@@ -385,4 +394,5 @@ def test_the_five_seed_reference_holds_each_variants_interval(study):
     mean = np.mean(BASE_KL)
     lo, hi = sps.t.interval(0.95, len(BASE_KL) - 1, loc=mean, scale=sps.sem(BASE_KL))
     assert reference["baseline"]["kl_divergence"]["circle"] == pytest.approx([mean, lo, hi], rel=1e-5)
-    assert set(reference) == {"source", "baseline", "grid10", "multiscale_l1"}  # keyed by variant
+    assert set(reference) == {"source", "steps", "baseline", "grid10", "multiscale_l1"}  # keyed by variant
+    assert reference["steps"] == STEPS

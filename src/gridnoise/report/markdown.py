@@ -38,7 +38,7 @@ def section(s: Section, dest: Path) -> str:
 
 def render(report: Report, dest: Path) -> str:
     """The whole report as Markdown; figure links are relative to `dest`, where it is written."""
-    return "\n\n".join([f"# {report.title}"] + [section(s, dest) for s in report.sections]) + "\n"
+    return "\n\n".join([f"# {report.title}"] + [text for s in report.sections if (text := section(s, dest))]) + "\n"
 
 
 def write_report(results: StudyResults, dest: str | Path, figures: list[Path]) -> Path:

@@ -30,6 +30,7 @@ from gridnoise.report.claims import (
     variation_sources,
 )
 from gridnoise.report.stats import confidence_interval
+from gridnoise.rundir import read_config
 from gridnoise.study.floors import read_floors
 from gridnoise.study.results import StudyResults
 
@@ -101,9 +102,13 @@ def five_seed_reference() -> dict:
 
 def reproduction_section(results: StudyResults, published: dict, datasets: list[str]) -> Section:
     """The first screen of a one-seed study of the original variants: the original log's numbers beside
-    ours, and the interval a five-seed study of the same runs gives. `published`: `original_numbers()`'s
-    variant -> metric -> values over `datasets`."""
+    ours, and the interval a five-seed study of the same runs gives (where this study trained as many
+    steps). `published`: `original_numbers()`'s variant -> metric -> values over `datasets`."""
     reference = five_seed_reference()
+    steps = {read_config(results.run_dir(*key)).train.steps for key in results.metrics}
+    if reference and steps != {reference.get("steps")}:
+        reference = {"source": f"{reference.get('source')}; not shown: it trained {reference.get('steps')} steps, "
+                               f"this study {', '.join(map(str, sorted(steps)))}"}
     floors = read_floors(results)
     here = [d for d in results.datasets if d in datasets]
     rows = []
@@ -116,24 +121,25 @@ def reproduction_section(results: StudyResults, published: dict, datasets: list[
             for dataset in here:
                 ours = list(results.values(run["name"], dataset, metric).values())
                 original = numbers[metric][datasets.index(dataset)]
+                mine = float(np.mean(ours)) if ours else math.nan
+                text = f"{fmt(original)} / {fmt(mine)}"
+                if ours and below_resolution(metric, mine, floor_of(floors, metric, dataset)):
+                    text += " (below resolution)"
                 interval = reference.get(run["variant"], {}).get(metric, {}).get(dataset)
-                mine = fmt(float(np.mean(ours))) if ours else "-"
-                if ours and below_resolution(metric, float(np.mean(ours)), floor_of(floors, metric, dataset)):
-                    mine += " (below resolution)"
-                if interval is None:
-                    cells.append(f"{fmt(original)} / {mine}")
-                    continue
-                _, lo, hi = interval
-                inside = "inside" if lo <= original <= hi else "outside"
-                cells.append(f"{fmt(original)} / {mine} / [{fmt(lo)}, {fmt(hi)}] ({inside})")
+                if interval is not None:
+                    _, lo, hi = interval
+                    inside = [who for who, value in (("original", original), ("ours", mine)) if lo <= value <= hi]
+                    where = " and ".join(inside) + " inside" if inside else "neither inside"
+                    text += f" / [{fmt(lo)}, {fmt(hi)}]: {where}"
+                cells.append(text)
             rows.append([f"{run['name']} {run['label']}", metric_title(metric), *cells])
     seeds = results.max_seeds()
     return Section(REPRODUCTION, [
         f"**Question.** Does this run of the original study ({seeds} seed{'s' if seeds > 1 else ''}) reproduce the "
         "numbers of its log?",
         "Each cell: the original log's value (one seed, on a GPU) / ours / the 95% interval over seeds of a five-seed "
-        f"study of the same runs ({reference.get('source', 'bundled')}), and whether the original value lies "
-        "inside it. A value inside the interval is what seed-to-seed variation alone gives.",
+        f"study of the same runs ({reference.get('source', 'none bundled')}), and which of the two values lie inside "
+        "it: a value inside is what seed-to-seed variation alone gives.",
         Table(["run", "metric", *here], rows),
         "**What one seed cannot tell.** Whether a variant beats the baseline: two runs of one seed differ by their "
         "seeds as much as by their variants (compare the five-seed intervals' widths with the differences "
@@ -145,10 +151,11 @@ def reference_text(results: StudyResults, source: str) -> str:
     """`original_five_seeds.toml` from a study of the original runs with several seeds: for the k-NN KL
     and the eval loss, [mean, lo, hi] (95% t-interval over seeds) per variant and data set; `source`
     says which study. `scripts/five_seed_reference.py` writes it."""
+    steps = {read_config(results.run_dir(*key)).train.steps for key in results.metrics}
     lines = ["# The five-seed study of the original runs: per variant, metric and data set, [mean, lo, hi]",
-             "# (mean and 95% t-interval over seeds). A one-seed report (`gridnoise reproduce`) sets its",
-             "# numbers beside these. Written by scripts/five_seed_reference.py.", "",
-             f"source = {json.dumps(source)}", ""]
+             "# (mean and 95% t-interval over seeds). A one-seed report (`gridnoise reproduce`) that trained",
+             "# as many steps sets its numbers beside these. Written by scripts/five_seed_reference.py.", "",
+             f"source = {json.dumps(source)}", f"steps = {max(steps)}", ""]
     for run in results.runs:
         for metric in ("kl_divergence", "eval_loss"):
             cells = []
