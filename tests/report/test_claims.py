@@ -32,7 +32,7 @@ def test_a_significant_difference_smaller_than_the_floor_spread_is_a_tie():
     ([0.4], False),  # one seed: no interval
 ])
 def test_percentages_only_of_a_baseline_clearly_away_from_zero(values, expected):
-    assert percent_meaningful(values) is expected
+    assert percent_meaningful("w2", values) is expected
     mean, sem = np.mean(values), sps.sem(values) if len(values) > 1 else math.nan
     if expected:  # the rule, recomputed: the interval's near end at least half the mean from 0
         lo = mean - sps.t.ppf(0.975, len(values) - 1) * sem
@@ -41,8 +41,10 @@ def test_percentages_only_of_a_baseline_clearly_away_from_zero(values, expected)
 
 def test_a_baseline_near_its_floor_gets_no_percentage_and_a_negative_knn_kl_is_below_resolution():
     values = [0.05, 0.052, 0.049, 0.051, 0.05]
-    assert percent_meaningful(values)
-    assert not percent_meaningful(values, Floor(0.045, 0.004, 5))  # within a few spreads of a perfect model
+    assert percent_meaningful("w2", values)
+    assert not percent_meaningful("w2", values, Floor(0.045, 0.004, 5))  # within a few spreads of a perfect model
+    negative = [-0.031, -0.030, -0.027, -0.022, -0.015]  # clearly away from 0, but a KL cannot be negative
+    assert percent_meaningful("w2", negative) and not percent_meaningful("kl_divergence", negative)
     assert below_resolution("kl_divergence", -0.031, None)
     assert below_resolution("ddim20_kl_divergence", -0.01, None)
     assert not below_resolution("kl_divergence", 0.3, Floor(0.02, 0.002, 5))

@@ -16,7 +16,7 @@ def test_a_report_renders_headings_blocks_tables_and_relative_figure_links(tmp_p
     ])
     text = markdown.render(report, tmp_path)
     assert text == ("# Study report: x\n\nintro\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n## Tables\n\n### KL\n\n"
-                    "| run |\n|---|\n| r1 |\n| r2 |\n\n\n\n## Figures\n\n![loss](figs/loss.png)\n")
+                    "| run |\n|---|\n| r1 |\n| r2 |\n\n## Figures\n\n![loss](figs/loss.png)\n")  # the empty one: no gap
     assert "](../figs/loss.png)" in markdown.render(report, tmp_path / "docs")
 
 

@@ -29,6 +29,7 @@ NOISY_JITTER = (0.03, -0.04, 0.02, -0.01, 0.01)  # noisy = baseline + jitter: se
 TRAIN_TIME = {"base": 10.0, "good": 15.0, "noisy": 20.0}  # plus the seed number
 GRID_SHAPES = {"grid10": {"grid": 10}, "multiscale_l1": {"coarse_grid": 5, "fine_grid": 20}}
 T = 100
+N_POINTS, NUM_SAMPLES = 20_000, 2000  # the tasks' data and sample sizes (what the estimator floors see)
 SNAPSHOT_SEEDS = (0, 1)  # grid snapshots of two seeds suffice (and keep the per-step heatmaps few)
 
 
@@ -52,6 +53,7 @@ def write_task(root, name: str, variant: str, dataset: str, seed: int, rng) -> N
     d = rundir.task_dir(root, name, dataset, seed)
     cfg = RunConfig(dataset=dataset, variant=variant, adaptation=adaptation_for(variant), seed=seed)
     cfg.train.steps = STEPS
+    cfg.n_points, cfg.eval.num_samples = N_POINTS, NUM_SAMPLES
     rundir.write_config(d, cfg)
     grids = {label: 1 + 0.01 * rng.normal(size=(T, n, n)) for label, n in GRID_SHAPES.get(variant, {}).items()}
     metrics = {"kl_divergence": kl_of(name, seed), "eval_loss": 0.6 + 0.01 * seed,

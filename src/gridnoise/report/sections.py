@@ -143,8 +143,8 @@ def difference_tables(results: StudyResults, claims: dict) -> Section:
             test = claim.test
             ci = "-" if math.isnan(test.ci_lo) else f"[{fmt(test.ci_lo)}, {fmt(test.ci_hi)}]"
             base = list(results.values(results.baseline, dataset, metric).values())
-            change = fmt_percent(test.relative_change) if percent_meaningful(base, floor_of(floors, metric, dataset)) \
-                else "-"
+            meaningful = percent_meaningful(metric, base, floor_of(floors, metric, dataset))
+            change = fmt_percent(test.relative_change) if meaningful else "-"
             verdict = claim.verdict + (f" ({claim.reason})" if claim.reason else "")
             rows.append([f"{run} {results.label(run)}", dataset, str(test.n), fmt(test.mean_diff), ci, change,
                          fmt(test.p_value), fmt(claim.p_holm), verdict])
