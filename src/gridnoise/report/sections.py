@@ -1,8 +1,11 @@
 """A study's report, computed from its saved results (never from memory or by training).
 
-Per metric and data set: mean and 95% CI per run; each run's paired difference from the
-baseline with a t-test and Holm's correction; the original study's numbers beside ours;
-convergence speed; computational overhead; the figures.
+First the answer (`verdict`): the study's question, its primary metric and a verdict table with
+one forest plot, or, for a one-seed study of the original runs, whether the original log is
+reproduced. Then per metric and data set: the estimator's floor and each run's mean and 95% CI;
+each run's paired difference from the baseline with a t-test and Holm's correction (what may be
+claimed is `claims`'); the likelihoods; the original study's numbers beside ours; convergence
+speed; computational overhead; provenance; the figures.
 
 Each section is a function that returns a `Section`: a title and blocks, each a short text
 (Markdown inline), a `Table` of formatted cells or a `Figure`. `report_sections` gathers them;
@@ -62,7 +65,7 @@ from gridnoise.study.results import StudyResults
 
 TEST_SENTENCE = (
     "Each run is compared with the baseline on the seeds both have: mean difference (run - baseline), its 95% "
-    "t-interval, and a two-sided paired t-test, with Holm's correction over all (run, data set) pairs of that metric."
+    "t-interval, and a two-sided paired t-test with Holm's correction (`report.claims`)."
 )
 
 
