@@ -96,6 +96,8 @@ def reasons(ax) -> list[str]:
 def test_forest_plot_marks_what_the_tests_find(known):
     fig = forest_figure(known, "kl_divergence")
     assert [ax.get_title() for ax in fig.axes] == list(DATASETS)
+    assert fig.get_suptitle().startswith("KL divergence (bits) (secondary):")  # W2 is this study's primary
+    assert forest_figure(known, "w2").get_suptitle().startswith("Wasserstein-2 (primary):")
     found = {k: (c.test, c.p_holm) for k, c in study_tests(known)["kl_divergence"].items()}
     colours = run_colours(known.runs, known.baseline)
     for ax, dataset in zip(fig.axes, DATASETS):

@@ -51,6 +51,11 @@ def primary_metric(results: StudyResults) -> tuple[str, str]:
     return "kl_divergence", "the study predates W2"
 
 
+def family(results: StudyResults, metric: str) -> str:
+    """"primary" or "secondary": how a figure or table labels `metric`'s comparisons."""
+    return "primary" if metric == primary_metric(results)[0] else "secondary"
+
+
 def measure_word(metric: str) -> str:
     """How a sentence names what `metric` measures: a bound is never called a likelihood."""
     if metric.endswith("nll_elbo"):

@@ -34,7 +34,7 @@ from gridnoise.data.datafile import extent_to_data
 from gridnoise.files import write_text
 from gridnoise.registry import FOREST, LOWER_IS_BETTER, metric_title
 from gridnoise.report.blocks import ALPHA, Block, Figure, Report, Section, Table, fmt, verdict
-from gridnoise.report.claims import primary_metric
+from gridnoise.report.claims import family, primary_metric
 from gridnoise.report.colours import run_colours
 from gridnoise.report.forest import HOLM_BAR, PLAIN_LINE, forest_rows
 from gridnoise.report.run_figures import REASON_COLOUR, overlay_points
@@ -258,8 +258,9 @@ def forest_figure(results: StudyResults, metric: str) -> dict | None:
     better = "lower" if lower else "higher"
     rows = math.ceil(len(datasets) / cols)
     fig.update_layout(_layout(
-        title={"text": f"{metric_title(metric)}: run - baseline, mean over seeds ({better} is better; filled: "
-                       f"significant, Holm p < {ALPHA})<br>{HOLM_BAR}; {PLAIN_LINE}", "font": {"size": 14}},
+        title={"text": f"{metric_title(metric)} ({family(results, metric)}): run - baseline, mean over seeds "
+                       f"({better} is better; filled: significant, Holm p < {ALPHA})<br>{HOLM_BAR}; {PLAIN_LINE}",
+               "font": {"size": 14}},
         height=160 + rows * max(200, 45 * len(runs)), showlegend=True, legend={"orientation": "h", "y": -0.12}))
     return fig.to_plotly_json()
 

@@ -151,9 +151,8 @@ def difference_tables(results: StudyResults, claims: dict) -> Section:
             verdict = claim.verdict + (f" ({claim.reason})" if claim.reason else "")
             rows.append([f"{run} {results.label(run)}", dataset, str(test.n), fmt(test.mean_diff), ci, change,
                          fmt(test.p_value), fmt(claim.p_holm), verdict])
-        family = "primary" if metric == primary else "secondary"
         parts.append(Table(["run", "data set", "seeds", "mean diff", "95% CI", "change", "p", "Holm p", "verdict"],
-                           rows, f"{metric_title(metric)} ({family})"))
+                           rows, f"{metric_title(metric)} ({'primary' if metric == primary else 'secondary'})"))
     return Section("Differences from the baseline", parts)
 
 

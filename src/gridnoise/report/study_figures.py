@@ -35,7 +35,7 @@ from matplotlib.ticker import MaxNLocator
 from gridnoise import rundir
 from gridnoise.registry import FOREST, LOWER_IS_BETTER, METRICS, metric_title, metrics_where
 from gridnoise.report.blocks import ALPHA, fmt
-from gridnoise.report.claims import primary_metric
+from gridnoise.report.claims import family, primary_metric
 from gridnoise.report.colours import run_colours
 from gridnoise.report.forest import HOLM_BAR, PLAIN_LINE, forest_rows
 from gridnoise.report.run_figures import (
@@ -326,8 +326,9 @@ def forest_figure(results: StudyResults, metric: str = "kl_divergence") -> Figur
                 Line2D([], [], color="grey", lw=1, marker="|", ms=6)], [HOLM_BAR, PLAIN_LINE],
                loc="outside lower center", ncols=2, fontsize=8, frameon=False)
     better = "lower" if metric in LOWER_IS_BETTER else "higher"
-    fig.suptitle(f"{metric_title(metric)}: difference from {results.label(results.baseline)} "
-                 f"(filled {SIGNIFICANT_MARK}: Holm p < {ALPHA}; {better} is better)", fontsize=10)
+    fig.suptitle(f"{metric_title(metric)} ({family(results, metric)}): difference from "
+                 f"{results.label(results.baseline)} (filled {SIGNIFICANT_MARK}: Holm p < {ALPHA}; {better} is better)",
+                 fontsize=10)
     return fig
 
 
