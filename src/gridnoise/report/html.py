@@ -34,7 +34,7 @@ from gridnoise.data.datafile import extent_to_data
 from gridnoise.files import write_text
 from gridnoise.registry import FOREST, LOWER_IS_BETTER, metric_title
 from gridnoise.report.blocks import ALPHA, Block, Figure, Report, Section, Table, fmt, verdict
-from gridnoise.report.claims import family, primary_metric
+from gridnoise.report.claims import family, primary_metric, study_tests
 from gridnoise.report.colours import run_colours
 from gridnoise.report.forest import HOLM_BAR, PLAIN_LINE, forest_rows
 from gridnoise.report.run_figures import REASON_COLOUR, overlay_points
@@ -201,13 +201,13 @@ def _axis_key(axis: str, k: int) -> str:
 
 # -- interactive figures ------------------------------------------------------------------------
 
-def forest_figure(results: StudyResults, metric: str) -> dict | None:
+def forest_figure(results: StudyResults, metric: str, claims: dict | None = None) -> dict | None:
     """Each non-baseline run's paired difference from the baseline in `metric`, one panel per data
     set (`report.forest`): a thick translucent bar, the Holm-compatible interval, which excludes 0
     exactly when the marker is filled (significant after Holm's correction), and a thin line, the
     unadjusted 95% interval. A run without a value on a data set keeps its row, with the reason as
     an annotation (and on hover). None when no run has a value."""
-    found = forest_rows(results, metric)
+    found = forest_rows(results, metric, claims)
     if not any(row.has_value for row in found.values()):
         return None
     datasets = list(results.datasets)
@@ -421,12 +421,13 @@ def plot_div(payload: dict, div_id: str) -> str:
     return f'<div id="{div_id}" class="plot"></div>\n<script>gridnoisePlots.push({call});</script>'
 
 
-def interactive_sections(results: StudyResults, primary: str) -> list[tuple[Section, str]]:
+def interactive_sections(results: StudyResults, primary: str, claims: dict | None = None
+                         ) -> list[tuple[Section, str]]:
     """(section, its plot divs) for the secondary metrics' forest plots (the `primary` one is on the first
     screen), the samples and the learned grids. A one-seed study has no forest plots."""
     cache: dict = {}
     recorded = results.metric_names() if results.max_seeds() >= 2 else []
-    forests = [(m, forest_figure(results, m)) for m in FOREST if m in recorded and m != primary]
+    forests = [(m, forest_figure(results, m, claims)) for m in FOREST if m in recorded and m != primary]
     samples = [samples_figure(results, d, cache) for d in results.datasets]
     grids = [grid_figure(results, r["name"], d, cache) for r in results.runs for d in results.datasets]
     found = [(Section(SECONDARY_FORESTS, [
@@ -483,8 +484,9 @@ def render(report: Report, results: StudyResults) -> str:
     sections = [static for s in report.sections if (static := without_replaced(s)) is not None]
     head = sections.pop(0) if sections and sections[0].title is None else Section(None)
     first = [sections.pop(0)] if sections and sections[0].title in (FIRST_SCREEN, REPRODUCTION) else []
-    primary_forest = forest_figure(results, primary) if first and first[0].title == FIRST_SCREEN else None
-    interactive = interactive_sections(results, primary)
+    claims = study_tests(results)  # once for every forest plot
+    primary_forest = forest_figure(results, primary, claims) if first and first[0].title == FIRST_SCREEN else None
+    interactive = interactive_sections(results, primary, claims)
     forests = [(s, divs) for s, divs in interactive if s.title == SECONDARY_FORESTS]
     ordered = [(s, plot_div(primary_forest, "plot-primary") if primary_forest else "") for s in first]
     ordered += forests + [(s, "") for s in sections] + [x for x in interactive if x not in forests]

@@ -58,7 +58,13 @@ from gridnoise.report.stats import (
     convergence_step,
     paired_comparison,
 )
-from gridnoise.report.verdict import FIRST_SCREEN, FOREST_PREFIX, reproduction_section, verdict_section
+from gridnoise.report.verdict import (
+    FIRST_SCREEN,
+    FOREST_PREFIX,
+    published_rows,
+    reproduction_section,
+    verdict_section,
+)
 from gridnoise.rundir import KL_HISTORY_FILE, read_config, read_json, read_losses, read_provenance
 from gridnoise.study.floors import FLOOR_DRAWS, read_floors
 from gridnoise.study.results import StudyResults
@@ -272,21 +278,13 @@ def original_table(results: StudyResults) -> Section:
     """The original study's published numbers beside our means [95% CI], and whether each lies inside
     our interval, for runs whose variant it ran (a one-seed study shows them first: `verdict`)."""
     original_datasets, published = original_numbers()
-    datasets = [d for d in results.datasets if d in original_datasets]
-    rows = []
-    for run in results.runs:
-        numbers = published.get(run["variant"])
-        if numbers is None or not datasets:
-            continue
-        for metric in ("kl_divergence", "eval_loss"):
-            cells = []
-            for dataset in datasets:
-                ours = list(results.values(run["name"], dataset, metric).values())
-                seed_value = numbers[metric][original_datasets.index(dataset)]
-                _, lo, hi = confidence_interval(ours) if ours else (math.nan,) * 3
-                inside = "" if math.isnan(lo) else (" (inside)" if lo <= seed_value <= hi else " (outside)")
-                cells.append(f"{fmt(seed_value)} / {fmt_ci(ours) if ours else '-'}{inside}")
-            rows.append([_run_name(run), metric_title(metric)] + cells)
+
+    def cell(run: dict, metric: str, dataset: str, original: float, ours: list[float]) -> str:
+        _, lo, hi = confidence_interval(ours) if ours else (math.nan,) * 3
+        inside = "" if math.isnan(lo) else (" (inside)" if lo <= original <= hi else " (outside)")
+        return f"{fmt(original)} / {fmt_ci(ours) if ours else '-'}{inside}"
+
+    datasets, rows = published_rows(results, published, original_datasets, cell)
     title = "The original study's numbers"
     if not rows:
         return Section(title, ["No run of this study uses one of the original study's variants."])

@@ -35,7 +35,7 @@ from matplotlib.ticker import MaxNLocator
 from gridnoise import rundir
 from gridnoise.registry import FOREST, LOWER_IS_BETTER, METRICS, metric_title, metrics_where
 from gridnoise.report.blocks import ALPHA, fmt
-from gridnoise.report.claims import family, primary_metric
+from gridnoise.report.claims import family, primary_metric, study_tests
 from gridnoise.report.colours import run_colours
 from gridnoise.report.forest import HOLM_BAR, PLAIN_LINE, forest_rows
 from gridnoise.report.run_figures import (
@@ -283,13 +283,13 @@ def costs_figure(results: StudyResults) -> Figure:
                           "Eval loss and time")
 
 
-def forest_figure(results: StudyResults, metric: str = "kl_divergence") -> Figure:
+def forest_figure(results: StudyResults, metric: str = "kl_divergence", claims: dict | None = None) -> Figure:
     """One panel per data set, a row per non-baseline run: its paired difference from the baseline
     (run - baseline, over the seeds both have) with two intervals (`report.forest`): a thick bar, the
     Holm-compatible interval, which excludes 0 exactly when the marker is filled and starred (Holm p <
     ALPHA), and a thin line with caps, the unadjusted 95% t-interval. A row without a value, or
     without an interval, says why in grey."""
-    found = forest_rows(results, metric)
+    found = forest_rows(results, metric, claims)
     colours = _colours(results)
     runs = [r for r in results.runs if r["name"] != results.baseline]
     fig, axes = plt.subplots(1, len(results.datasets), figsize=(3.2 * len(results.datasets) + 2,
@@ -436,7 +436,8 @@ def make_figures(results: StudyResults, dest: str | Path, *, only_missing_run_fi
     The tasks' figures live in their run directories and are not in the returned list.
     """
     dest = Path(dest)
-    written = [save_figure(forest_figure(results, metric), dest / f"{FOREST_PREFIX}{metric}.png")
+    claims = study_tests(results)  # once for every forest plot
+    written = [save_figure(forest_figure(results, metric, claims), dest / f"{FOREST_PREFIX}{metric}.png")
                for metric in forest_metrics(results)]
     written += [
         save_figure(evaluation_metrics_figure(results), dest / "evaluation_metrics.png"),

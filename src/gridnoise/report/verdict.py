@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import tomllib
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
@@ -100,6 +101,27 @@ def five_seed_reference() -> dict:
     return tomllib.loads(path.read_text()) if path.is_file() else {}
 
 
+ORIGINAL_METRICS = ("kl_divergence", "eval_loss")  # what the original log published per run and data set
+
+
+def published_rows(results: StudyResults, published: dict, datasets: list[str],
+                   cell: Callable[[dict, str, str, float, list[float]], str]) -> tuple[list[str], list[list[str]]]:
+    """(the study's data sets the original ran, one row per run of an original variant and published
+    metric): the run, the metric's title and `cell(run, metric, dataset, original value, our values
+    over seeds)` per data set. `published`, `datasets`: `sections.original_numbers()`'s."""
+    here = [d for d in results.datasets if d in datasets]
+    rows = []
+    for run in results.runs:
+        numbers = published.get(run["variant"])
+        if numbers is None or not here:
+            continue
+        for metric in ORIGINAL_METRICS:
+            cells = [cell(run, metric, d, numbers[metric][datasets.index(d)],
+                          list(results.values(run["name"], d, metric).values())) for d in here]
+            rows.append([f"{run['name']} {run['label']}", metric_title(metric), *cells])
+    return here, rows
+
+
 def reproduction_section(results: StudyResults, published: dict, datasets: list[str]) -> Section:
     """The first screen of a one-seed study of the original variants: the original log's numbers beside
     ours, and the interval a five-seed study of the same runs gives (where this study trained as many
@@ -110,29 +132,21 @@ def reproduction_section(results: StudyResults, published: dict, datasets: list[
         reference = {"source": f"{reference.get('source')}; not shown: it trained {reference.get('steps')} steps, "
                                f"this study {', '.join(map(str, sorted(steps)))}"}
     floors = read_floors(results)
-    here = [d for d in results.datasets if d in datasets]
-    rows = []
-    for run in results.runs:
-        numbers = published.get(run["variant"])
-        if numbers is None:
-            continue
-        for metric in ("kl_divergence", "eval_loss"):
-            cells = []
-            for dataset in here:
-                ours = list(results.values(run["name"], dataset, metric).values())
-                original = numbers[metric][datasets.index(dataset)]
-                mine = float(np.mean(ours)) if ours else math.nan
-                text = f"{fmt(original)} / {fmt(mine)}"
-                if ours and below_resolution(metric, mine, floor_of(floors, metric, dataset)):
-                    text += " (below resolution)"
-                interval = reference.get(run["variant"], {}).get(metric, {}).get(dataset)
-                if interval is not None:
-                    _, lo, hi = interval
-                    inside = [who for who, value in (("original", original), ("ours", mine)) if lo <= value <= hi]
-                    where = " and ".join(inside) + " inside" if inside else "neither inside"
-                    text += f" / [{fmt(lo)}, {fmt(hi)}]: {where}"
-                cells.append(text)
-            rows.append([f"{run['name']} {run['label']}", metric_title(metric), *cells])
+
+    def cell(run: dict, metric: str, dataset: str, original: float, ours: list[float]) -> str:
+        mine = float(np.mean(ours)) if ours else math.nan
+        text = f"{fmt(original)} / {fmt(mine)}"
+        if ours and below_resolution(metric, mine, floor_of(floors, metric, dataset)):
+            text += " (below resolution)"
+        interval = reference.get(run["variant"], {}).get(metric, {}).get(dataset)
+        if interval is not None:
+            _, lo, hi = interval
+            inside = [who for who, value in (("original", original), ("ours", mine)) if lo <= value <= hi]
+            where = " and ".join(inside) + " inside" if inside else "neither inside"
+            text += f" / [{fmt(lo)}, {fmt(hi)}]: {where}"
+        return text
+
+    here, rows = published_rows(results, published, datasets, cell)
     seeds = results.max_seeds()
     return Section(REPRODUCTION, [
         f"**Question.** Does this run of the original study ({seeds} seed{'s' if seeds > 1 else ''}) reproduce the "
@@ -157,7 +171,7 @@ def reference_text(results: StudyResults, source: str) -> str:
              "# as many steps sets its numbers beside these. Written by scripts/five_seed_reference.py.", "",
              f"source = {json.dumps(source)}", f"steps = {max(steps)}", ""]
     for run in results.runs:
-        for metric in ("kl_divergence", "eval_loss"):
+        for metric in ORIGINAL_METRICS:
             cells = []
             for dataset in results.datasets:
                 values = list(results.values(run["name"], dataset, metric).values())
