@@ -123,6 +123,9 @@ def _datasaurus_env(monkeypatch):
         monkeypatch.setenv("GRIDNOISE_DATASAURUS", str(DATASAURUS))
 
 
+STUDY_SAMPLES = 200  # make_study: each task's saved samples
+
+
 def make_study(root: Path, seeds=(0, 1, 2, 3, 4), steps: int = 500, datasets=("moons", "line")) -> Path:
     """A study directory written from known inputs through `gridnoise.rundir`, as a study's tasks write
     it: `good` beats the baseline on KL by 0.1 bits on every seed, `noisy` differs from it only by
@@ -147,6 +150,7 @@ def make_study(root: Path, seeds=(0, 1, 2, 3, 4), steps: int = 500, datasets=("m
                 d = rundir.task_dir(root, name, dataset, seed)
                 cfg = RunConfig(dataset=dataset, variant=variant, adaptation=adaptation_for(variant), seed=seed)
                 cfg.train.steps = steps
+                cfg.eval.num_samples = STUDY_SAMPLES  # as many as it saves: what the estimator floors see
                 rundir.write_config(d, cfg)
                 base_kl = 0.5 + 0.01 * seed
                 kl = {"base": base_kl, "good": base_kl - 0.1, "noisy": base_kl + rng.normal(0, 0.05)}[name]
@@ -159,7 +163,7 @@ def make_study(root: Path, seeds=(0, 1, 2, 3, 4), steps: int = 500, datasets=("m
                     metrics[f"{label}_variance"] = float(g.var(ddof=1))
                 write_json(d / rundir.TASK_FILE, {"hash": "h", "peak_rss_mb": 300.0 + seed})
                 rundir.write_losses(d, 1 + np.exp(-np.arange(steps) / 50), np.ones(steps))
-                rundir.write_samples(d, rng.normal(size=(200, 2)))
+                rundir.write_samples(d, rng.normal(size=(STUDY_SAMPLES, 2)))
                 if grids:  # the extent the grids covered, saved with them as training saves it
                     rundir.write_grid_snapshot(d, steps, 3, grids, np.asarray(cfg.adaptation.extent, np.float32))
                 if name == "base":

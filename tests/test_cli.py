@@ -271,6 +271,7 @@ def test_plot_and_report_rebuild_from_saved_results(tmp_path):
     gridnoise("report", study, "--dest", tmp_path / "docs")
     report = (tmp_path / "docs" / "report.md").read_text()
     assert "![train_loss](train_loss.png)" in report and (tmp_path / "docs" / "final_grids").is_dir()
+    assert (tmp_path / "docs" / "report.html").is_file() and not (study / "report.html").exists()
     assert (study / "base" / "final_info.json").is_file() and (study / "results.csv").is_file()
     # A second study of the same runs and seeds: its baseline's KL 0.05 higher and its grid run's 0.02 lower
     # on every seed, its multi-scale run unchanged.

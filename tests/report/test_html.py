@@ -54,12 +54,11 @@ LOAD_TIMEOUT = 60  # seconds for the page and its plots on a busy machine
 
 @pytest.fixture(scope="module")
 def report_dir(tmp_path_factory) -> Path:
-    """A real tiny study (3 runs, 2 data sets, 2 seeds, 20 steps) and its report in `docs/`."""
+    """A real tiny study (3 runs, 2 data sets, 2 seeds, 20 steps) with the report its run wrote."""
     root = tmp_path_factory.mktemp("html")
     experiment = study_file(root / "e.toml", "html", ["moons", "rings"], [0, 1], RUNS)
     gridnoise("run", experiment, "--out", root / "study", "--workers", 1, "--no-progress")
-    gridnoise("report", root / "study", "--dest", root / "docs")
-    return root
+    return root / "study"
 
 
 @pytest.fixture(scope="module")
@@ -104,8 +103,7 @@ def test_inline_markdown_is_escaped_and_converted():
 
 
 def test_report_html_is_self_contained(report_dir):
-    page = (report_dir / "docs" / "report.html").read_text()
-    assert (report_dir / "docs" / "report.md").is_file() and (report_dir / "study" / "report.html").is_file()
+    page = (report_dir / "report.html").read_text()
     parser = Tags()
     parser.feed(page)
     for tag, attrs in parser.tags:
@@ -149,7 +147,7 @@ def test_report_html_in_headless_chromium(report_dir, browser):
 
     from gridnoise import rundir
 
-    page = report_dir / "docs" / "report.html"
+    page = report_dir / "report.html"
     browser.get(page.as_uri())
     drawn = int(_wait(browser, "document.body.getAttribute('data-plots-ready')"))
     timing = browser.execute_script("var t = performance.timing; return t.loadEventEnd - t.navigationStart;")
@@ -179,7 +177,7 @@ def test_report_html_in_headless_chromium(report_dir, browser):
 
     # the last grid plot: multi on rings (two grids); its heatmaps are the grids' values at t, transposed
     div = grids[-1]
-    snapshot = rundir.final_snapshot(report_dir / "study" / "multi" / "rings" / "seed_0")
+    snapshot = rundir.final_snapshot(report_dir / "multi" / "rings" / "seed_0")
     _, values, _ = rundir.read_grid_snapshot(snapshot, rundir.read_config(snapshot.parent.parent))
     coarse = values["coarse_grid"]
     assert coarse.shape[0] == T
