@@ -14,6 +14,7 @@ from gridnoise.report.degeneracy import (
     cell_labels,
     degeneracy_notes,
     inactive_grids,
+    layouts_differ,
 )
 from gridnoise.report.sections import study_data
 from gridnoise.study.results import load_results
@@ -34,9 +35,18 @@ def test_circle_under_the_original_extent_puts_nearly_every_point_in_the_same_ce
     points = torch.from_numpy(load("circle", 20_000))
     extent = [-1.0, 1.0, -1.0, 1.0]
     ten, twenty = cell_labels(points, {"grid": 10}, extent), cell_labels(points, {"grid": 20}, extent)
-    assert cell_agreement(ten, twenty) > 0.95  # the 10x10 and 20x20 grids: one model
+    assert cell_agreement(ten, twenty) > 0.95  # the 10x10 and 20x20 grids: one grid on circle
     wide = [-4.5, 4.5, -4.5, 4.5]  # over the data's own extent the two grids tell the points apart
     assert cell_agreement(cell_labels(points, {"grid": 10}, wide), cell_labels(points, {"grid": 20}, wide)) < 0.9
+
+
+def test_only_grids_that_differ_over_their_extent_can_be_one_grid_on_the_data():
+    square = [-1.0, 1.0, -1.0, 1.0]
+    assert layouts_differ(({"grid": 10}, square), ({"grid": 20}, square))
+    assert layouts_differ(({"grid": 10}, square), ({"grid": 10}, [-4.5, 4.5, -4.5, 4.5]))
+    # a multi-scale grid's 20x20 fine cells nest in its 5x5 coarse ones: the plane cut as a 20x20 grid cuts it
+    assert not layouts_differ(({"grid": 20}, square), ({"coarse": 5, "fine": 20}, square))
+    assert layouts_differ(({"grid": 10}, square), ({"coarse": 5, "fine": 20}, square))
 
 
 def test_degenerate_runs_and_inactive_grids_are_flagged_in_the_verdict(tmp_path):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 from gridnoise.data.densities import has_density
 from gridnoise.registry import LOWER_IS_BETTER, METRICS
@@ -187,19 +188,27 @@ def timing_comparable(results: StudyResults, run: str, dataset: str) -> str:
     """Why the times of `run` and the baseline on `dataset` cannot be tested against each other
     ("" when they can): their tasks ran on different CPU models, shared cores with other work (load
     average above their cores + LOAD_MARGIN), or did not record their load."""
-    cpus, shared, unknown, tasks = set(), 0, 0, 0
-    for name in (results.baseline, run):
-        for seed in results.seeds(name, dataset):
-            directory = results.run_dir(name, dataset, seed)
-            record = read_provenance(directory)
-            cpus.add((record or {}).get("gpu") or (record or {}).get("cpu"))
-            path = directory / TIMINGS_FILE
-            timings = read_json(path, TIMINGS_FILE) if path.is_file() else {}
-            tasks += 1
-            if "load_average_max" not in timings:
-                unknown += 1
-            elif timings["load_average_max"] > timings["cores"] + LOAD_MARGIN:
-                shared += 1
+    return _timing_problem([results.run_dir(name, dataset, seed) for name in (results.baseline, run)
+                            for seed in results.seeds(name, dataset)])
+
+
+def study_timing_problem(results: StudyResults) -> str:
+    """`timing_comparable`'s reason over every finished task of the study ("" when there is none)."""
+    return _timing_problem([results.run_dir(*key) for key in sorted(results.metrics)])
+
+
+def _timing_problem(directories: list[Path]) -> str:
+    cpus, shared, unknown = set(), 0, 0
+    for directory in directories:
+        record = read_provenance(directory)
+        cpus.add((record or {}).get("gpu") or (record or {}).get("cpu"))
+        path = directory / TIMINGS_FILE
+        timings = read_json(path, TIMINGS_FILE) if path.is_file() else {}
+        if "load_average_max" not in timings:
+            unknown += 1
+        elif timings["load_average_max"] > timings["cores"] + LOAD_MARGIN:
+            shared += 1
+    tasks = len(directories)
     if None in cpus or len(cpus) > 1:
         return "the tasks ran on different or unrecorded processors"
     if unknown:

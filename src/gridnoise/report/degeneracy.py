@@ -2,9 +2,12 @@
 
 - **Same cells.** A grid only tells points apart by their cells, and points outside its extent are
   clamped into edge cells. On `circle` under the original [-1, 1]^2 extent nearly every point is
-  clamped to a corner, so a 10x10 and a 20x20 grid hold the same points together: in effect one
-  model. `cell_agreement` measures how far two runs' cells hold the same points together (1: the
-  same partition of the data).
+  clamped to a corner, so a 10x10 and a 20x20 grid hold the same points together: on this data they
+  are one grid. `cell_agreement` measures how far two runs' cells hold the same points together (1:
+  the same partition of the data). A pair is flagged only when its grids differ over their own
+  extent (`LATTICE` points there agree less than `SAME_CELLS`): a multi-scale grid whose 20x20 fine
+  cells nest in its coarse ones partitions the plane as a 20x20 grid does by design, which the data
+  does not cause and the report need not repeat.
 - **Inactive grids.** A grid whose values stay at one constant (variance below
   `INACTIVE_VARIANCE` on every seed, e.g. an L1 penalty pinning a fine grid at g = 1) adds nothing:
   a multi-scale run with an inactive fine grid is a coarse-grid-only model.
@@ -23,6 +26,7 @@ from gridnoise.study.results import StudyResults
 
 SAME_CELLS = 0.95  # two runs whose cells agree on at least this share of points are flagged
 INACTIVE_VARIANCE = 1e-10  # a grid's variance below this on every seed: g is one constant (to ~1e-5)
+LATTICE = 101  # points per side of the lattice over the grids' extent that tells two grids' layouts apart
 
 
 def cell_labels(points: torch.Tensor, grids: dict[str, int], extent: list[float]) -> np.ndarray:
@@ -49,8 +53,8 @@ def cell_agreement(a: np.ndarray, b: np.ndarray) -> float:
     return min(covered(a, b), covered(b, a))
 
 
-def _grid_cells(results: StudyResults, run: str, dataset: str, points: torch.Tensor) -> np.ndarray | None:
-    """Cell labels of the data under a run's final grids (its first finished seed), None without grids."""
+def _grid_layout(results: StudyResults, run: str, dataset: str) -> tuple[dict[str, int], list[float]] | None:
+    """A run's final grids as ({label: size}, extent) (its first finished seed), None without grids."""
     seeds = results.seeds(run, dataset)
     if not seeds:
         return None
@@ -59,18 +63,38 @@ def _grid_cells(results: StudyResults, run: str, dataset: str, points: torch.Ten
     if snapshot is None:
         return None
     _, grids, extent = read_grid_snapshot(snapshot, read_config(directory))
-    return cell_labels(points, {name: g.shape[-1] for name, g in grids.items()}, extent)
+    return {name: g.shape[-1] for name, g in grids.items()}, [float(e) for e in extent]
+
+
+def _lattice(extents: list[list[float]]) -> torch.Tensor:
+    """`(LATTICE**2, 2)` points evenly over the box holding every extent [x0, x1, y0, y1]."""
+    x0, y0 = min(e[0] for e in extents), min(e[2] for e in extents)
+    x1, y1 = max(e[1] for e in extents), max(e[3] for e in extents)
+    xs, ys = torch.meshgrid(torch.linspace(x0, x1, LATTICE), torch.linspace(y0, y1, LATTICE), indexing="ij")
+    return torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=1)
+
+
+def layouts_differ(a: tuple[dict[str, int], list[float]], b: tuple[dict[str, int], list[float]]) -> bool:
+    """Whether two grid layouts ({label: size}, extent) partition the plane differently over their
+    extents: their cells agree on fewer than SAME_CELLS of a lattice of points there."""
+    lattice = _lattice([a[1], b[1]])
+    return cell_agreement(cell_labels(lattice, *a), cell_labels(lattice, *b)) < SAME_CELLS
 
 
 def same_cells(results: StudyResults, dataset: str, points: torch.Tensor) -> list[tuple[str, str, float]]:
     """(run, other run, agreement) for each pair of grid runs whose cells agree on >= SAME_CELLS of the
-    data's points (`points`: the data set in the model's units)."""
-    cells = {r["name"]: c for r in results.runs if (c := _grid_cells(results, r["name"], dataset, points)) is not None}
-    names = list(cells)
+    data's points (`points`: the data set in the model's units) although over their own extent they
+    do not."""
+    layouts = {r["name"]: layout for r in results.runs
+               if (layout := _grid_layout(results, r["name"], dataset)) is not None}
+    cells = {name: cell_labels(points, grids, extent) for name, (grids, extent) in layouts.items()}
+    names = list(layouts)
     found = []
     for i, a in enumerate(names):
         for b in names[i + 1:]:
-            if (agreement := cell_agreement(cells[a], cells[b])) >= SAME_CELLS:
+            if (agreement := cell_agreement(cells[a], cells[b])) < SAME_CELLS:
+                continue
+            if layouts_differ(layouts[a], layouts[b]):
                 found.append((a, b, agreement))
     return found
 
@@ -96,7 +120,8 @@ def degeneracy_notes(results: StudyResults, data: dict[str, torch.Tensor]) -> di
         for a, b, agreement in same_cells(results, dataset, points):
             for one, other in ((a, b), (b, a)):
                 notes.setdefault((one, dataset), []).append(
-                    f"same cells as {other} for {agreement:.0%} of points: in effect one model")
+                    f"same cells as {other} for {agreement:.0%} of points, though their grids differ: "
+                    "on this data one grid")
         for run in results.runs:
             for grid, variance in inactive_grids(results, run["name"], dataset):
                 notes.setdefault((run["name"], dataset), []).append(

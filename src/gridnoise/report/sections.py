@@ -47,6 +47,7 @@ from gridnoise.report.claims import (
     percent_meaningful,
     primary_metric,
     study_tests,
+    study_timing_problem,
     timing_comparable,
 )
 from gridnoise.report.degeneracy import degeneracy_notes
@@ -82,11 +83,12 @@ def original_numbers() -> tuple[list[str], dict[str, dict[str, list[float]]]]:
     numbers = tomllib.loads(text)
     return numbers.pop("datasets"), numbers
 
+
 EVAL_LOSS_NOTE = (
     "**Eval loss is not comparable across variants whose forward noise differs.** The original grids scale "
     "the forward noise by g, and a larger g makes the noise easier to predict, so a grid run can lower its "
     "eval loss without generating better samples. It is also measured on the training points with the "
-    "trained (not EMA) weights. Compare variants on KL divergence, a property of the samples."
+    "trained (not EMA) weights. Compare variants on the primary metric."
 )
 
 
@@ -372,10 +374,10 @@ def overhead_table(results: StudyResults) -> Section:
         added = "-" if name not in counts or base_count is None else f"{counts[name] - base_count:+,}"
         total = f"{counts[name]:,}" if name in counts else "-"
         rows.append([_run_name(run), total, added, *ratios, f"{max(peaks):.0f}" if peaks else "-"])
-    reasons = sorted({why for run in results.runs if run["name"] != results.baseline for d in results.datasets
-                      if (why := timing_comparable(results, run["name"], d))})
-    caveat = ("Descriptive only, not tested: " + "; ".join(reasons) + "." if reasons else
-              "Every task ran on one processor without sharing its cores, so the ratios compare like with like.")
+    comparable = all(not timing_comparable(results, run["name"], d) for run in results.runs
+                     if run["name"] != results.baseline for d in results.datasets)
+    caveat = ("Every task ran on one processor without sharing its cores, so the ratios compare like with like."
+              if comparable else f"Descriptive only, not tested: {study_timing_problem(results)}.")
     return Section("Computational overhead", [
         "Time ratios are run / baseline per (data set, seed) pair, mean [95% CI]. Peak memory is the largest "
         "resident set of a worker process while it ran this run's tasks (an upper bound per task). " + caveat,
