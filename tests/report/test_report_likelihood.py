@@ -6,7 +6,7 @@ import pytest
 from test_sections import DATASETS, SEEDS, kl_of, render, rows_of, write_study
 
 from gridnoise.report.claims import study_tests
-from gridnoise.report.likelihood import knn_vs_exact_section, likelihood_section
+from gridnoise.report.likelihood import knn_vs_exact_section, likelihood_section, share_text
 from gridnoise.study.results import load_results
 
 SLIDING = {0: 0.0, 1: 0.1, 2: 0.2, 3: 0.1, 4: 0.1}  # good: share of points whose flow slides, per seed
@@ -45,6 +45,11 @@ def results(tmp_path_factory):
                 record = evaluation(run, dataset, seed)
                 (out / run / dataset / f"seed_{seed}" / "evaluation.json").write_text(json.dumps(record))
     return load_results(out)
+
+
+def test_a_few_sliding_points_are_not_rounded_to_none():
+    assert [share_text(x) for x in (0.27, 0.01, 0.004, 0.002, 0.0004, 0.0)] == ["27%", "1%", "0.4%", "0.2%", "<0.1%",
+                                                                                 "0%"]
 
 
 def test_the_ode_column_says_why_a_run_has_no_ode_likelihood(results):

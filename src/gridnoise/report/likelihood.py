@@ -40,12 +40,19 @@ def _label(run: dict, prefix: str = "") -> str:
     return f"{run['name']} {run['label']}" + (f" ({prefix.rstrip('_')} sampler)" if prefix else "")
 
 
+def share_text(share: float) -> str:
+    """A share of points as a percentage that never rounds a few points to "0%": 21%, 0.4%, <0.1%."""
+    if share >= 0.01 or share == 0:
+        return f"{share:.0%}"
+    return f"{share:.1%}" if share >= 0.001 else "<0.1%"
+
+
 def ode_absent(results: StudyResults, run: str, dataset: str) -> str:
     """Why a (run, data set) has no ODE likelihood, in a few words for a table cell."""
     sliding = results.sliding(run, dataset)
     if sliding:
         low, high = min(sliding), max(sliding)
-        share = f"{high:.0%}" if f"{low:.0%}" == f"{high:.0%}" else f"{low:.0%}-{high:.0%}"
+        share = share_text(high) if share_text(low) == share_text(high) else f"{share_text(low)}-{share_text(high)}"
         seeds = len(results.seeds(run, dataset))
         where = "" if len(sliding) == seeds else f" on {len(sliding)} of {seeds} seeds"
         return f"none: the flow slides along cell edges ({share} of points{where}), not invertible"
