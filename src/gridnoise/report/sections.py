@@ -43,6 +43,7 @@ from gridnoise.report.blocks import (
 )
 from gridnoise.report.claims import (
     below_resolution,
+    family,
     floor_of,
     percent_meaningful,
     primary_metric,
@@ -160,7 +161,7 @@ def difference_tables(results: StudyResults, claims: dict) -> Section:
             rows.append([f"{run} {results.label(run)}", dataset, str(test.n), fmt(test.mean_diff), ci, change,
                          fmt(test.p_value), fmt(claim.p_holm), verdict])
         parts.append(Table(["run", "data set", "seeds", "mean diff", "95% CI", "change", "p", "Holm p", "verdict"],
-                           rows, f"{metric_title(metric)} ({'primary' if metric == primary else 'secondary'})"))
+                           rows, f"{metric_title(metric)} ({family(results, metric)})"))
     return Section("Differences from the baseline", parts)
 
 
