@@ -75,3 +75,19 @@ def test_clip_sample_reaches_the_sampler_from_the_command_line(tmp_path):
         assert np.array_equal(free["samples"], sample_run(run, 100, 0, "cpu", SamplerConfig()))
         assert np.array_equal(clipped["samples"], sample_run(run, 100, 0, "cpu", SamplerConfig(clip_sample=0.5)))
         assert not np.array_equal(free["samples"], clipped["samples"])
+
+
+def test_a_runs_own_sampler_draws_its_samples(tmp_path):
+    """`[sampler]` sets how a run's samples.npz is drawn (here clipped), `sample_run` redraws them with
+    it by default, and the setting takes part in the task's hash only when it is not DDPM's default."""
+    from gridnoise.study.experiment import config_hash
+
+    cfg = tiny_config("conditioning")
+    plain = config_hash(cfg)
+    cfg.sampler = SamplerConfig(clip_sample=0.5)
+    assert config_hash(cfg) != plain and config_hash(tiny_config("conditioning")) == plain
+    train_run(cfg, tmp_path)
+    samples = rundir.read_samples(tmp_path)
+    model = (samples - np.array(cfg.data.shift or [0.0, 0.0])) / cfg.data.scale
+    assert np.abs(model).max() <= 0.5 + 1e-6
+    assert np.array_equal(samples, sample_run(tmp_path, cfg.eval.num_samples, None, "cpu"))

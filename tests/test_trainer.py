@@ -200,3 +200,32 @@ def test_eval_loss_is_one_pass_of_the_trained_weights_without_the_penalty(points
     assert recorded != pytest.approx(reference(tr.ema.averaged), rel=1e-6)  # not the EMA weights
     penalty = float(tr.adaptation.penalty().detach())
     assert penalty > 1e-4 and recorded != pytest.approx(reference(tr.model) + penalty, rel=1e-6)
+
+
+def test_grid_factors_scale_the_grids_updates_alone(points):
+    """train.grid_lr_factor scales how far the grids move and not the network's learning rate; at the
+    original settings the grids share the network's parameter group."""
+    runs = {}
+    for factor in (1.0, 0.01):
+        tr = Trainer(small_config(steps=5, grid_lr_factor=factor), points)
+        before = [g.detach().clone() for g in tr.adaptation.parameters()]
+        tr.fit()
+        moved = sum(float((g.detach() - b).abs().sum()) for g, b in zip(tr.adaptation.parameters(), before))
+        runs[factor] = (tr, moved)
+    (original, moved_1), (slow, moved_001) = runs[1.0], runs[0.01]
+    assert len(original.optimizer.param_groups) == 1 and len(slow.optimizer.param_groups) == 2
+    assert 0 < moved_001 < 0.05 * moved_1
+    assert [g["initial_lr"] for g in slow.optimizer.param_groups] == [pytest.approx(3e-4), pytest.approx(3e-6)]
+
+
+def test_grid_weight_decay_factor_zero_leaves_untrained_grids_alone(points):
+    """With the gradient of the grids clipped to nothing, only weight decay moves them: the original
+    settings pull them towards 0, a factor of 0 does not."""
+    moved = {}
+    for factor in (1.0, 0.0):
+        tr = Trainer(small_config(variant="grid10", steps=5, grid_weight_decay_factor=factor, lr=0.1,
+                                  grid_grad_clip=1e-30), points)
+        before = [g.detach().clone() for g in tr.adaptation.parameters()]
+        tr.fit()
+        moved[factor] = sum(float((g.detach() - b).abs().max()) for g, b in zip(tr.adaptation.parameters(), before))
+    assert moved[0.0] < 1e-6 < moved[1.0]

@@ -93,6 +93,8 @@ class TrainConfig:
     batch_size: int = 256
     lr: float = 3e-4  # AdamW, cosine-annealed to 0 over `steps`
     weight_decay: float = 0.01  # torch's AdamW default; the original study applies it to the grids too
+    grid_lr_factor: float = 1.0  # the grids' learning rate is lr times this (the original study: 1)
+    grid_weight_decay_factor: float = 1.0  # the grids' weight decay is weight_decay times this (0: none)
     grad_clip: float = 0.5  # max gradient norm of the network
     grid_grad_clip: float = 0.5  # max gradient norm of the grids, clipped separately
     ema_decay: float = 0.995  # cap of the EMA decay
@@ -156,6 +158,8 @@ class RunConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: network matmuls under autocast (opt-in)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    # the sampler a run's samples.npz and sample metrics are drawn with (and its bound measured for)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     # None (the default): the variant's preset, resolved when the config is built
     adaptation: AdaptationConfig = None  # type: ignore[assignment]
@@ -189,6 +193,9 @@ class RunConfig:
             (self.seed >= 0 and self.data_seed >= 0, "seeds must be >= 0"),
             (t.lr > 0, f"train.lr must be > 0 (got {t.lr})"),
             (t.weight_decay >= 0, f"train.weight_decay must be >= 0 (got {t.weight_decay})"),
+            (t.grid_lr_factor > 0 and t.grid_weight_decay_factor >= 0,
+             f"train.grid_lr_factor must be > 0 and grid_weight_decay_factor >= 0 (got {t.grid_lr_factor}, "
+             f"{t.grid_weight_decay_factor})"),
             (t.grad_clip > 0 and t.grid_grad_clip > 0, "train.grad_clip and train.grid_grad_clip must be > 0"),
             (0 <= t.ema_decay < 1, f"train.ema_decay must be in [0, 1) (got {t.ema_decay})"),
             (t.ema_update_every >= 1 and t.ema_warmup_steps >= 0 and t.ema_power > 0,
@@ -227,6 +234,7 @@ class RunConfig:
         unknown = set(a.l1) - set(a.grids)
         if unknown:
             raise ConfigError(f"L1 weight for unknown grid(s) {sorted(unknown)}: name one of {sorted(a.grids)}")
+        check_sampler(self.sampler, self.diffusion.num_timesteps, a.kind, "sampler")
         for name, sampler in self.eval.extra_samplers.items():
             check_sampler(sampler, self.diffusion.num_timesteps, a.kind, f"eval.extra_samplers.{name}")
         xmin, xmax, ymin, ymax = _extent(a.extent)
@@ -298,6 +306,9 @@ _ADDED_SETTINGS: dict[tuple[str, ...], Any] = {
     ("adaptation", "extent_from_data"): False,
     ("diffusion", "zero_terminal_snr"): False,
     ("eval", "extra_samplers"): {},
+    ("train", "grid_lr_factor"): 1.0,
+    ("train", "grid_weight_decay_factor"): 1.0,
+    ("sampler",): {"sampler": "ddpm", "steps": 0, "eta": 0.0, "clip_sample": 0.0},
 }
 _DERIVED = ("shift", "scale")  # data.shift and data.scale follow from the data and data.standardize
 _ADDED_SAMPLER_SETTINGS: dict[str, Any] = {"clip_sample": 0.0}  # the same, inside each eval.extra_samplers entry

@@ -117,11 +117,13 @@ class RunHooks(TrainHooks):
 
 
 def train_run(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, resume: bool = False,
-              progress: bool = True) -> dict:
+              progress: bool = True, until: int | None = None) -> dict:
     """Train, evaluate and sample one run into `out`; returns its metrics.
 
     With `resume`, a finished run is left as it is and an interrupted one continues from its
-    checkpoint, ending with the same numbers as an uninterrupted run. After evaluation it draws
+    checkpoint, ending with the same numbers as an uninterrupted run. With `until` below
+    `train.steps` it pauses there instead: it saves its checkpoint and returns {} (a tuning trial's
+    intermediate value is measured at the pause; `resume` goes on). After evaluation it draws
     samples.png, loss.png and grids.png, not the per-snapshot heatmaps, and records where this
     call's time went in `timings.json`.
     """
@@ -152,9 +154,12 @@ def train_run(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, resum
     trained_before = trainer.elapsed  # a resumed run's earlier segments
     hooks = RunHooks(out, kl, history, log)
     try:
-        trainer.fit(hooks, progress=progress)
+        trainer.fit(hooks, progress=progress, until=until)
         trainer.save_checkpoint(out / CHECKPOINT_FILE)
         rundir.end_segment(out, trainer.step)
+        if trainer.step < cfg.train.steps:
+            status = "SCHEDULED"  # paused: a later call resumes it
+            return {}
         rundir.write_losses(out, trainer.losses.numpy(), trainer.mse.numpy())
         evaluating = time.perf_counter()
         metrics = evaluate_trainer(trainer, out, kl, points)
@@ -219,8 +224,8 @@ def evaluate_trainer(trainer: Trainer, out: Path, kl: KLEstimator, data: np.ndar
                                      cfg.train.batch_size, generator(cfg.seed, "eval", trainer.device))
     model, adaptation = trainer.sampling_modules()
     start = time.perf_counter()
-    drawn = sample(model, adaptation, trainer.noise_scheduler, cfg.eval.num_samples,
-                   generator(cfg.seed, "sample", trainer.device))
+    scheduler = make_scheduler(cfg.diffusion, cfg.sampler).to(trainer.device)
+    drawn = draw(model, adaptation, scheduler, cfg.sampler.sampler, cfg.eval.num_samples, cfg.seed, trainer.data)
     if trainer.device.type == "cuda":
         torch.cuda.synchronize()
     metrics["inference_time"] = time.perf_counter() - start

@@ -81,7 +81,7 @@ def sample_run(run_dir: str | Path, num_samples: int, seed: int | None = None, d
                sampler: SamplerConfig | None = None, callback=None) -> np.ndarray:
     """Draw `(num_samples, 2)` samples from a saved run's EMA network and grids with `seed`'s
     sampling stream (None: the run's own seed, which redraws its `samples.npz` exactly), with
-    `sampler` (default DDPM); `callback(t, x)` sees every intermediate state."""
+    `sampler` (default: the run's own); `callback(t, x)` sees every intermediate state."""
     dev = resolve_device(device)
     state = rundir.load_checkpoint(Path(run_dir) / rundir.CHECKPOINT_FILE, dev)
     cfg = from_dict(RunConfig, state["config"])
@@ -89,7 +89,7 @@ def sample_run(run_dir: str | Path, num_samples: int, seed: int | None = None, d
         raise CheckpointError(
             f"{run_dir} stopped at step {int(state['step'])} of {cfg.train.steps}: finish it with "
             "`gridnoise train --out RUN_DIR --resume` first")
-    sampler = sampler or SamplerConfig()
+    sampler = sampler or cfg.sampler
     check_sampler(sampler, cfg.diffusion.num_timesteps, cfg.adaptation.kind)
     with rundir.checkpoint_fits(Path(run_dir) / rundir.CHECKPOINT_FILE):
         _, model, adaptation = sampling_components(state, dev)

@@ -46,7 +46,7 @@ from gridnoise import data, rundir
 from gridnoise.adaptation import NoiseAdaptation, ode_skip_reason
 from gridnoise.cell_sampler import cell_prior, cell_variational_bound
 from gridnoise.components import resolve_device, sampling_components
-from gridnoise.config import CONNECT_TIMEOUT, RunConfig, from_dict
+from gridnoise.config import CONNECT_TIMEOUT, RunConfig, SamplerConfig, from_dict
 from gridnoise.data import model_points
 from gridnoise.data.datafile import is_data_file, to_model
 from gridnoise.data.densities import entropy, has_density
@@ -70,6 +70,7 @@ from gridnoise.study.results import EVALUATION_FIX, finite_or_none, load_results
 
 ODE_POINTS = 1000  # held-out points for the ODE likelihood (its cost is ~1000 network calls per point batch)
 HELDOUT_STREAM = 1  # held-out points: the data set drawn with a seed derived from (data seed, seed, this)
+VALIDATION_STREAM = 2  # the validation draw `gridnoise tune` scores trials on, likewise
 LIKELIHOODS = ("nll_elbo", "nll_ode", "kl_exact")  # the metrics measured on held-out points
 def check_metrics(names: list[str]) -> list[str]:
     """The metric names, in the registry's order; ConfigError naming the choices for an unknown one."""
@@ -132,18 +133,20 @@ def _forget(result: dict[str, Any], metrics: list[str]) -> None:
         del result[key]
 
 
-def heldout_seed(cfg) -> int | None:
+def heldout_seed(cfg, stream: int = HELDOUT_STREAM) -> int | None:
     """The seed of a run's held-out draw: its own for each (data seed, run seed), so the seeds of a
     study are measured on independent draws and their spread includes the points' sampling error;
-    never a training draw's (`RunConfig.training_data_seed`, a small integer). None for a data file."""
+    never a training draw's (`RunConfig.training_data_seed`, a small integer). None for a data file.
+    `stream` VALIDATION_STREAM gives the validation draw tuning trials are scored on instead."""
     if is_data_file(cfg.dataset):
         return None
-    return int(np.random.SeedSequence([cfg.data_seed, cfg.seed, HELDOUT_STREAM]).generate_state(1)[0])
+    return int(np.random.SeedSequence([cfg.data_seed, cfg.seed, stream]).generate_state(1)[0])
 
 
-def heldout_points(cfg, n: int) -> tuple[np.ndarray, bool]:
-    """(points `(n, 2)` in the data's units, whether they are held out) for a run's config."""
-    seed = heldout_seed(cfg)
+def heldout_points(cfg, n: int, stream: int = HELDOUT_STREAM) -> tuple[np.ndarray, bool]:
+    """(points `(n, 2)` in the data's units, whether they are held out) for a run's config: its
+    held-out draw, or with `stream` VALIDATION_STREAM its validation draw."""
+    seed = heldout_seed(cfg, stream)
     if seed is None:
         return data.run_points(cfg), False
     return data.load(cfg.dataset, n, seed=seed), True
@@ -183,11 +186,13 @@ def evaluate_run(run_dir: str | Path, metrics: list[str], device: str = "cpu", o
     terms: dict[str, np.ndarray] = {}
     if "nll_elbo" in todo or ("kl_exact" in todo and "nll_elbo" not in result):
         start = time.perf_counter()
-        for name, sampler in [("", None), *[(f"{k}_", v) for k, v in cfg.eval.extra_samplers.items()]]:
-            kind = "ddpm" if sampler is None else sampler.sampler
+        # the run's own sampler, measured as the full DDPM chain it approximates where it is DDIM
+        main = cfg.sampler if cfg.sampler.sampler != "ddim" else SamplerConfig(clip_sample=cfg.sampler.clip_sample)
+        for name, sampler in [("", main), *[(f"{k}_", v) for k, v in cfg.eval.extra_samplers.items()]]:
+            kind = sampler.sampler
             if kind == "ddim":
                 continue  # a DDIM chain skips timesteps: not this bound's Markov chain
-            bound = _bound(kind, model, adaptation, scheduler, cfg, x, sampler, generator(cfg.seed, "elbo", dev))
+            bound = sampler_bound(kind, model, adaptation, scheduler, cfg, x, sampler, generator(cfg.seed, "elbo", dev))
             result[f"{name}nll_elbo"] = bpd(bound.mean())
             result[f"{name}nll_elbo_stderr"] = bits(bound.stderr())
             result[f"{name}nll_elbo_prior"] = bits(float(bound.terms["prior"].mean()))
@@ -232,8 +237,10 @@ def evaluate_run(run_dir: str | Path, metrics: list[str], device: str = "cpu", o
     return result
 
 
-def _bound(kind: str, model, adaptation, scheduler, cfg, x: torch.Tensor, sampler, gen):
-    clip = sampler.clip_sample if sampler is not None else 0.0
+def sampler_bound(kind: str, model, adaptation, scheduler, cfg, x: torch.Tensor, sampler: SamplerConfig,
+                  gen: torch.Generator):
+    """The variational bound of `x` `(N, 2)` (model units) for a DDPM or cell `sampler` of the run."""
+    clip = sampler.clip_sample
     if kind != "cell":
         return variational_bound(model, adaptation, scheduler, x, gen, clip_sample=clip)
 
