@@ -145,13 +145,21 @@ def build_parser() -> argparse.ArgumentParser:
                        help="clip each step's predicted x_0 to [-C, C] (default 0: off)")
 
     for name, help_text in (("run", "run a study declared in an experiment file, on Dask"),
-                            ("reproduce", "run the original study (the bundled original.toml)")):
+                            ("reproduce", "run the original study (the bundled original.toml)"),
+                            ("tune", "tune every run of an experiment on every data set with the same Optuna budget "
+                                     "(its search spaces and [tune] table), on Dask; writes tuned.toml")):
         study = sub.add_parser(name, help=help_text)
-        if name == "run":
+        if name != "reproduce":
             study.add_argument("experiment", type=Path, help="experiment TOML file")
         study.add_argument("--out", type=Path, default=Path("results") if name == "reproduce" else None,
-                           required=name == "run", help="study directory (default for reproduce: results)")
-        study.add_argument("--seeds", type=_int_list, help="comma-separated seeds, e.g. 0,1,2")
+                           required=name != "reproduce",
+                           help="tuning directory" if name == "tune" else "study directory (default for reproduce: "
+                                                                          "results)")
+        if name == "tune":
+            study.add_argument("--trials", type=int, help="trials per run and data set (default: [tune] trials); "
+                                                          "a larger number adds trials to a finished tuning")
+        else:
+            study.add_argument("--seeds", type=_int_list, help="comma-separated seeds, e.g. 0,1,2")
         study.add_argument("--steps", type=int, help="training steps of every task")
         study.add_argument("--datasets", type=_comma_list, help="comma-separated data sets")
         study.add_argument("--precision", choices=("fp32", "bf16"),
@@ -350,19 +358,38 @@ def cmd_study(args: argparse.Namespace) -> int:
 
     if args.datasaurus is not None:
         os.environ["GRIDNOISE_DATASAURUS"] = str(args.datasaurus.resolve())
-    path = args.experiment if args.command == "run" else bundled("original")
+    path = bundled("original") if args.command == "reproduce" else args.experiment
     settings = settings_tables(args.settings)
     if args.log is not None:
         settings.setdefault("log", {})["trackers"] = args.log
     if args.mlflow_uri is not None:
         settings.setdefault("log", {})["mlflow_tracking_uri"] = args.mlflow_uri
-    exp = load_experiment(path).restricted(seeds=args.seeds, datasets=args.datasets, steps=args.steps,
-                                           precision=args.precision, settings=settings)
+    exp = load_experiment(path).restricted(seeds=getattr(args, "seeds", None), datasets=args.datasets,
+                                           steps=args.steps, precision=args.precision, settings=settings)
+    if args.command == "tune":
+        return _tune(exp, args)
     if args.address is None:  # remote workers may have other CPUs than this one
         _warn_if_slow(*(exp.config(run, exp.datasets[0], exp.seeds[0]) for run in exp.runs))
     outcome = run_tasks(exp, args.out, workers=args.workers, address=args.address,
                         connect_timeout=args.connect_timeout, progress=not args.no_progress)
     return _study_outcome(outcome, args.out, exp.name, "already finished", "no task finished")
+
+
+def _tune(exp, args: argparse.Namespace) -> int:
+    from gridnoise.study.tune import tune
+
+    outcome = tune(exp, args.out, trials=args.trials, workers=args.workers, address=args.address,
+                   connect_timeout=args.connect_timeout, progress=not args.no_progress)
+    for name, arm in outcome.arms.items():
+        best = f"best {arm['best_value']:.4g} with {arm['best_params']}" if "best_params" in arm else \
+            "no finished trial"
+        failed = f", {arm['fail']} failed" if arm["fail"] else ""
+        print(f"  {name}: {arm['trials']} trials ({arm['pruned']} pruned{failed}); {best}")
+    if outcome.tuned_file is None:
+        print(f"gridnoise: no tuned experiment: {', '.join(outcome.incomplete)} finished no trial", file=sys.stderr)
+        return 1
+    print(f"{exp.name}: tuned -> {outcome.tuned_file}")
+    return 0
 
 
 def _study_outcome(outcome, study_dir: Path, what: str, skipped: str, nothing: str) -> int:
@@ -480,7 +507,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 BENCH_MIN_POINTS = 256  # one full batch
 
-COMMANDS = {"train": cmd_train, "sample": cmd_sample, "run": cmd_study, "reproduce": cmd_study,
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "run": cmd_study, "reproduce": cmd_study, "tune": cmd_study,
             "plot": cmd_plot, "report": cmd_report, "bench": cmd_bench, "evaluate": cmd_evaluate,
             "animate": cmd_animate, "compare": cmd_compare, "datasets": cmd_datasets, "config": cmd_config}
 

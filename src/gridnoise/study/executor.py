@@ -244,7 +244,7 @@ def collect(futures: dict, outcome: SweepOutcome, display: SweepProgress) -> Non
             if future.status == "finished":
                 outcome.done.append(futures[future])
             else:
-                outcome.failed[futures[future]] = _one_line(future.exception())
+                outcome.failed[futures[future]] = error_line(future.exception())
         remaining -= finished
         display.update(len(outcome.done), len(outcome.failed))
     display.close()
@@ -264,7 +264,7 @@ def task_config(task: Task, exp: Experiment, out: Path) -> dict:
     return config
 
 
-def _one_line(error: BaseException | None) -> str:
+def error_line(error: BaseException | None) -> str:
     text = f"{type(error).__name__}: {error}" if error is not None else "unknown error"
     return " ".join(text.split())[:500]
 

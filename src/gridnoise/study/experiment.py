@@ -15,10 +15,15 @@ steps = 10000
 [runs.run_0]
 label = "Baseline"
 variant = "baseline"        # a preset; further RunConfig tables override it
+
+[runs.run_0.per_dataset.moons]  # RunConfig tables for one data set only (a tuned run's settings)
+train = { lr = 1e-3 }
 ```
 
 An experiment expands into tasks, one per (run, data set, seed), each a full `RunConfig`
-with a hash that identifies its results on disk.
+with a hash that identifies its results on disk. `search` tables (in `[defaults]` and each run)
+and a `[tune]` table say what `gridnoise tune` varies (`gridnoise.study.search`); `gridnoise run`
+ignores them.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from gridnoise.data import DATASETS, STUDY_DATASETS, check_dataset
 from gridnoise.data.datafile import is_data_file, sha256
 from gridnoise.errors import ConfigError
 from gridnoise.registry import PRIMARY_CHOICES
+from gridnoise.study.search import Param, TuneSettings, check_space, parse_space, parse_tune
 
 EXPERIMENT_KEYS = {"name", "description", "datasets", "seeds", "baseline", "primary", "question"}
 
@@ -56,6 +62,8 @@ class RunSpec:
     label: str  # legend label, e.g. "Multi-scale Grid"
     variant: str
     overrides: dict[str, Any] = field(default_factory=dict)  # RunConfig tables beyond the preset
+    per_dataset: dict[str, dict[str, Any]] = field(default_factory=dict)  # data set -> tables for it alone
+    search: dict[str, Param] = field(default_factory=dict)  # what `gridnoise tune` varies (defaults' included)
 
 
 @dataclass
@@ -85,14 +93,17 @@ class Experiment:
     defaults: dict[str, Any] = field(default_factory=dict)
     primary: str = ""  # the report's primary metric; empty: chosen from what the study measured
     question: str = ""  # what the report's first screen answers; empty: whether any run beats the baseline
+    tune: TuneSettings = field(default_factory=TuneSettings)  # how `gridnoise tune` tunes it
 
     def run(self, name: str) -> RunSpec:
         return next(r for r in self.runs if r.name == name)
 
     def config(self, run: RunSpec, dataset: str, seed: int) -> RunConfig:
-        """The full config of one task: the variant's preset, then the defaults, then the run's tables."""
+        """The full config of one task: the variant's preset, then the defaults, then the run's tables,
+        then its tables for this data set."""
         tables = merge_tables(self.defaults, {"dataset": dataset, "seed": seed, "variant": run.variant})
-        cfg = override(None, merge_tables(tables, run.overrides), where=f"runs.{run.name}")
+        tables = merge_tables(merge_tables(tables, run.overrides), run.per_dataset.get(dataset, {}))
+        cfg = override(None, tables, where=f"runs.{run.name}")
         if is_data_file(dataset):  # the file's content is part of what the task computes
             cfg.data.sha256 = file_sha256(dataset)
         return cfg
@@ -107,7 +118,9 @@ class Experiment:
         directories still belong to the renamed experiment.
         """
         body = {"name": HASHED_NAMES.get(self.name, self.name), "defaults": _hashed(self.defaults),
-                "runs": [[r.name, r.variant, _hashed(r.overrides)] for r in self.runs]}
+                "runs": [[r.name, r.variant, _hashed(r.overrides)] +
+                         ([{d: _hashed(t) for d, t in r.per_dataset.items()}] if r.per_dataset else [])
+                         for r in self.runs]}
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
     def restricted(self, *, seeds: list[int] | None = None, datasets: list[str] | None = None,
@@ -188,9 +201,10 @@ def _names(datasets: Any, source: str) -> list[str]:
 
 def parse_experiment(data: dict[str, Any], source: str = "experiment") -> Experiment:
     """Validate the dicts of an experiment file into an `Experiment`."""
-    unknown = set(data) - {"experiment", "defaults", "runs"}
+    unknown = set(data) - {"experiment", "defaults", "runs", "tune"}
     if unknown:
-        raise ConfigError(f"{source}: unknown top-level table(s) {sorted(unknown)}: use experiment, defaults, runs")
+        raise ConfigError(f"{source}: unknown top-level table(s) {sorted(unknown)}: use experiment, defaults, runs, "
+                          "tune")
     head = data.get("experiment")
     if not isinstance(head, dict) or "name" not in head:
         raise ConfigError(f"{source}: needs an [experiment] table with a name")
@@ -201,6 +215,12 @@ def parse_experiment(data: dict[str, Any], source: str = "experiment") -> Experi
     runs_table = data.get("runs")
     if not isinstance(runs_table, dict) or not runs_table:
         raise ConfigError(f"{source}: needs at least one [runs.<name>] table")
+    defaults = data.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise ConfigError(f"{source}: [defaults] must be a table of RunConfig settings, got {defaults!r}")
+    defaults = dict(defaults)
+    shared_space = parse_space(defaults.pop("search", {}), "[defaults.search]")
+    datasets = _check_datasets(_names(head.get("datasets", list(STUDY_DATASETS)), source))
     runs = []
     for name, spec in runs_table.items():
         if not isinstance(spec, dict) or "variant" not in spec:
@@ -208,7 +228,15 @@ def parse_experiment(data: dict[str, Any], source: str = "experiment") -> Experi
         spec = dict(spec)
         variant, label = spec.pop("variant"), spec.pop("label", name)
         adaptation_for(variant)  # unknown variant -> ConfigError naming the choices
-        runs.append(RunSpec(name, str(label), variant, spec))
+        per_dataset = spec.pop("per_dataset", {})
+        if not isinstance(per_dataset, dict) or not all(isinstance(t, dict) for t in per_dataset.values()):
+            raise ConfigError(f"{source}: [runs.{name}.per_dataset] must hold one table of settings per data set")
+        stray = sorted(set(per_dataset) - set(datasets))
+        if stray:
+            raise ConfigError(f"{source}: [runs.{name}.per_dataset] names {stray}, not data sets of this experiment "
+                              f"({', '.join(datasets)})")
+        space = {**shared_space, **parse_space(spec.pop("search", {}), f"[runs.{name}.search]")}
+        runs.append(RunSpec(name, str(label), variant, spec, per_dataset, space))
     baseline = head.get("baseline", runs[0].name)
     if baseline not in runs_table:
         raise ConfigError(f"{source}: baseline '{baseline}' is not one of the runs {sorted(runs_table)}")
@@ -216,22 +244,23 @@ def parse_experiment(data: dict[str, Any], source: str = "experiment") -> Experi
     if primary and primary not in PRIMARY_CHOICES:
         raise ConfigError(f"{source}: primary metric {primary!r} is not one a verdict can rest on: choose from "
                           f"{', '.join(PRIMARY_CHOICES)}")
-    defaults = data.get("defaults", {})
-    if not isinstance(defaults, dict):
-        raise ConfigError(f"{source}: [defaults] must be a table of RunConfig settings, got {defaults!r}")
+    seeds = _check_seeds(head.get("seeds", [0]))
     exp = Experiment(
         name=str(head["name"]),
         description=str(head.get("description", "")),
-        datasets=_check_datasets(_names(head.get("datasets", list(STUDY_DATASETS)), source)),
-        seeds=_check_seeds(head.get("seeds", [0])),
+        datasets=datasets,
+        seeds=seeds,
         runs=runs,
         baseline=baseline,
         defaults=defaults,
         primary=str(primary),
         question=str(head.get("question", "")),
+        tune=parse_tune(data.get("tune"), source, seeds),
     )
-    for run in exp.runs:  # every run must build a valid config; unknown keys fail here
-        exp.config(run, exp.datasets[0], exp.seeds[0])
+    for run in exp.runs:  # every run must build a valid config, on every data set it has tables for
+        for dataset in [exp.datasets[0], *run.per_dataset]:
+            base = exp.config(run, dataset, exp.seeds[0])
+        check_space(run.search, base, f"[runs.{run.name}.search]")
     return exp
 
 

@@ -1,0 +1,82 @@
+"""Search spaces, [tune] tables and per-data-set settings as an experiment file declares them."""
+
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+from gridnoise.config import RunConfig, adaptation_for
+from gridnoise.errors import ConfigError
+from gridnoise.study.experiment import parse_experiment
+from gridnoise.study.search import parse_space, tables_of
+
+
+def experiment(**extra) -> dict:
+    data = {"experiment": {"name": "s", "datasets": ["moons", "line"], "seeds": [0]},
+            "runs": {"base": {"variant": "baseline"}, "grid": {"variant": "multiscale"}}}
+    for key, value in extra.items():
+        *path, last = key.split("__")
+        table = data
+        for name in path:
+            table = table.setdefault(name, {})
+        table[last] = value
+    return data
+
+
+def test_each_kind_of_range_becomes_its_optuna_distribution():
+    space = parse_space({"train.lr": {"low": 1e-4, "high": 1e-2, "log": True},
+                         "train.batch_size": {"low": 64, "high": 256, "step": 64},
+                         "adaptation.grids": {"choices": [{"coarse": 5, "fine": 20}, {"coarse": 4, "fine": 16}]}},
+                        "search")
+    assert space["train.lr"].distribution() == FloatDistribution(1e-4, 1e-2, log=True)
+    assert space["train.batch_size"].distribution() == IntDistribution(64, 256, step=64)
+    grids = space["adaptation.grids"]
+    assert isinstance(grids.distribution(), CategoricalDistribution)
+    # a table reaches Optuna as its JSON text, and the config as the table it was
+    assert grids.value(grids.distribution().choices[1]) == {"coarse": 4, "fine": 16}
+
+
+def test_a_grid_size_is_set_without_losing_the_other_grids():
+    base = RunConfig(variant="multiscale", adaptation=adaptation_for("multiscale"))
+    assert tables_of({"adaptation.grids.fine": 8, "train.lr": 1e-3}, base) == \
+        {"adaptation": {"grids": {"coarse": 5, "fine": 8}}, "train": {"lr": 1e-3}}
+
+
+def test_per_dataset_tables_set_one_data_set_and_enter_the_identity():
+    plain = parse_experiment(experiment())
+    tuned = parse_experiment(experiment(runs__base__per_dataset={"line": {"train": {"lr": 1e-3}}}))
+    base = tuned.run("base")
+    assert tuned.config(base, "line", 0).train.lr == 1e-3
+    assert tuned.config(base, "moons", 0).train.lr == plain.config(plain.run("base"), "moons", 0).train.lr
+    assert tuned.identity() != plain.identity()
+    assert parse_experiment(experiment(tune={"trials": 3})).identity() == plain.identity()
+
+
+def test_run_spaces_add_to_the_shared_one():
+    exp = parse_experiment(experiment(defaults__search={"train.lr": {"low": 1e-4, "high": 1e-2}},
+                                      runs__grid__search={"adaptation.grids.fine": {"choices": [10, 20]},
+                                                          "train.lr": {"low": 1e-3, "high": 1e-2}}))
+    assert set(exp.run("base").search) == {"train.lr"} and exp.run("base").search["train.lr"].low == 1e-4
+    assert set(exp.run("grid").search) == {"train.lr", "adaptation.grids.fine"}
+    assert exp.run("grid").search["train.lr"].low == 1e-3
+
+
+@pytest.mark.parametrize("extra, text", [
+    ({"runs__base__search": {"train.lr": {"low": 1e-3}}}, "needs low and high"),
+    ({"runs__base__search": {"train.lr": {"low": 1e-4, "high": 1e-2, "choices": [1]}}}, "not both"),
+    ({"runs__base__search": {"train.lr": [1e-4, 1e-2]}}, "must be a range"),
+    ({"runs__base__search": {"train.steps": {"low": 10, "high": 100, "step": 0.5}}}, "integer step"),
+    ({"runs__grid__search": {"adaptation.grids.medium": {"low": 4, "high": 8}}}, "'medium' unknown"),
+    ({"runs__base__search": {"diffusion.beta_schedule": {"choices": ["linear", "sigmoid"]}}}, "not allowed"),
+    ({"runs__base__per_dataset": {"dino": {}}}, "not data sets of this experiment"),
+    ({"tune": {"seeds": [0]}}, "also the experiment's seeds"),
+    ({"tune": {"trials": 0}}, "must be >= 1"),
+    ({"tune": {"sampler": "FooSampler"}}, "not an Optuna sampler"),
+    ({"tune": {"pruner": "BasePruner"}}, "not an Optuna pruner"),
+    ({"tune": {"objective": "eval_loss"}}, "cannot be|not one a trial"),
+    ({"tune": {"budget": 3}}, "unknown key"),
+])
+def test_bad_spaces_and_tune_tables_name_the_fix(extra, text):
+    import re
+
+    with pytest.raises(ConfigError) as error:
+        parse_experiment(experiment(**extra))
+    assert re.search(text, str(error.value)), str(error.value)

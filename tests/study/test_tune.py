@@ -1,0 +1,247 @@
+"""`gridnoise tune` on real small tunings: equal budgets, the same trials from the same seed, pruning
+by one rule for every arm, resuming after SIGKILL, and a tuned experiment file that reproduces its
+best trials."""
+
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+import torch
+
+from gridnoise import rundir
+from gridnoise.components import sampling_components
+from gridnoise.data import run_points
+from gridnoise.data.datafile import to_model
+from gridnoise.likelihood import bits_per_dim
+from gridnoise.seeding import generator
+from gridnoise.study.evaluation import VALIDATION_STREAM, heldout_points, sampler_bound
+from gridnoise.study.executor import run_tasks
+from gridnoise.study.experiment import load_experiment
+from gridnoise.study.trials import objective_value
+from gridnoise.study.tune import JOURNAL_FILE, TUNED_FILE, TUNING_FILE, report_steps, tune
+
+from conftest import cli
+
+TRIALS, CONCURRENT, STEPS, EVERY, STARTUP = 6, 2, 120, 40, 2
+
+EXPERIMENT = f"""[experiment]
+name = "tiny_tuning"
+datasets = ["moons", "line"]
+seeds = [0, 1]
+baseline = "base"
+
+[defaults]
+n_points = 1000
+[defaults.diffusion]
+num_timesteps = 20
+[defaults.train]
+steps = {STEPS}
+batch_size = 64
+checkpoint_every = 20
+[defaults.model]
+hidden_dim = 32
+hidden_layers = 1
+embedding_dim = 16
+[defaults.eval]
+num_samples = 200
+
+[defaults.search]
+"train.lr" = {{ low = 1e-4, high = 3e-2, log = true }}
+
+[runs.base]
+variant = "baseline"
+
+[runs.grid]
+variant = "multiscale"
+[runs.grid.search]
+"adaptation.grids.fine" = {{ low = 4, high = 12, step = 4 }}
+
+[tune]
+trials = {TRIALS}
+concurrent_trials = {CONCURRENT}
+validation_points = 200
+report_every = {EVERY}
+pruner_options = {{ n_startup_trials = {STARTUP} }}
+"""
+
+
+def write_experiment(directory: Path) -> Path:
+    path = directory / "tiny.toml"
+    path.write_text(EXPERIMENT)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory):
+    """An uninterrupted tuning on a local cluster of two workers: (experiment file, tuning directory)."""
+    root = tmp_path_factory.mktemp("tune")
+    path = write_experiment(root)
+    outcome = tune(load_experiment(path), root / "full", workers=2, progress=False)
+    assert outcome.tuned_file == root / "full" / TUNED_FILE
+    return path, root / "full"
+
+
+def arms(directory: Path) -> dict:
+    return json.loads((directory / TUNING_FILE).read_text())["arms"]
+
+
+def studies(directory: Path) -> dict[str, optuna.Study]:
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(directory / JOURNAL_FILE)))
+    return {s.study_name: optuna.load_study(study_name=s.study_name, storage=storage)
+            for s in optuna.get_all_study_summaries(storage)}
+
+
+def test_every_arm_gets_the_same_budget(tuned):
+    _, out = tuned
+    summary = arms(out)
+    assert set(summary) == {"base/moons", "base/line", "grid/moons", "grid/line"}
+    for name, arm in summary.items():
+        assert arm["trials"] == TRIALS and arm["complete"] + arm["pruned"] + arm["fail"] == TRIALS, name
+        assert len(list((out / "trials" / name).iterdir())) == TRIALS
+    assert set(summary["grid/line"]["best_params"]) == {"train.lr", "adaptation.grids.fine"}
+
+
+def test_pruning_follows_one_rule_in_every_arm(tuned):
+    """Each trial of each arm is pruned exactly where the median rule says, judged against the trials
+    completed in earlier batches, at the same report steps: and some trial was pruned."""
+    _, out = tuned
+    steps = report_steps(STEPS, EVERY, True)
+    pruned = 0
+    for name, study in studies(out).items():
+        trials = study.get_trials()
+        for trial in trials:
+            earlier = [t for t in trials if t.number < trial.number - trial.number % CONCURRENT
+                       and t.state == optuna.trial.TrialState.COMPLETE]
+            expected, last = optuna.trial.TrialState.COMPLETE, steps[-1]
+            for step in steps[:-1]:
+                best = min(v for s, v in trial.intermediate_values.items() if s <= step)
+                if len(earlier) >= STARTUP and best > statistics.median(t.intermediate_values[step] for t in earlier):
+                    expected, last = optuna.trial.TrialState.PRUNED, step
+                    break
+            assert (trial.state, max(trial.intermediate_values)) == (expected, last), (name, trial.number)
+            assert sorted(trial.intermediate_values) == [s for s in steps if s <= last]
+            pruned += trial.state == optuna.trial.TrialState.PRUNED
+    assert pruned > 0, "no trial was pruned: the rule was not exercised"
+
+
+def test_the_same_seed_gives_the_same_trials_on_one_worker(tuned, tmp_path):
+    path, out = tuned
+    tune(load_experiment(path), tmp_path / "again", workers=1, progress=False)
+    assert arms(tmp_path / "again") == arms(out)
+    assert (tmp_path / "again" / TUNED_FILE).read_text() == (out / TUNED_FILE).read_text()
+
+
+def test_more_trials_are_added_to_a_finished_tuning(tuned, tmp_path):
+    import shutil
+
+    path, out = tuned
+    grown = tmp_path / "grown"
+    shutil.copytree(out, grown)
+    tune(load_experiment(path), grown, trials=TRIALS + 1, workers=2, progress=False)
+    before, after = studies(out), studies(grown)
+    for name, study in after.items():
+        trials = study.get_trials()
+        assert len(trials) == TRIALS + 1
+        assert [(t.params, t.state, t.value) for t in trials[:TRIALS]] == \
+            [(t.params, t.state, t.value) for t in before[name].get_trials()]
+
+
+def test_the_tuned_experiment_reproduces_each_best_trial(tuned, tmp_path):
+    """tuned.toml run on the tuning seed computes exactly what each arm's best trial computed; on the
+    experiment's own seeds (its default) it is measured on other seeds."""
+    _, out = tuned
+    exp = load_experiment(out / TUNED_FILE)
+    assert exp.seeds == [0, 1]
+    outcome = run_tasks(exp.restricted(seeds=[100]), tmp_path / "final", workers=2, progress=False)
+    assert not outcome.failed
+    for name, arm in arms(out).items():
+        run, dataset = name.split("/")
+        final = rundir.read_metrics(tmp_path / "final" / run / dataset / "seed_100")
+        trial = rundir.read_metrics(out / "trials" / name / f"trial_{arm['best_trial']}" / "seed_100")
+        assert final == {**trial, "training_time": final["training_time"],
+                         "inference_time": final["inference_time"]}, name
+
+
+def test_trials_are_scored_on_a_validation_draw(tuned):
+    """A trial's value is its bound on the validation draw: not the training points, not the held-out
+    draw the final comparison is measured on."""
+    _, out = tuned
+    arm = arms(out)["base/moons"]
+    run_dir = out / "trials" / "base/moons" / f"trial_{arm['best_trial']}" / "seed_100"
+    cfg = rundir.read_config(run_dir)
+    validation, held = heldout_points(cfg, 200, VALIDATION_STREAM)[0], heldout_points(cfg, 200)[0]
+    assert not np.allclose(validation, held)
+    assert not np.isin(validation, run_points(cfg)).all(axis=1).any()
+    assert objective_value(run_dir, "nll_elbo", 200) == pytest.approx(arm["best_value"])
+    state = rundir.load_checkpoint(run_dir / rundir.CHECKPOINT_FILE)
+    scheduler, model, adaptation = sampling_components(state, torch.device("cpu"))
+
+    def bound(points):
+        x = torch.as_tensor(to_model(points, cfg.data.shift, cfg.data.scale), dtype=torch.float32)
+        value = sampler_bound("ddpm", model, adaptation, scheduler, cfg, x, cfg.sampler,
+                              generator(cfg.seed, "validation-elbo"))
+        return bits_per_dim(value.mean(), cfg.data.scale)
+    assert bound(validation) == pytest.approx(arm["best_value"], rel=1e-9)
+    assert bound(held) != pytest.approx(arm["best_value"], rel=1e-6)
+
+
+def test_a_killed_tuning_resumes_to_the_same_trials(tuned, tmp_path):
+    """SIGKILL of one worker mid-trial (Dask retries its segment elsewhere), then of the command with its
+    whole cluster; the same command then finishes with the trials of the uninterrupted tuning."""
+    path, full = tuned
+    out = tmp_path / "killed"
+    args = [sys.executable, "-m", "gridnoise", "tune", str(path), "--out", str(out), "--workers", "2",
+            "--no-progress"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline, worker = time.time() + 120, None
+    while time.time() < deadline and proc.poll() is None and worker is None:
+        for segments in out.glob(f"trials/*/*/trial_*/seed_100/{rundir.SEGMENTS_FILE}"):
+            run = segments.parent
+            if (run / rundir.CHECKPOINT_FILE).exists() and not (run / rundir.METRICS_FILE).exists():
+                worker = rundir.read_segments(run)[-1]["pid"]
+                break
+        time.sleep(0.02)
+    assert worker is not None, "no trial checkpointed within 120 s"
+    os.kill(worker, signal.SIGKILL)
+    while time.time() < deadline and proc.poll() is None and len(list(out.glob("trials/*/*/trial_*"))) < 10:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / TUNED_FILE).exists(), "the tuning finished before it was killed"
+    done = subprocess.run(args, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert arms(out) == arms(full)
+
+
+def test_bad_tuning_input_is_one_line_and_writes_nothing(tuned, tmp_path):
+    path, full = tuned
+    before = {p: p.stat().st_mtime_ns for p in full.rglob("*") if p.is_file()}
+    other = tmp_path / "other.toml"
+    other.write_text(EXPERIMENT.replace('"train.lr" = { low = 1e-4', '"train.lr" = { low = 2e-4'))
+    cases = [
+        (["tune", path, "--out", tmp_path / "a", "--trials", "0"], "--trials must be >= 1"),
+        (["tune", other, "--out", full], "holds the tuning of another experiment"),
+    ]
+    for bad, spec in [('"train.lrr" = { low = 1e-4, high = 1e-2 }', "is not a setting of this run"),
+                      ('"train.lr" = { low = 1e-2, high = 1e-4 }', "empty or inverted"),
+                      ('"train.lr" = { low = 1e-2, high = 1e-2 }', "empty or inverted"),
+                      ('"train.lr" = { choices = ["fast", "slow"] }', "must be float"),
+                      ('"train.lr" = { choices = [] }', "non-empty list"),
+                      ('"train.lr" = { low = 0.0, high = 1e-2, log = true }', "log range needs low > 0")]:
+        file = tmp_path / f"bad{len(cases)}.toml"
+        file.write_text(EXPERIMENT.replace('"train.lr" = { low = 1e-4, high = 3e-2, log = true }', bad))
+        cases.append((["tune", file, "--out", tmp_path / f"out{len(cases)}"], spec))
+    for args, text in cases:
+        proc = cli(*args)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1 and text in lines[0], (args, proc.stderr)
+    assert not any((tmp_path / name).exists() for name in ("a", *(f"out{i}" for i in range(len(cases)))))
+    assert {p: p.stat().st_mtime_ns for p in full.rglob("*") if p.is_file()} == before
