@@ -12,7 +12,10 @@ Everything is measured in one process run, so the ratios compare like with like:
   process per core like the training figure, so training and sampling throughput can be read
   as a fraction of the machine's peak;
 - one real grid task, run the way a study worker runs it: the share of its wall time spent
-  beyond training and evaluation (setup, snapshots, checkpoints, figures), against a budget of 3 %.
+  beyond training and evaluation (setup, snapshots, checkpoints, figures), against a budget of 3 %;
+- one real baseline task the same way, then its full likelihood evaluation as `gridnoise evaluate
+  --metrics nll_elbo,nll_ode --ode-points 500` runs it (the bound on its held-out points, the ODE on
+  500 with the half-tolerance check): its time against the task's training time, target at most 1.
 Each figure is the best of `repeats` measurements (see `best_of`), except the grid task's, which
 is one task of `task_steps` steps.
 """
@@ -45,6 +48,7 @@ from gridnoise.provenance import cpu_model
 from gridnoise.rundir import TASK_FILE, read_json
 from gridnoise.sampling import sample
 from gridnoise.seeding import generator
+from gridnoise.study.evaluation import evaluate_run
 from gridnoise.study.executor import execute_task
 from gridnoise.trainer import Trainer
 
@@ -53,6 +57,8 @@ BATCH = 256
 CORES = os.cpu_count() or 1  # the benchmark measures the whole machine by default
 TASK_VARIANT = "multiscale"  # the grid task: two grids, so the most snapshot data per step
 TASK_OVERHEAD_TARGET = 0.03  # a task's time beyond training and evaluation, as a share of its wall time
+LIKELIHOOD_VARIANT = "baseline"  # every variant has both likelihoods; its flow crosses no cell edge
+LIKELIHOOD_TARGET = 1.0  # a run's likelihood evaluation against its training time
 
 
 @dataclass
@@ -66,6 +72,7 @@ class BenchSettings:
     repeats: int = 3  # each figure is the best of this many measurements (a VM's timings move 10-30%)
     levers: bool = False  # also time the rejected levers (torch.compile, vmap over models)
     task_steps: int = 10_000  # training steps of the grid task (a study task's, by default)
+    ode_points: int = 500  # held-out points of the likelihood measurement's ODE (the documented studies')
 
 
 def _config(variant: str, s: BenchSettings, precision: str = "fp32", seed: int = 0) -> RunConfig:
@@ -286,15 +293,20 @@ def task_config(s: BenchSettings, steps: int) -> RunConfig:
     return cfg
 
 
-def _tasks_in_one_worker(configs: list[dict]) -> dict:
+def _tasks_in_one_worker(configs: list[dict], ode_points: int = 0) -> dict:
     """Run each config as a study task (`execute_task`) in this process, one after the other; the
-    last one's task.json."""
+    last one's task.json, with (if `ode_points`) its likelihood evaluation's record and wall time."""
     with tempfile.TemporaryDirectory() as root:
         for i, config in enumerate(configs):
             directory = Path(root) / f"task_{i}"
             write_json(directory / TASK_FILE, {"run": "bench", "dataset": config["dataset"], "seed": config["seed"]})
             execute_task(config, str(directory))
-        return read_json(directory / TASK_FILE, "task.json")
+        task = read_json(directory / TASK_FILE, "task.json")
+        if ode_points:
+            start = time.perf_counter()
+            task["likelihood"] = evaluate_run(directory, ["nll_elbo", "nll_ode"], ode_points=ode_points)
+            task["likelihood_time"] = time.perf_counter() - start
+        return task
 
 
 def task_overhead(s: BenchSettings) -> dict:
@@ -311,6 +323,24 @@ def task_overhead(s: BenchSettings) -> dict:
     return {"variant": TASK_VARIANT, "dataset": s.dataset, "steps": s.task_steps,
             "snapshots": s.task_steps // cfg.train.grid_snapshot_every, **{k: task[k] for k in phases},
             "target": TASK_OVERHEAD_TARGET}
+
+
+def likelihood_cost(s: BenchSettings) -> dict:
+    """A baseline task of `s.task_steps` steps run as a study worker runs it, then its full likelihood
+    evaluation in the same single-threaded process: the bound on its held-out points and the ODE on
+    `s.ode_points` (with its half-tolerance check), against the task's training time."""
+    cfg = task_config(s, s.task_steps)
+    cfg.variant, cfg.adaptation = LIKELIHOOD_VARIANT, adaptation_for(LIKELIHOOD_VARIANT)
+    warmup = task_config(BenchSettings(n_points=1000, samples=100, dataset=s.dataset), 10)
+    with mp.get_context("spawn").Pool(1) as pool:
+        task = pool.apply(_tasks_in_one_worker, ([to_dict(warmup), to_dict(cfg)], s.ode_points))
+    found = task["likelihood"]
+    return {"variant": LIKELIHOOD_VARIANT, "dataset": s.dataset, "steps": s.task_steps,
+            "training_time": task["training_time"], "likelihood_time": task["likelihood_time"],
+            "nll_elbo_time": found["nll_elbo_time"], "nll_elbo_points": found["nll_elbo_points"],
+            "nll_ode_time": found["nll_ode_time"], "nll_ode_points": found.get("nll_ode_points", 0),
+            "nll_ode_check_points": found.get("nll_ode_check_points", 0),
+            "ratio": task["likelihood_time"] / task["training_time"], "target": LIKELIHOOD_TARGET}
 
 
 def best_of(repeats: int, measure, *args, lower: bool = False) -> float:
@@ -364,6 +394,7 @@ def run_bench(s: BenchSettings) -> dict:
             }
         out["variants"][variant] = result
     out["grid_task"] = task_overhead(s)
+    out["likelihood"] = likelihood_cost(s)
     if s.levers:
         out["levers"] = {"vmap_models": vmap_lever(s)}
         try:  # inductor needs a C++ compiler; a machine without one reports why instead
@@ -403,6 +434,13 @@ def format_table(result: dict) -> str:
                       f"grid snapshots, one worker thread): {wall:.1f} s = training {share['training']:.1f}% "
                       f"+ evaluation {share['evaluation']:.1f}% + beyond them {100 * task['overhead_share']:.1f}% "
                       f"(of which figures {share['figures']:.1f}%); target: beyond <= {100 * task['target']:.0f}%"]
+    cost = result.get("likelihood")  # likewise
+    if cost:
+        lines += [f"likelihood ({cost['variant']} on {cost['dataset']}, {cost['steps']} steps, one worker thread): "
+                  f"nll_elbo on {cost['nll_elbo_points']} points {cost['nll_elbo_time']:.1f} s + nll_ode on "
+                  f"{cost['nll_ode_points']} points (and {cost['nll_ode_check_points']} at half the tolerance) "
+                  f"{cost['nll_ode_time']:.1f} s = {cost['ratio']:.2f}x the task's training "
+                  f"({cost['training_time']:.1f} s); target: <= {cost['target']:.0f}x"]
     levers = result.get("levers")
     if levers:
         c, m = levers["torch_compile"], levers["vmap_models"]

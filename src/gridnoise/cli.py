@@ -200,7 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        "and the per-snapshot heatmaps, drawn only here) or of a study directory, "
                                        "from saved files; never trains")
     plot.add_argument("study_dir", type=Path, metavar="RUN_OR_STUDY_DIR")
-    report = sub.add_parser("report", help="rebuild a study's summaries, figures, report.md and report.html")
+    report = sub.add_parser("report", help="rebuild a study's (or a tuning's) summaries, figures, report.md and "
+                                           "report.html")
     report.add_argument("study_dir", type=Path)
     report.add_argument("--dest", type=Path,
                         help="write report.md, report.html and figures here (default: the study dir)")
@@ -232,7 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes for the machine figure")
     bench.add_argument("--repeats", type=int, default=3, help="report the best of this many measurements")
     bench.add_argument("--task-steps", type=int, default=10_000,
-                       help="steps of the grid task whose time beyond training and sampling is measured")
+                       help="steps of the grid task whose time beyond training and sampling is measured, and of "
+                            "the baseline task whose likelihood evaluation is timed against its training")
+    bench.add_argument("--ode-points", type=int, default=500, help="held-out points of that likelihood's ODE")
     bench.add_argument("--json", type=Path, default=Path("bench.json"), help="where to write the results")
     bench.add_argument("--levers", action="store_true",
                        help="also time the levers that were weighed and rejected (torch.compile, vmap)")
@@ -376,6 +379,7 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 
 def _tune(exp, args: argparse.Namespace) -> int:
+    from gridnoise.report.tuning import write_tuning_outputs
     from gridnoise.study.tune import tune
 
     outcome = tune(exp, args.out, trials=args.trials, workers=args.workers, address=args.address,
@@ -385,10 +389,12 @@ def _tune(exp, args: argparse.Namespace) -> int:
             "no finished trial"
         failed = f", {arm['fail']} failed" if arm["fail"] else ""
         print(f"  {name}: {arm['trials']} trials ({arm['pruned']} pruned{failed}); {best}")
+    report = write_tuning_outputs(args.out)
     if outcome.tuned_file is None:
-        print(f"gridnoise: no tuned experiment: {', '.join(outcome.incomplete)} finished no trial", file=sys.stderr)
+        print(f"gridnoise: no tuned experiment: {', '.join(outcome.incomplete)} finished no trial (report: {report})",
+              file=sys.stderr)
         return 1
-    print(f"{exp.name}: tuned -> {outcome.tuned_file}")
+    print(f"{exp.name}: tuned -> {outcome.tuned_file}, report -> {report}")
     return 0
 
 
@@ -448,7 +454,12 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from gridnoise.report.outputs import write_study_outputs
+    from gridnoise.report.tuning import write_tuning_outputs
+    from gridnoise.rundir import TUNING_FILE
 
+    if (args.study_dir / TUNING_FILE).is_file():  # a tuning directory (gridnoise tune)
+        print(f"report -> {write_tuning_outputs(args.study_dir, args.dest)}")
+        return 0
     print(f"report -> {write_study_outputs(args.study_dir, args.dest)}")
     return 0
 
@@ -493,12 +504,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from gridnoise.files import write_json
 
     if min(args.steps, args.samples, args.workers, args.repeats, args.task_steps) < 1 \
-            or args.n_points < BENCH_MIN_POINTS:
-        raise ConfigError("--steps, --samples, --workers, --task-steps and --repeats must be >= 1 and --n-points >= "
-                          f"{BENCH_MIN_POINTS}")
+            or args.n_points < BENCH_MIN_POINTS or args.ode_points < 2:
+        raise ConfigError("--steps, --samples, --workers, --task-steps and --repeats must be >= 1, --ode-points >= 2 "
+                          f"and --n-points >= {BENCH_MIN_POINTS}")
     result = run_bench(BenchSettings(steps=args.steps, warmup=min(30, args.steps), samples=args.samples,
                                      n_points=args.n_points, workers=args.workers, repeats=args.repeats,
-                                     levers=args.levers, task_steps=args.task_steps))
+                                     levers=args.levers, task_steps=args.task_steps, ode_points=args.ode_points))
     print(format_table(result))
     write_json(args.json, result)
     print(f"-> {args.json}")

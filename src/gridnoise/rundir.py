@@ -78,6 +78,9 @@ RUN_ENTRIES = {CONFIG_FILE, CHECKPOINT_FILE, LOSSES_FILE, SAMPLES_FILE, METRICS_
                LIKELIHOOD_TERMS_FILE, LIKELIHOOD_FIGURE,
                TIMINGS_FILE}
 EXPERIMENT_FILE = "experiment.json"  # in a study directory: the experiment it holds
+TUNING_FILE = "tuning.json"  # a tuning directory's record (`gridnoise tune`)
+JOURNAL_FILE = "tuning.journal"  # its Optuna journal: every arm's trials
+TUNED_FILE = "tuned.toml"  # the experiment file of its chosen settings
 
 
 def file_stem(name: str) -> str:

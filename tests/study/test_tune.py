@@ -21,12 +21,15 @@ from gridnoise.components import sampling_components
 from gridnoise.data import run_points
 from gridnoise.data.datafile import to_model
 from gridnoise.likelihood import bits_per_dim
+from gridnoise.report.outputs import write_study_outputs
+from gridnoise.report.tuning import best_so_far, importances, write_tuning_outputs
+from gridnoise.rundir import JOURNAL_FILE, TUNED_FILE, TUNING_FILE
 from gridnoise.seeding import generator
 from gridnoise.study.evaluation import VALIDATION_STREAM, heldout_points, sampler_bound
 from gridnoise.study.executor import run_tasks
 from gridnoise.study.experiment import load_experiment
 from gridnoise.study.trials import objective_value
-from gridnoise.study.tune import JOURNAL_FILE, TUNED_FILE, TUNING_FILE, report_steps, tune
+from gridnoise.study.tune import report_steps, tune
 
 from conftest import cli
 
@@ -168,6 +171,38 @@ def test_the_tuned_experiment_reproduces_each_best_trial(tuned, tmp_path):
         trial = rundir.read_metrics(out / "trials" / name / f"trial_{arm['best_trial']}" / "seed_100")
         assert final == {**trial, "training_time": final["training_time"],
                          "inference_time": final["inference_time"]}, name
+    # its report says which settings each run won with, and how many trials it had
+    report = write_study_outputs(tmp_path / "final").read_text()
+    section = report[report.index("## Tuned settings"):].split("\n## ")[0]
+    for name, arm in arms(out).items():
+        run, dataset = name.split("/")
+        lr = f"{arm['best_params']['train.lr']:.3g}"
+        row = next(line for line in section.splitlines() if line.startswith(f"| {run} ") and f"| {dataset} |" in line)
+        assert f"`train.lr` = {lr}" in row and f"| {arm['trials']} | {arm['pruned']} | {arm['fail']} |" in row
+
+
+def test_the_tuning_report_shows_each_search(tuned, tmp_path):
+    """The tuning's report reads the journal: each arm's counts and chosen settings, its best-so-far
+    curve (the running best of its finished trials) and its parameter importances."""
+    _, out = tuned
+    report = write_tuning_outputs(out, tmp_path).read_text()
+    assert (tmp_path / "tuning_progress.png").is_file() and (tmp_path / "tuning_importances.png").is_file()
+    assert "report.html" in {p.name for p in tmp_path.iterdir()}
+    for name, study in studies(out).items():
+        run, dataset = name.split("/")
+        trials = study.get_trials()
+        finished = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+        pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in trials)
+        row = next(line for line in report.splitlines() if line.startswith(f"| {run} | {dataset} |"))
+        assert f"| {len(trials)} | {len(finished)} | {pruned} |" in row
+        xs, ys = best_so_far(study)
+        first = min(t.number for t in finished)
+        assert xs == list(range(first + 1, len(trials) + 1))
+        assert ys == [min(t.value for t in finished if t.number < x) for x in xs]
+        found = importances(study)
+        if len(finished) >= 2:
+            assert set(found) == set(trials[0].params) and sum(found.values()) == pytest.approx(1.0)
+            assert all(f"`{p}` {v:.2f}" in report for p, v in found.items())
 
 
 def test_trials_are_scored_on_a_validation_draw(tuned):

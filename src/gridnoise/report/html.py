@@ -490,6 +490,19 @@ def render(report: Report, results: StudyResults) -> str:
     forests = [(s, divs) for s, divs in interactive if s.title == SECONDARY_FORESTS]
     ordered = [(s, plot_div(primary_forest, "plot-primary") if primary_forest else "") for s in first]
     ordered += forests + [(s, "") for s in sections] + [x for x in interactive if x not in forests]
+    return page(report.title, head, ordered)
+
+
+def static_page(report: Report) -> str:
+    """A report with no interactive figure as a page: its untitled first section as the header."""
+    sections = list(report.sections)
+    head = sections.pop(0) if sections and sections[0].title is None else Section(None)
+    return page(report.title, head, [(s, "") for s in sections])
+
+
+def page(title: str, head: Section, ordered: list[tuple[Section, str]]) -> str:
+    """The self-contained page: `head` under the title, a table of contents, then each section with
+    its extra HTML (an interactive figure's div), plotly's script inlined."""
     anchors: list[str] = []
     for s, _ in ordered:
         base = slug(s.title or "")
@@ -499,9 +512,9 @@ def render(report: Report, results: StudyResults) -> str:
     body = "\n".join(section(s, a, extra) for (s, extra), a in zip(ordered, anchors))
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-            f'<link rel="icon" href="data:,">\n<title>{escape(report.title)}</title>\n<style>{STYLE}</style>\n'
+            f'<link rel="icon" href="data:,">\n<title>{escape(title)}</title>\n<style>{STYLE}</style>\n'
             f"<script>{get_plotlyjs()}</script>\n<script>window.gridnoisePlots = [];</script>\n</head>\n<body>\n"
-            f"<h1>{inline(report.title)}</h1>\n{section(head)}\n<nav><ul>{toc}</ul></nav>\n{body}\n"
+            f"<h1>{inline(title)}</h1>\n{section(head)}\n<nav><ul>{toc}</ul></nav>\n{body}\n"
             "<script>Promise.all(window.gridnoisePlots).then(function () {"
             'document.body.setAttribute("data-plots-ready", String(window.gridnoisePlots.length));});</script>\n'
             "</body>\n</html>\n")

@@ -501,11 +501,48 @@ def why_absent(results: StudyResults, run: str, dataset: str, metric: str) -> st
     return "not recorded by its tasks"
 
 
+def tuned_section(results: StudyResults) -> Section:
+    """For a study of a tuned experiment file: the settings each run won with on each data set, and
+    the trials each had (empty otherwise)."""
+    tuned = results.experiment.get("tuned")
+    if not tuned:
+        return Section(None)
+    arms = tuned.get("arms", {})
+    rows = []
+    for run in results.runs:
+        for dataset in results.datasets:
+            arm = arms.get(f"{run['name']}/{dataset}", {})
+            settings = flat_settings(run.get("per_dataset", {}).get(dataset, {}))
+            rows.append([_run_name(run), dataset, ", ".join(f"`{k}` = {v}" for k, v in settings.items()) or "-",
+                         str(arm.get("trials", "-")), str(arm.get("pruned", "-")), str(arm.get("fail", "-")),
+                         fmt(arm.get("best_value"))])
+    return Section("Tuned settings", [
+        f"Each run's settings on each data set are its best of {tuned.get('trials', '-')} trials by "
+        f"`{tuned.get('objective', '-')}` on a validation draw (tuning seeds "
+        f"{', '.join(map(str, tuned.get('seeds', [])))}), the same budget for every run; this study measures them "
+        "on other seeds and a fresh held-out draw. The best validation value is the best of many tries, biased "
+        "low: compare runs on this study's numbers, not on it.",
+        Table(["run", "data set", "chosen settings", "trials", "pruned", "failed",
+               f"best validation {tuned.get('objective', '')}"], rows)])
+
+
+def flat_settings(tables: dict, prefix: str = "") -> dict[str, str]:
+    """Nested config tables as {"train.lr": "0.001", ...}, floats to 3 significant digits."""
+    flat: dict[str, str] = {}
+    for key, value in tables.items():
+        if isinstance(value, dict) and not (prefix + key).endswith(("grids", "l1")):
+            flat.update(flat_settings(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = f"{value:.3g}" if isinstance(value, float) else str(value)
+    return flat
+
+
 def report_sections(results: StudyResults, figures: list[Path]) -> Report:
     """Every section of a study's report, in order: the first screen answers the study's question."""
     claims = study_tests(results)
     return Report(f"Study report: {results.experiment['name']}", [
-        header(results), first_screen(results, claims, figures), forest_section(results, figures),
+        header(results), first_screen(results, claims, figures), tuned_section(results),
+        forest_section(results, figures),
         metric_tables(results), difference_tables(results, claims), schedule_section(results),
         edge_cell_section(results), likelihood_section(results, claims), knn_vs_exact_section(results),
         original_table(results), convergence_section(results), overhead_table(results), provenance_section(results),

@@ -128,11 +128,13 @@ def study_record(exp: Experiment, out: Path) -> dict:
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise OutputExistsError(f"{out} exists and is not a gridnoise study directory: choose another --out")
         datasets, seeds = list(exp.datasets), list(exp.seeds)
-    return {
+    record = {
         "name": exp.name, "identity": exp.identity(), "description": exp.description, "baseline": exp.baseline,
-        "runs": [{"name": r.name, "label": r.label, "variant": r.variant} for r in exp.runs],
+        "runs": [{"name": r.name, "label": r.label, "variant": r.variant} |
+                 ({"per_dataset": r.per_dataset} if r.per_dataset else {}) for r in exp.runs],
         "datasets": datasets, "seeds": seeds, "primary": exp.primary, "question": exp.question,
     }
+    return record | ({"tuned": exp.tuned} if exp.tuned else {})
 
 
 def check_data_files(tasks: list[Task]) -> None:

@@ -53,7 +53,7 @@ from gridnoise.errors import ConfigError
 from gridnoise.registry import PRIMARY_CHOICES
 from gridnoise.study.search import Param, TuneSettings, check_space, parse_space, parse_tune
 
-EXPERIMENT_KEYS = {"name", "description", "datasets", "seeds", "baseline", "primary", "question"}
+EXPERIMENT_KEYS = {"name", "description", "datasets", "seeds", "baseline", "primary", "question", "tuned"}
 
 
 @dataclass
@@ -94,6 +94,8 @@ class Experiment:
     primary: str = ""  # the report's primary metric; empty: chosen from what the study measured
     question: str = ""  # what the report's first screen answers; empty: whether any run beats the baseline
     tune: TuneSettings = field(default_factory=TuneSettings)  # how `gridnoise tune` tunes it
+    # in a file `gridnoise tune` wrote: how its per-data-set settings were chosen (objective, trials per arm)
+    tuned: dict[str, Any] = field(default_factory=dict)
 
     def run(self, name: str) -> RunSpec:
         return next(r for r in self.runs if r.name == name)
@@ -256,12 +258,20 @@ def parse_experiment(data: dict[str, Any], source: str = "experiment") -> Experi
         primary=str(primary),
         question=str(head.get("question", "")),
         tune=parse_tune(data.get("tune"), source, seeds),
+        tuned=_tuned(head.get("tuned", {}), source),
     )
     for run in exp.runs:  # every run must build a valid config, on every data set it has tables for
         for dataset in [exp.datasets[0], *run.per_dataset]:
             base = exp.config(run, dataset, exp.seeds[0])
         check_space(run.search, base, f"[runs.{run.name}.search]")
     return exp
+
+
+def _tuned(table: Any, source: str) -> dict[str, Any]:
+    if not isinstance(table, dict) or not isinstance(table.get("arms", {}), dict):
+        raise ConfigError(f"{source}: [experiment.tuned] is what `gridnoise tune` records of a tuning: restore it "
+                          "from the tuned.toml it wrote, or delete the table")
+    return table
 
 
 def load_experiment(path: str | Path) -> Experiment:

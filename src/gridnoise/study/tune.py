@@ -46,17 +46,15 @@ from gridnoise.data.densities import has_density
 from gridnoise.errors import ConfigError, OutputExistsError
 from gridnoise.files import write_json, write_text
 from gridnoise.plugins import adaptation_class
-from gridnoise.rundir import read_json
+from gridnoise.rundir import JOURNAL_FILE, TUNED_FILE, TUNING_FILE, read_json
 from gridnoise.seeding import derive_seed
 from gridnoise.study.executor import REFRESH_SECONDS, SweepProgress, connect, error_line
 from gridnoise.study.experiment import Experiment, RunSpec
 from gridnoise.study.search import direction, objective_for, optuna_class, tables_of
 from gridnoise.study.trials import trial_segment
 
-TUNING_FILE = "tuning.json"
-JOURNAL_FILE = "tuning.journal"
-TUNED_FILE = "tuned.toml"
 TRIALS_DIR = "trials"
+ARM_COUNTS = ("trials", "complete", "pruned", "fail", "best_value")  # what tuned.toml records of each arm
 REPORTS_PER_RUN = 4  # report steps when `tune.report_every` is 0: a quarter of training apart
 
 
@@ -228,7 +226,8 @@ def tuning_record(exp: Experiment, out: Path) -> dict:
             raise OutputExistsError(f"{out} exists and is not a gridnoise tuning directory: choose another --out")
         saved, datasets = {}, list(exp.datasets)
     return {**saved, "experiment": exp.name, "identity": identity, "datasets": datasets,
-            "runs": [r.name for r in exp.runs], "tune": dataclasses.asdict(exp.tune)}
+            "runs": [r.name for r in exp.runs], "variants": {r.name: r.variant for r in exp.runs},
+            "baseline": exp.baseline, "tune": dataclasses.asdict(exp.tune)}
 
 
 def tune(exp: Experiment, out: str | Path, *, trials: int | None = None, workers: int | None = None,
@@ -341,9 +340,14 @@ def finish(exp: Experiment, arms: list[Arm], out: Path, objective: str, budget: 
 
 def tuned_experiment(exp: Experiment, arms: list[Arm], objective: str, budget: int) -> str:
     """The experiment file of the final comparison: `exp` with each run's best settings per data set."""
-    head = {"name": exp.name, "description": exp.description, "datasets": exp.datasets, "seeds": exp.seeds,
+    head: dict[str, Any] = {"name": exp.name, "description": exp.description, "datasets": exp.datasets, "seeds": exp.seeds,
             "baseline": exp.baseline}
     head.update({k: v for k, v in (("primary", exp.primary), ("question", exp.question)) if v})
+    head["tuned"] = {"objective": objective, "trials": budget, "seeds": exp.tune.seeds,
+                     "validation_points": exp.tune.validation_points, "sampler": exp.tune.sampler,
+                     "pruner": exp.tune.pruner,
+                     "arms": {a.name: {k: v for k, v in arm_summary(a).items() if k in ARM_COUNTS}
+                              for a in arms}}
     runs: dict[str, Any] = {}
     for run in exp.runs:
         table: dict[str, Any] = {"label": run.label, "variant": run.variant, **run.overrides}
