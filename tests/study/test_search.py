@@ -80,3 +80,17 @@ def test_bad_spaces_and_tune_tables_name_the_fix(extra, text):
     with pytest.raises(ConfigError) as error:
         parse_experiment(experiment(**extra))
     assert re.search(text, str(error.value)), str(error.value)
+
+
+@pytest.mark.parametrize("name", ["tuned", "likelihood"])
+def test_shipped_experiments_declare_a_search_space_for_every_run(name):
+    """The documented tuning (the original study's five runs and the learned reverse variance) and the
+    likelihood study (the consistent variants) can be tuned as shipped."""
+    from gridnoise.study.experiment import bundled, load_experiment
+    from gridnoise.study.search import objective_for
+    from gridnoise.study.tune import check_tunable
+
+    exp = load_experiment(bundled(name))
+    assert all("train.lr" in run.search for run in exp.runs)
+    assert all("train.grid_lr_factor" in run.search for run in exp.runs if run.variant != "baseline")
+    check_tunable(exp, objective_for(exp.tune, exp.primary))
