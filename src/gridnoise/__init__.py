@@ -15,7 +15,8 @@ from gridnoise.version import __version__
 _EXPORTS = {
     "make_config": "gridnoise.api", "load_data": "gridnoise.api", "train": "gridnoise.api",
     "load_run": "gridnoise.api", "Run": "gridnoise.api", "sample_metrics": "gridnoise.api", "evaluate": "gridnoise.api",
-    "run_experiment": "gridnoise.api", "load_study": "gridnoise.api", "Study": "gridnoise.api",
+    "run_experiment": "gridnoise.api", "tune_experiment": "gridnoise.api", "load_study": "gridnoise.api",
+    "Study": "gridnoise.api",
     "RunConfig": "gridnoise.config", "SamplerConfig": "gridnoise.config", "AdaptationConfig": "gridnoise.config",
     "DATASETS": "gridnoise.data", "VARIANTS": "gridnoise.presets",
     "DDPMScheduler": "gridnoise.schedulers", "DDIMScheduler": "gridnoise.schedulers",

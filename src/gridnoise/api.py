@@ -32,11 +32,13 @@ from gridnoise.metrics import KLEstimator, sample_quality
 from gridnoise.registry import SAMPLERS
 from gridnoise.report.outputs import write_study_outputs
 from gridnoise.report.run_figures import grids_figure, samples_figure
+from gridnoise.report.tuning import write_tuning_outputs
 from gridnoise.run import train_run
 from gridnoise.sampling import sample_run
 from gridnoise.study.executor import run_tasks
 from gridnoise.study.experiment import bundled, load_experiment
 from gridnoise.study.results import load_results
+from gridnoise.study.tune import tune
 
 
 def make_config(variant: str = "baseline", **overrides: Any) -> RunConfig:
@@ -235,6 +237,22 @@ def run_experiment(experiment: str | Path, out: str | Path, *, seeds: list[int] 
 
     write_study_outputs(out)
     return Study(Path(out))
+
+
+def tune_experiment(experiment: str | Path, out: str | Path, *, trials: int | None = None,
+                    datasets: list[str] | None = None, steps: int | None = None, workers: int | None = None,
+                    address: str | None = None, progress: bool = False):
+    """Tune every run of an experiment file (or a bundled one by name, e.g. "tuned") on every data set
+    with the same budget (`gridnoise tune`), into `out`, on a local Dask cluster or the scheduler at
+    `address`; writes the tuning's report and, when every arm finished a trial, `out/tuned.toml` for
+    `run_experiment`. Returns the `TuneOutcome`: each arm's summary and the tuned file's path."""
+    path = Path(experiment)
+    if not path.suffix and not path.exists():
+        path = bundled(str(experiment))
+    exp = load_experiment(path).restricted(datasets=datasets, steps=steps)
+    outcome = tune(exp, out, trials=trials, workers=workers, address=address, progress=progress)
+    write_tuning_outputs(out)
+    return outcome
 
 
 def load_study(path: str | Path) -> Study:

@@ -31,7 +31,7 @@ from gridnoise.study.experiment import load_experiment
 from gridnoise.study.trials import objective_value
 from gridnoise.study.tune import report_steps, tune
 
-from conftest import cli
+from conftest import cli, loopback_cluster
 
 TRIALS, CONCURRENT, STEPS, EVERY, STARTUP = 6, 2, 120, 40, 2
 
@@ -280,3 +280,16 @@ def test_bad_tuning_input_is_one_line_and_writes_nothing(tuned, tmp_path):
         assert proc.returncode == 2 and len(lines) == 1 and text in lines[0], (args, proc.stderr)
     assert not any((tmp_path / name).exists() for name in ("a", *(f"out{i}" for i in range(len(cases)))))
     assert {p: p.stat().st_mtime_ns for p in full.rglob("*") if p.is_file()} == before
+
+
+def test_a_tuning_on_an_existing_dask_cluster_has_the_same_trials(tuned, tmp_path):
+    """Through the Python API, on a real scheduler and two workers on loopback: the trials of the
+    local tuning, and the tuning's report beside them."""
+    import gridnoise
+
+    path, full = tuned
+    with loopback_cluster(workers=2) as (address, _):
+        outcome = gridnoise.tune_experiment(path, tmp_path / "remote", address=address)
+    assert outcome.tuned_file == tmp_path / "remote" / TUNED_FILE and not outcome.incomplete
+    assert arms(tmp_path / "remote") == arms(full)
+    assert (tmp_path / "remote" / "report.md").is_file() and (tmp_path / "remote" / "report.html").is_file()

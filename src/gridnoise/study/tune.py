@@ -340,8 +340,8 @@ def finish(exp: Experiment, arms: list[Arm], out: Path, objective: str, budget: 
 
 def tuned_experiment(exp: Experiment, arms: list[Arm], objective: str, budget: int) -> str:
     """The experiment file of the final comparison: `exp` with each run's best settings per data set."""
-    head: dict[str, Any] = {"name": exp.name, "description": exp.description, "datasets": exp.datasets, "seeds": exp.seeds,
-            "baseline": exp.baseline}
+    head: dict[str, Any] = {"name": exp.name, "description": exp.description, "datasets": exp.datasets,
+                            "seeds": exp.seeds, "baseline": exp.baseline}
     head.update({k: v for k, v in (("primary", exp.primary), ("question", exp.question)) if v})
     head["tuned"] = {"objective": objective, "trials": budget, "seeds": exp.tune.seeds,
                      "validation_points": exp.tune.validation_points, "sampler": exp.tune.sampler,
