@@ -49,7 +49,7 @@ def test_bench_runs_at_a_tiny_size():
     # one worker, so the share of peak must be taken over the cores in use, not the machine's
     # (the peak is measured with as many single-threaded processes as the training figure)
     result = run_bench(BenchSettings(steps=3, warmup=1, samples=50, n_points=1000, workers=1, repeats=1,
-                                     levers=True, task_steps=20, ode_points=20))
+                                     levers=True, task_steps=20, ode_points=4))
     assert result["machine"]["native_bf16"] == HARDWARE_BF16
     precisions = ["fp32", "bf16"] if HARDWARE_BF16 else ["fp32"]
     assert set(result["matmul_gflops"]) == {f"{p}_{n}" for p in precisions
@@ -95,7 +95,7 @@ def test_bench_runs_at_a_tiny_size():
     # a baseline task's likelihood evaluation against its training: what the task and the evaluation recorded
     cost = result["likelihood"]
     assert (cost["variant"], cost["steps"], cost["nll_ode_points"], cost["nll_ode_check_points"]) == \
-        ("baseline", 20, 20, 20)
+        ("baseline", 20, 4, 4)
     assert cost["nll_elbo_points"] == 50  # the task's held-out draw: eval.num_samples points
     assert cost["likelihood_time"] >= cost["nll_elbo_time"] + cost["nll_ode_time"] > 0
     assert cost["ratio"] == pytest.approx(cost["likelihood_time"] / cost["training_time"])

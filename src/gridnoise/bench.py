@@ -309,31 +309,29 @@ def _tasks_in_one_worker(configs: list[dict], ode_points: int = 0) -> dict:
         return task
 
 
-def task_overhead(s: BenchSettings) -> dict:
+def task_overhead(s: BenchSettings, pool) -> dict:
     """One grid task of `s.task_steps` steps run the way a study worker runs it (`execute_task`, one
-    thread, in a process of its own), after a ten-step task in the same process: a worker pays its
-    imports once, not per task. Returns what the task recorded in its task.json: wall, training,
+    thread, in `pool`'s process of its own), after a ten-step task in the same process: a worker pays
+    its imports once, not per task. Returns what the task recorded in its task.json: wall, training,
     evaluation, figures and overhead seconds, and `overhead_share`, the time beyond training and
     evaluation as a fraction of the wall time, with the target it should stay under."""
     cfg = task_config(s, s.task_steps)
     warmup = task_config(BenchSettings(n_points=1000, samples=100, dataset=s.dataset), 10)
-    with mp.get_context("spawn").Pool(1) as pool:
-        task = pool.apply(_tasks_in_one_worker, ([to_dict(warmup), to_dict(cfg)],))
+    task = pool.apply(_tasks_in_one_worker, ([to_dict(warmup), to_dict(cfg)],))
     phases = ("wall_time", "training_time", "evaluation_time", "figures_time", "overhead_time", "overhead_share")
     return {"variant": TASK_VARIANT, "dataset": s.dataset, "steps": s.task_steps,
             "snapshots": s.task_steps // cfg.train.grid_snapshot_every, **{k: task[k] for k in phases},
             "target": TASK_OVERHEAD_TARGET}
 
 
-def likelihood_cost(s: BenchSettings) -> dict:
-    """A baseline task of `s.task_steps` steps run as a study worker runs it, then its full likelihood
-    evaluation in the same single-threaded process: the bound on its held-out points and the ODE on
-    `s.ode_points` (with its half-tolerance check), against the task's training time."""
+def likelihood_cost(s: BenchSettings, pool) -> dict:
+    """A baseline task of `s.task_steps` steps run as a study worker runs it (in `pool`'s process, warm
+    from the grid task), then its full likelihood evaluation in the same single-threaded process: the
+    bound on its held-out points and the ODE on `s.ode_points` (with its half-tolerance check), against
+    the task's training time."""
     cfg = task_config(s, s.task_steps)
     cfg.variant, cfg.adaptation = LIKELIHOOD_VARIANT, adaptation_for(LIKELIHOOD_VARIANT)
-    warmup = task_config(BenchSettings(n_points=1000, samples=100, dataset=s.dataset), 10)
-    with mp.get_context("spawn").Pool(1) as pool:
-        task = pool.apply(_tasks_in_one_worker, ([to_dict(warmup), to_dict(cfg)], s.ode_points))
+    task = pool.apply(_tasks_in_one_worker, ([to_dict(cfg)], s.ode_points))
     found = task["likelihood"]
     return {"variant": LIKELIHOOD_VARIANT, "dataset": s.dataset, "steps": s.task_steps,
             "training_time": task["training_time"], "likelihood_time": task["likelihood_time"],
@@ -393,8 +391,9 @@ def run_bench(s: BenchSettings) -> dict:
                 "sampling_fraction_of_peak": flops_sampling / sampling_machine / 1e9 / peak[f"{precision}_machine"],
             }
         out["variants"][variant] = result
-    out["grid_task"] = task_overhead(s)
-    out["likelihood"] = likelihood_cost(s)
+    with mp.get_context("spawn").Pool(1) as pool:  # one worker process, as a study's, for both tasks
+        out["grid_task"] = task_overhead(s, pool)
+        out["likelihood"] = likelihood_cost(s, pool)
     if s.levers:
         out["levers"] = {"vmap_models": vmap_lever(s)}
         try:  # inductor needs a C++ compiler; a machine without one reports why instead

@@ -156,9 +156,11 @@ def test_the_tuned_experiment_reproduces_each_best_trial(tuned, tmp_path):
     _, out = tuned
     exp = load_experiment(out / TUNED_FILE)
     assert exp.seeds == [0, 1]
-    outcome = run_tasks(exp.restricted(seeds=[100]), tmp_path / "final", workers=2, progress=False)
+    outcome = run_tasks(exp.restricted(seeds=[100], datasets=["moons"]), tmp_path / "final", workers=2,
+                        progress=False)
     assert not outcome.failed
-    for name, arm in arms(out).items():
+    chosen = {k: v for k, v in arms(out).items() if k.endswith("/moons")}
+    for name, arm in chosen.items():
         run, dataset = name.split("/")
         final = rundir.read_metrics(tmp_path / "final" / run / dataset / "seed_100")
         trial = rundir.read_metrics(out / "trials" / name / f"trial_{arm['best_trial']}" / "seed_100")
@@ -167,7 +169,7 @@ def test_the_tuned_experiment_reproduces_each_best_trial(tuned, tmp_path):
     # its report says which settings each run won with, and how many trials it had
     report = write_study_outputs(tmp_path / "final").read_text()
     section = report[report.index("## Tuned settings"):].split("\n## ")[0]
-    for name, arm in arms(out).items():
+    for name, arm in chosen.items():
         run, dataset = name.split("/")
         lr = f"{arm['best_params']['train.lr']:.3g}"
         row = next(line for line in section.splitlines() if line.startswith(f"| {run} ") and f"| {dataset} |" in line)
@@ -222,13 +224,14 @@ def test_trials_are_scored_on_a_validation_draw(tuned):
 
 
 def test_a_killed_tuning_resumes_to_the_same_trials(tuned, tmp_path):
-    """SIGKILL of one worker mid-trial (Dask retries its segment elsewhere), then of the command with its
-    whole cluster; the same command, on one worker this time, then finishes with the trials of the
-    uninterrupted tuning on two: the same seed gives the same trials whatever the workers."""
+    """A tuning of one data set: SIGKILL of one worker mid-trial (Dask retries its segment elsewhere),
+    then of the command with its whole cluster; the same command, on one worker this time, then
+    finishes with the trials of the uninterrupted tuning's arms on that data set, run on two: the same
+    seed gives the same trials whatever the workers and the other data sets."""
     path, full = tuned
     out = tmp_path / "killed"
-    args = [sys.executable, "-m", "gridnoise", "tune", str(path), "--out", str(out), "--workers", "2",
-            "--no-progress"]
+    args = [sys.executable, "-m", "gridnoise", "tune", str(path), "--out", str(out), "--datasets", "line",
+            "--workers", "2", "--no-progress"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline, worker = time.time() + 120, None
     while time.time() < deadline and proc.poll() is None and worker is None:
@@ -240,15 +243,14 @@ def test_a_killed_tuning_resumes_to_the_same_trials(tuned, tmp_path):
         time.sleep(0.02)
     assert worker is not None, "no trial checkpointed within 120 s"
     os.kill(worker, signal.SIGKILL)
-    while time.time() < deadline and proc.poll() is None and len(list(out.glob("trials/*/*/trial_*"))) < 10:
+    while time.time() < deadline and proc.poll() is None and len(list(out.glob("trials/*/*/trial_*"))) < 6:
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (out / TUNED_FILE).exists(), "the tuning finished before it was killed"
     done = subprocess.run([*args[:-2], "1", "--no-progress"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert arms(out) == arms(full)
-    assert (out / TUNED_FILE).read_text() == (full / TUNED_FILE).read_text()
+    assert arms(out) == {k: v for k, v in arms(full).items() if k.endswith("/line")}
 
 
 def test_bad_tuning_input_is_one_line_and_writes_nothing(tuned, tmp_path):
