@@ -96,15 +96,14 @@ def gridnoise_steps_per_second(variant: str, s: BenchSettings, precision: str = 
     return s.steps / (time.perf_counter() - start)
 
 
-def _on_every_core(measure, variant: str, s: BenchSettings, precision: str) -> list[float]:
-    """`measure(variant, s, precision, threads=1)` in `s.workers` processes at once, one result each."""
-    with mp.get_context("spawn").Pool(s.workers) as pool:
-        return pool.starmap(measure, [(variant, s, precision, 1)] * s.workers)
+def _on_every_core(measure, variant: str, s: BenchSettings, precision: str, pool) -> list[float]:
+    """`measure(variant, s, precision, threads=1)` in `pool`'s `s.workers` processes at once, one result each."""
+    return pool.starmap(measure, [(variant, s, precision, 1)] * s.workers)
 
 
-def machine_steps_per_second(variant: str, s: BenchSettings, precision: str = "fp32") -> float:
+def machine_steps_per_second(variant: str, s: BenchSettings, precision: str, pool) -> float:
     """Summed steps/s of one single-threaded training process per core, all running at once."""
-    return float(sum(_on_every_core(gridnoise_steps_per_second, variant, s, precision)))
+    return float(sum(_on_every_core(gridnoise_steps_per_second, variant, s, precision, pool)))
 
 
 def plain_steps_per_second(variant: str, s: BenchSettings) -> float:
@@ -147,10 +146,10 @@ def sampling_seconds(variant: str, s: BenchSettings, precision: str = "fp32", th
     return time.perf_counter() - start
 
 
-def machine_sampling_seconds(variant: str, s: BenchSettings, precision: str = "fp32") -> float:
+def machine_sampling_seconds(variant: str, s: BenchSettings, precision: str, pool) -> float:
     """Seconds per `s.samples` points when one single-threaded process per core samples at once
     (as the study's workers do): the slowest process's time over the number of processes."""
-    return max(_on_every_core(sampling_seconds, variant, s, precision)) / s.workers
+    return max(_on_every_core(sampling_seconds, variant, s, precision, pool)) / s.workers
 
 
 def plain_sampling_seconds(variant: str, s: BenchSettings) -> float:
@@ -216,11 +215,10 @@ def matmul_gflops(dtype: torch.dtype, threads: int, repeats: int = 400) -> float
     return 2 * BATCH * 256 * 256 * repeats / (time.perf_counter() - start) / 1e9
 
 
-def machine_matmul_gflops(dtype: torch.dtype, workers: int) -> float:
-    """Summed matmul throughput of `workers` single-threaded processes at once: the peak of the
-    same layout the training figure uses (two threads in one process split a 256^3 product badly)."""
-    with mp.get_context("spawn").Pool(workers) as pool:
-        return float(sum(pool.starmap(matmul_gflops, [(dtype, 1)] * workers)))
+def machine_matmul_gflops(dtype: torch.dtype, workers: int, pool) -> float:
+    """Summed matmul throughput of `pool`'s `workers` single-threaded processes at once: the peak of
+    the same layout the training figure uses (two threads in one process split a 256^3 product badly)."""
+    return float(sum(pool.starmap(matmul_gflops, [(dtype, 1)] * workers)))
 
 
 def compile_lever(s: BenchSettings) -> dict:
@@ -311,7 +309,7 @@ def _tasks_in_one_worker(configs: list[dict], ode_points: int = 0) -> dict:
 
 def task_overhead(s: BenchSettings, pool) -> dict:
     """One grid task of `s.task_steps` steps run the way a study worker runs it (`execute_task`, one
-    thread, in `pool`'s process of its own), after a ten-step task in the same process: a worker pays
+    thread, in one of `pool`'s processes), after a ten-step task in the same process: a worker pays
     its imports once, not per task. Returns what the task recorded in its task.json: wall, training,
     evaluation, figures and overhead seconds, and `overhead_share`, the time beyond training and
     evaluation as a fraction of the wall time, with the target it should stay under."""
@@ -325,8 +323,8 @@ def task_overhead(s: BenchSettings, pool) -> dict:
 
 
 def likelihood_cost(s: BenchSettings, pool) -> dict:
-    """A baseline task of `s.task_steps` steps run as a study worker runs it (in `pool`'s process, warm
-    from the grid task), then its full likelihood evaluation in the same single-threaded process: the
+    """A baseline task of `s.task_steps` steps run as a study worker runs it (in one of `pool`'s warm
+    processes), then its full likelihood evaluation in the same single-threaded process: the
     bound on its held-out points and the ODE on `s.ode_points` (with its half-tolerance check), against
     the task's training time."""
     cfg = task_config(s, s.task_steps)
@@ -351,7 +349,13 @@ def best_of(repeats: int, measure, *args, lower: bool = False) -> float:
 
 
 def run_bench(s: BenchSettings) -> dict:
-    """Every measurement, as a JSON-ready dict."""
+    """Every measurement, as a JSON-ready dict. The machine figures and the tasks run in one pool of
+    `s.workers` processes, started once (each figure used to start its own: 4 s of imports each)."""
+    with mp.get_context("spawn").Pool(s.workers) as pool:
+        return _run_bench(s, pool)
+
+
+def _run_bench(s: BenchSettings, pool) -> dict:
     best = functools.partial(best_of, s.repeats)
     bf16 = native_bf16("cpu")
     precisions = ["fp32", "bf16"] if bf16 else ["fp32"]
@@ -363,7 +367,7 @@ def run_bench(s: BenchSettings) -> dict:
         dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
         peak[f"{precision}_1thread"] = best(matmul_gflops, dtype, 1)
         peak[f"{precision}_all_threads"] = best(matmul_gflops, dtype, CORES)
-        peak[f"{precision}_machine"] = best(machine_matmul_gflops, dtype, s.workers)
+        peak[f"{precision}_machine"] = best(machine_matmul_gflops, dtype, s.workers, pool)
     out["matmul_gflops"] = peak
     for variant in VARIANTS:
         flops = training_flops_per_step(_config(variant, s), variant != "baseline")
@@ -373,9 +377,9 @@ def run_bench(s: BenchSettings) -> dict:
         result = {"plain_steps_per_s": plain, "plain_sampling_seconds": plain_sample,
                   "evaluation_seconds": best(evaluation_seconds, variant, s, lower=True)}
         for precision in precisions:
-            machine = best(machine_steps_per_second, variant, s, precision)
+            machine = best(machine_steps_per_second, variant, s, precision, pool)
             sampling = best(sampling_seconds, variant, s, precision, lower=True)
-            sampling_machine = best(machine_sampling_seconds, variant, s, precision, lower=True)
+            sampling_machine = best(machine_sampling_seconds, variant, s, precision, pool, lower=True)
             result[precision] = {
                 "steps_per_s_one_process": best(gridnoise_steps_per_second, variant, s, precision, CORES),
                 "steps_per_s_machine": machine,
@@ -391,9 +395,8 @@ def run_bench(s: BenchSettings) -> dict:
                 "sampling_fraction_of_peak": flops_sampling / sampling_machine / 1e9 / peak[f"{precision}_machine"],
             }
         out["variants"][variant] = result
-    with mp.get_context("spawn").Pool(1) as pool:  # one worker process, as a study's, for both tasks
-        out["grid_task"] = task_overhead(s, pool)
-        out["likelihood"] = likelihood_cost(s, pool)
+    out["grid_task"] = task_overhead(s, pool)  # each in one of the pool's processes, as a study worker's
+    out["likelihood"] = likelihood_cost(s, pool)
     if s.levers:
         out["levers"] = {"vmap_models": vmap_lever(s)}
         try:  # inductor needs a C++ compiler; a machine without one reports why instead
