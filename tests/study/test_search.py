@@ -94,3 +94,27 @@ def test_shipped_experiments_declare_a_search_space_for_every_run(name):
     assert all("train.lr" in run.search for run in exp.runs)
     assert all("train.grid_lr_factor" in run.search for run in exp.runs if run.variant != "baseline")
     check_tunable(exp, objective_for(exp.tune, exp.primary))
+
+
+def test_any_optuna_sampler_and_pruner_by_name_seeded_per_trial():
+    """`[tune] sampler` and `pruner` name Optuna's classes, with their options; each trial's sampler is
+    seeded from (seed, arm, trial number): the same trial always draws the same settings."""
+    import optuna
+
+    from gridnoise.study.tune import Arm, sampler_for
+
+    exp = parse_experiment(experiment(
+        defaults__search={"train.lr": {"low": 1e-4, "high": 1e-2, "log": True}},
+        tune={"sampler": "RandomSampler", "pruner": "SuccessiveHalvingPruner",
+              "pruner_options": {"min_resource": 2}}))
+    samplers = [sampler_for(exp, "base/moons", n) for n in (0, 0, 1)]
+    assert all(isinstance(s, optuna.samplers.RandomSampler) for s in samplers)
+    storage = optuna.storages.InMemoryStorage()
+    arm = Arm(exp, exp.run("base"), "moons", storage, None, "nll_elbo")
+    assert isinstance(arm.study.pruner, optuna.pruners.SuccessiveHalvingPruner)
+    drawn = []
+    for sampler in samplers:
+        arm.study.sampler = sampler
+        drawn.append(arm.study.ask(fixed_distributions={"train.lr": exp.run("base").search["train.lr"].distribution()})
+                     .params["train.lr"])
+    assert drawn[0] == drawn[1] != drawn[2]
