@@ -45,6 +45,10 @@ def test_a_baseline_near_its_floor_gets_no_percentage_and_a_negative_knn_kl_is_b
     assert not percent_meaningful("w2", values, Floor(0.045, 0.004, 5))  # within a few spreads of a perfect model
     negative = [-0.031, -0.030, -0.027, -0.022, -0.015]  # clearly away from 0, but a KL cannot be negative
     assert percent_meaningful("w2", negative) and not percent_meaningful("kl_divergence", negative)
+    # the schedules report's moons: a baseline KL well above 0, a run's KL below 0 - no "-131.6%"
+    base = [0.097, 0.08, 0.11, 0.09, 0.105]
+    assert percent_meaningful("kl_divergence", base, None, [0.12, 0.13, 0.11, 0.12, 0.125])
+    assert not percent_meaningful("kl_divergence", base, None, [-0.031, -0.03, -0.027, -0.035, -0.032])
     assert below_resolution("kl_divergence", -0.031, None)
     assert below_resolution("ddim20_kl_divergence", -0.01, None)
     assert not below_resolution("kl_divergence", 0.3, Floor(0.02, 0.002, 5))

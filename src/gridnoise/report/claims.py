@@ -155,12 +155,15 @@ def _described(results: StudyResults, metric: str, run: str, dataset: str) -> Pa
 # -- percentages and floors ---------------------------------------------------------------------
 
 
-def percent_meaningful(metric: str, baseline: list[float], floor: Floor | None = None) -> bool:
+def percent_meaningful(metric: str, baseline: list[float], floor: Floor | None = None,
+                       run: list[float] | None = None) -> bool:
     """Whether a change relative to the baseline's mean means something: its 95% interval excludes 0
     with its near end at least (1 - PERCENT_MARGIN) of the mean away from 0, the mean is not below
     the estimator's resolution (`below_resolution`: a negative k-NN KL never is a base), and (for a
-    sample metric) it lies more than two floor spreads from the floor a perfect model gets."""
-    if len(baseline) < 2:
+    sample metric) it lies more than two floor spreads from the floor a perfect model gets. Nor is
+    a change to a `run` mean below that resolution a percentage: a k-NN KL that ends below 0 did not
+    fall by more than 100%."""
+    if len(baseline) < 2 or (run and below_resolution(metric, sum(run) / len(run), floor)):
         return False
     mean, lo, hi = confidence_interval(baseline)
     if math.isnan(lo) or not (lo > 0 or hi < 0) or min(abs(lo), abs(hi)) < (1 - PERCENT_MARGIN) * abs(mean):

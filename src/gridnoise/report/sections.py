@@ -145,8 +145,9 @@ def difference_tables(results: StudyResults, claims: dict) -> Section:
         f"significant after correction at {ALPHA} (lower is better, except for precision and recall) and at least "
         "the estimator's floor spread; `tied`: not significant, or within the floor spread. `change` is relative "
         "to the baseline's mean only where that mean is clearly away from 0 (its 95% interval within half its "
-        "value, and clear of the floor). Times are tested only between tasks on one processor that did not share "
-        "their cores; otherwise they are described.", EVAL_LOSS_NOTE]
+        "value, and clear of the floor) and the run's mean is not below the estimator's resolution. Times are "
+        "tested only between tasks on one processor that did not share their cores; otherwise they are "
+        "described.", EVAL_LOSS_NOTE]
     for metric in [primary, *[m for m in claims if m != primary]]:
         if metric not in claims:
             continue
@@ -155,7 +156,8 @@ def difference_tables(results: StudyResults, claims: dict) -> Section:
             test = claim.test
             ci = "-" if math.isnan(test.ci_lo) else f"[{fmt(test.ci_lo)}, {fmt(test.ci_hi)}]"
             base = list(results.values(results.baseline, dataset, metric).values())
-            meaningful = percent_meaningful(metric, base, floor_of(floors, metric, dataset))
+            ran = list(results.values(run, dataset, metric).values())
+            meaningful = percent_meaningful(metric, base, floor_of(floors, metric, dataset), ran)
             change = fmt_percent(test.relative_change) if meaningful else "-"
             verdict = claim.verdict + (f" ({claim.reason})" if claim.reason else "")
             rows.append([f"{run} {results.label(run)}", dataset, str(test.n), fmt(test.mean_diff), ci, change,
