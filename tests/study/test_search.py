@@ -71,6 +71,11 @@ def test_run_spaces_add_to_the_shared_one():
     ({"tune": {"trials": 0}}, "must be >= 1"),
     ({"tune": {"sampler": "FooSampler"}}, "not an Optuna sampler"),
     ({"tune": {"pruner": "BasePruner"}}, "not an Optuna pruner"),
+    ({"tune": {"sampler": 3}}, "must be the name of an Optuna sampler"),
+    ({"tune": {"pruner_options": [1]}}, "table of keyword arguments"),
+    ({"tune": {"pruner_options": {"n_startup": 3}}}, "do not fit MedianPruner"),
+    ({"tune": {"sampler_options": {"seed": 1}}}, "do not fit TPESampler"),
+    ({"tune": {"objective": 7}}, "not one a trial"),
     ({"tune": {"objective": "eval_loss"}}, "cannot be|not one a trial"),
     ({"tune": {"budget": 3}}, "unknown key"),
 ])

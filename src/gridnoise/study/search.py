@@ -158,9 +158,15 @@ def parse_tune(table: Any, source: str, experiment_seeds: list[int]) -> TuneSett
         raise ConfigError(f"{source}: tune.objective {s.objective!r} is not one a trial can be scored by: choose "
                           f"from {', '.join(OBJECTIVES)}")
     for kind, name, options in (("samplers", s.sampler, s.sampler_options), ("pruners", s.pruner, s.pruner_options)):
+        if not isinstance(name, str):
+            raise ConfigError(f"{source}: tune.{kind[:-1]} must be the name of an Optuna {kind[:-1]} (got {name!r})")
         if not isinstance(options, dict):
             raise ConfigError(f"{source}: tune.{kind[:-1]}_options must be a table of keyword arguments")
-        optuna_class(kind, name, source)
+        cls = optuna_class(kind, name, source)
+        try:  # options it does not take fail here, not after the first trials
+            cls(**options, **({"seed": 0} if kind == "samplers" else {}))
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{source}: tune.{kind[:-1]}_options do not fit {name} ({e})") from None
     return s
 
 
