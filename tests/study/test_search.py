@@ -6,7 +6,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from gridnoise.config import RunConfig, adaptation_for
 from gridnoise.errors import ConfigError
 from gridnoise.study.experiment import parse_experiment
-from gridnoise.study.search import parse_space, tables_of
+from gridnoise.study.search import parse_space, settings_of, tables_of
 
 
 def experiment(**extra) -> dict:
@@ -36,8 +36,10 @@ def test_each_kind_of_range_becomes_its_optuna_distribution():
 
 def test_a_grid_size_is_set_without_losing_the_other_grids():
     base = RunConfig(variant="multiscale", adaptation=adaptation_for("multiscale"))
-    assert tables_of({"adaptation.grids.fine": 8, "train.lr": 1e-3}, base) == \
-        {"adaptation": {"grids": {"coarse": 5, "fine": 8}}, "train": {"lr": 1e-3}}
+    tables = tables_of({"adaptation.grids.fine": 8, "train.lr": 1e-3}, base)
+    assert tables == {"adaptation": {"grids": {"coarse": 5, "fine": 8}}, "train": {"lr": 1e-3}}
+    # and back, as a report lists them: a table-valued setting stays one value
+    assert settings_of(tables) == {"adaptation.grids": {"coarse": 5, "fine": 8}, "train.lr": 1e-3}
 
 
 def test_per_dataset_tables_set_one_data_set_and_enter_the_identity():

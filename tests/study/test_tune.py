@@ -216,7 +216,7 @@ def test_trials_are_scored_on_a_validation_draw(tuned):
 
     def bound(points):
         x = torch.as_tensor(to_model(points, cfg.data.shift, cfg.data.scale), dtype=torch.float32)
-        value = sampler_bound("ddpm", model, adaptation, scheduler, cfg, x, cfg.sampler,
+        value = sampler_bound(model, adaptation, scheduler, cfg, x, cfg.sampler,
                               generator(cfg.seed, "validation-elbo"))
         return bits_per_dim(value.mean(), cfg.data.scale)
     assert bound(validation) == pytest.approx(arm["best_value"], rel=1e-9)

@@ -54,6 +54,12 @@ def fmt(x: float | None, digits: int = DIGITS) -> str:
     return f"{x:.{digits}f}"
 
 
+def fmt_setting(value) -> str:
+    """A config setting's value in a sentence or table: floats to 3 significant digits (a learning
+    rate of 4.1e-4 stays readable), anything else as Python prints it."""
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
 def fmt_percent(fraction: float) -> str:
     """A relative change as a signed percentage, "-" when undefined."""
     return "-" if math.isnan(fraction) else f"{100 * fraction:+.{PERCENT_DIGITS}f}%"

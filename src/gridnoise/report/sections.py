@@ -38,6 +38,7 @@ from gridnoise.report.blocks import (
     fmt,
     fmt_ci,
     fmt_percent,
+    fmt_setting,
     paired_tests,
     verdict,
 )
@@ -70,6 +71,7 @@ from gridnoise.report.verdict import (
 from gridnoise.rundir import KL_HISTORY_FILE, read_config, read_json, read_losses, read_provenance
 from gridnoise.study.floors import FLOOR_DRAWS, read_floors
 from gridnoise.study.results import StudyResults
+from gridnoise.study.search import settings_of
 
 TEST_SENTENCE = (
     "Each run is compared with the baseline on the seeds both have: mean difference (run - baseline), its 95% "
@@ -514,8 +516,9 @@ def tuned_section(results: StudyResults) -> Section:
     for run in results.runs:
         for dataset in results.datasets:
             arm = arms.get(f"{run['name']}/{dataset}", {})
-            settings = flat_settings(run.get("per_dataset", {}).get(dataset, {}))
-            rows.append([_run_name(run), dataset, ", ".join(f"`{k}` = {v}" for k, v in settings.items()) or "-",
+            settings = settings_of(run.get("per_dataset", {}).get(dataset, {}))
+            rows.append([_run_name(run), dataset,
+                         ", ".join(f"`{k}` = {fmt_setting(v)}" for k, v in settings.items()) or "-",
                          str(arm.get("trials", "-")), str(arm.get("pruned", "-")), str(arm.get("fail", "-")),
                          fmt(arm.get("best_value"))])
     return Section("Tuned settings", [
@@ -526,17 +529,6 @@ def tuned_section(results: StudyResults) -> Section:
         "low: compare runs on this study's numbers, not on it.",
         Table(["run", "data set", "chosen settings", "trials", "pruned", "failed",
                f"best validation {tuned.get('objective', '')}"], rows)])
-
-
-def flat_settings(tables: dict, prefix: str = "") -> dict[str, str]:
-    """Nested config tables as {"train.lr": "0.001", ...}, floats to 3 significant digits."""
-    flat: dict[str, str] = {}
-    for key, value in tables.items():
-        if isinstance(value, dict) and not (prefix + key).endswith(("grids", "l1")):
-            flat.update(flat_settings(value, f"{prefix}{key}."))
-        else:
-            flat[prefix + key] = f"{value:.3g}" if isinstance(value, float) else str(value)
-    return flat
 
 
 def report_sections(results: StudyResults, figures: list[Path]) -> Report:

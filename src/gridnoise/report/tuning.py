@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt
 from gridnoise.errors import CheckpointError
 from gridnoise.files import write_text
 from gridnoise.report import html, markdown
-from gridnoise.report.blocks import Figure, Report, Section, Table, fmt
+from gridnoise.report.blocks import Figure, Report, Section, Table, fmt, fmt_setting
 from gridnoise.report.colours import run_colours
 from gridnoise.report.run_figures import save_figure
 from gridnoise.rundir import JOURNAL_FILE, TUNING_FILE, read_json
@@ -142,11 +142,6 @@ def importance_figure(tuning: Tuning, dest: Path, found: dict[str, dict[str, flo
     return save_figure(fig, dest / IMPORTANCE_FIGURE)
 
 
-def _value(v: Any) -> str:
-    """A chosen setting: floats to 3 significant digits (a learning rate of 4.1e-4 stays readable)."""
-    return f"{v:.3g}" if isinstance(v, float) else str(v)
-
-
 def tuning_report(tuning: Tuning, figures: list[Path], found: dict[str, dict[str, float]]) -> Report:
     """The report's sections: what was tuned and how, the per-arm table, the figures, the importances."""
     r = tuning.record
@@ -163,7 +158,7 @@ def tuning_report(tuning: Tuning, figures: list[Path], found: dict[str, dict[str
         "value here is the best of many tries and is biased low."])
     rows = []
     for arm in arms.values():
-        settings = ", ".join(f"`{p}` = {_value(v)}" for p, v in arm.get("best_params", {}).items()) or "-"
+        settings = ", ".join(f"`{p}` = {fmt_setting(v)}" for p, v in arm.get("best_params", {}).items()) or "-"
         rows.append([arm["run"], arm["dataset"], str(arm["trials"]), str(arm["complete"]), str(arm["pruned"]),
                      str(arm["fail"]), fmt(arm.get("best_value")), settings])
     table = Table(["Run", "Data set", "Trials", "Finished", "Pruned", "Failed", f"Best {objective}", "Chosen settings"],

@@ -188,13 +188,10 @@ def evaluate_run(run_dir: str | Path, metrics: list[str], device: str = "cpu", o
     terms: dict[str, np.ndarray] = {}
     if "nll_elbo" in todo or ("kl_exact" in todo and "nll_elbo" not in result):
         start = time.perf_counter()
-        # the run's own sampler, measured as the full DDPM chain it approximates where it is DDIM
-        main = cfg.sampler if cfg.sampler.sampler != "ddim" else SamplerConfig(clip_sample=cfg.sampler.clip_sample)
-        for name, sampler in [("", main), *[(f"{k}_", v) for k, v in cfg.eval.extra_samplers.items()]]:
-            kind = sampler.sampler
-            if kind == "ddim":
+        for name, sampler in [("", bound_sampler(cfg)), *[(f"{k}_", v) for k, v in cfg.eval.extra_samplers.items()]]:
+            if sampler.sampler == "ddim":
                 continue  # a DDIM chain skips timesteps: not this bound's Markov chain
-            bound = sampler_bound(kind, model, adaptation, scheduler, cfg, x, sampler, generator(cfg.seed, "elbo", dev))
+            bound = sampler_bound(model, adaptation, scheduler, cfg, x, sampler, generator(cfg.seed, "elbo", dev))
             result[f"{name}nll_elbo"] = bpd(bound.mean())
             result[f"{name}nll_elbo_stderr"] = bits(bound.stderr())
             result[f"{name}nll_elbo_prior"] = bits(float(bound.terms["prior"].mean()))
@@ -243,11 +240,17 @@ def evaluate_run(run_dir: str | Path, metrics: list[str], device: str = "cpu", o
     return result
 
 
-def sampler_bound(kind: str, model, adaptation, scheduler, cfg, x: torch.Tensor, sampler: SamplerConfig,
+def bound_sampler(cfg: RunConfig) -> SamplerConfig:
+    """The sampler a run's own bound is measured for: its `[sampler]`, or for DDIM the full DDPM chain
+    it approximates (with its clipping)."""
+    return cfg.sampler if cfg.sampler.sampler != "ddim" else SamplerConfig(clip_sample=cfg.sampler.clip_sample)
+
+
+def sampler_bound(model, adaptation, scheduler, cfg, x: torch.Tensor, sampler: SamplerConfig,
                   gen: torch.Generator):
     """The variational bound of `x` `(N, 2)` (model units) for a DDPM or cell `sampler` of the run."""
     clip = sampler.clip_sample
-    if kind != "cell":
+    if sampler.sampler != "cell":
         return variational_bound(model, adaptation, scheduler, x, gen, clip_sample=clip)
 
     training = torch.as_tensor(model_points(cfg), device=x.device)

@@ -271,6 +271,19 @@ def tables_of(values: dict[str, Any], base: RunConfig) -> dict[str, Any]:
     return tables
 
 
+def settings_of(tables: dict[str, Any], prefix: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Config tables as dotted settings, the inverse of `tables_of`: {"train": {"lr": 1e-3}} ->
+    {"train.lr": 1e-3}; a table-valued setting (`adaptation.grids`) stays one value."""
+    flat: dict[str, Any] = {}
+    for key, value in tables.items():
+        keys = [*prefix, key]
+        if isinstance(value, dict) and len(setting_path([*keys, ""])) > len(keys):
+            flat.update(settings_of(value, tuple(keys)))  # a config table: its settings one by one
+        else:
+            flat[".".join(keys)] = value
+    return flat
+
+
 def setting_path(keys: list[str]) -> list[str]:
     """The part of a dotted path that names a config setting (the rest are keys inside its value)."""
     cls: Any = RunConfig

@@ -29,7 +29,7 @@ from gridnoise.run import train_run
 from gridnoise.sampling import draw
 from gridnoise.schedulers import make_scheduler
 from gridnoise.seeding import generator
-from gridnoise.study.evaluation import VALIDATION_STREAM, heldout_points, sampler_bound
+from gridnoise.study.evaluation import VALIDATION_STREAM, bound_sampler, heldout_points, sampler_bound
 from gridnoise.study.executor import keep_freed_memory
 
 ODE_OBJECTIVE_POINTS = 200  # validation points an ODE objective solves (its cost grows with them)
@@ -55,8 +55,8 @@ def objective_value(run_dir: str | Path, objective: str, points: int) -> float:
     validation, _ = heldout_points(cfg, points, VALIDATION_STREAM)
     x = torch.as_tensor(to_model(validation, cfg.data.shift, cfg.data.scale), dtype=torch.float32)
     if objective in ("nll_elbo", "kl_bound"):
-        bound = sampler_bound(cfg.sampler.sampler if cfg.sampler.sampler != "ddim" else "ddpm", model, adaptation,
-                              scheduler, cfg, x, cfg.sampler, generator(cfg.seed, "validation-elbo"))
+        bound = sampler_bound(model, adaptation, scheduler, cfg, x, bound_sampler(cfg),
+                              generator(cfg.seed, "validation-elbo"))
         return _likelihood_objective(objective, bits_per_dim(bound.mean(), cfg.data.scale), cfg)
     if objective in ("nll_ode", "kl_exact"):
         reason = ode_skip_reason(adaptation)

@@ -129,10 +129,12 @@ class Arm:
 
     def config(self, number: int, seed: int) -> RunConfig:
         """The run config of trial `number` on tuning seed `seed`: the task's, with the trial's settings."""
-        trial = self.trials()[number]
-        values = {p: self.run.search[p].value(v) for p, v in trial.params.items()}
         base = self.bases[seed]
-        return override(base, tables_of(values, base))
+        return override(base, tables_of(self.settings(self.trials()[number]), base))
+
+    def settings(self, trial) -> dict[str, Any]:
+        """A trial's searched settings as the config takes them ({"train.lr": 1e-3, ...})."""
+        return {p: self.run.search[p].value(v) for p, v in trial.params.items()}
 
     def directory(self, number: int, seed: int) -> Path:
         return self.out / TRIALS_DIR / self.run.name / self.dataset / f"trial_{number}" / f"seed_{seed}"
@@ -190,10 +192,11 @@ class Arm:
                     ended.append(n)
                 else:
                     trial.report(value, step)
+        reported = {t.number: t for t in self.trials()}  # with this round's reports
         for n in [n for n in self.batch if n not in ended]:
-            trial = Trial(self.study, self.trials()[n]._trial_id)
+            trial = Trial(self.study, reported[n]._trial_id)
             if last:
-                self.study.tell(n, self.trials()[n].intermediate_values[step])
+                self.study.tell(n, reported[n].intermediate_values[step])
                 ended.append(n)
             elif trial.should_prune():
                 self.study.tell(n, state=TrialState.PRUNED)
@@ -322,7 +325,7 @@ def arm_summary(arm: Arm) -> dict[str, Any]:
     if complete:
         best = arm.study.best_trial
         summary.update(best_trial=best.number, best_value=best.value,
-                       best_params={p: arm.run.search[p].value(v) for p, v in best.params.items()})
+                       best_params=arm.settings(best))
     return summary
 
 
@@ -353,11 +356,9 @@ def tuned_experiment(exp: Experiment, arms: list[Arm], objective: str, budget: i
         table: dict[str, Any] = {"label": run.label, "variant": run.variant, **run.overrides}
         per_dataset = {}
         for arm in (a for a in arms if a.run is run):
-            best = arm.study.best_trial
-            values = {p: run.search[p].value(v) for p, v in best.params.items()}
-            seed = exp.tune.seeds[0]
             per_dataset[arm.dataset] = merge_tables(run.per_dataset.get(arm.dataset, {}),
-                                                    tables_of(values, arm.bases[seed]))
+                                                    tables_of(arm.settings(arm.study.best_trial),
+                                                              arm.bases[exp.tune.seeds[0]]))
         table["per_dataset"] = per_dataset
         runs[run.name] = table
     header = (f"# Written by `gridnoise tune` from the experiment '{exp.name}': each run's settings on each data set\n"
