@@ -29,7 +29,7 @@ from gridnoise.run import train_run
 from gridnoise.sampling import draw
 from gridnoise.schedulers import make_scheduler
 from gridnoise.seeding import generator
-from gridnoise.study.evaluation import VALIDATION_STREAM, bound_sampler, heldout_points, sampler_bound
+from gridnoise.study.evaluation import VALIDATION_STREAM, bound_sampler, heldout_points, kl_bits, sampler_bound
 from gridnoise.study.executor import keep_freed_memory
 
 ODE_OBJECTIVE_POINTS = 200  # validation points an ODE objective solves (its cost grows with them)
@@ -84,4 +84,4 @@ def _likelihood_objective(objective: str, nll_bits: float, cfg: RunConfig) -> fl
     if not has_density(cfg.dataset):
         raise MetricError(f"{objective} needs a data set with a known density, and {cfg.dataset} has none: tune on "
                           "nll_elbo instead")
-    return 2 * nll_bits - entropy(cfg.dataset).bits
+    return kl_bits(nll_bits, entropy(cfg.dataset).bits)
