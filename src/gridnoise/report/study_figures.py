@@ -321,7 +321,7 @@ def forest_figure(results: StudyResults, metric: str = "kl_divergence", claims: 
         ax.margins(x=0.15)
         ax.xaxis.set_major_locator(MaxNLocator(4))
     axes[0, 0].set_yticks(range(len(runs)), [r["label"] for r in runs])
-    axes[0, 0].set_ylim(len(runs) - 0.5, -0.5)  # the experiment's first run on top
+    axes[0, 0].set_ylim(max(len(runs), 1) - 0.5, -0.5)  # the experiment's first run on top (a row when none)
     fig.legend([Line2D([], [], color="grey", lw=HOLM_BAR_WIDTH, alpha=HOLM_BAR_ALPHA, solid_capstyle="butt"),
                 Line2D([], [], color="grey", lw=1, marker="|", ms=6)], [HOLM_BAR, PLAIN_LINE],
                loc="outside lower center", ncols=2, fontsize=8, frameon=False)
