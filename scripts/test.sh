@@ -6,6 +6,15 @@ bash scripts/install.sh
 # The report.html test drives Debian's headless Chromium with Selenium: install it when missing (needs root or sudo).
 bash scripts/install_browser.sh
 export GRIDNOISE_REQUIRE_BROWSER=1  # so the browser test fails, not skips, if Chromium is still missing
+# The cluster tests submit to a single-node Slurm on loopback: installed and started here as root (its
+# daemons stopped by PID when the tests end); elsewhere those tests skip, saying why.
+if [ "$(id -u)" -eq 0 ]; then
+    bash scripts/slurm.sh install
+    bash scripts/slurm.sh start
+    trap 'bash scripts/slurm.sh stop' EXIT
+    eval "$(bash scripts/slurm.sh env)"
+    export GRIDNOISE_REQUIRE_SLURM=1  # so they fail, not skip, if Slurm did not come up
+fi
 # Tests read the Datasaurus table from ../shared/data unless told otherwise; never the network.
 export GRIDNOISE_DATASAURUS="${GRIDNOISE_DATASAURUS:-$(cd .. && pwd)/shared/data/DatasaurusDozen.tsv}"
 .venv/bin/ruff check src tests examples

@@ -239,3 +239,30 @@ def loopback_cluster(workers: int = 1, env: dict | None = None):
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+
+
+SLURM_MISSING = ("no running Slurm: `bash scripts/slurm.sh install && bash scripts/slurm.sh start` as root, then "
+                 "`eval \"$(bash scripts/slurm.sh env)\"` (scripts/test.sh does all three)")
+
+
+@pytest.fixture(scope="session")
+def slurm():
+    """The single-node Slurm that scripts/test.sh starts (scripts/slurm.sh): skips the test without
+    one, fails it where GRIDNOISE_REQUIRE_SLURM is set (as in CI). Yields the `[cluster]` settings of
+    jobs whose workers and scheduler talk over loopback."""
+    import shutil
+
+    up = shutil.which("sbatch") is not None and subprocess.run(
+        ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True).stdout.strip() in ("idle", "mixed", "allocated")
+    if not up:
+        if os.environ.get("GRIDNOISE_REQUIRE_SLURM"):
+            pytest.fail(SLURM_MISSING)
+        pytest.skip(SLURM_MISSING)
+    return {"interface": "lo", "cores": 1, "memory": "1GB", "walltime": "00:20:00", "start_timeout": 120}
+
+
+def slurm_jobs(name: str | None = None) -> list[str]:
+    """The ids of the Slurm jobs pending or running (those of that job name)."""
+    done = subprocess.run(["squeue", "-h", "-o", "%i", *(["-n", name] if name else [])], capture_output=True,
+                          text=True, check=True)
+    return done.stdout.split()

@@ -35,6 +35,7 @@ from gridnoise.report.run_figures import grids_figure, samples_figure
 from gridnoise.report.tuning import write_tuning_outputs
 from gridnoise.run import train_run
 from gridnoise.sampling import sample_run
+from gridnoise.study.cluster import Cluster, make_cluster
 from gridnoise.study.executor import run_tasks
 from gridnoise.study.experiment import bundled, load_experiment
 from gridnoise.study.results import load_results
@@ -221,16 +222,20 @@ class Study:
 
 def run_experiment(experiment: str | Path, out: str | Path, *, seeds: list[int] | None = None,
                    datasets: list[str] | None = None, steps: int | None = None, workers: int | None = None,
-                   address: str | None = None, progress: bool = False, scheduler: str | None = None) -> Study:
-    """Run an experiment file (or a bundled one by name: "original", "improved", "schedules") on a
-    local Dask cluster (`workers` processes) or an existing one (its scheduler's `address`), into
+                   address: str | None = None, progress: bool = False, scheduler: str | None = None,
+                   cluster: str | Cluster = "local", cluster_settings: dict[str, Any] | None = None,
+                   scheduler_file: str | Path | None = None) -> Study:
+    """Run an experiment file (or a bundled one by name: "original", "improved", "schedules") into
     `out`, then write its summaries, figures and report; finished tasks are skipped. Failed tasks
-    raise one `GridnoiseError` naming them. `scheduler` is `address`'s former spelling."""
-    path = Path(experiment)
-    if not path.suffix and not path.exists():
-        path = bundled(str(experiment))
-    exp = load_experiment(path).restricted(seeds=seeds, datasets=datasets, steps=steps)
-    outcome = run_tasks(exp, out, workers=workers, address=address or scheduler, progress=progress)
+    raise one `GridnoiseError` naming them.
+
+    Where: a local Dask cluster (`workers` processes), an existing one (its scheduler's `address`,
+    or its `scheduler_file`), or `cluster="slurm"`: Slurm jobs with the file's `[cluster]` settings,
+    `cluster_settings` (the same keys) on top. `scheduler` is `address`'s former spelling."""
+    exp = _experiment(experiment).restricted(seeds=seeds, datasets=datasets, steps=steps)
+    where = make_cluster(cluster, workers=workers, address=address or scheduler, scheduler_file=scheduler_file,
+                         settings=exp.cluster, overrides=cluster_settings)
+    outcome = run_tasks(exp, out, where, progress=progress)
     if outcome.failed:
         first = next(iter(outcome.failed.items()))
         raise GridnoiseError(f"{len(outcome.failed)} task(s) failed, e.g. {first[0]}: {first[1]}")
@@ -241,18 +246,26 @@ def run_experiment(experiment: str | Path, out: str | Path, *, seeds: list[int] 
 
 def tune_experiment(experiment: str | Path, out: str | Path, *, trials: int | None = None,
                     datasets: list[str] | None = None, steps: int | None = None, workers: int | None = None,
-                    address: str | None = None, progress: bool = False):
+                    address: str | None = None, progress: bool = False, cluster: str | Cluster = "local",
+                    cluster_settings: dict[str, Any] | None = None, scheduler_file: str | Path | None = None):
     """Tune every run of an experiment file (or a bundled one by name, e.g. "tuned") on every data set
-    with the same budget (`gridnoise tune`), into `out`, on a local Dask cluster or the scheduler at
-    `address`; writes the tuning's report and, when every arm finished a trial, `out/tuned.toml` for
+    with the same budget (`gridnoise tune`), into `out`, wherever `run_experiment` would run it;
+    writes the tuning's report and, when every arm finished a trial, `out/tuned.toml` for
     `run_experiment`. Returns the `TuneOutcome`: each arm's summary and the tuned file's path."""
+    exp = _experiment(experiment).restricted(datasets=datasets, steps=steps)
+    where = make_cluster(cluster, workers=workers, address=address, scheduler_file=scheduler_file,
+                         settings=exp.cluster, overrides=cluster_settings)
+    outcome = tune(exp, out, trials=trials, cluster=where, progress=progress)
+    write_tuning_outputs(out)
+    return outcome
+
+
+def _experiment(experiment: str | Path):
+    """An experiment file, or a bundled one by name."""
     path = Path(experiment)
     if not path.suffix and not path.exists():
         path = bundled(str(experiment))
-    exp = load_experiment(path).restricted(datasets=datasets, steps=steps)
-    outcome = tune(exp, out, trials=trials, workers=workers, address=address, progress=progress)
-    write_tuning_outputs(out)
-    return outcome
+    return load_experiment(path)
 
 
 def load_study(path: str | Path) -> Study:

@@ -164,11 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
         study.add_argument("--datasets", type=_comma_list, help="comma-separated data sets")
         study.add_argument("--precision", choices=("fp32", "bf16"),
                            help="fp32 (default, exact) or bf16 autocast for every task (opt-in)")
-        study.add_argument("--workers", type=int, help="local worker processes (default: one per core)")
-        study.add_argument("--scheduler", dest="address", metavar="ADDRESS",
-                           help="address of an existing Dask scheduler, e.g. tcp://host:8786")
-        study.add_argument("--connect-timeout", type=float, default=CONNECT_TIMEOUT, metavar="SECONDS",
-                           help="how long to wait for the --scheduler")
+        _add_cluster_arguments(study)
         study.add_argument("--datasaurus", type=Path, help="path of DatasaurusDozen.tsv (offline dino)")
         study.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", dest="settings",
                            help="a config setting for every run, laid over the experiment's defaults (repeatable)")
@@ -188,11 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
                                "kl_exact (KL from the data's exact density)")
     evaluate.add_argument("--ode-points", type=int, default=1000, help="held-out points for the ODE likelihood")
     evaluate.add_argument("--tolerance", type=float, help="ODE solver rtol = atol (default 1e-5; also run at half)")
-    evaluate.add_argument("--workers", type=int, help="local worker processes for a study (default: one per core)")
-    evaluate.add_argument("--scheduler", dest="address", metavar="ADDRESS",
-                          help="address of an existing Dask scheduler")
-    evaluate.add_argument("--connect-timeout", type=float, default=CONNECT_TIMEOUT, metavar="SECONDS",
-                          help="how long to wait for the --scheduler")
+    _add_cluster_arguments(evaluate)
     evaluate.add_argument("--datasaurus", type=Path, help="path of DatasaurusDozen.tsv (offline dino)")
     evaluate.add_argument("--no-progress", action="store_true", help="hide a study's progress bar")
 
@@ -205,6 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("study_dir", type=Path)
     report.add_argument("--dest", type=Path,
                         help="write report.md, report.html and figures here (default: the study dir)")
+
+    cluster = sub.add_parser("cluster", help="show how a study's tasks would reach a cluster")
+    cluster_sub = cluster.add_subparsers(dest="cluster_command", required=True, parser_class=OneLineParser)
+    job = cluster_sub.add_parser("show", help="print the Slurm job script that --cluster slurm would submit "
+                                              "(nothing is submitted)")
+    job.add_argument("experiment", type=Path, nargs="?", help="an experiment file whose [cluster] table to use")
+    job.add_argument("--cluster", choices=("slurm",), default="slurm", help="the cluster kind")
+    _add_slurm_arguments(job)
 
     config = sub.add_parser("config", help="show a resolved configuration")
     config_sub = config.add_subparsers(dest="config_command", required=True, parser_class=OneLineParser)
@@ -240,6 +240,59 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--levers", action="store_true",
                        help="also time the levers that were weighed and rejected (torch.compile, vmap)")
     return parser
+
+
+# flag -> (SlurmSettings field, type, help): the command line's [cluster] settings, over the experiment file's
+SLURM_FLAGS: dict[str, tuple[str, Callable[[str], Any], str]] = {
+    "--queue": ("queue", str, "Slurm partition of the worker jobs"),
+    "--account": ("account", str, "Slurm account charged for the jobs"),
+    "--cores": ("cores", int, "cores per job"),
+    "--memory": ("memory", str, "memory per job, e.g. 8GB"),
+    "--processes": ("processes", int, "worker processes per job"),
+    "--walltime": ("walltime", str, "time limit per job, e.g. 02:00:00 (workers retire before it)"),
+    "--maximum-jobs": ("maximum_jobs", int, "jobs at once, at most"),
+    "--gpus": ("gpus", int, "GPUs per job: 0 or 1"),
+    "--python": ("python", str, "the Python the jobs run (needs gridnoise installed)"),
+    "--start-timeout": ("start_timeout", float, "seconds the first job may take to start its worker"),
+}
+
+
+def _add_slurm_arguments(parser: argparse.ArgumentParser) -> None:
+    """The [cluster] settings as flags (over the experiment file's, over dask-jobqueue's configuration)."""
+    group = parser.add_argument_group("Slurm jobs (--cluster slurm; default: the experiment's [cluster] table, "
+                                      "then dask-jobqueue's jobqueue.slurm configuration)")
+    for flag, (name, typ, help_text) in SLURM_FLAGS.items():
+        group.add_argument(flag, dest=f"slurm_{name}", type=typ, help=help_text)
+    group.add_argument("--job-extra", dest="slurm_job_extra_directives", action="append", metavar="DIRECTIVE",
+                       help="an extra #SBATCH directive, e.g. --job-extra=--qos=long (repeatable)")
+    group.add_argument("--prologue", dest="slurm_job_script_prologue", action="append", metavar="LINE",
+                       help="a shell line the job runs before its worker, e.g. 'module load python' (repeatable)")
+
+
+def _add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where a study command's tasks run: local processes, an existing Dask scheduler, or Slurm jobs."""
+    parser.add_argument("--cluster", choices=("local", "slurm"), default="local",
+                        help="local: worker processes on this machine; slurm: Slurm jobs hosting Dask workers "
+                             "(dask-jobqueue)")
+    parser.add_argument("--workers", type=int, help="local worker processes (default: one per core)")
+    parser.add_argument("--scheduler", dest="address", metavar="ADDRESS",
+                        help="address of an existing Dask scheduler, e.g. tcp://host:8786")
+    parser.add_argument("--scheduler-file", type=Path, metavar="PATH",
+                        help="the file of an existing Dask scheduler (dask scheduler --scheduler-file PATH)")
+    parser.add_argument("--connect-timeout", type=float, default=CONNECT_TIMEOUT, metavar="SECONDS",
+                        help="how long to wait for the --scheduler or --scheduler-file")
+    _add_slurm_arguments(parser)
+
+
+def _cluster(args: argparse.Namespace, settings=None):
+    """The `Cluster` the command line names, with `settings` (an experiment's [cluster]) under its flags."""
+    from gridnoise.study.cluster import make_cluster
+
+    overrides = {k[len("slurm_"):]: v for k, v in vars(args).items() if k.startswith("slurm_")}
+    return make_cluster(args.cluster, workers=getattr(args, "workers", None), address=getattr(args, "address", None),
+                        scheduler_file=getattr(args, "scheduler_file", None),
+                        connect_timeout=getattr(args, "connect_timeout", CONNECT_TIMEOUT), settings=settings,
+                        overrides=overrides)
 
 
 def _int_list(text: str) -> list[int]:
@@ -369,21 +422,20 @@ def cmd_study(args: argparse.Namespace) -> int:
         settings.setdefault("log", {})["mlflow_tracking_uri"] = args.mlflow_uri
     exp = load_experiment(path).restricted(seeds=getattr(args, "seeds", None), datasets=args.datasets,
                                            steps=args.steps, precision=args.precision, settings=settings)
+    cluster = _cluster(args, exp.cluster)
     if args.command == "tune":
-        return _tune(exp, args)
-    if args.address is None:  # remote workers may have other CPUs than this one
+        return _tune(exp, cluster, args)
+    if not cluster.remote:  # remote workers may have other CPUs than this one
         _warn_if_slow(*(exp.config(run, exp.datasets[0], exp.seeds[0]) for run in exp.runs))
-    outcome = run_tasks(exp, args.out, workers=args.workers, address=args.address,
-                        connect_timeout=args.connect_timeout, progress=not args.no_progress)
+    outcome = run_tasks(exp, args.out, cluster, progress=not args.no_progress)
     return _study_outcome(outcome, args.out, exp.name, "already finished", "no task finished")
 
 
-def _tune(exp, args: argparse.Namespace) -> int:
+def _tune(exp, cluster, args: argparse.Namespace) -> int:
     from gridnoise.report.tuning import write_tuning_outputs
     from gridnoise.study.tune import tune
 
-    outcome = tune(exp, args.out, trials=args.trials, workers=args.workers, address=args.address,
-                   connect_timeout=args.connect_timeout, progress=not args.no_progress)
+    outcome = tune(exp, args.out, trials=args.trials, cluster=cluster, progress=not args.no_progress)
     for name, arm in outcome.arms.items():
         best = f"best {arm['best_value']:.4g} with {arm['best_params']}" if "best_params" in arm else \
             "no finished trial"
@@ -429,8 +481,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
             print(f"-> {draw_likelihood_figure(args.path)}")
         return 0
-    outcome = evaluate_study(args.path, metrics, workers=args.workers, address=args.address,
-                             connect_timeout=args.connect_timeout, ode_points=args.ode_points,
+    outcome = evaluate_study(args.path, metrics, cluster=_cluster(args), ode_points=args.ode_points,
                              tolerance=args.tolerance, progress=not args.no_progress)
     return _study_outcome(outcome, args.path, ", ".join(metrics), "had them", "no task evaluated")
 
@@ -461,6 +512,15 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"report -> {write_tuning_outputs(args.study_dir, args.dest)}")
         return 0
     print(f"report -> {write_study_outputs(args.study_dir, args.dest)}")
+    return 0
+
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    from gridnoise.study.cluster import SlurmSettings, job_script
+    from gridnoise.study.experiment import load_experiment
+
+    settings = load_experiment(args.experiment).cluster if args.experiment is not None else SlurmSettings()
+    print(job_script(_cluster(args, settings).slurm), end="")
     return 0
 
 
@@ -520,7 +580,8 @@ BENCH_MIN_POINTS = 256  # one full batch
 
 COMMANDS = {"train": cmd_train, "sample": cmd_sample, "run": cmd_study, "reproduce": cmd_study, "tune": cmd_study,
             "plot": cmd_plot, "report": cmd_report, "bench": cmd_bench, "evaluate": cmd_evaluate,
-            "animate": cmd_animate, "compare": cmd_compare, "datasets": cmd_datasets, "config": cmd_config}
+            "animate": cmd_animate, "compare": cmd_compare, "datasets": cmd_datasets, "config": cmd_config,
+            "cluster": cmd_cluster}
 
 
 def main(argv: list[str] | None = None) -> int:

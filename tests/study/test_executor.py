@@ -1,11 +1,10 @@
-"""The study executor on real Dask: an embedded local cluster and a loopback scheduler + workers."""
+"""The study executor on real Dask: an embedded local cluster (remote ones: tests/study/test_cluster.py)."""
 
 import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -14,11 +13,12 @@ import pytest
 
 from gridnoise import rundir
 from gridnoise.errors import ClusterError, OutputExistsError
+from gridnoise.study.cluster import Cluster
 from gridnoise.study.executor import run_tasks
 from gridnoise.study.experiment import load_experiment
 from gridnoise.study.results import load_results, write_summaries
 
-from conftest import HARDWARE_BF16, free_port, loopback_cluster
+from conftest import HARDWARE_BF16, free_port
 
 EXPERIMENT = """
 [experiment]
@@ -68,7 +68,7 @@ def numbers(out: Path) -> dict:
 def test_local_cluster_runs_skips_and_summarises(tmp_path):
     exp = load_experiment(write_experiment(tmp_path))
     out = tmp_path / "study"
-    outcome = run_tasks(exp, out, workers=2, progress=False)
+    outcome = run_tasks(exp, out, cluster=Cluster(workers=2), progress=False)
     assert not outcome.failed and len(outcome.done) == 8 and not outcome.skipped
     first = numbers(out)
     assert len(first) == 8
@@ -82,7 +82,7 @@ def test_local_cluster_runs_skips_and_summarises(tmp_path):
 
     # Re-running skips every finished task (nothing retrained, files untouched).
     stamp = (out / "grid/line/seed_1/metrics.json").stat().st_mtime_ns
-    again = run_tasks(exp, out, workers=2, progress=False)
+    again = run_tasks(exp, out, cluster=Cluster(workers=2), progress=False)
     assert len(again.skipped) == 8 and (out / "grid/line/seed_1/metrics.json").stat().st_mtime_ns == stamp
 
     results = load_results(out)
@@ -104,17 +104,17 @@ def test_more_seeds_extend_and_other_experiments_are_refused(tmp_path):
     path = write_experiment(tmp_path, steps=20)
     exp = load_experiment(path)
     out = tmp_path / "study"
-    run_tasks(exp.restricted(seeds=[0], datasets=["moons"]), out, workers=1, progress=False)
-    grown = run_tasks(exp.restricted(seeds=[0, 1], datasets=["moons"]), out, workers=1, progress=False)
+    run_tasks(exp.restricted(seeds=[0], datasets=["moons"]), out, cluster=Cluster(workers=1), progress=False)
+    grown = run_tasks(exp.restricted(seeds=[0, 1], datasets=["moons"]), out, cluster=Cluster(workers=1), progress=False)
     assert len(grown.skipped) == 2 and len(grown.done) == 4
     assert json.loads((out / "experiment.json").read_text())["seeds"] == [0, 1]
     with pytest.raises(OutputExistsError, match="another experiment"):
-        run_tasks(exp.restricted(steps=21), out, workers=1, progress=False)
+        run_tasks(exp.restricted(steps=21), out, cluster=Cluster(workers=1), progress=False)
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "thesis.tex").write_text("keep me")
     with pytest.raises(OutputExistsError, match="not a gridnoise study"):
-        run_tasks(exp, foreign, workers=1, progress=False)
+        run_tasks(exp, foreign, cluster=Cluster(workers=1), progress=False)
     assert (foreign / "thesis.tex").read_text() == "keep me"
 
 
@@ -122,7 +122,7 @@ def test_failed_task_is_reported_while_others_finish(tmp_path, monkeypatch):
     # dino cannot load without its table: that task fails, the moons tasks complete.
     monkeypatch.setenv("GRIDNOISE_DATASAURUS", str(tmp_path / "missing.tsv"))
     exp = load_experiment(write_experiment(tmp_path, steps=20)).restricted(datasets=["moons", "dino"], seeds=[0])
-    outcome = run_tasks(exp, tmp_path / "study", workers=2, progress=False)
+    outcome = run_tasks(exp, tmp_path / "study", cluster=Cluster(workers=2), progress=False)
     assert sorted(outcome.failed) == ["base/dino/seed_0", "grid/dino/seed_0"]
     assert "Datasaurus" in outcome.failed["base/dino/seed_0"]
     assert sorted(outcome.done) == ["base/moons/seed_0", "grid/moons/seed_0"]
@@ -131,53 +131,8 @@ def test_failed_task_is_reported_while_others_finish(tmp_path, monkeypatch):
 def test_unreachable_scheduler(tmp_path):
     exp = load_experiment(write_experiment(tmp_path, steps=20))
     with pytest.raises(ClusterError, match="cannot reach the Dask scheduler"):
-        run_tasks(exp, tmp_path / "study", address=f"tcp://127.0.0.1:{free_port()}", connect_timeout=1,
+        run_tasks(exp, tmp_path / "study", Cluster(address=f"tcp://127.0.0.1:{free_port()}", connect_timeout=1),
                   progress=False)
-
-
-def checkpointed_task(out: Path, pids: set[int]) -> tuple[Path, int] | None:
-    """A task directory of `out` with a checkpoint whose current training session runs in one of
-    `pids`, with that pid; None while there is none."""
-    for d in sorted(out.glob("*/*/seed_*")):
-        segments = rundir.read_segments(d)
-        if (d / rundir.CHECKPOINT_FILE).is_file() and segments and segments[-1]["pid"] in pids \
-                and not (d / rundir.METRICS_FILE).is_file():
-            return d, segments[-1]["pid"]
-    return None
-
-
-@pytest.mark.slow
-def test_loopback_scheduler_and_workers_match_local_results(tmp_path):
-    steps = 300
-    exp = load_experiment(write_experiment(tmp_path, steps=steps)).restricted(datasets=["moons"])
-    run_tasks(exp, tmp_path / "local", workers=2, progress=False)
-
-    with loopback_cluster(workers=2) as (address, procs):
-        # Kill a worker once a task it is training has checkpointed: the task moves to the other worker,
-        # resumes from the checkpoint and the sweep still ends with the local numbers.
-        workers = {p.pid: p for p in procs[1:]}
-        result = {}
-        sweep = threading.Thread(target=lambda: result.update(
-            outcome=run_tasks(exp, tmp_path / "remote", address=address, progress=False)))
-        sweep.start()
-        deadline = time.time() + 120
-        while (found := checkpointed_task(tmp_path / "remote", set(workers))) is None and time.time() < deadline:
-            time.sleep(0.05)
-        assert found is not None, "no task checkpointed on a worker within 120 s"
-        task, pid = found
-        workers[pid].kill()
-        workers[pid].wait()
-        checkpoint_step = int(rundir.load_checkpoint(task / rundir.CHECKPOINT_FILE)["step"])
-        sweep.join(timeout=300)
-        outcome = result["outcome"]
-        assert not outcome.failed and len(outcome.done) == 4
-    # the task resumed on the other worker from the killed one's checkpoint
-    killed, resumed = rundir.read_segments(task)
-    assert killed["pid"] == pid and "end_step" not in killed
-    assert resumed["pid"] in set(workers) - {pid}
-    assert 0 < checkpoint_step < steps and resumed["start_step"] == checkpoint_step
-    assert resumed["end_step"] == steps
-    assert numbers(tmp_path / "remote") == numbers(tmp_path / "local")
 
 
 @pytest.mark.slow

@@ -25,13 +25,14 @@ from gridnoise.report.outputs import write_study_outputs
 from gridnoise.report.tuning import best_so_far, importances, write_tuning_outputs
 from gridnoise.rundir import JOURNAL_FILE, TUNED_FILE, TUNING_FILE
 from gridnoise.seeding import generator
+from gridnoise.study.cluster import Cluster
 from gridnoise.study.evaluation import VALIDATION_STREAM, heldout_points, sampler_bound
 from gridnoise.study.executor import run_tasks
 from gridnoise.study.experiment import load_experiment
 from gridnoise.study.trials import objective_value
 from gridnoise.study.tune import report_steps, tune
 
-from conftest import cli, loopback_cluster
+from conftest import cli
 
 TRIALS, CONCURRENT, STEPS, EVERY, STARTUP = 6, 2, 120, 40, 2
 
@@ -87,7 +88,7 @@ def tuned(tmp_path_factory):
     """An uninterrupted tuning on a local cluster of two workers: (experiment file, tuning directory)."""
     root = tmp_path_factory.mktemp("tune")
     path = write_experiment(root)
-    outcome = tune(load_experiment(path), root / "full", workers=2, progress=False)
+    outcome = tune(load_experiment(path), root / "full", cluster=Cluster(workers=2), progress=False)
     assert outcome.tuned_file == root / "full" / TUNED_FILE
     return path, root / "full"
 
@@ -141,7 +142,7 @@ def test_more_trials_are_added_to_a_finished_tuning(tuned, tmp_path):
     path, out = tuned
     grown = tmp_path / "grown"
     shutil.copytree(out, grown)
-    tune(load_experiment(path), grown, trials=TRIALS + 1, workers=2, progress=False)
+    tune(load_experiment(path), grown, trials=TRIALS + 1, cluster=Cluster(workers=2), progress=False)
     before, after = studies(out), studies(grown)
     for name, study in after.items():
         trials = study.get_trials()
@@ -156,7 +157,7 @@ def test_the_tuned_experiment_reproduces_each_best_trial(tuned, tmp_path):
     _, out = tuned
     exp = load_experiment(out / TUNED_FILE)
     assert exp.seeds == [0, 1]
-    outcome = run_tasks(exp.restricted(seeds=[100], datasets=["moons"]), tmp_path / "final", workers=2,
+    outcome = run_tasks(exp.restricted(seeds=[100], datasets=["moons"]), tmp_path / "final", cluster=Cluster(workers=2),
                         progress=False)
     assert not outcome.failed
     chosen = {k: v for k, v in arms(out).items() if k.endswith("/moons")}
@@ -279,14 +280,15 @@ def test_bad_tuning_input_is_one_line_and_writes_nothing(tuned, tmp_path):
     assert {p: p.stat().st_mtime_ns for p in full.rglob("*") if p.is_file()} == before
 
 
-def test_a_tuning_on_an_existing_dask_cluster_has_the_same_trials(tuned, tmp_path):
-    """Through the Python API, on a real scheduler and two workers on loopback, for one data set: the
-    trials of the local tuning's arms on it, and the tuning's report beside them."""
+def test_a_tuning_on_slurm_has_the_same_trials(tuned, tmp_path, slurm):
+    """Through the Python API, on Slurm jobs (the test Slurm's), for one data set: the trials of the
+    local tuning's arms on it, and the tuning's report beside them."""
     import gridnoise
 
     path, full = tuned
-    with loopback_cluster(workers=2) as (address, _):
-        outcome = gridnoise.tune_experiment(path, tmp_path / "remote", datasets=["line"], address=address)
-    assert outcome.tuned_file == tmp_path / "remote" / TUNED_FILE and not outcome.incomplete
-    assert arms(tmp_path / "remote") == {k: v for k, v in arms(full).items() if k.endswith("/line")}
-    assert (tmp_path / "remote" / "report.md").is_file() and (tmp_path / "remote" / "report.html").is_file()
+    outcome = gridnoise.tune_experiment(path, tmp_path / "slurm", datasets=["line"], cluster="slurm",
+                                        cluster_settings={**slurm, "maximum_jobs": 2,
+                                                          "log_directory": str(tmp_path / "logs")})
+    assert outcome.tuned_file == tmp_path / "slurm" / TUNED_FILE and not outcome.incomplete
+    assert arms(tmp_path / "slurm") == {k: v for k, v in arms(full).items() if k.endswith("/line")}
+    assert (tmp_path / "slurm" / "report.md").is_file() and (tmp_path / "slurm" / "report.html").is_file()

@@ -47,7 +47,7 @@ from gridnoise import data, rundir
 from gridnoise.adaptation import NoiseAdaptation, ode_skip_reason
 from gridnoise.cell_sampler import cell_prior, cell_variational_bound
 from gridnoise.components import resolve_device, sampling_components
-from gridnoise.config import CONNECT_TIMEOUT, RunConfig, SamplerConfig, from_dict
+from gridnoise.config import RunConfig, SamplerConfig, from_dict
 from gridnoise.data import model_points
 from gridnoise.data.datafile import is_data_file, to_model
 from gridnoise.data.densities import entropy, has_density
@@ -66,7 +66,8 @@ from gridnoise.registry import EVALUATED
 from gridnoise.rundir import EVALUATION_FILE
 from gridnoise.rundir import LIKELIHOOD_TERMS_FILE as TERMS_FILE
 from gridnoise.seeding import generator
-from gridnoise.study.executor import SweepOutcome, SweepProgress, collect, connect, keep_freed_memory
+from gridnoise.study.cluster import Cluster, client_for, task_resources
+from gridnoise.study.executor import SweepOutcome, SweepProgress, collect, keep_freed_memory
 from gridnoise.study.results import EVALUATION_FIX, finite_or_none, load_results
 
 ODE_POINTS = 1000  # held-out points for the ODE likelihood (its cost is ~1000 network calls per point batch)
@@ -286,15 +287,12 @@ def evaluate_task(run_dir: str, metrics: list[str], ode_points: int, tolerance: 
     return evaluate_run(run_dir, metrics, ode_points=ode_points, tolerance=tolerance)
 
 
-def evaluate_study(study_dir: str | Path, metrics: list[str], *, workers: int | None = None,
-                   address: str | None = None, connect_timeout: float | None = None, ode_points: int = ODE_POINTS,
-                   tolerance: float | None = None, progress: bool = True):
+def evaluate_study(study_dir: str | Path, metrics: list[str], *, cluster: Cluster | None = None,
+                   ode_points: int = ODE_POINTS, tolerance: float | None = None, progress: bool = True):
     """Add `metrics` to every finished task of a study that lacks them, one Dask task per run (on a
-    local cluster of `workers` processes, or on the Dask scheduler at `address`); returns an
+    `cluster`, by default a local one with a worker process per core); returns an
     `executor.SweepOutcome` (done, skipped: had them already, failed: key -> error)."""
     metrics = check_metrics(metrics)
-    if workers is not None and workers < 1:
-        raise ConfigError(f"--workers must be >= 1 (got {workers})")
     results = load_results(study_dir)
     outcome = SweepOutcome()
     pending = []
@@ -307,9 +305,11 @@ def evaluate_study(study_dir: str | Path, metrics: list[str], *, workers: int | 
             outcome.done.append(name)
     if not pending:
         return outcome
-    with connect(address, workers, connect_timeout or CONNECT_TIMEOUT) as client:
+    cluster = cluster or Cluster()
+    with client_for(cluster) as client:
         futures = {client.submit(evaluate_task, str(d), metrics, ode_points, tolerance,
-                                 key=f"gridnoise-evaluate-{name}", pure=False): name for name, d in pending}
+                                 key=f"gridnoise-evaluate-{name}", pure=False, resources=task_resources(cluster)): name
+                   for name, d in pending}
         collect(futures, outcome, SweepProgress(len(results.metrics), len(outcome.done), client, enabled=progress,
                                                 desc="evaluate"))
     return outcome

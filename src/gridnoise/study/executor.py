@@ -1,15 +1,15 @@
 """Running a study on Dask: one task per (run, data set, seed), finished tasks skipped.
 
-By default an embedded `LocalCluster` with one single-threaded worker process per core;
-with a Dask scheduler's address the tasks go to an existing Dask cluster whose workers have
-gridnoise installed and see the same output directory. Each task writes atomically into
+By default an embedded `LocalCluster` with one single-threaded worker process per core; the
+tasks can also go to an existing Dask cluster or to Slurm jobs (`gridnoise.study.cluster`), whose
+workers have gridnoise installed and see the same output directory. Each task writes atomically into
 its own directory and resumes from its checkpoint, so killing the command (or a worker)
 and starting it again completes the study with the same numbers.
 """
 
 from __future__ import annotations
 
-import logging
+import contextlib
 import os
 import resource
 import sys
@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from distributed import Client, wait
+from distributed import wait
 from tqdm import tqdm  # the plain bar: tqdm.auto wants ipywidgets in a notebook
 
-from gridnoise.config import CONNECT_TIMEOUT, RunConfig, from_dict, to_dict
+from gridnoise.config import RunConfig, from_dict, to_dict
 from gridnoise.data import run_points
 from gridnoise.data.datafile import is_data_file
-from gridnoise.errors import ClusterError, ConfigError, OutputExistsError
+from gridnoise.errors import OutputExistsError
 from gridnoise.files import write_json
 from gridnoise.run import train_run
 from gridnoise.rundir import (
@@ -38,6 +38,7 @@ from gridnoise.rundir import (
     read_timings,
     task_dir,
 )
+from gridnoise.study.cluster import Cluster, client_for, task_device, task_resources
 from gridnoise.study.experiment import Experiment, Task
 from gridnoise.study.results import read_experiment_record
 from gridnoise.tracking import mlflow_experiment, mlflow_store
@@ -163,68 +164,38 @@ def is_finished(task: Task, out: Path) -> bool:
     return (d / METRICS_FILE).is_file()
 
 
-def connect(address: str | None, workers: int | None, timeout: float = CONNECT_TIMEOUT):
-    """A Dask client: to the scheduler at `address` if given (waiting at most `timeout` seconds for
-    it), else to a fresh local cluster of `workers` processes."""
-    if address is not None:
-        if not timeout > 0:
-            raise ConfigError(f"--connect-timeout must be > 0 seconds (got {timeout})")
-        try:
-            return Client(address, timeout=f"{timeout}s")
-        except (OSError, TimeoutError) as e:
-            raise ClusterError(
-                f"cannot reach the Dask scheduler at {address} within {timeout:g} s ({type(e).__name__}): start it "
-                "with `dask scheduler` and workers with `dask worker ADDRESS`, or drop --scheduler"
-            ) from None
-    n = workers or os.cpu_count() or 1
-    # A client that starts its own cluster also shuts it down when closed.
-    return Client(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
-                  silence_logs=logging.ERROR)
-
-
-def run_tasks(exp: Experiment, out: str | Path, *, workers: int | None = None, address: str | None = None,
-              connect_timeout: float = CONNECT_TIMEOUT, progress: bool = True) -> SweepOutcome:
-    """Run every unfinished task of `exp` into `out`, on a local cluster of `workers` processes or
-    on the Dask scheduler at `address`; failures are collected, not raised."""
-    if workers is not None and workers < 1:
-        raise ConfigError(f"--workers must be >= 1 (got {workers})")
+def run_tasks(exp: Experiment, out: str | Path, cluster: Cluster | None = None, progress: bool = True) -> SweepOutcome:
+    """Run every unfinished task of `exp` into `out` on `cluster` (default: a local one, a worker
+    process per core); failures are collected, not raised."""
+    cluster = cluster or Cluster()
     out = Path(out).resolve()
-    # an unreachable scheduler fails before anything is written
-    remote = connect(address, workers, connect_timeout) if address is not None else None
-    try:
-        return _run_tasks(exp, out, remote, workers, progress)
-    finally:
-        if remote is not None:
-            remote.close()
-
-
-def _run_tasks(exp: Experiment, out: Path, remote, workers: int | None, progress: bool) -> SweepOutcome:
     # Everything is read and checked before the first file is written: the study record, the data
-    # files and every task's task.json.
+    # files and every task's task.json; then a remote cluster is reached (if there is work for it),
+    # so one that cannot be fails before anything is written.
     record = study_record(exp, out)
     tasks = exp.tasks()
     check_data_files(tasks)
     finished = [is_finished(task, out) for task in tasks]
-    write_json(out / EXPERIMENT_FILE, record)
     outcome = SweepOutcome()
-    pending = []
-    for task, done in zip(tasks, finished):
-        if done:
-            outcome.skipped.append(task.key)
-            outcome.done.append(task.key)
-            continue
-        d = task_dir(out, task.run, task.dataset, task.seed)
-        write_json(d / TASK_FILE, {"hash": task.config_hash, "run": task.run, "dataset": task.dataset,
-                                   "seed": task.seed})
-        pending.append(task)
-    if not pending:
-        return outcome
-
-    configs = {t.key: task_config(t, exp, out) for t in pending}
-    with remote or connect(None, workers) as client:
+    for task in (t for t, done in zip(tasks, finished) if done):
+        outcome.skipped.append(task.key)
+        outcome.done.append(task.key)
+    pending = [t for t, done in zip(tasks, finished) if not done]
+    with contextlib.ExitStack() as stack:
+        remote = stack.enter_context(client_for(cluster)) if cluster.remote and pending else None
+        write_json(out / EXPERIMENT_FILE, record)
+        if not pending:
+            return outcome
+        for task in pending:
+            d = task_dir(out, task.run, task.dataset, task.seed)
+            write_json(d / TASK_FILE, {"hash": task.config_hash, "run": task.run, "dataset": task.dataset,
+                                       "seed": task.seed})
+        configs = {t.key: task_config(t, exp, out, cluster) for t in pending}
+        client = remote or stack.enter_context(client_for(cluster))
         futures = {
             client.submit(execute_task, configs[t.key], str(task_dir(out, t.run, t.dataset, t.seed)),
-                          key=f"gridnoise-{t.key}-{t.config_hash}", pure=False): t.key
+                          key=f"gridnoise-{t.key}-{t.config_hash}", pure=False,
+                          resources=task_resources(cluster)): t.key
             for t in pending
         }
         collect(futures, outcome, SweepProgress(len(outcome.done) + len(pending), len(outcome.done), client,
@@ -252,11 +223,12 @@ def collect(futures: dict, outcome: SweepOutcome, display: SweepProgress) -> Non
     display.close()
 
 
-def task_config(task: Task, exp: Experiment, out: Path) -> dict:
+def task_config(task: Task, exp: Experiment, out: Path, cluster: Cluster) -> dict:
     """A task's config for its worker, with what its trackers need to group the study's runs: the
     run name `<run>/<dataset>/seed_<s>`, the study's MLflow experiment and store (created here, once,
-    so workers do not race to create them)."""
+    so workers do not race to create them), and the device of `cluster`'s workers."""
     config = to_dict(task.config)
+    config["device"] = task_device(cluster, config["device"])
     log = config["log"]
     log["run_name"] = log["run_name"] or task.key
     log["mlflow_experiment"] = log["mlflow_experiment"] or exp.name

@@ -23,7 +23,8 @@ train = { lr = 1e-3 }
 An experiment expands into tasks, one per (run, data set, seed), each a full `RunConfig`
 with a hash that identifies its results on disk. `search` tables (in `[defaults]` and each run)
 and a `[tune]` table say what `gridnoise tune` varies (`gridnoise.study.search`); `gridnoise run`
-ignores them.
+ignores them. A `[cluster]` table holds the Slurm jobs' settings for `--cluster slurm`
+(`gridnoise.study.cluster`); like the seeds, it is not part of what makes results comparable.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from gridnoise.data import DATASETS, STUDY_DATASETS, check_dataset
 from gridnoise.data.datafile import is_data_file, sha256
 from gridnoise.errors import ConfigError
 from gridnoise.registry import PRIMARY_CHOICES
+from gridnoise.study.cluster import SlurmSettings, parse_cluster
 from gridnoise.study.search import Param, TuneSettings, check_space, parse_space, parse_tune
 
 EXPERIMENT_KEYS = {"name", "description", "datasets", "seeds", "baseline", "primary", "question", "tuned"}
@@ -96,6 +98,8 @@ class Experiment:
     tune: TuneSettings = field(default_factory=TuneSettings)  # how `gridnoise tune` tunes it
     # in a file `gridnoise tune` wrote: how its per-data-set settings were chosen (objective, trials per arm)
     tuned: dict[str, Any] = field(default_factory=dict)
+    # where it runs with --cluster slurm; not part of its identity (the same study runs anywhere)
+    cluster: SlurmSettings = field(default_factory=SlurmSettings)
 
     def run(self, name: str) -> RunSpec:
         return next(r for r in self.runs if r.name == name)
@@ -203,10 +207,10 @@ def _names(datasets: Any, source: str) -> list[str]:
 
 def parse_experiment(data: dict[str, Any], source: str = "experiment") -> Experiment:
     """Validate the dicts of an experiment file into an `Experiment`."""
-    unknown = set(data) - {"experiment", "defaults", "runs", "tune"}
+    unknown = set(data) - {"experiment", "defaults", "runs", "tune", "cluster"}
     if unknown:
         raise ConfigError(f"{source}: unknown top-level table(s) {sorted(unknown)}: use experiment, defaults, runs, "
-                          "tune")
+                          "tune, cluster")
     head = data.get("experiment")
     if not isinstance(head, dict) or "name" not in head:
         raise ConfigError(f"{source}: needs an [experiment] table with a name")
@@ -259,6 +263,7 @@ def parse_experiment(data: dict[str, Any], source: str = "experiment") -> Experi
         question=str(head.get("question", "")),
         tune=parse_tune(data.get("tune"), source, seeds),
         tuned=_tuned(head.get("tuned", {}), source),
+        cluster=parse_cluster(data.get("cluster"), source),
     )
     for run in exp.runs:  # every run must build a valid config, on every data set it has tables for
         for dataset in [exp.datasets[0], *run.per_dataset]:

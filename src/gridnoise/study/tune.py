@@ -28,6 +28,7 @@ settings it won with.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -41,14 +42,15 @@ import tomli_w
 from distributed import wait
 
 from gridnoise.adaptation import ode_skip_reason
-from gridnoise.config import CONNECT_TIMEOUT, RunConfig, merge_tables, override, to_dict
+from gridnoise.config import RunConfig, merge_tables, override, to_dict
 from gridnoise.data.densities import has_density
 from gridnoise.errors import ConfigError, OutputExistsError
 from gridnoise.files import write_json, write_text
 from gridnoise.plugins import adaptation_class
 from gridnoise.rundir import JOURNAL_FILE, TUNED_FILE, TUNING_FILE, read_json
 from gridnoise.seeding import derive_seed
-from gridnoise.study.executor import REFRESH_SECONDS, SweepProgress, connect, error_line
+from gridnoise.study.cluster import Cluster, client_for, task_device, task_resources
+from gridnoise.study.executor import REFRESH_SECONDS, SweepProgress, error_line
 from gridnoise.study.experiment import Experiment, RunSpec
 from gridnoise.study.search import direction, objective_for, optuna_class, tables_of
 from gridnoise.study.trials import trial_segment
@@ -233,34 +235,33 @@ def tuning_record(exp: Experiment, out: Path) -> dict:
             "baseline": exp.baseline, "tune": dataclasses.asdict(exp.tune)}
 
 
-def tune(exp: Experiment, out: str | Path, *, trials: int | None = None, workers: int | None = None,
-         address: str | None = None, connect_timeout: float = CONNECT_TIMEOUT, progress: bool = True) -> TuneOutcome:
+def tune(exp: Experiment, out: str | Path, *, trials: int | None = None, cluster: Cluster | None = None,
+         progress: bool = True) -> TuneOutcome:
     """Tune every (run, data set) of `exp` to `trials` trials (default `[tune] trials`) into `out`, on a
-    local cluster of `workers` processes or the Dask scheduler at `address`, then write `tuned.toml`."""
+    `cluster` (default: a local one, a worker process per core), then write `tuned.toml`."""
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
     budget = exp.tune.trials if trials is None else trials
     if not isinstance(budget, int) or budget < 1:
         raise ConfigError(f"--trials must be >= 1 (got {budget})")
-    if workers is not None and workers < 1:
-        raise ConfigError(f"--workers must be >= 1 (got {workers})")
+    cluster = cluster or Cluster()
     objective = objective_for(exp.tune, exp.primary)
     check_tunable(exp, objective)
     out = Path(out).resolve()
     record = tuning_record(exp, out)
-    remote = connect(address, workers, connect_timeout) if address is not None else None
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / TUNING_FILE, {**record, "objective": objective})
-    quiet_optuna()
-    storage = JournalStorage(JournalFileBackend(str(out / JOURNAL_FILE)))
-    arms = [Arm(exp, run, d, storage, out, objective) for run in exp.runs for d in exp.datasets]
-    start = time.perf_counter()
-    with remote or connect(None, workers) as client:
-        _drive(arms, client, budget, objective, progress)
+    with contextlib.ExitStack() as stack:  # a remote cluster is reached before anything is written
+        remote = stack.enter_context(client_for(cluster)) if cluster.remote else None
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / TUNING_FILE, {**record, "objective": objective})
+        quiet_optuna()
+        storage = JournalStorage(JournalFileBackend(str(out / JOURNAL_FILE)))
+        arms = [Arm(exp, run, d, storage, out, objective) for run in exp.runs for d in exp.datasets]
+        start = time.perf_counter()
+        _drive(arms, remote or stack.enter_context(client_for(cluster)), cluster, budget, objective, progress)
     return finish(exp, arms, out, objective, budget, time.perf_counter() - start)
 
 
-def _drive(arms: list[Arm], client, budget: int, objective: str, progress: bool) -> None:
+def _drive(arms: list[Arm], client, cluster: Cluster, budget: int, objective: str, progress: bool) -> None:
     """Run every arm's trials to the budget: submit each round's segments, and when an arm's round
     is complete, report, judge and start its next round or batch."""
     points = arms[0].exp.tune.validation_points
@@ -281,10 +282,11 @@ def _drive(arms: list[Arm], client, budget: int, objective: str, progress: bool)
             if todo:
                 step = arm.steps[arm.round]
                 for n, seed in todo:
-                    cfg = arm.config(n, seed)
-                    future = client.submit(trial_segment, to_dict(cfg), str(arm.directory(n, seed)), step, objective,
+                    cfg = to_dict(arm.config(n, seed))
+                    cfg["device"] = task_device(cluster, cfg["device"])
+                    future = client.submit(trial_segment, cfg, str(arm.directory(n, seed)), step, objective,
                                            points, key=f"gridnoise-tune-{arm.name}-trial{n}-seed{seed}-step{step}",
-                                           pure=False)
+                                           pure=False, resources=task_resources(cluster))
                     futures[future] = (arm, n, seed)
                 return
             done += len(arm.finish_round())
