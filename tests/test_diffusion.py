@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from gridnoise.diffusion import make_betas, rescale_zero_terminal_snr
+from gridnoise.diffusion import gaussian_kl, make_betas, rescale_zero_terminal_snr
 from gridnoise.schedulers import DDPMScheduler
 
 
@@ -71,3 +71,10 @@ def test_zero_terminal_snr_rescale():
         assert torch.allclose(torch.cumprod(1 - sched.betas.double(), 0), sched.alphas_cumprod.double(), rtol=1e-5)
         assert (sched.alphas_cumprod[1:] < sched.alphas_cumprod[:-1]).all()
     assert DDPMScheduler(100).alphas_cumprod[-1] > 0.3  # the study's schedule stops far from noise
+
+
+def test_gaussian_kl_against_torch():
+    q = torch.distributions.Normal(torch.tensor([[0.3, -1.0]]), 0.5)
+    p = torch.distributions.Normal(torch.tensor([[1.0, 0.2]]), 0.9)
+    expected = torch.distributions.kl_divergence(q, p).sum(-1)
+    assert torch.allclose(gaussian_kl(q.mean, torch.tensor([0.25]), p.mean, torch.tensor([0.81])), expected)

@@ -17,7 +17,6 @@ from gridnoise.errors import MetricError
 from gridnoise.likelihood import (
     bits_per_dim,
     continuous_alphas_cumprod,
-    gaussian_kl,
     network_noise_model,
     ode_log_likelihood,
     variational_bound,
@@ -82,13 +81,6 @@ def reverse_chain_marginal(schedule: NoiseSchedule) -> tuple[Tensor, Tensor]:
         var = float(schedule.betas[0]) if t == 0 else float(schedule.posterior_variance[t])
         mu, cov = M @ mu + v, M @ cov @ M.T + var * eye
     return mu, cov
-
-
-def test_gaussian_kl_against_torch():
-    q = torch.distributions.Normal(torch.tensor([[0.3, -1.0]]), 0.5)
-    p = torch.distributions.Normal(torch.tensor([[1.0, 0.2]]), 0.9)
-    expected = torch.distributions.kl_divergence(q, p).sum(-1)
-    assert torch.allclose(gaussian_kl(q.mean, torch.tensor([0.25]), p.mean, torch.tensor([0.81])), expected)
 
 
 def test_continuous_schedule_meets_the_discrete_one(schedule):

@@ -44,8 +44,8 @@ import torch
 from torch import Tensor, nn
 
 from gridnoise.adaptation import GridAdaptation
-from gridnoise.diffusion import NoiseSchedule
-from gridnoise.likelihood import Likelihood, float64_schedule, gaussian_kl, gaussian_nll, input_dtype
+from gridnoise.diffusion import NoiseSchedule, gaussian_kl, gaussian_nll
+from gridnoise.likelihood import Likelihood, float64_schedule, input_dtype
 from gridnoise.model import predict_noise
 
 

@@ -144,3 +144,15 @@ class NoiseSchedule(nn.Module):
             self.posterior_mean_coef1[timesteps].unsqueeze(-1) * x_start
             + self.posterior_mean_coef2[timesteps].unsqueeze(-1) * x_t
         )
+
+
+def gaussian_kl(mean_q: Tensor, var_q: Tensor, mean_p: Tensor, var_p: Tensor) -> Tensor:
+    """KL(N(mean_q, var_q I) || N(mean_p, var_p I)) `(B,)` for means `(B, D)`, variances `(B,)`."""
+    d = mean_q.shape[-1]
+    return 0.5 * (d * (torch.log(var_p / var_q) + var_q / var_p - 1) + ((mean_q - mean_p) ** 2).sum(-1) / var_p)
+
+
+def gaussian_nll(x: Tensor, mean: Tensor, var: Tensor) -> Tensor:
+    """-log N(x; mean, var I) `(B,)` for `(B, D)` points and variances `(B,)`."""
+    d = x.shape[-1]
+    return 0.5 * (d * torch.log(2 * math.pi * var) + ((x - mean) ** 2).sum(-1) / var)

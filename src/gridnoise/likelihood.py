@@ -69,7 +69,7 @@ from scipy.integrate import solve_ivp
 from torch import Tensor, nn
 
 from gridnoise.adaptation import NoiseAdaptation
-from gridnoise.diffusion import NoiseSchedule
+from gridnoise.diffusion import NoiseSchedule, gaussian_kl, gaussian_nll
 from gridnoise.errors import MetricError
 from gridnoise.model import predict_noise
 
@@ -107,18 +107,6 @@ def float64_schedule(schedule: NoiseSchedule) -> NoiseSchedule:
     than cast from float32."""
     config: dict[str, Any] = {k: schedule.config[k] for k in SCHEDULE_KEYS}
     return NoiseSchedule(**config, dtype=torch.float64).to(schedule.betas.device)
-
-
-def gaussian_kl(mean_q: Tensor, var_q: Tensor, mean_p: Tensor, var_p: Tensor) -> Tensor:
-    """KL(N(mean_q, var_q I) || N(mean_p, var_p I)) `(B,)` for means `(B, D)`, variances `(B,)`."""
-    d = mean_q.shape[-1]
-    return 0.5 * (d * (torch.log(var_p / var_q) + var_q / var_p - 1) + ((mean_q - mean_p) ** 2).sum(-1) / var_p)
-
-
-def gaussian_nll(x: Tensor, mean: Tensor, var: Tensor) -> Tensor:
-    """-log N(x; mean, var I) `(B,)` for `(B, D)` points and variances `(B,)`."""
-    d = x.shape[-1]
-    return 0.5 * (d * torch.log(2 * math.pi * var) + ((x - mean) ** 2).sum(-1) / var)
 
 
 def prior_kl(schedule: NoiseSchedule, x: Tensor) -> Tensor:
