@@ -1,0 +1,146 @@
+"""Continuous-time diffusion with a learned noise schedule (Kingma et al. 2021, "Variational
+Diffusion Models", VDM).
+
+Time t runs over [0, 1]. The schedule is gamma(t) = -log SNR(t), increasing from gamma_0 = gamma(0)
+(almost clean) to gamma_1 = gamma(1) (almost pure noise), and the forward process is variance
+preserving (VDM eq. 3):
+
+    q(z_t | x) = N(alpha_t x, sigma_t^2 I),   alpha_t^2 = sigmoid(-gamma(t)),   sigma_t^2 = sigmoid(gamma(t))
+
+The bound on -log p(x), in nats per point, with T -> infinity steps (VDM eqs. 11, 17):
+
+    L_prior     = KL(q(z_1 | x) || N(0, I))
+    L_diffusion = 1/2 E_{t ~ U(0, 1), eps ~ N(0, I)} [gamma'(t) ||eps - eps_hat(z_t, t)||^2]
+    L_recon     = E_{q(z_0 | x)} [-log p(x | z_0)],   p(x | z_0) = N(z_0 / alpha_0, sigma_0^2 / alpha_0^2 I)
+
+The decoder is the Gaussian that inverts z_0 = alpha_0 x + sigma_0 eps, the continuous-data
+counterpart of VDM's discrete one. Between its end points the schedule changes the bound only
+through the denoiser it trains: in x-space, L_diffusion = -1/2 int_{gamma_0}^{gamma_1} E ||x - x_hat||^2
+d(e^{-gamma}) (VDM eq. 19), so two schedules with the same ends and the same denoiser give the same
+bound. Only the end points, or a schedule that differs across the input, can change it.
+
+The process knows nothing of the network: the bound takes `noise_model(z_t, t) -> eps_hat`, shapes
+`(B, D)` and `(B,)` -> `(B, D)`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from gridnoise.diffusion import gaussian_kl, gaussian_nll
+
+NoiseModel = Callable[[Tensor, Tensor], Tensor]  # (z_t (B, D), t (B,)) -> eps_hat (B, D)
+
+HIDDEN = 1024  # VDM's monotone network: 1 -> 1024 sigmoid units -> 1
+
+
+class MonotoneLinear(nn.Linear):
+    """A linear layer whose weights are |w| (VDM's `DenseMonotone`): increasing in every input."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight.abs(), self.bias)
+
+
+class LogSNRSchedule(nn.Module):
+    """gamma(t) = -log SNR(t) on t in [0, 1], increasing from `gamma_min` at t = 0 to `gamma_max`.
+
+    Fixed (`learned=False`): linear in t, VDM's fixed schedule. Learned: VDM's monotone network
+    gamma~(t) = l1(t) + l3(sigmoid(l2(l1(t)))), rescaled so that gamma(0) and gamma(1) are the end
+    points, which are themselves learned scalars when `learn_ends` (else fixed).
+    """
+
+    def __init__(self, gamma_min: float = -10.0, gamma_max: float = 10.0, learned: bool = False,
+                 learn_ends: bool = False, hidden: int = HIDDEN):
+        super().__init__()
+        if not gamma_min < gamma_max:
+            raise ValueError(f"gamma_min must be below gamma_max (got {gamma_min}, {gamma_max})")
+        # gamma(0), gamma(1): a parameter either way, trained only when `learn_ends`
+        self.ends = nn.Parameter(torch.tensor([gamma_min, gamma_max]), requires_grad=learn_ends)
+        self.learned = learned
+        if learned:
+            self.l1 = MonotoneLinear(1, 1)
+            self.l2 = MonotoneLinear(1, hidden)
+            self.l3 = MonotoneLinear(hidden, 1, bias=False)
+
+    def shape(self, t: Tensor) -> Tensor:
+        """The schedule's shape in [0, 1]: `t` itself when fixed, the monotone network's gamma~(t)
+        rescaled to 0 at t = 0 and 1 at t = 1 when learned. `t` `(B,)` -> `(B,)`."""
+        if not self.learned:
+            return t
+        raw = self._raw(torch.cat([t, t.new_tensor([0.0, 1.0])]))
+        value, (g0, g1) = raw[:-2], raw[-2:]
+        return (value - g0) / (g1 - g0)
+
+    def _raw(self, t: Tensor) -> Tensor:
+        h = self.l1(t.unsqueeze(-1).to(self.l1.weight.dtype))
+        return (h + self.l3(torch.sigmoid(self.l2(h)))).squeeze(-1).to(t.dtype)
+
+    def forward(self, t: Tensor) -> Tensor:
+        """gamma(t) `(B,)` for times `(B,)` in [0, 1]."""
+        g0, g1 = self.ends.to(t.dtype)
+        return g0 + (g1 - g0) * self.shape(t)
+
+    def with_derivative(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """gamma(t) and gamma'(t), each `(B,)`, the derivative by autograd (kept in the graph, so the
+        bound trains the schedule through it)."""
+        t = t.detach().requires_grad_(True)
+        gamma = self(t)
+        (slope,) = torch.autograd.grad(gamma.sum(), t, create_graph=True)
+        return gamma, slope
+
+
+def alpha_sigma(gamma: Tensor) -> tuple[Tensor, Tensor]:
+    """alpha_t and sigma_t `(B,)` from gamma `(B,)`: alpha^2 = sigmoid(-gamma), sigma^2 = sigmoid(gamma)."""
+    return torch.sigmoid(-gamma).sqrt(), torch.sigmoid(gamma).sqrt()
+
+
+def prior_term(schedule: LogSNRSchedule, x: Tensor) -> Tensor:
+    """KL(q(z_1 | x) || N(0, I)) `(B,)` for points `(B, D)`."""
+    alpha, sigma = alpha_sigma(schedule.ends[1].to(x.dtype).expand(len(x)))
+    return gaussian_kl(alpha[:, None] * x, sigma ** 2, torch.zeros_like(x), torch.ones_like(sigma))
+
+
+def reconstruction_term(schedule: LogSNRSchedule, x: Tensor, noise: Tensor) -> Tensor:
+    """-log p(x | z_0) `(B,)` at z_0 = alpha_0 x + sigma_0 noise, with the Gaussian decoder
+    N(z_0 / alpha_0, sigma_0^2 / alpha_0^2 I)."""
+    alpha, sigma = alpha_sigma(schedule.ends[0].to(x.dtype).expand(len(x)))
+    z0 = alpha[:, None] * x + sigma[:, None] * noise
+    return gaussian_nll(x, z0 / alpha[:, None], (sigma / alpha) ** 2)
+
+
+def diffusion_term(schedule: LogSNRSchedule, noise_model: NoiseModel, x: Tensor, t: Tensor, noise: Tensor) -> Tensor:
+    """1/2 gamma'(t) ||eps - eps_hat(z_t, t)||^2 `(B,)`: the continuous-time diffusion loss, one
+    draw of t `(B,)` and eps `(B, D)` per point (VDM eq. 17), an unbiased estimate of L_diffusion."""
+    gamma, slope = schedule.with_derivative(t)
+    alpha, sigma = alpha_sigma(gamma)
+    z = alpha[:, None] * x + sigma[:, None] * noise
+    return 0.5 * slope * ((noise - noise_model(z, t)) ** 2).sum(-1)
+
+
+def continuous_bound(schedule: LogSNRSchedule, noise_model: NoiseModel, x: Tensor,
+                     generator: torch.Generator | None = None, antithetic: bool = True) -> dict[str, Tensor]:
+    """The bound's terms per point, each `(B,)` in nats, and their sum `nll` (an unbiased estimate
+    of the bound on -log p(x) for each of the points `(B, D)`). With `antithetic`, the times are
+    VDM's low-discrepancy draw, t_i = (u + i / B) mod 1 for one u ~ U(0, 1): every time is still
+    uniform, and the batch covers [0, 1] evenly."""
+    n = len(x)
+    u = torch.rand((1 if antithetic else n,), generator=generator, dtype=x.dtype, device=x.device)
+    t = torch.remainder(u + torch.arange(n, dtype=x.dtype, device=x.device) / n, 1.0) if antithetic else u
+    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    terms = {"prior": prior_term(schedule, x), "diffusion": diffusion_term(schedule, noise_model, x, t, noise),
+             "reconstruction": reconstruction_term(schedule, x, noise)}
+    terms["nll"] = terms["prior"] + terms["diffusion"] + terms["reconstruction"]
+    return terms
+
+
+def gaussian_diffusion_term(gamma_0: float, gamma_1: float, scale: float, dims: int = 2) -> float:
+    """L_diffusion in expectation for data N(0, scale^2 I) and its optimal denoiser: with SNR e^{-gamma},
+    E ||eps - E[eps | z_t]||^2 = dims s^2 e^{-gamma} / (1 + s^2 e^{-gamma}), whose integral over
+    gamma from gamma_0 to gamma_1 depends on nothing else (VDM eq. 19's invariance, in closed form)."""
+    s2 = scale ** 2
+    return 0.5 * dims * (math.log1p(s2 * math.exp(-gamma_0)) - math.log1p(s2 * math.exp(-gamma_1)))

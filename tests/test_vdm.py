@@ -1,0 +1,107 @@
+"""The continuous-time process (VDM) against closed forms, in float64: the schedule's ends,
+monotonicity and derivative, and, for Gaussian data with its optimal denoiser, the bound's terms,
+VDM's invariance to the schedule between fixed ends, and the bound's limit, the true -log p."""
+
+import math
+
+import pytest
+import torch
+
+from gridnoise.vdm import (
+    LogSNRSchedule,
+    alpha_sigma,
+    continuous_bound,
+    gaussian_diffusion_term,
+)
+
+SCALE, DIMS, POINTS = 1.7, 2, 400_000
+
+
+def optimal_noise(scale: float, schedule: LogSNRSchedule):
+    """E[eps | z_t] for data N(0, scale^2 I): z_t = alpha x + sigma eps, so Cov(eps, z_t) = sigma I and
+    Var z_t = alpha^2 scale^2 + sigma^2."""
+    def noise_model(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        alpha, sigma = alpha_sigma(schedule(t))
+        return (sigma / (alpha ** 2 * scale ** 2 + sigma ** 2))[:, None] * z
+    return noise_model
+
+
+def schedules(g0: float, g1: float) -> dict[str, LogSNRSchedule]:
+    """A linear schedule and a learned one that is far from linear: its monotone network set to a
+    steep sigmoid step at t = 0.3 (most of gamma's rise happens there)."""
+    learned = LogSNRSchedule(g0, g1, learned=True, hidden=1).double()
+    with torch.no_grad():
+        learned.l1.weight.fill_(1.0), learned.l1.bias.fill_(0.0)
+        learned.l2.weight.fill_(30.0), learned.l2.bias.fill_(-9.0)
+        learned.l3.weight.fill_(20.0)
+    return {"fixed": LogSNRSchedule(g0, g1).double(), "learned": learned}
+
+
+def test_the_learned_test_schedule_is_far_from_linear():
+    t = torch.linspace(0, 1, 101, dtype=torch.float64)
+    with torch.no_grad():
+        assert (schedules(-6.0, 6.0)["learned"].shape(t) - t).abs().max() > 0.4
+
+
+@pytest.mark.parametrize("kind", ["fixed", "learned"])
+def test_the_schedule_runs_from_its_ends_upwards_with_its_autograd_slope(kind):
+    schedule = schedules(-6.0, 4.0)[kind]
+    t = torch.linspace(0, 1, 1001, dtype=torch.float64)
+    gamma, slope = schedule.with_derivative(t)
+    assert gamma[0].item() == pytest.approx(-6.0, abs=1e-12) and gamma[-1].item() == pytest.approx(4.0, abs=1e-12)
+    assert (gamma.diff() > 0).all() and (slope > 0).all()
+    h = 1e-6
+    inner = t[1:-1]
+    numeric = (schedule(inner + h) - schedule(inner - h)) / (2 * h)
+    assert torch.allclose(slope[1:-1], numeric, rtol=1e-6, atol=1e-8)
+    if kind == "fixed":
+        assert torch.allclose(slope, torch.full_like(slope, 10.0))
+    alpha, sigma = alpha_sigma(gamma)
+    assert torch.allclose(alpha ** 2 + sigma ** 2, torch.ones_like(alpha))  # variance preserving
+    assert torch.allclose(torch.log(alpha ** 2 / sigma ** 2), -gamma)  # gamma = -log SNR
+
+
+def test_learned_ends_train_and_fixed_ones_do_not():
+    learned = LogSNRSchedule(-5.0, 5.0, learned=True, learn_ends=True, hidden=8)
+    fixed = LogSNRSchedule(-5.0, 5.0, learned=True, hidden=8)
+    x = torch.randn(64, 2)
+    for schedule in (learned, fixed):
+        continuous_bound(schedule, lambda z, t: torch.zeros_like(z), x)["nll"].mean().backward()
+    assert learned.ends.grad is not None and learned.ends.grad.abs().sum() > 0
+    assert fixed.ends.grad is None and fixed.l2.weight.grad is not None  # its shape still trains
+
+
+@pytest.mark.parametrize("kind", ["fixed", "learned"])
+def test_with_the_optimal_denoiser_the_bound_depends_only_on_the_ends(kind):
+    """VDM eq. 19: for Gaussian data and its optimal denoiser every schedule with ends (-6, 6) has the
+    same diffusion term, d/2 [log(1 + s^2 e^{-gamma_0}) - log(1 + s^2 e^{-gamma_1})]; the Monte Carlo
+    bound matches it, and its prior and reconstruction terms their closed forms, within 4 standard errors."""
+    g0, g1 = -6.0, 6.0
+    schedule = schedules(g0, g1)[kind]
+    x = SCALE * torch.randn(POINTS, DIMS, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    terms = continuous_bound(schedule, optimal_noise(SCALE, schedule), x, torch.Generator().manual_seed(2))
+    a1, s1 = math.sqrt(1 / (1 + math.exp(g1))), math.sqrt(1 / (1 + math.exp(-g1)))
+    a0, s0 = math.sqrt(1 / (1 + math.exp(g0))), math.sqrt(1 / (1 + math.exp(-g0)))
+    closed = {"diffusion": gaussian_diffusion_term(g0, g1, SCALE, DIMS),
+              "prior": 0.5 * DIMS * (a1 ** 2 * SCALE ** 2 + s1 ** 2 - 1 - math.log(s1 ** 2)),
+              "reconstruction": 0.5 * DIMS * (math.log(2 * math.pi * s0 ** 2 / a0 ** 2) + 1)}
+    for name, value in closed.items():
+        estimate = terms[name].detach()
+        stderr = estimate.std().item() / math.sqrt(POINTS)
+        assert abs(estimate.mean().item() - value) < 4 * stderr + 1e-12, (name, estimate.mean().item(), value)
+
+
+def test_the_bound_closes_on_the_true_likelihood_as_the_ends_widen():
+    """With the optimal denoiser, prior + diffusion + reconstruction in closed form is above the data's
+    entropy d/2 log(2 pi e s^2) (the expected -log p) and reaches it as gamma_0 -> -inf, gamma_1 -> inf."""
+    entropy = 0.5 * DIMS * math.log(2 * math.pi * math.e * SCALE ** 2)
+
+    def bound(g0: float, g1: float) -> float:
+        a1, s1 = 1 / (1 + math.exp(g1)), 1 / (1 + math.exp(-g1))  # squares
+        prior = 0.5 * DIMS * (a1 * SCALE ** 2 + s1 - 1 - math.log(s1))
+        recon = 0.5 * DIMS * (math.log(2 * math.pi) + g0 + 1)  # sigma_0^2 / alpha_0^2 = e^{gamma_0}
+        return prior + gaussian_diffusion_term(g0, g1, SCALE, DIMS) + recon
+
+    gaps = [bound(-w, w) - entropy for w in (2.0, 4.0, 8.0, 16.0)]
+    assert all(g > 0 for g in gaps) and all(a > b for a, b in zip(gaps, gaps[1:]))
+    assert gaps[-1] < 1e-5
