@@ -12,6 +12,8 @@ from gridnoise.vdm import (
     alpha_sigma,
     continuous_bound,
     gaussian_diffusion_term,
+    reverse_step,
+    sample,
 )
 
 SCALE, DIMS, POINTS = 1.7, 2, 400_000
@@ -105,3 +107,41 @@ def test_the_bound_closes_on_the_true_likelihood_as_the_ends_widen():
     gaps = [bound(-w, w) - entropy for w in (2.0, 4.0, 8.0, 16.0)]
     assert all(g > 0 for g in gaps) and all(a > b for a, b in zip(gaps, gaps[1:]))
     assert gaps[-1] < 1e-5
+
+
+def chain_variance(schedule: LogSNRSchedule, steps: int) -> float:
+    """Var of the sampler's output, per coordinate, for Gaussian data and its optimal denoiser: each
+    reverse step is linear, z_s = a z_t + b noise, so Var z_s = a^2 Var z_t + b^2 from Var z_1 = 1."""
+    eps = optimal_noise(SCALE, schedule)
+    t = torch.arange(steps, 0, -1, dtype=torch.float64) / steps
+    one = torch.ones(steps, 1, dtype=torch.float64)
+    with torch.no_grad():
+        a = reverse_step(schedule, eps, one, t, t - 1 / steps, torch.zeros_like(one)).squeeze(1)  # slope in z_t
+        b = reverse_step(schedule, eps, 0 * one, t, t - 1 / steps, one).squeeze(1)  # and in the noise
+        alpha0, _ = alpha_sigma(schedule.ends[0])
+    var = 1.0
+    for ai, bi in zip(a.tolist(), b.tolist()):
+        var = ai * ai * var + bi * bi
+    return var / alpha0.item() ** 2
+
+
+@pytest.mark.parametrize("steps", [1, 10, 200])
+def test_ancestral_sampling_follows_the_closed_form_chain(steps):
+    schedule = schedules(-6.0, 6.0)["learned"]
+    n = 100_000
+    x = sample(schedule, optimal_noise(SCALE, schedule), n, steps, torch.Generator().manual_seed(3),
+               dtype=torch.float64)
+    expected = chain_variance(schedule, steps)
+    stderr = expected * math.sqrt(2 / (n - 1))  # of a Gaussian sample's variance
+    assert (x.var(dim=0) - expected).abs().max() < 4 * stderr, (x.var(dim=0), expected)
+
+
+@pytest.mark.parametrize("kind", ["fixed", "learned"])
+def test_more_steps_reach_the_models_marginal_at_rate_one_over_steps(kind):
+    """The chain's variance tends to Var(z_0 / alpha_0) = s^2 + e^{gamma_0} under q, its error
+    shrinking tenfold with ten times the steps (first order in 1 / steps)."""
+    schedule = schedules(-6.0, 6.0)[kind]
+    marginal = SCALE ** 2 + math.exp(-6.0)
+    gaps = [marginal - chain_variance(schedule, steps) for steps in (1000, 10_000)]
+    assert 0 < gaps[1] < gaps[0] and gaps[0] / gaps[1] == pytest.approx(10, rel=0.15)
+    assert gaps[1] / marginal < 5e-3

@@ -138,6 +138,39 @@ def continuous_bound(schedule: LogSNRSchedule, noise_model: NoiseModel, x: Tenso
     return terms
 
 
+def reverse_step(schedule: LogSNRSchedule, noise_model: NoiseModel, z: Tensor, t: Tensor, s: Tensor,
+                 noise: Tensor) -> Tensor:
+    """z_s ~ p(z_s | z_t) `(B, D)` for times s < t `(B,)`: q(z_s | z_t, x) at the predicted x (VDM
+    appendix A.4), with c = 1 - SNR(t) / SNR(s) = -expm1(gamma_s - gamma_t) for precision:
+
+        z_s = alpha_s / alpha_t (z_t - c sigma_t eps_hat(z_t, t)) + sigma_s sqrt(c) noise
+    """
+    gamma_t, gamma_s = schedule(t), schedule(s)
+    alpha_t, sigma_t = alpha_sigma(gamma_t)
+    alpha_s, sigma_s = alpha_sigma(gamma_s)
+    c = -torch.expm1(gamma_s - gamma_t)
+    mean = (alpha_s / alpha_t)[:, None] * (z - (c * sigma_t)[:, None] * noise_model(z, t))
+    return mean + (sigma_s * c.sqrt())[:, None] * noise
+
+
+def sample(schedule: LogSNRSchedule, noise_model: NoiseModel, num_samples: int, steps: int,
+           generator: torch.Generator | None = None, dims: int = 2, dtype: torch.dtype = torch.float32,
+           device: torch.device | str = "cpu") -> Tensor:
+    """`(num_samples, dims)` points by ancestral sampling with `steps` equal steps from t = 1 to 0:
+    z_1 ~ N(0, I), `steps` reverse steps, then the decoder's mean x = z_0 / alpha_0. Any number of
+    steps samples the same model; more steps follow its continuous-time limit more closely."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1 (got {steps})")
+    z = torch.randn((num_samples, dims), generator=generator, dtype=dtype, device=device)
+    with torch.no_grad():
+        for i in range(steps, 0, -1):
+            t = torch.full((num_samples,), i / steps, dtype=dtype, device=device)
+            noise = torch.randn(z.shape, generator=generator, dtype=dtype, device=device)
+            z = reverse_step(schedule, noise_model, z, t, t - 1 / steps, noise)
+        alpha_0, _ = alpha_sigma(schedule.ends[0].to(dtype))
+    return z / alpha_0
+
+
 def gaussian_diffusion_term(gamma_0: float, gamma_1: float, scale: float, dims: int = 2) -> float:
     """L_diffusion in expectation for data N(0, scale^2 I) and its optimal denoiser: with SNR e^{-gamma},
     E ||eps - E[eps | z_t]||^2 = dims s^2 e^{-gamma} / (1 + s^2 e^{-gamma}), whose integral over
