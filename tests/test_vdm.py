@@ -4,6 +4,7 @@ VDM's invariance to the schedule between fixed ends, and the bound's limit, the 
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -145,3 +146,26 @@ def test_more_steps_reach_the_models_marginal_at_rate_one_over_steps(kind):
     gaps = [marginal - chain_variance(schedule, steps) for steps in (1000, 10_000)]
     assert 0 < gaps[1] < gaps[0] and gaps[0] / gaps[1] == pytest.approx(10, rel=0.15)
     assert gaps[1] / marginal < 5e-3
+
+
+@pytest.mark.parametrize("kind", ["fixed", "learned"])
+def test_the_ode_of_the_optimal_denoiser_gives_the_exact_marginal_density(kind):
+    """The probability-flow ODE (likelihood.ode_log_likelihood on the continuous clock) of Gaussian
+    data's optimal denoiser maps q(z_1) onto q(z_0) = N(0, (alpha_0^2 s^2 + sigma_0^2) I): with q(z_1) as
+    its prior, -log p_0 at held-out points is that Gaussian's, for a linear and a non-linear schedule."""
+    from gridnoise.likelihood import ode_log_likelihood
+
+    schedule = schedules(-6.0, 6.0)[kind]
+    eps = optimal_noise(SCALE, schedule)
+    x = SCALE * torch.randn(50, DIMS, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+
+    def variance(gamma: float) -> float:  # Var z_t per coordinate under q
+        return SCALE ** 2 / (1 + math.exp(gamma)) + 1 / (1 + math.exp(-gamma))
+
+    def log_normal(z: torch.Tensor, var: float) -> torch.Tensor:
+        return -0.5 * (z ** 2).sum(1) / var - 0.5 * DIMS * math.log(2 * math.pi * var)
+
+    found = ode_log_likelihood(lambda z, u, step: eps(z, u), schedule, x, tolerance=1e-9,
+                               prior=lambda z: log_normal(z.double(), variance(6.0)))
+    expected = -log_normal(x, variance(-6.0))
+    assert np.allclose(found.nll, expected.numpy(), atol=1e-5)

@@ -35,6 +35,8 @@ integer timesteps (so the marginals at integer u are exactly the discrete ones, 
 integrated from the held-out point at u = 0 (noise level sqrt(1 - abar_0), 0.01 for the default
 schedule) to T-1, segment by segment with scipy's adaptive Runge-Kutta (`solve_ivp`), and the
 divergence exact: two gradient calls in 2-D, no Hutchinson noise.
+A continuous-time schedule (`vdm.LogSNRSchedule`) runs the same ODE on [0, 1] in one segment, with
+abar = sigmoid(-gamma) and beta = gamma'(t) sigmoid(gamma) (`OdeClock` says which).
 
 **Grids make the field jump.** A grid's g is looked up at floor(u) and is constant on each cell,
 so a grid-conditioned network's field jumps across every cell edge (the adaptation's
@@ -58,6 +60,7 @@ A learned reverse variance changes the sampler, not the ODE, so its model has no
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -72,6 +75,7 @@ from gridnoise.adaptation import NoiseAdaptation
 from gridnoise.diffusion import NoiseSchedule, gaussian_kl, gaussian_nll
 from gridnoise.errors import MetricError
 from gridnoise.model import predict_noise
+from gridnoise.vdm import LogSNRSchedule, abar_beta
 
 DIMENSIONS = 2
 ODE_TOLERANCE = 1e-5  # rtol = atol of the ODE solver; `ode_nll` also reports the result at half of it
@@ -194,20 +198,40 @@ def network_noise_model(model: nn.Module, adaptation: NoiseAdaptation) -> NoiseM
     return eps
 
 
-def _ode_time(schedule: NoiseSchedule, z: Tensor, u: float | Tensor,
+@dataclass
+class OdeClock:
+    """The probability-flow ODE's time: the segments it is integrated over, on each of which
+    beta is smooth, and `rates(u (B,), segment)` -> (abar(u), beta(u)), each `(B,)`, in float64."""
+
+    segments: list[tuple[float, float]]
+    rates: Callable[[Tensor, int], tuple[Tensor, Tensor]]
+
+
+def ode_clock(schedule: NoiseSchedule | LogSNRSchedule) -> OdeClock:
+    """A discrete schedule read in continuous time u in [0, T-1] (one segment per step), or a
+    continuous-time one (`vdm.LogSNRSchedule`) on [0, 1]; a float64 copy either way."""
+    if isinstance(schedule, LogSNRSchedule):
+        vdm_schedule = copy.deepcopy(schedule).double()
+        return OdeClock([(0.0, 1.0)], lambda u, _: abar_beta(vdm_schedule, u))
+    s = float64_schedule(schedule)
+    return OdeClock([(float(t), float(t + 1)) for t in range(len(s) - 1)],
+                    lambda u, segment: continuous_alphas_cumprod(s, u, segment))
+
+
+def _ode_time(clock: OdeClock, z: Tensor, u: float | Tensor,
               segment: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(times `(B,)`, the segment's timestep `(B,)`, beta(u) `(B,)`, sigma(u) `(B,)`) for `ode_field`."""
+    """(times `(B,)`, the segment's index `(B,)`, beta(u) `(B,)`, sigma(u) `(B,)`) for `ode_field`."""
     times = torch.as_tensor(u, dtype=torch.float64, device=z.device).expand(len(z))
-    abar, beta = continuous_alphas_cumprod(schedule, times, segment)
+    abar, beta = clock.rates(times, segment)
     steps = torch.full((len(z),), segment, dtype=torch.long, device=z.device)
     return times, steps, beta, (1 - abar).sqrt()
 
 
-def ode_field(noise_model: NoiseModel, schedule: NoiseSchedule, z: Tensor, u: float | Tensor,
+def ode_field(noise_model: NoiseModel, clock: OdeClock, z: Tensor, u: float | Tensor,
               segment: int) -> tuple[Tensor, Tensor]:
-    """(f(z, u) `(B, 2)`, div f `(B,)`) of the probability-flow ODE on segment [t, t+1] (t = `segment`)
-    at one time `u` or one per point `(B,)`, the divergence exact by autograd."""
-    times, steps, beta, sigma = _ode_time(schedule, z, u, segment)
+    """(f(z, u) `(B, 2)`, div f `(B,)`) of the probability-flow ODE on the clock's `segment` at one
+    time `u` or one per point `(B,)`, the divergence exact by autograd."""
+    times, steps, beta, sigma = _ode_time(clock, z, u, segment)
     with torch.enable_grad():
         z = z.detach().requires_grad_(True)
         eps = noise_model(z, times, steps)
@@ -221,21 +245,24 @@ def ode_field(noise_model: NoiseModel, schedule: NoiseSchedule, z: Tensor, u: fl
     return f, div
 
 
-def ode_velocity(noise_model: NoiseModel, schedule: NoiseSchedule, z: Tensor, u: float | Tensor,
+def ode_velocity(noise_model: NoiseModel, clock: OdeClock, z: Tensor, u: float | Tensor,
                  segment: int) -> Tensor:
     """f(z, u) `(B, 2)` of `ode_field` without its divergence (the field either side of a cell edge)."""
-    times, steps, beta, sigma = _ode_time(schedule, z, u, segment)
+    times, steps, beta, sigma = _ode_time(clock, z, u, segment)
     with torch.no_grad():
         eps = noise_model(z, times, steps)
     return -0.5 * beta[:, None] * (z - eps / sigma[:, None])
 
 
-def ode_log_likelihood(noise_model: NoiseModel, schedule: NoiseSchedule, x: Tensor, tolerance: float = ODE_TOLERANCE,
-                       prior: Callable[[Tensor], Tensor] | None = None,
+def ode_log_likelihood(noise_model: NoiseModel, schedule: NoiseSchedule | LogSNRSchedule, x: Tensor,
+                       tolerance: float = ODE_TOLERANCE, prior: Callable[[Tensor], Tensor] | None = None,
                        edges: Sequence[Tensor] = ()) -> Likelihood:
-    """-log p_0(x) `(N,)` (nats) of the probability-flow ODE at held-out points `x` `(N, 2)`.
+    """-log p_0(x) `(N,)` (nats) of the probability-flow ODE at held-out points `x` `(N, 2)`, taken as
+    the process's state at its first time (u = 0; for a continuous-time schedule, z_0 = x).
 
-    `prior(z)` `(N,)` is the log-density at u = T-1 (default N(0, I), where sampling starts).
+    `schedule` a discrete one, read on [0, T-1], or a continuous-time `vdm.LogSNRSchedule` on [0, 1]
+    (its noise model gets the segment index 0 as its step).
+    `prior(z)` `(N,)` is the log-density at the last time (default N(0, I), where sampling starts).
     `edges`: per axis, sorted coordinates `(K,)` of lines where the field jumps (an adaptation's
     `field_edges()`); each crossing adds the density's jump there.
     terms: "prior" (-log prior at the end point), "divergence" (minus the divergence integral),
@@ -243,9 +270,10 @@ def ode_log_likelihood(noise_model: NoiseModel, schedule: NoiseSchedule, x: Tens
     per point), "end" `(N, 2)` the end points z(T-1), "evaluations" the field evaluations used.
     A field that is not finite somewhere on the way, or a solver that gives up, raises MetricError.
     """
-    s = float64_schedule(schedule)
-    z = x.to(s.betas.device, torch.float64)
-    n, T = len(z), len(s)
+    clock = ode_clock(schedule)
+    device = schedule.ends.device if isinstance(schedule, LogSNRSchedule) else schedule.betas.device
+    z = x.to(device, torch.float64)
+    n = len(z)
     integral = torch.zeros(n, dtype=torch.float64)
     jumps, crossings, nontransversal = np.zeros(n), np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
     evaluations = 0
@@ -253,7 +281,7 @@ def ode_log_likelihood(noise_model: NoiseModel, schedule: NoiseSchedule, x: Tens
     def rhs(u: float, state: np.ndarray, segment: int) -> np.ndarray:
         nonlocal evaluations
         evaluations += 1
-        f, div = ode_field(noise_model, s, torch.from_numpy(state[:2 * n].reshape(n, 2)).to(z.device), u, segment)
+        f, div = ode_field(noise_model, clock, torch.from_numpy(state[:2 * n].reshape(n, 2)).to(z.device), u, segment)
         out = np.concatenate([f.cpu().numpy().ravel(), div.cpu().numpy()])
         # stop here: a non-finite field makes RK45's step size NaN, and the next call's time with it
         if not np.isfinite(out).all():
@@ -262,18 +290,19 @@ def ode_log_likelihood(noise_model: NoiseModel, schedule: NoiseSchedule, x: Tens
         return out
 
     state = np.concatenate([z.cpu().numpy().ravel(), integral.numpy()])
-    for t in range(T - 1):  # beta is constant on each [t, t+1]: no jump inside a solver step
-        solution = solve_ivp(rhs, (t, t + 1), state, method=ODE_METHOD, rtol=tolerance, atol=tolerance, args=(t,))
+    for t, (start, stop) in enumerate(clock.segments):  # beta is smooth on each: no jump inside a solver step
+        solution = solve_ivp(rhs, (start, stop), state, method=ODE_METHOD, rtol=tolerance, atol=tolerance, args=(t,))
         if not solution.success:
-            raise MetricError(f"the ODE solver failed on [{t}, {t + 1}]: {solution.message}")
+            raise MetricError(f"the ODE solver failed on [{start:g}, {stop:g}]: {solution.message}")
         state = solution.y[:, -1]
         for axis, lines in enumerate(edges):
             found = edge_crossings(solution.t, solution.y[:2 * n].T.reshape(-1, n, 2), lines.cpu().numpy(), axis)
             if found is None:
                 continue
             points, times, before, after = found
-            f_before = ode_velocity(noise_model, s, torch.from_numpy(before).to(z.device), torch.from_numpy(times), t)
-            f_after = ode_velocity(noise_model, s, torch.from_numpy(after).to(z.device), torch.from_numpy(times), t)
+            when = torch.from_numpy(times)
+            f_before = ode_velocity(noise_model, clock, torch.from_numpy(before).to(z.device), when, t)
+            f_after = ode_velocity(noise_model, clock, torch.from_numpy(after).to(z.device), when, t)
             evaluations += 2
             ratio = (f_after[:, axis] / f_before[:, axis]).cpu().numpy()
             slides = ~(ratio > 0)  # the normal components disagree in sign (or one is 0: a tangent)

@@ -99,6 +99,14 @@ def alpha_sigma(gamma: Tensor) -> tuple[Tensor, Tensor]:
     return torch.sigmoid(-gamma).sqrt(), torch.sigmoid(gamma).sqrt()
 
 
+def abar_beta(schedule: LogSNRSchedule, t: Tensor) -> tuple[Tensor, Tensor]:
+    """(alpha_t^2, beta(t)) `(B,)` at times `(B,)`: the variance-preserving SDE's rate
+    beta = -d log alpha^2 / dt = gamma'(t) sigma_t^2, for the probability-flow ODE. Detached."""
+    with torch.enable_grad():
+        gamma, slope = schedule.with_derivative(t)
+    return torch.sigmoid(-gamma).detach(), (slope * torch.sigmoid(gamma)).detach()
+
+
 def prior_term(schedule: LogSNRSchedule, x: Tensor) -> Tensor:
     """KL(q(z_1 | x) || N(0, I)) `(B,)` for points `(B, D)`."""
     alpha, sigma = alpha_sigma(schedule.ends[1].to(x.dtype).expand(len(x)))
