@@ -262,7 +262,7 @@ def _add_slurm_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("Slurm jobs (--cluster slurm; default: the experiment's [cluster] table, "
                                       "then dask-jobqueue's jobqueue.slurm configuration)")
     for flag, (name, typ, help_text) in SLURM_FLAGS.items():
-        group.add_argument(flag, dest=f"slurm_{name}", type=typ, help=help_text)
+        group.add_argument(flag, dest=f"slurm_{name}", metavar=name.upper(), type=typ, help=help_text)
     group.add_argument("--job-extra", dest="slurm_job_extra_directives", action="append", metavar="DIRECTIVE",
                        help="an extra #SBATCH directive, e.g. --job-extra=--qos=long (repeatable)")
     group.add_argument("--prologue", dest="slurm_job_script_prologue", action="append", metavar="LINE",
