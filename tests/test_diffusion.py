@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from gridnoise.diffusion import gaussian_kl, make_betas, rescale_zero_terminal_snr
+from gridnoise.diffusion import NoiseSchedule, gaussian_kl, make_betas, rescale_zero_terminal_snr
 from gridnoise.schedulers import DDPMScheduler
 
 
@@ -78,3 +78,11 @@ def test_gaussian_kl_against_torch():
     p = torch.distributions.Normal(torch.tensor([[1.0, 0.2]]), 0.9)
     expected = torch.distributions.kl_divergence(q, p).sum(-1)
     assert torch.allclose(gaussian_kl(q.mean, torch.tensor([0.25]), p.mean, torch.tensor([0.81])), expected)
+
+
+def test_trained_betas_are_taken_as_given():
+    betas = torch.tensor([0.1, 0.2, 0.3], dtype=torch.float64)
+    s = NoiseSchedule(3, trained_betas=betas, dtype=torch.float64)
+    assert torch.equal(s.betas, betas) and torch.allclose(s.alphas_cumprod, torch.cumprod(1 - betas, 0))
+    with pytest.raises(ValueError, match="3 values for 4 timesteps"):
+        NoiseSchedule(4, trained_betas=betas)

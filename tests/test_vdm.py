@@ -169,3 +169,47 @@ def test_the_ode_of_the_optimal_denoiser_gives_the_exact_marginal_density(kind):
                                prior=lambda z: log_normal(z.double(), variance(6.0)))
     expected = -log_normal(x, variance(-6.0))
     assert np.allclose(found.nll, expected.numpy(), atol=1e-5)
+
+
+class DiscreteOptimal(torch.nn.Module):
+    """The optimal noise predictor of data N(0, SCALE^2 I) for a discrete schedule's timesteps."""
+
+    def __init__(self, schedule):
+        super().__init__()
+        self.schedule = schedule
+
+    def forward(self, z, timesteps, noise_scale=None):
+        abar = self.schedule.alphas_cumprod[timesteps].double()
+        return ((1 - abar).sqrt() / (abar * SCALE ** 2 + 1 - abar))[:, None] * z.double()
+
+
+def ddpm_steps(g0: float, g1: float, steps: int) -> float:
+    """The expected sum of a DDPM's bound steps k >= 1 on the log-SNR grid of `discrete_betas`, for
+    the optimal predictor: each is 1/2 (SNR_{k-1} - SNR_k) E||x - x0_hat(z_k)||^2 (VDM eq. 13) with
+    E||x - E[x | z_k]||^2 = d s^2 / (1 + SNR_k s^2)."""
+    snr = torch.exp(-torch.linspace(g0, g1, steps, dtype=torch.float64))
+    return float((0.5 * DIMS * (snr[:-1] - snr[1:]) * SCALE ** 2 / (1 + snr[1:] * SCALE ** 2)).sum())
+
+
+def test_a_ddpm_on_the_same_log_snr_tends_to_the_continuous_bound():
+    """The discrete bound (likelihood.variational_bound) of a DDPM on the schedule's log-SNR at T
+    steps: its steps' mean matches their closed form (4 standard errors), its prior is the continuous
+    one, and the steps' sum falls to L_diffusion at first order in 1/T."""
+    from gridnoise.adaptation import NoiseAdaptation
+    from gridnoise.diffusion import NoiseSchedule
+    from gridnoise.likelihood import variational_bound
+    from gridnoise.vdm import discrete_betas, prior_term
+
+    g0, g1, steps = -6.0, 6.0, 50
+    vdm = LogSNRSchedule(g0, g1).double()
+    ddpm = NoiseSchedule(steps, trained_betas=discrete_betas(vdm, steps), dtype=torch.float64)
+    assert torch.allclose(ddpm.alphas_cumprod[[0, -1]].log() - (1 - ddpm.alphas_cumprod[[0, -1]]).log(),
+                          -torch.tensor([g0, g1], dtype=torch.float64))
+    x = SCALE * torch.randn(20_000, DIMS, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    bound = variational_bound(DiscreteOptimal(ddpm), NoiseAdaptation(), ddpm, x, torch.Generator().manual_seed(6))
+    found = bound.terms["steps"][:, 1:].sum(1)
+    assert abs(found.mean() - ddpm_steps(g0, g1, steps)) < 4 * found.std() / math.sqrt(len(found))
+    assert np.allclose(bound.terms["prior"], prior_term(vdm, x).numpy(), rtol=1e-12)
+    limit = gaussian_diffusion_term(g0, g1, SCALE, DIMS)
+    gaps = [ddpm_steps(g0, g1, n) - limit for n in (1000, 10_000)]  # more steps, a lower bound (VDM eq. 16)
+    assert 0 < gaps[1] < gaps[0] and gaps[0] / gaps[1] == pytest.approx(10, rel=0.05)

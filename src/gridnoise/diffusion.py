@@ -82,6 +82,7 @@ class NoiseSchedule(nn.Module):
         beta_end: float = 0.02,
         zero_terminal_snr: bool = False,
         dtype: torch.dtype = torch.float32,
+        trained_betas: Tensor | None = None,
     ):
         super().__init__()
         if num_train_timesteps < 2:
@@ -89,10 +90,15 @@ class NoiseSchedule(nn.Module):
         self.num_train_timesteps = num_train_timesteps
         # the constructor's arguments, so a scheduler can be rebuilt from them (diffusers' `config`)
         self.config = dict(num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule,
-                           beta_start=beta_start, beta_end=beta_end, zero_terminal_snr=zero_terminal_snr)
+                           beta_start=beta_start, beta_end=beta_end, zero_terminal_snr=zero_terminal_snr,
+                           trained_betas=trained_betas)
         # Derived quantities are computed in float64 and stored as float32: in float32,
         # 1 - abar_t cancels badly at small t (posterior_mean_coef1[0] came out 0.9998, not 1).
-        betas = make_betas(num_train_timesteps, beta_schedule, beta_start, beta_end).double()
+        if trained_betas is not None and len(trained_betas) != num_train_timesteps:
+            raise ValueError(f"trained_betas has {len(trained_betas)} values for {num_train_timesteps} timesteps")
+        # `trained_betas` (diffusers' name): betas given outright, e.g. a continuous schedule's on T steps
+        betas = (make_betas(num_train_timesteps, beta_schedule, beta_start, beta_end) if trained_betas is None
+                 else torch.as_tensor(trained_betas)).double()
         if zero_terminal_snr:
             betas = rescale_zero_terminal_snr(betas)
         alphas = 1.0 - betas

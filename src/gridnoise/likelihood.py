@@ -103,7 +103,7 @@ def bits_per_dim(nats: float, scale: float = 1.0, dims: int = DIMENSIONS) -> flo
     return (nats + dims * math.log(scale)) / (dims * math.log(2))
 
 
-SCHEDULE_KEYS = ("num_train_timesteps", "beta_schedule", "beta_start", "beta_end", "zero_terminal_snr")
+SCHEDULE_KEYS = ("num_train_timesteps", "beta_schedule", "beta_start", "beta_end", "zero_terminal_snr", "trained_betas")
 
 
 def float64_schedule(schedule: NoiseSchedule) -> NoiseSchedule:

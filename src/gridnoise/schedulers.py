@@ -63,8 +63,10 @@ class DDPMScheduler(NoiseSchedule):
         beta_end: float = 0.02,
         zero_terminal_snr: bool = False,
         clip_sample: float = 0.0,
+        trained_betas: Tensor | None = None,
     ):
-        super().__init__(num_train_timesteps, beta_schedule, beta_start, beta_end, zero_terminal_snr)
+        super().__init__(num_train_timesteps, beta_schedule, beta_start, beta_end, zero_terminal_snr,
+                         trained_betas=trained_betas)
         self.clip_sample = clip_sample
         self.config["clip_sample"] = clip_sample
         self.set_timesteps()
@@ -135,8 +137,10 @@ class DDIMScheduler(NoiseSchedule):
         zero_terminal_snr: bool = False,
         eta: float = 0.0,
         clip_sample: float = 0.0,
+        trained_betas: Tensor | None = None,
     ):
-        super().__init__(num_train_timesteps, beta_schedule, beta_start, beta_end, zero_terminal_snr)
+        super().__init__(num_train_timesteps, beta_schedule, beta_start, beta_end, zero_terminal_snr,
+                         trained_betas=trained_betas)
         self.eta, self.clip_sample = eta, clip_sample
         self.config.update(eta=eta, clip_sample=clip_sample)
         self.set_timesteps(num_train_timesteps)

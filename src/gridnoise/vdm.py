@@ -25,6 +25,7 @@ The process knows nothing of the network: the bound takes `noise_model(z_t, t) -
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 
@@ -177,6 +178,18 @@ def sample(schedule: LogSNRSchedule, noise_model: NoiseModel, num_samples: int, 
             z = reverse_step(schedule, noise_model, z, t, t - 1 / steps, noise)
         alpha_0, _ = alpha_sigma(schedule.ends[0].to(dtype))
     return z / alpha_0
+
+
+def discrete_betas(schedule: LogSNRSchedule, num_timesteps: int) -> Tensor:
+    """The betas `(T,)` (float64) of a discrete DDPM on this schedule's log-SNR at T equally spaced
+    times: abar_k = sigmoid(-gamma(k / (T - 1))), k = 0..T-1, so its first latent is at gamma_0 and
+    its last at gamma_1 (for `NoiseSchedule(T, trained_betas=...)`). As T grows, that DDPM's bound
+    steps (Ho et al. eq. 5) tend to L_diffusion (VDM eq. 16); its prior term is this one's; its decoder
+    N(x0_hat(z_0), sigma_0^2 I) is not the continuous N(z_0 / alpha_0, sigma_0^2 / alpha_0^2 I)."""
+    t = torch.linspace(0, 1, num_timesteps, dtype=torch.float64)
+    with torch.no_grad():
+        abar = torch.sigmoid(-copy.deepcopy(schedule).double()(t))
+    return 1 - abar / torch.cat([abar.new_ones(1), abar[:-1]])
 
 
 def gaussian_diffusion_term(gamma_0: float, gamma_1: float, scale: float, dims: int = 2) -> float:
