@@ -19,6 +19,12 @@ through the denoiser it trains: in x-space, L_diffusion = -1/2 int_{gamma_0}^{ga
 d(e^{-gamma}) (VDM eq. 19), so two schedules with the same ends and the same denoiser give the same
 bound. Only the end points, or a schedule that differs across the input, can change it.
 
+A schedule may also differ per coordinate and per point (MuLAN, Sahoo et al. 2024:
+`PolynomialSchedule.conditioned`, gamma `(B, D)`): the forward process, the bound and the sampler
+then act coordinate by coordinate, and the diffusion term weighs each coordinate's error by its own
+gamma'. For independent coordinates the invariance holds coordinate by coordinate, so what such a
+schedule can change is again only the ends, or what the coordinates share.
+
 The process knows nothing of the network: the bound takes `noise_model(z_t, t) -> eps_hat`, shapes
 `(B, D)` and `(B,)` -> `(B, D)`.
 """
@@ -32,8 +38,6 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
-
-from gridnoise.diffusion import gaussian_kl, gaussian_nll
 
 NoiseModel = Callable[[Tensor, Tensor], Tensor]  # (z_t (B, D), t (B,)) -> eps_hat (B, D)
 
@@ -95,9 +99,73 @@ class LogSNRSchedule(nn.Module):
         return gamma, slope
 
 
+class PolynomialSchedule(nn.Module):
+    """MuLAN's multivariate schedule (Sahoo et al. 2024): in each coordinate i,
+
+        gamma_i(t) = gamma_min + (gamma_max - gamma_min) p_i(t) / p_i(1),
+        p_i(t) = int_0^t (a_i s^2 + b_i s + c_i)^2 ds + EPS t,
+
+    increasing in t whatever the coefficients (a, b, c), which an input sets: `conditioned(coefficients
+    (B, D, 3))` is the schedule of a batch, each point's coordinates with their own shape between the
+    shared ends."""
+
+    EPS = 1e-6  # keeps p strictly increasing where (a s^2 + b s + c) vanishes
+    ends: Tensor  # `(2,)`: gamma_min, gamma_max
+
+    def __init__(self, gamma_min: float = -10.0, gamma_max: float = 10.0):
+        super().__init__()
+        if not gamma_min < gamma_max:
+            raise ValueError(f"gamma_min must be below gamma_max (got {gamma_min}, {gamma_max})")
+        self.register_buffer("ends", torch.tensor([gamma_min, gamma_max]))
+
+    def conditioned(self, coefficients: Tensor) -> ConditionedSchedule:
+        return ConditionedSchedule(self.ends, coefficients)
+
+
+class ConditionedSchedule:
+    """A `PolynomialSchedule` with one set of coefficients `(B, D, 3)` per point: gamma(t) `(B, D)`."""
+
+    def __init__(self, ends: Tensor, coefficients: Tensor):
+        self.ends, self.coefficients = ends, coefficients
+
+    def _p(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """p(t) and p'(t), each `(B, D)`, for times `(B,)`."""
+        a, b, c = self.coefficients.to(t.dtype).unbind(-1)
+        t = t[:, None]
+        p = (a * a * t ** 5 / 5 + a * b * t ** 4 / 2 + (b * b + 2 * a * c) * t ** 3 / 3 + b * c * t ** 2 + c * c * t
+             + PolynomialSchedule.EPS * t)
+        return p, (a * t * t + b * t + c) ** 2 + PolynomialSchedule.EPS
+
+    def __call__(self, t: Tensor) -> Tensor:
+        return self.with_derivative(t)[0]
+
+    def with_derivative(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """gamma(t) and gamma'(t), each `(B, D)`, in closed form."""
+        g0, g1 = self.ends.to(t.dtype)
+        p, slope = self._p(t)
+        p1, _ = self._p(torch.ones_like(t))
+        return g0 + (g1 - g0) * p / p1, (g1 - g0) * slope / p1
+
+
+Schedule = LogSNRSchedule | ConditionedSchedule  # what the bound and the sampler take
+
+
 def alpha_sigma(gamma: Tensor) -> tuple[Tensor, Tensor]:
-    """alpha_t and sigma_t `(B,)` from gamma `(B,)`: alpha^2 = sigmoid(-gamma), sigma^2 = sigmoid(gamma)."""
+    """alpha_t and sigma_t from gamma, elementwise (`(B,)`, or `(B, D)` for a per-coordinate
+    schedule): alpha^2 = sigmoid(-gamma), sigma^2 = sigmoid(gamma)."""
     return torch.sigmoid(-gamma).sqrt(), torch.sigmoid(gamma).sqrt()
+
+
+def per_coordinate(value: Tensor, x: Tensor) -> Tensor:
+    """A schedule's value at the points' times for each coordinate of points `x` `(B, D)`: `(B,)`
+    from a scalar schedule, `(B, D)` from a per-coordinate one -> `(B, D)`."""
+    value = value.to(x.dtype)
+    return (value[:, None] if value.dim() == 1 else value).expand(x.shape)
+
+
+def end_values(end: Tensor, x: Tensor) -> Tensor:
+    """An end point gamma_0 or gamma_1 (a scalar, or `(D,)` per coordinate) for points `(B, D)`."""
+    return end.to(x.dtype).expand(x.shape)
 
 
 def abar_beta(schedule: LogSNRSchedule, t: Tensor) -> tuple[Tensor, Tensor]:
@@ -108,30 +176,33 @@ def abar_beta(schedule: LogSNRSchedule, t: Tensor) -> tuple[Tensor, Tensor]:
     return torch.sigmoid(-gamma).detach(), (slope * torch.sigmoid(gamma)).detach()
 
 
-def prior_term(schedule: LogSNRSchedule, x: Tensor) -> Tensor:
-    """KL(q(z_1 | x) || N(0, I)) `(B,)` for points `(B, D)`."""
-    alpha, sigma = alpha_sigma(schedule.ends[1].to(x.dtype).expand(len(x)))
-    return gaussian_kl(alpha[:, None] * x, sigma ** 2, torch.zeros_like(x), torch.ones_like(sigma))
+def prior_term(schedule: Schedule, x: Tensor) -> Tensor:
+    """KL(q(z_1 | x) || N(0, I)) `(B,)` for points `(B, D)`, coordinate by coordinate."""
+    gamma = end_values(schedule.ends[1], x)
+    alpha2, sigma2 = torch.sigmoid(-gamma), torch.sigmoid(gamma)
+    return 0.5 * (alpha2 * x ** 2 + sigma2 - 1 - torch.log(sigma2)).sum(-1)
 
 
-def reconstruction_term(schedule: LogSNRSchedule, x: Tensor, noise: Tensor) -> Tensor:
+def reconstruction_term(schedule: Schedule, x: Tensor, noise: Tensor) -> Tensor:
     """-log p(x | z_0) `(B,)` at z_0 = alpha_0 x + sigma_0 noise, with the Gaussian decoder
-    N(z_0 / alpha_0, sigma_0^2 / alpha_0^2 I)."""
-    alpha, sigma = alpha_sigma(schedule.ends[0].to(x.dtype).expand(len(x)))
-    z0 = alpha[:, None] * x + sigma[:, None] * noise
-    return gaussian_nll(x, z0 / alpha[:, None], (sigma / alpha) ** 2)
+    N(z_0 / alpha_0, sigma_0^2 / alpha_0^2) in each coordinate."""
+    alpha, sigma = alpha_sigma(end_values(schedule.ends[0], x))
+    z0 = alpha * x + sigma * noise
+    var = (sigma / alpha) ** 2
+    return 0.5 * (torch.log(2 * math.pi * var) + (x - z0 / alpha) ** 2 / var).sum(-1)
 
 
-def diffusion_term(schedule: LogSNRSchedule, noise_model: NoiseModel, x: Tensor, t: Tensor, noise: Tensor) -> Tensor:
-    """1/2 gamma'(t) ||eps - eps_hat(z_t, t)||^2 `(B,)`: the continuous-time diffusion loss, one
-    draw of t `(B,)` and eps `(B, D)` per point (VDM eq. 17), an unbiased estimate of L_diffusion."""
+def diffusion_term(schedule: Schedule, noise_model: NoiseModel, x: Tensor, t: Tensor, noise: Tensor) -> Tensor:
+    """1/2 (eps - eps_hat(z_t, t))^T diag(gamma'(t)) (eps - eps_hat) `(B,)`: the continuous-time
+    diffusion loss (VDM eq. 17; MuLAN's for a per-coordinate schedule), one draw of t `(B,)` and eps
+    `(B, D)` per point, an unbiased estimate of L_diffusion."""
     gamma, slope = schedule.with_derivative(t)
-    alpha, sigma = alpha_sigma(gamma)
-    z = alpha[:, None] * x + sigma[:, None] * noise
-    return 0.5 * slope * ((noise - noise_model(z, t)) ** 2).sum(-1)
+    alpha, sigma = alpha_sigma(per_coordinate(gamma, x))
+    z = alpha * x + sigma * noise
+    return 0.5 * (per_coordinate(slope, x) * (noise - noise_model(z, t)) ** 2).sum(-1)
 
 
-def continuous_bound(schedule: LogSNRSchedule, noise_model: NoiseModel, x: Tensor,
+def continuous_bound(schedule: Schedule, noise_model: NoiseModel, x: Tensor,
                      generator: torch.Generator | None = None, antithetic: bool = True) -> dict[str, Tensor]:
     """The bound's terms per point, each `(B,)` in nats, and their sum `nll` (an unbiased estimate
     of the bound on -log p(x) for each of the points `(B, D)`). With `antithetic`, the times are
@@ -147,22 +218,22 @@ def continuous_bound(schedule: LogSNRSchedule, noise_model: NoiseModel, x: Tenso
     return terms
 
 
-def reverse_step(schedule: LogSNRSchedule, noise_model: NoiseModel, z: Tensor, t: Tensor, s: Tensor,
+def reverse_step(schedule: Schedule, noise_model: NoiseModel, z: Tensor, t: Tensor, s: Tensor,
                  noise: Tensor) -> Tensor:
     """z_s ~ p(z_s | z_t) `(B, D)` for times s < t `(B,)`: q(z_s | z_t, x) at the predicted x (VDM
-    appendix A.4), with c = 1 - SNR(t) / SNR(s) = -expm1(gamma_s - gamma_t) for precision:
+    appendix A.4), coordinate by coordinate, with c = 1 - SNR(t) / SNR(s) = -expm1(gamma_s - gamma_t)
+    for precision:
 
         z_s = alpha_s / alpha_t (z_t - c sigma_t eps_hat(z_t, t)) + sigma_s sqrt(c) noise
     """
-    gamma_t, gamma_s = schedule(t), schedule(s)
+    gamma_t, gamma_s = per_coordinate(schedule(t), z), per_coordinate(schedule(s), z)
     alpha_t, sigma_t = alpha_sigma(gamma_t)
     alpha_s, sigma_s = alpha_sigma(gamma_s)
     c = -torch.expm1(gamma_s - gamma_t)
-    mean = (alpha_s / alpha_t)[:, None] * (z - (c * sigma_t)[:, None] * noise_model(z, t))
-    return mean + (sigma_s * c.sqrt())[:, None] * noise
+    return alpha_s / alpha_t * (z - c * sigma_t * noise_model(z, t)) + sigma_s * c.sqrt() * noise
 
 
-def sample(schedule: LogSNRSchedule, noise_model: NoiseModel, num_samples: int, steps: int,
+def sample(schedule: Schedule, noise_model: NoiseModel, num_samples: int, steps: int,
            generator: torch.Generator | None = None, dims: int = 2, dtype: torch.dtype = torch.float32,
            device: torch.device | str = "cpu") -> Tensor:
     """`(num_samples, dims)` points by ancestral sampling with `steps` equal steps from t = 1 to 0:
@@ -176,7 +247,7 @@ def sample(schedule: LogSNRSchedule, noise_model: NoiseModel, num_samples: int, 
             t = torch.full((num_samples,), i / steps, dtype=dtype, device=device)
             noise = torch.randn(z.shape, generator=generator, dtype=dtype, device=device)
             z = reverse_step(schedule, noise_model, z, t, t - 1 / steps, noise)
-        alpha_0, _ = alpha_sigma(schedule.ends[0].to(dtype))
+        alpha_0, _ = alpha_sigma(end_values(schedule.ends[0], z))
     return z / alpha_0
 
 
