@@ -20,6 +20,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -261,8 +262,6 @@ def client_for(cluster: Cluster) -> Iterator[Any]:
         with slurm_client(cluster.slurm) as client:
             yield client
     else:
-        import os
-
         n = cluster.workers or os.cpu_count() or 1
         # A client that starts its own cluster also shuts it down when closed.
         with Client(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
