@@ -36,7 +36,9 @@ integrated from the held-out point at u = 0 (noise level sqrt(1 - abar_0), 0.01 
 schedule) to T-1, segment by segment with scipy's adaptive Runge-Kutta (`solve_ivp`), and the
 divergence exact: two gradient calls in 2-D, no Hutchinson noise.
 A continuous-time schedule (`vdm.LogSNRSchedule`) runs the same ODE on [0, 1] in one segment, with
-abar = sigmoid(-gamma) and beta = gamma'(t) sigmoid(gamma) (`OdeClock` says which).
+abar = sigmoid(-gamma) and beta = gamma'(t) sigmoid(gamma) (`OdeClock` says which); a per-coordinate
+one (`vdm.ConditionedSchedule`) has them per coordinate, f_i = -1/2 beta_i (z_i - eps_i / sigma_i) and
+div f = -1/2 sum_i beta_i (1 - d eps_i / d z_i / sigma_i).
 
 **Grids make the field jump.** A grid's g is looked up at floor(u) and is constant on each cell,
 so a grid-conditioned network's field jumps across every cell edge (the adaptation's
@@ -75,7 +77,7 @@ from gridnoise.adaptation import NoiseAdaptation
 from gridnoise.diffusion import NoiseSchedule, gaussian_kl, gaussian_nll
 from gridnoise.errors import MetricError
 from gridnoise.model import predict_noise
-from gridnoise.vdm import LogSNRSchedule, abar_beta
+from gridnoise.vdm import ConditionedSchedule, LogSNRSchedule, Schedule, abar_beta
 
 DIMENSIONS = 2
 ODE_TOLERANCE = 1e-5  # rtol = atol of the ODE solver; `ode_nll` also reports the result at half of it
@@ -207,9 +209,13 @@ class OdeClock:
     rates: Callable[[Tensor, int], tuple[Tensor, Tensor]]
 
 
-def ode_clock(schedule: NoiseSchedule | LogSNRSchedule) -> OdeClock:
+def ode_clock(schedule: NoiseSchedule | Schedule) -> OdeClock:
     """A discrete schedule read in continuous time u in [0, T-1] (one segment per step), or a
-    continuous-time one (`vdm.LogSNRSchedule`) on [0, 1]; a float64 copy either way."""
+    continuous-time one (`vdm.LogSNRSchedule`, or a per-coordinate `vdm.ConditionedSchedule`, whose
+    rates are `(B, D)`) on [0, 1]; a float64 copy either way."""
+    if isinstance(schedule, ConditionedSchedule):
+        conditioned = ConditionedSchedule(schedule.ends.double(), schedule.coefficients.double())
+        return OdeClock([(0.0, 1.0)], lambda u, _: abar_beta(conditioned, u))
     if isinstance(schedule, LogSNRSchedule):
         vdm_schedule = copy.deepcopy(schedule).double()
         return OdeClock([(0.0, 1.0)], lambda u, _: abar_beta(vdm_schedule, u))
@@ -237,9 +243,15 @@ def ode_field(noise_model: NoiseModel, clock: OdeClock, z: Tensor, u: float | Te
         eps = noise_model(z, times, steps)
         # each row depends on its own point only, so the gradient of a column's sum is that column's
         # derivative at every point: two calls give the exact divergence in 2-D
-        div_eps = torch.zeros(len(z), dtype=eps.dtype, device=z.device)
-        for i in range(z.shape[1]):
-            div_eps = div_eps + torch.autograd.grad(eps[:, i].sum(), z, retain_graph=i + 1 < z.shape[1])[0][:, i]
+        diagonal = [torch.autograd.grad(eps[:, i].sum(), z, retain_graph=i + 1 < z.shape[1])[0][:, i]
+                    for i in range(z.shape[1])]
+    if beta.dim() == 2:  # a per-coordinate schedule: div f = -1/2 sum_i beta_i (1 - d eps_i / d z_i / sigma_i)
+        jacobian = torch.stack(diagonal, 1).detach()
+        f = -0.5 * beta * (z.detach() - eps.detach() / sigma)
+        return f, -0.5 * (beta * (1 - jacobian / sigma)).sum(1)
+    div_eps = torch.zeros(len(z), dtype=eps.dtype, device=z.device)
+    for d in diagonal:
+        div_eps = div_eps + d
     f = -0.5 * beta[:, None] * (z.detach() - eps.detach() / sigma[:, None])
     div = -0.5 * beta * (z.shape[1] - div_eps.detach() / sigma)
     return f, div
@@ -251,10 +263,12 @@ def ode_velocity(noise_model: NoiseModel, clock: OdeClock, z: Tensor, u: float |
     times, steps, beta, sigma = _ode_time(clock, z, u, segment)
     with torch.no_grad():
         eps = noise_model(z, times, steps)
+    if beta.dim() == 2:  # a per-coordinate schedule
+        return -0.5 * beta * (z - eps / sigma)
     return -0.5 * beta[:, None] * (z - eps / sigma[:, None])
 
 
-def ode_log_likelihood(noise_model: NoiseModel, schedule: NoiseSchedule | LogSNRSchedule, x: Tensor,
+def ode_log_likelihood(noise_model: NoiseModel, schedule: NoiseSchedule | Schedule, x: Tensor,
                        tolerance: float = ODE_TOLERANCE, prior: Callable[[Tensor], Tensor] | None = None,
                        edges: Sequence[Tensor] = ()) -> Likelihood:
     """-log p_0(x) `(N,)` (nats) of the probability-flow ODE at held-out points `x` `(N, 2)`, taken as
@@ -271,7 +285,7 @@ def ode_log_likelihood(noise_model: NoiseModel, schedule: NoiseSchedule | LogSNR
     A field that is not finite somewhere on the way, or a solver that gives up, raises MetricError.
     """
     clock = ode_clock(schedule)
-    device = schedule.ends.device if isinstance(schedule, LogSNRSchedule) else schedule.betas.device
+    device = schedule.betas.device if isinstance(schedule, NoiseSchedule) else schedule.ends.device
     z = x.to(device, torch.float64)
     n = len(z)
     integral = torch.zeros(n, dtype=torch.float64)

@@ -168,8 +168,8 @@ def end_values(end: Tensor, x: Tensor) -> Tensor:
     return end.to(x.dtype).expand(x.shape)
 
 
-def abar_beta(schedule: LogSNRSchedule, t: Tensor) -> tuple[Tensor, Tensor]:
-    """(alpha_t^2, beta(t)) `(B,)` at times `(B,)`: the variance-preserving SDE's rate
+def abar_beta(schedule: Schedule, t: Tensor) -> tuple[Tensor, Tensor]:
+    """(alpha_t^2, beta(t)) `(B,)` (`(B, D)` per coordinate) at times `(B,)`: the variance-preserving SDE's rate
     beta = -d log alpha^2 / dt = gamma'(t) sigma_t^2, for the probability-flow ODE. Detached."""
     with torch.enable_grad():
         gamma, slope = schedule.with_derivative(t)
