@@ -12,8 +12,10 @@ from gridnoise.vdm import (
     LogSNRSchedule,
     PolynomialSchedule,
     alpha_sigma,
+    categorical_latent_bound,
     continuous_bound,
     gaussian_diffusion_term,
+    gaussian_latent_bound,
     per_coordinate,
     reverse_step,
     sample,
@@ -314,3 +316,46 @@ def test_the_ode_of_a_per_coordinate_schedule_gives_the_exact_marginal_density()
     found = ode_log_likelihood(lambda z, u, step: eps(z, u), schedule, x, tolerance=1e-9,
                                prior=lambda z: log_normal(z.double(), 6.0))
     assert np.allclose(found.nll, -log_normal(x, -6.0).numpy(), atol=1e-5)
+
+
+def vdm_bound_ignoring(schedule, seed: int):
+    """L(x | z) of a model whose schedule and denoiser ignore z: VDM's bound, with the same draws each call."""
+    eps = optimal_noise(SCALE, schedule)
+    return lambda x, z: continuous_bound(schedule, eps, x, torch.Generator().manual_seed(seed))
+
+
+def test_with_the_latent_ignored_and_its_encoder_the_prior_the_bound_is_vdms():
+    """MuLAN reduces to VDM exactly when nothing uses z and q(z | x) = p(z): for a Gaussian latent
+    (KL 0) and a categorical one (every category's bound the same, q = p)."""
+    schedule = schedules(-6.0, 6.0)["learned"]
+    x = SCALE * torch.randn(500, DIMS, dtype=torch.float64, generator=torch.Generator().manual_seed(15))
+    vdm = vdm_bound_ignoring(schedule, 16)(x, None)
+    zeros = torch.zeros(500, 3, dtype=torch.float64)
+    gaussian = gaussian_latent_bound(x, zeros, zeros, vdm_bound_ignoring(schedule, 16),
+                                     torch.Generator().manual_seed(17))
+    categorical = categorical_latent_bound(x, zeros + 0.7, torch.zeros(3, dtype=torch.float64),
+                                           vdm_bound_ignoring(schedule, 16))
+    for found in (gaussian, categorical):
+        assert torch.equal(found["latent_kl"], torch.zeros(500, dtype=torch.float64))
+        for name in vdm:
+            assert torch.allclose(found[name], vdm[name], rtol=1e-12, atol=1e-12), name
+
+
+def test_the_latent_terms_are_their_closed_forms():
+    """The Gaussian latent's KL is torch's KL(N(mean, std) || N(0, 1)) summed over z; the categorical
+    bound is sum_c q(c | x) L(x | c) + KL(q || p) for bounds that differ by category."""
+    mean = torch.tensor([[0.3, -1.2], [2.0, 0.0]], dtype=torch.float64)
+    log_std = torch.tensor([[-0.5, 0.2], [0.0, -1.0]], dtype=torch.float64)
+    x = torch.zeros(2, DIMS, dtype=torch.float64)
+    found = gaussian_latent_bound(x, mean, log_std, lambda x, z: {"nll": torch.zeros(len(x), dtype=x.dtype)})
+    normal = torch.distributions.Normal
+    expected = torch.distributions.kl_divergence(normal(mean, log_std.exp()), normal(0.0, 1.0)).sum(-1)
+    assert torch.allclose(found["latent_kl"], expected) and torch.allclose(found["nll"], expected)
+
+    logits = torch.tensor([[1.0, 0.0, -1.0], [0.0, 2.0, 0.5]], dtype=torch.float64)
+    prior = torch.tensor([0.2, 0.0, -0.3], dtype=torch.float64)
+    per_category = torch.tensor([1.0, 5.0, 2.0], dtype=torch.float64)
+    found = categorical_latent_bound(x, logits, prior, lambda x, c: {"nll": per_category[c]})
+    q, p = logits.softmax(-1), prior.softmax(-1)
+    kl = (q * (q.log() - p.log())).sum(-1)
+    assert torch.allclose(found["latent_kl"], kl) and torch.allclose(found["nll"], (q * per_category).sum(-1) + kl)

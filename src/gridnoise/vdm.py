@@ -251,6 +251,42 @@ def sample(schedule: Schedule, noise_model: NoiseModel, num_samples: int, steps:
     return z / alpha_0
 
 
+# ---- MuLAN's auxiliary latent: -log p(x) <= E_{q(z|x)} [L(x | z)] + KL(q(z | x) || p(z)) -----------------------
+
+BoundGiven = Callable[[Tensor, Tensor], dict[str, Tensor]]  # (x (B, D), z) -> the bound's terms given z, each (B,)
+
+
+def gaussian_latent_bound(x: Tensor, mean: Tensor, log_std: Tensor, bound_given: BoundGiven,
+                          generator: torch.Generator | None = None) -> dict[str, Tensor]:
+    """The bound of a model with a continuous latent z `(B, K)`: encoder q(z | x) = N(mean, diag(e^{2
+    log_std})) `(B, K)` each, prior p(z) = N(0, I). One reparameterised z per point, so the estimate is
+    unbiased and trains the encoder; `bound_given(x, z)` is the diffusion bound with the schedule and
+    the denoiser conditioned on z (`continuous_bound`). Terms: those given z, `latent_kl`, and `nll`."""
+    z = mean + log_std.exp() * torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
+    terms = dict(bound_given(x, z))
+    terms["latent_kl"] = 0.5 * (mean ** 2 + (2 * log_std).exp() - 1 - 2 * log_std).sum(-1)
+    terms["nll"] = terms["nll"] + terms["latent_kl"]
+    return terms
+
+
+def categorical_latent_bound(x: Tensor, logits: Tensor, prior_logits: Tensor,
+                             bound_given: BoundGiven) -> dict[str, Tensor]:
+    """The bound of a model with a categorical latent c in {0..K-1} (e.g. a grid cell): encoder
+    q(c | x) = softmax(`logits` `(B, K)`), prior p(c) = softmax(`prior_logits` `(K,)`), both learned.
+    Exact in c: sum_c q(c | x) L(x | c) + KL(q || p), one `bound_given(x, c)` per category with c `(B,)`
+    long. Terms: each term given c averaged under q, `latent_kl`, and `nll`."""
+    log_q, log_p = torch.log_softmax(logits, -1), torch.log_softmax(prior_logits, -1)
+    q = log_q.exp()
+    terms: dict[str, Tensor] = {}
+    for c in range(logits.shape[-1]):
+        given = bound_given(x, torch.full((len(x),), c, dtype=torch.long, device=x.device))
+        for name, value in given.items():
+            terms[name] = terms.get(name, 0) + q[:, c] * value
+    terms["latent_kl"] = (q * (log_q - log_p)).sum(-1)
+    terms["nll"] = terms["nll"] + terms["latent_kl"]
+    return terms
+
+
 def discrete_betas(schedule: LogSNRSchedule, num_timesteps: int) -> Tensor:
     """The betas `(T,)` (float64) of a discrete DDPM on this schedule's log-SNR at T equally spaced
     times: abar_k = sigmoid(-gamma(k / (T - 1))), k = 0..T-1, so its first latent is at gamma_0 and
