@@ -37,7 +37,7 @@ schedule) to T-1, segment by segment with scipy's adaptive Runge-Kutta (`solve_i
 divergence exact: two gradient calls in 2-D, no Hutchinson noise.
 A continuous-time schedule (`vdm.LogSNRSchedule`) runs the same ODE on [0, 1] in one segment, with
 abar = sigmoid(-gamma) and beta = gamma'(t) sigmoid(gamma) (`OdeClock` says which); a per-coordinate
-one (`vdm.ConditionedSchedule`) has them per coordinate, f_i = -1/2 beta_i (z_i - eps_i / sigma_i) and
+one (`mulan.ConditionedSchedule`) has them per coordinate, f_i = -1/2 beta_i (z_i - eps_i / sigma_i) and
 div f = -1/2 sum_i beta_i (1 - d eps_i / d z_i / sigma_i).
 
 **Grids make the field jump.** A grid's g is looked up at floor(u) and is constant on each cell,
@@ -77,7 +77,8 @@ from gridnoise.adaptation import NoiseAdaptation
 from gridnoise.diffusion import NoiseSchedule, gaussian_kl, gaussian_nll
 from gridnoise.errors import MetricError
 from gridnoise.model import predict_noise
-from gridnoise.vdm import ConditionedSchedule, LogSNRSchedule, Schedule, abar_beta
+from gridnoise.mulan import ConditionedSchedule
+from gridnoise.vdm import LogSNRSchedule, Schedule, abar_beta
 
 DIMENSIONS = 2
 ODE_TOLERANCE = 1e-5  # rtol = atol of the ODE solver; `ode_nll` also reports the result at half of it
@@ -211,17 +212,19 @@ class OdeClock:
 
 def ode_clock(schedule: NoiseSchedule | Schedule) -> OdeClock:
     """A discrete schedule read in continuous time u in [0, T-1] (one segment per step), or a
-    continuous-time one (`vdm.LogSNRSchedule`, or a per-coordinate `vdm.ConditionedSchedule`, whose
+    continuous-time one (`vdm.LogSNRSchedule`, or a per-coordinate `mulan.ConditionedSchedule`, whose
     rates are `(B, D)`) on [0, 1]; a float64 copy either way."""
-    if isinstance(schedule, ConditionedSchedule):
-        conditioned = ConditionedSchedule(schedule.ends.double(), schedule.coefficients.double())
-        return OdeClock([(0.0, 1.0)], lambda u, _: abar_beta(conditioned, u))
+    if isinstance(schedule, NoiseSchedule):
+        s = float64_schedule(schedule)
+        return OdeClock([(float(t), float(t + 1)) for t in range(len(s) - 1)],
+                        lambda u, segment: continuous_alphas_cumprod(s, u, segment))
     if isinstance(schedule, LogSNRSchedule):
-        vdm_schedule = copy.deepcopy(schedule).double()
-        return OdeClock([(0.0, 1.0)], lambda u, _: abar_beta(vdm_schedule, u))
-    s = float64_schedule(schedule)
-    return OdeClock([(float(t), float(t + 1)) for t in range(len(s) - 1)],
-                    lambda u, segment: continuous_alphas_cumprod(s, u, segment))
+        continuous: Schedule = copy.deepcopy(schedule).double()
+    elif isinstance(schedule, ConditionedSchedule):
+        continuous = ConditionedSchedule(schedule.ends.double(), schedule.coefficients.double())
+    else:
+        raise TypeError(f"no probability-flow ODE for a {type(schedule).__name__}")
+    return OdeClock([(0.0, 1.0)], lambda u, _: abar_beta(continuous, u))
 
 
 def _ode_time(clock: OdeClock, z: Tensor, u: float | Tensor,

@@ -19,11 +19,9 @@ through the denoiser it trains: in x-space, L_diffusion = -1/2 int_{gamma_0}^{ga
 d(e^{-gamma}) (VDM eq. 19), so two schedules with the same ends and the same denoiser give the same
 bound. Only the end points, or a schedule that differs across the input, can change it.
 
-A schedule may also differ per coordinate and per point (MuLAN, Sahoo et al. 2024:
-`PolynomialSchedule.conditioned`, gamma `(B, D)`): the forward process, the bound and the sampler
-then act coordinate by coordinate, and the diffusion term weighs each coordinate's error by its own
-gamma'. For independent coordinates the invariance holds coordinate by coordinate, so what such a
-schedule can change is again only the ends, or what the coordinates share.
+A schedule may also differ per coordinate and per point (gamma `(B, D)`; MuLAN's, in `mulan.py`):
+the forward process, the bound, the sampler and the ODE then act coordinate by coordinate, and the
+diffusion term weighs each coordinate's error by its own gamma'.
 
 The process knows nothing of the network: the bound takes `noise_model(z_t, t) -> eps_hat`, shapes
 `(B, D)` and `(B,)` -> `(B, D)`.
@@ -34,6 +32,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
@@ -99,55 +98,17 @@ class LogSNRSchedule(nn.Module):
         return gamma, slope
 
 
-class PolynomialSchedule(nn.Module):
-    """MuLAN's multivariate schedule (Sahoo et al. 2024): in each coordinate i,
+class Schedule(Protocol):
+    """What the bound, the sampler and the ODE take: a `LogSNRSchedule`, or a per-coordinate schedule
+    (`mulan.ConditionedSchedule`) whose gamma is `(B, D)`."""
 
-        gamma_i(t) = gamma_min + (gamma_max - gamma_min) p_i(t) / p_i(1),
-        p_i(t) = int_0^t (a_i s^2 + b_i s + c_i)^2 ds + EPS t,
+    @property
+    def ends(self) -> Tensor:  # gamma(0), gamma(1): `(2,)`, or `(2, D)` per coordinate
+        ...
 
-    increasing in t whatever the coefficients (a, b, c), which an input sets: `conditioned(coefficients
-    (B, D, 3))` is the schedule of a batch, each point's coordinates with their own shape between the
-    shared ends."""
+    def __call__(self, t: Tensor) -> Tensor: ...
 
-    EPS = 1e-6  # keeps p strictly increasing where (a s^2 + b s + c) vanishes
-    ends: Tensor  # `(2,)`: gamma_min, gamma_max
-
-    def __init__(self, gamma_min: float = -10.0, gamma_max: float = 10.0):
-        super().__init__()
-        if not gamma_min < gamma_max:
-            raise ValueError(f"gamma_min must be below gamma_max (got {gamma_min}, {gamma_max})")
-        self.register_buffer("ends", torch.tensor([gamma_min, gamma_max]))
-
-    def conditioned(self, coefficients: Tensor) -> ConditionedSchedule:
-        return ConditionedSchedule(self.ends, coefficients)
-
-
-class ConditionedSchedule:
-    """A `PolynomialSchedule` with one set of coefficients `(B, D, 3)` per point: gamma(t) `(B, D)`."""
-
-    def __init__(self, ends: Tensor, coefficients: Tensor):
-        self.ends, self.coefficients = ends, coefficients
-
-    def _p(self, t: Tensor) -> tuple[Tensor, Tensor]:
-        """p(t) and p'(t), each `(B, D)`, for times `(B,)`."""
-        a, b, c = self.coefficients.to(t.dtype).unbind(-1)
-        t = t[:, None]
-        p = (a * a * t ** 5 / 5 + a * b * t ** 4 / 2 + (b * b + 2 * a * c) * t ** 3 / 3 + b * c * t ** 2 + c * c * t
-             + PolynomialSchedule.EPS * t)
-        return p, (a * t * t + b * t + c) ** 2 + PolynomialSchedule.EPS
-
-    def __call__(self, t: Tensor) -> Tensor:
-        return self.with_derivative(t)[0]
-
-    def with_derivative(self, t: Tensor) -> tuple[Tensor, Tensor]:
-        """gamma(t) and gamma'(t), each `(B, D)`, in closed form."""
-        g0, g1 = self.ends.to(t.dtype)
-        p, slope = self._p(t)
-        p1, _ = self._p(torch.ones_like(t))
-        return g0 + (g1 - g0) * p / p1, (g1 - g0) * slope / p1
-
-
-Schedule = LogSNRSchedule | ConditionedSchedule  # what the bound and the sampler take
+    def with_derivative(self, t: Tensor) -> tuple[Tensor, Tensor]: ...
 
 
 def alpha_sigma(gamma: Tensor) -> tuple[Tensor, Tensor]:
@@ -249,42 +210,6 @@ def sample(schedule: Schedule, noise_model: NoiseModel, num_samples: int, steps:
             z = reverse_step(schedule, noise_model, z, t, t - 1 / steps, noise)
         alpha_0, _ = alpha_sigma(end_values(schedule.ends[0], z))
     return z / alpha_0
-
-
-# ---- MuLAN's auxiliary latent: -log p(x) <= E_{q(z|x)} [L(x | z)] + KL(q(z | x) || p(z)) -----------------------
-
-BoundGiven = Callable[[Tensor, Tensor], dict[str, Tensor]]  # (x (B, D), z) -> the bound's terms given z, each (B,)
-
-
-def gaussian_latent_bound(x: Tensor, mean: Tensor, log_std: Tensor, bound_given: BoundGiven,
-                          generator: torch.Generator | None = None) -> dict[str, Tensor]:
-    """The bound of a model with a continuous latent z `(B, K)`: encoder q(z | x) = N(mean, diag(e^{2
-    log_std})) `(B, K)` each, prior p(z) = N(0, I). One reparameterised z per point, so the estimate is
-    unbiased and trains the encoder; `bound_given(x, z)` is the diffusion bound with the schedule and
-    the denoiser conditioned on z (`continuous_bound`). Terms: those given z, `latent_kl`, and `nll`."""
-    z = mean + log_std.exp() * torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
-    terms = dict(bound_given(x, z))
-    terms["latent_kl"] = 0.5 * (mean ** 2 + (2 * log_std).exp() - 1 - 2 * log_std).sum(-1)
-    terms["nll"] = terms["nll"] + terms["latent_kl"]
-    return terms
-
-
-def categorical_latent_bound(x: Tensor, logits: Tensor, prior_logits: Tensor,
-                             bound_given: BoundGiven) -> dict[str, Tensor]:
-    """The bound of a model with a categorical latent c in {0..K-1} (e.g. a grid cell): encoder
-    q(c | x) = softmax(`logits` `(B, K)`), prior p(c) = softmax(`prior_logits` `(K,)`), both learned.
-    Exact in c: sum_c q(c | x) L(x | c) + KL(q || p), one `bound_given(x, c)` per category with c `(B,)`
-    long. Terms: each term given c averaged under q, `latent_kl`, and `nll`."""
-    log_q, log_p = torch.log_softmax(logits, -1), torch.log_softmax(prior_logits, -1)
-    q = log_q.exp()
-    terms: dict[str, Tensor] = {}
-    for c in range(logits.shape[-1]):
-        given = bound_given(x, torch.full((len(x),), c, dtype=torch.long, device=x.device))
-        for name, value in given.items():
-            terms[name] = terms.get(name, 0) + q[:, c] * value
-    terms["latent_kl"] = (q * (log_q - log_p)).sum(-1)
-    terms["nll"] = terms["nll"] + terms["latent_kl"]
-    return terms
 
 
 def discrete_betas(schedule: LogSNRSchedule, num_timesteps: int) -> Tensor:
