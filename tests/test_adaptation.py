@@ -289,3 +289,16 @@ def test_the_ode_likelihood_is_declared_per_adaptation():
     assert "define field_edges" in ode_skip_reason(Undeclared())
     assert ode_skip_reason(Declared) is None
     assert "variance" in ode_skip_reason(Wider)
+
+
+def test_the_constant_reverse_variance_is_the_same_everywhere_and_still_learned_per_timestep():
+    adaptation = build_adaptation(adaptation_for("reverse_variance_constant"), 20)
+    with torch.no_grad():
+        for p in adaptation.parameters():
+            p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(0)))
+    points = torch.tensor([[-50.0, 3.0], [0.0, 0.0], [0.7, -0.2], [40.0, 40.0]])
+    for t in (0, 7, 19):
+        scale = adaptation.reverse_std_scale(points, torch.full((4,), t))
+        assert torch.allclose(scale, scale[:1].expand(4))  # one value for the whole plane
+    first, last = (adaptation.reverse_std_scale(points[:1], torch.tensor([t])) for t in (0, 19))
+    assert not torch.equal(first, last)  # but its own at each timestep

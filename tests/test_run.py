@@ -13,7 +13,7 @@ from gridnoise.sampling import sample_run
 
 from conftest import gridnoise
 
-DDPM_ONLY = {"reverse_variance", "reverse_variance_multiscale"}
+DDPM_ONLY = {name for name, preset in VARIANTS.items() if preset["kind"] == "reverse_variance"}
 
 
 def tiny_config(variant: str, **diffusion) -> RunConfig:

@@ -27,4 +27,7 @@ VARIANTS.update({
     "reverse_variance": dict(kind="reverse_variance", grids={"grid": 10}, extent_from_data=True),
     "reverse_variance_multiscale": dict(kind="reverse_variance", grids={"coarse": 5, "fine": 20},
                                         extent_from_data=True),
+    # the control for those: one cell, a learned reverse variance per timestep that is the same everywhere,
+    # so what the grids add beyond it is what is spatial
+    "reverse_variance_constant": dict(kind="reverse_variance", grids={"grid": 1}, extent_from_data=True),
 })
