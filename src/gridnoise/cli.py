@@ -289,6 +289,11 @@ def _cluster(args: argparse.Namespace, settings=None):
     from gridnoise.study.cluster import make_cluster
 
     overrides = {k[len("slurm_"):]: v for k, v in vars(args).items() if k.startswith("slurm_")}
+    given = [name for name, value in overrides.items() if value is not None]
+    if given and args.cluster != "slurm":
+        flags = ", ".join("--" + {"job_extra_directives": "job-extra", "job_script_prologue": "prologue"}.get(
+            name, name.replace("_", "-")) for name in given)
+        raise ConfigError(f"{flags}: Slurm job settings, but the tasks run locally: add --cluster slurm, or drop them")
     return make_cluster(args.cluster, workers=getattr(args, "workers", None), address=getattr(args, "address", None),
                         scheduler_file=getattr(args, "scheduler_file", None),
                         connect_timeout=getattr(args, "connect_timeout", CONNECT_TIMEOUT), settings=settings,

@@ -177,6 +177,9 @@ def test_no_slurm_here_is_one_line_and_writes_nothing(tmp_path, monkeypatch):
     bad = cli("run", write_experiment(tmp_path), "--out", tmp_path / "out", "--cluster", "slurm",
               "--scheduler", "tcp://127.0.0.1:1")
     assert bad.returncode == 2 and "drop --scheduler" in bad.stderr and not (tmp_path / "out").exists()
+    local = cli("run", write_experiment(tmp_path), "--out", tmp_path / "out", "--queue", "cpu", "--job-extra=--qos=x")
+    assert local.returncode == 2 and local.stderr.count("\n") == 1 and not (tmp_path / "out").exists()
+    assert "--queue, --job-extra: Slurm job settings" in local.stderr and "add --cluster slurm" in local.stderr
 
 
 def test_an_absent_scheduler_file_is_one_line(tmp_path):
