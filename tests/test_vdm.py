@@ -13,6 +13,7 @@ from gridnoise.vdm import (
     alpha_sigma,
     continuous_bound,
     gaussian_diffusion_term,
+    per_coordinate,
     reverse_step,
     sample,
 )
@@ -213,3 +214,25 @@ def test_a_ddpm_on_the_same_log_snr_tends_to_the_continuous_bound():
     limit = gaussian_diffusion_term(g0, g1, SCALE, DIMS)
     gaps = [ddpm_steps(g0, g1, n) - limit for n in (1000, 10_000)]  # more steps, a lower bound (VDM eq. 16)
     assert 0 < gaps[1] < gaps[0] and gaps[0] / gaps[1] == pytest.approx(10, rel=0.05)
+
+
+def test_a_clipped_step_is_the_step_of_the_clipped_prediction():
+    """Clipping the predicted x rewrites the step's mean in x: it is the unclipped step of a denoiser
+    whose eps gives the clipped x, and where the clip does not bind it is the plain step."""
+
+    schedule = schedules(-6.0, 6.0)["learned"]
+    gen = torch.Generator().manual_seed(30)
+    z, noise = torch.randn(500, DIMS, generator=gen, dtype=torch.float64), torch.randn(500, DIMS, generator=gen,
+                                                                                       dtype=torch.float64)
+    t, s = torch.full((500,), 0.6, dtype=torch.float64), torch.full((500,), 0.5, dtype=torch.float64)
+    eps = optimal_noise(SCALE, schedule)
+    plain = reverse_step(schedule, eps, z, t, s, noise)
+    assert torch.allclose(reverse_step(schedule, eps, z, t, s, noise, clip_sample=1e6), plain, rtol=1e-12, atol=1e-12)
+
+    def clipped_eps(z, t):  # the eps whose predicted x is the clipped one
+        alpha, sigma = alpha_sigma(per_coordinate(schedule(t), z))
+        x = ((z - sigma * eps(z, t)) / alpha).clamp(-0.1, 0.1)
+        return (z - alpha * x) / sigma
+    clipped = reverse_step(schedule, eps, z, t, s, noise, clip_sample=0.1)
+    assert torch.allclose(clipped, reverse_step(schedule, clipped_eps, z, t, s, noise), rtol=1e-10, atol=1e-12)
+    assert not torch.allclose(clipped, plain)

@@ -36,18 +36,10 @@ from typing import Protocol
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 NoiseModel = Callable[[Tensor, Tensor], Tensor]  # (z_t (B, D), t (B,)) -> eps_hat (B, D)
 
 HIDDEN = 1024  # VDM's monotone network: 1 -> 1024 sigmoid units -> 1
-
-
-class MonotoneLinear(nn.Linear):
-    """A linear layer whose weights are |w| (VDM's `DenseMonotone`): increasing in every input."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.linear(x, self.weight.abs(), self.bias)
 
 
 class LogSNRSchedule(nn.Module):
@@ -67,22 +59,34 @@ class LogSNRSchedule(nn.Module):
         self.ends = nn.Parameter(torch.tensor([gamma_min, gamma_max]), requires_grad=learn_ends)
         self.learned = learned
         if learned:
-            self.l1 = MonotoneLinear(1, 1)
-            self.l2 = MonotoneLinear(1, hidden)
-            self.l3 = MonotoneLinear(hidden, 1, bias=False)
+            # VDM's `DenseMonotone` layers: their weights are used as |w| (`_raw`), so gamma~ increases in t
+            self.l1 = nn.Linear(1, 1)
+            self.l2 = nn.Linear(1, hidden)
+            self.l3 = nn.Linear(hidden, 1, bias=False)
 
     def shape(self, t: Tensor) -> Tensor:
         """The schedule's shape in [0, 1]: `t` itself when fixed, the monotone network's gamma~(t)
         rescaled to 0 at t = 0 and 1 at t = 1 when learned. `t` `(B,)` -> `(B,)`."""
-        if not self.learned:
-            return t
-        raw = self._raw(torch.cat([t, t.new_tensor([0.0, 1.0])]))
-        value, (g0, g1) = raw[:-2], raw[-2:]
-        return (value - g0) / (g1 - g0)
+        return self.shape_with_derivative(t)[0]
 
-    def _raw(self, t: Tensor) -> Tensor:
-        h = self.l1(t.unsqueeze(-1).to(self.l1.weight.dtype))
-        return (h + self.l3(torch.sigmoid(self.l2(h)))).squeeze(-1).to(t.dtype)
+    def shape_with_derivative(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """The shape and its derivative in t, each `(B,)`, in closed form (no second backward pass
+        when the bound trains through the slope)."""
+        if not self.learned:
+            return t, torch.ones_like(t)
+        raw, slope = self._raw(torch.cat([t, t.new_tensor([0.0, 1.0])]))
+        value, (g0, g1) = raw[:-2], raw[-2:]
+        return (value - g0) / (g1 - g0), slope[:-2] / (g1 - g0)
+
+    def _raw(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """gamma~(t) = h + w3 . sigmoid(w2 h + b2), h = w1 t + b1 (all weights |w|), and its derivative
+        w1 (1 + sum_k w3_k w2_k sigma'(u_k)), each `(B,)`."""
+        w1, w2, w3 = self.l1.weight.abs()[0, 0], self.l2.weight.abs()[:, 0], self.l3.weight.abs()[0]
+        h = w1 * t.to(w1.dtype) + self.l1.bias[0]
+        s = torch.sigmoid(h[:, None] * w2 + self.l2.bias)
+        raw = h + s @ w3
+        slope = w1 * (1 + (s * (1 - s)) @ (w2 * w3))
+        return raw.to(t.dtype), slope.to(t.dtype)
 
     def forward(self, t: Tensor) -> Tensor:
         """gamma(t) `(B,)` for times `(B,)` in [0, 1]."""
@@ -90,12 +94,11 @@ class LogSNRSchedule(nn.Module):
         return g0 + (g1 - g0) * self.shape(t)
 
     def with_derivative(self, t: Tensor) -> tuple[Tensor, Tensor]:
-        """gamma(t) and gamma'(t), each `(B,)`, the derivative by autograd (kept in the graph, so the
+        """gamma(t) and gamma'(t), each `(B,)`, the derivative in closed form (in the graph, so the
         bound trains the schedule through it)."""
-        t = t.detach().requires_grad_(True)
-        gamma = self(t)
-        (slope,) = torch.autograd.grad(gamma.sum(), t, create_graph=True)
-        return gamma, slope
+        g0, g1 = self.ends.to(t.dtype)
+        shape, slope = self.shape_with_derivative(t)
+        return g0 + (g1 - g0) * shape, (g1 - g0) * slope
 
 
 class Schedule(Protocol):
@@ -153,61 +156,80 @@ def reconstruction_term(schedule: Schedule, x: Tensor, noise: Tensor) -> Tensor:
     return 0.5 * (torch.log(2 * math.pi * var) + (x - z0 / alpha) ** 2 / var).sum(-1)
 
 
-def diffusion_term(schedule: Schedule, noise_model: NoiseModel, x: Tensor, t: Tensor, noise: Tensor) -> Tensor:
+def diffusion_term(schedule: Schedule, noise_model: NoiseModel, x: Tensor, t: Tensor,
+                   noise: Tensor) -> tuple[Tensor, Tensor]:
     """1/2 (eps - eps_hat(z_t, t))^T diag(gamma'(t)) (eps - eps_hat) `(B,)`: the continuous-time
     diffusion loss (VDM eq. 17; MuLAN's for a per-coordinate schedule), one draw of t `(B,)` and eps
-    `(B, D)` per point, an unbiased estimate of L_diffusion."""
+    `(B, D)` per point, an unbiased estimate of L_diffusion; and the denoiser's unweighted squared
+    error per coordinate `(B,)` (the discrete models' training MSE, for comparison)."""
     gamma, slope = schedule.with_derivative(t)
     alpha, sigma = alpha_sigma(per_coordinate(gamma, x))
     z = alpha * x + sigma * noise
-    return 0.5 * (per_coordinate(slope, x) * (noise - noise_model(z, t)) ** 2).sum(-1)
+    error = (noise - noise_model(z, t)) ** 2
+    return 0.5 * (per_coordinate(slope, x) * error).sum(-1), error.mean(-1)
 
 
 def continuous_bound(schedule: Schedule, noise_model: NoiseModel, x: Tensor,
                      generator: torch.Generator | None = None, antithetic: bool = True) -> dict[str, Tensor]:
-    """The bound's terms per point, each `(B,)` in nats, and their sum `nll` (an unbiased estimate
-    of the bound on -log p(x) for each of the points `(B, D)`). With `antithetic`, the times are
-    VDM's low-discrepancy draw, t_i = (u + i / B) mod 1 for one u ~ U(0, 1): every time is still
-    uniform, and the batch covers [0, 1] evenly."""
+    """The bound's terms per point, each `(B,)` in nats, their sum `nll` (an unbiased estimate
+    of the bound on -log p(x) for each of the points `(B, D)`), and `mse` (`diffusion_term`'s). With
+    `antithetic`, the times are VDM's low-discrepancy draw, t_i = (u + i / B) mod 1 for one
+    u ~ U(0, 1): every time is still uniform, and the batch covers [0, 1] evenly."""
     n = len(x)
     u = torch.rand((1 if antithetic else n,), generator=generator, dtype=x.dtype, device=x.device)
     t = torch.remainder(u + torch.arange(n, dtype=x.dtype, device=x.device) / n, 1.0) if antithetic else u
     noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-    terms = {"prior": prior_term(schedule, x), "diffusion": diffusion_term(schedule, noise_model, x, t, noise),
+    diffusion, mse = diffusion_term(schedule, noise_model, x, t, noise)
+    terms = {"prior": prior_term(schedule, x), "diffusion": diffusion,
              "reconstruction": reconstruction_term(schedule, x, noise)}
     terms["nll"] = terms["prior"] + terms["diffusion"] + terms["reconstruction"]
+    terms["mse"] = mse
     return terms
 
 
 def reverse_step(schedule: Schedule, noise_model: NoiseModel, z: Tensor, t: Tensor, s: Tensor,
-                 noise: Tensor) -> Tensor:
+                 noise: Tensor, clip_sample: float = 0.0) -> Tensor:
     """z_s ~ p(z_s | z_t) `(B, D)` for times s < t `(B,)`: q(z_s | z_t, x) at the predicted x (VDM
     appendix A.4), coordinate by coordinate, with c = 1 - SNR(t) / SNR(s) = -expm1(gamma_s - gamma_t)
     for precision:
 
         z_s = alpha_s / alpha_t (z_t - c sigma_t eps_hat(z_t, t)) + sigma_s sqrt(c) noise
+
+    With `clip_sample` > 0 the predicted x = (z_t - sigma_t eps_hat) / alpha_t is clipped to
+    [-clip_sample, clip_sample] first (as the discrete samplers' clip_sample), and the same mean is
+    written in it: alpha_s ((1 - c) z_t / alpha_t + c x).
     """
     gamma_t, gamma_s = per_coordinate(schedule(t), z), per_coordinate(schedule(s), z)
     alpha_t, sigma_t = alpha_sigma(gamma_t)
     alpha_s, sigma_s = alpha_sigma(gamma_s)
     c = -torch.expm1(gamma_s - gamma_t)
+    if clip_sample > 0:
+        x = ((z - sigma_t * noise_model(z, t)) / alpha_t).clamp(-clip_sample, clip_sample)
+        return alpha_s * ((1 - c) * z / alpha_t + c * x) + sigma_s * c.sqrt() * noise
     return alpha_s / alpha_t * (z - c * sigma_t * noise_model(z, t)) + sigma_s * c.sqrt() * noise
 
 
 def sample(schedule: Schedule, noise_model: NoiseModel, num_samples: int, steps: int,
            generator: torch.Generator | None = None, dims: int = 2, dtype: torch.dtype = torch.float32,
-           device: torch.device | str = "cpu") -> Tensor:
+           device: torch.device | str = "cpu", callback: Callable[[int, Tensor], None] | None = None,
+           clip_sample: float = 0.0) -> Tensor:
     """`(num_samples, dims)` points by ancestral sampling with `steps` equal steps from t = 1 to 0:
     z_1 ~ N(0, I), `steps` reverse steps, then the decoder's mean x = z_0 / alpha_0. Any number of
-    steps samples the same model; more steps follow its continuous-time limit more closely."""
+    steps samples the same model; more steps follow its continuous-time limit more closely.
+    `callback(i, z)` sees z_1 (i = `steps`) and each step's z at time (i - 1) / steps (i = steps..1);
+    `clip_sample` clips each step's predicted x (`reverse_step`)."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1 (got {steps})")
     z = torch.randn((num_samples, dims), generator=generator, dtype=dtype, device=device)
+    if callback is not None:
+        callback(steps, z)
     with torch.no_grad():
         for i in range(steps, 0, -1):
             t = torch.full((num_samples,), i / steps, dtype=dtype, device=device)
             noise = torch.randn(z.shape, generator=generator, dtype=dtype, device=device)
-            z = reverse_step(schedule, noise_model, z, t, t - 1 / steps, noise)
+            z = reverse_step(schedule, noise_model, z, t, t - 1 / steps, noise, clip_sample)
+            if callback is not None:
+                callback(i - 1, z)
         alpha_0, _ = alpha_sigma(end_values(schedule.ends[0], z))
     return z / alpha_0
 
