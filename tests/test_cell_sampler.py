@@ -31,7 +31,7 @@ T = 20
 @pytest.fixture(scope="module")
 def parts():
     torch.manual_seed(0)
-    model = MLPDenoiser(ModelConfig(hidden_dim=32, hidden_layers=1), noise_scale_input=True).eval()
+    model = MLPDenoiser(ModelConfig(hidden_dim=32, hidden_layers=1), condition_dim=1).eval()
     adaptation = OriginalGridAdaptation(T, {"coarse": 2, "fine": 4}, [-2, 2, -2, 2])
     points = torch.randn(3000, 2, generator=torch.Generator().manual_seed(1)) * 1.5
     return model, adaptation, points

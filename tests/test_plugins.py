@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from gridnoise.adaptation import ADAPTATIONS, ConditioningGridAdaptation, GridAdaptation, ode_skip_reason
+from gridnoise.adaptation import ConditioningGridAdaptation, GridAdaptation, ode_skip_reason
 from gridnoise.config import AdaptationConfig, RunConfig
 from gridnoise.data import load
 from gridnoise.errors import ConfigError, DataError
-from gridnoise.plugins import adaptation_class
+from gridnoise.plugins import ADAPTATIONS, adaptation_class
 from gridnoise.testing import check_adaptation
 
 from conftest import gridnoise, loopback_cluster, study_file

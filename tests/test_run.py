@@ -14,6 +14,7 @@ from gridnoise.sampling import sample_run
 from conftest import gridnoise
 
 DDPM_ONLY = {name for name, preset in VARIANTS.items() if preset["kind"] == "reverse_variance"}
+CONTINUOUS = {name for name, preset in VARIANTS.items() if preset["kind"] in ("vdm", "mulan", "mulan_cells")}
 
 
 def tiny_config(variant: str, **diffusion) -> RunConfig:
@@ -24,7 +25,9 @@ def tiny_config(variant: str, **diffusion) -> RunConfig:
         setattr(cfg.diffusion, key, value)
     cfg.train.steps, cfg.train.batch_size, cfg.train.grid_snapshot_every = 20, 64, 10
     cfg.eval.num_samples = 200
-    if variant not in DDPM_ONLY:
+    if variant in CONTINUOUS:  # ancestral steps, any number of them
+        cfg.eval.extra_samplers = {"ddpm5": SamplerConfig("ddpm", 5, clip_sample=3.0)}
+    elif variant not in DDPM_ONLY:
         cfg.eval.extra_samplers = {"ddim5": SamplerConfig("ddim", 5, clip_sample=3.0)}
     return cfg
 
@@ -33,7 +36,7 @@ def tiny_config(variant: str, **diffusion) -> RunConfig:
 def test_every_variant_trains_and_samples_with_its_samplers(variant, tmp_path):
     metrics = train_run(tiny_config(variant), tmp_path, progress=False)
     assert all(np.isfinite(v) for v in metrics.values())
-    grids = adaptation_for(variant).grids
+    grids = adaptation_for(variant).grids and variant not in CONTINUOUS  # mulan_cells' grid is of latent cells
     assert (tmp_path / "grids" / "grids_step_20.npz").is_file() == bool(grids)
     assert not (tmp_path / "heatmaps").exists()  # snapshots are saved as data; `gridnoise plot` draws them
     assert (tmp_path / "samples.png").is_file() and (tmp_path / "grids.png").is_file() == bool(grids)
@@ -42,9 +45,12 @@ def test_every_variant_trains_and_samples_with_its_samplers(variant, tmp_path):
     assert 0 < timings["training_time"] + timings["evaluation_time"] + timings["figures_time"] < timings["wall_time"]
     # the machine's load while it trained: at least this run's own thread once it has run a while
     assert timings["cores"] >= 1 and timings["load_average_max"] >= 0
-    assert ("ddim5_kl_divergence" in metrics) == (variant not in DDPM_ONLY)
+    assert ("ddim5_kl_divergence" in metrics) == (variant not in DDPM_ONLY | CONTINUOUS)
+    assert ("ddpm5_kl_divergence" in metrics) == (variant in CONTINUOUS)
     samplers = [SamplerConfig(), SamplerConfig(clip_sample=1.0)]
-    if variant not in DDPM_ONLY:
+    if variant in CONTINUOUS:
+        samplers += [SamplerConfig("ddpm", 5), SamplerConfig("ddpm", 50, clip_sample=1.0)]
+    elif variant not in DDPM_ONLY:
         samplers += [SamplerConfig("ddim", 5), SamplerConfig("ddim", 5, 1.0, clip_sample=1.0)]
     drawn = [sample_run(tmp_path, 64, 1, "cpu", s) for s in samplers]
     assert all(x.shape == (64, 2) and np.isfinite(x).all() for x in drawn)

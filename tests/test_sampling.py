@@ -69,7 +69,7 @@ def test_chunked_network_calls_give_the_numbers_of_one_whole_batch_call(variant)
 
     torch.manual_seed(0)
     adaptation = build_adaptation(adaptation_for(variant), 20)
-    model = MLPDenoiser(noise_scale_input=adaptation.conditions_model)
+    model = MLPDenoiser(condition_dim=adaptation.condition_dim)
     x, t = torch.randn(2 * CHUNK + 17, 2), torch.randint(0, 20, (2 * CHUNK + 17,))
     g = adaptation.sampling_noise_scale(x, t)
     with torch.no_grad():

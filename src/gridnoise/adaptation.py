@@ -3,7 +3,8 @@
 A `NoiseAdaptation` decides how a sample is noised in training, which noise scale g the
 denoiser is given in training and in sampling, whether g scales the reverse step's noise, and
 what penalty or loss it adds. A new adaptation is one subclass of it, registered in
-`ADAPTATIONS`. Grids are `nn.Parameter`s and their extents buffers, so `state_dict`,
+`gridnoise.plugins.ADAPTATIONS` (or a plug-in). The continuous-time models (`gridnoise.continuous`)
+are adaptations of another `process`. Grids are `nn.Parameter`s and their extents buffers, so `state_dict`,
 `.to(device)` and checkpoints carry them.
 
 g is the product of the grids' values at a point's cell and timestep; `noise_scale` computes it.
@@ -17,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from gridnoise.diffusion import NoiseSchedule
-from gridnoise.errors import SamplerError
+from gridnoise.errors import ConfigError, SamplerError
 
 
 def grid_label(name: str) -> str:
@@ -86,6 +87,9 @@ def _distinct(coordinates: Tensor) -> Tensor:
 class NoiseAdaptation(nn.Module):
     """Interface of an adaptation; this base class is plain DDPM (no adaptation)."""
 
+    # "discrete": the DDPM process of `gridnoise.diffusion`, through the hooks below; "continuous": a
+    # continuous-time model of `gridnoise.continuous`, with its own bound, sampler and likelihood
+    process: ClassVar[str] = "discrete"
     conditions_model: ClassVar[bool] = False  # whether the denoiser takes the noise scale g as an input
     # Samplers whose steps this adaptation's reverse process is defined for (checked by `check_supported`).
     supported_samplers: ClassVar[tuple[str, ...]] = ("ddpm", "ddim")
@@ -99,6 +103,20 @@ class NoiseAdaptation(nn.Module):
     def from_config(cls, cfg: Any, num_timesteps: int) -> NoiseAdaptation:
         """The adaptation an `AdaptationConfig` describes, for T = `num_timesteps`."""
         return cls()
+
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        """Raise ConfigError if an `AdaptationConfig` cannot describe this adaptation (run by
+        `RunConfig.validate`, before anything is built)."""
+
+    @property
+    def condition_dim(self) -> int:
+        """Columns the denoiser takes besides x_t and t: 1 (the noise scale g) when `conditions_model`."""
+        return int(self.conditions_model)
+
+    def set_extent(self, extent: list[float]) -> None:
+        """Cover `extent` (xmin, xmax, ymin, ymax) instead of the configured one (`extent_from_data`);
+        nothing to do for an adaptation without cells."""
 
     def training_inputs(
         self, scheduler: NoiseSchedule, x_start: Tensor, noise: Tensor, timesteps: Tensor
@@ -152,6 +170,11 @@ class GridAdaptation(NoiseAdaptation):
     def from_config(cls, cfg: Any, num_timesteps: int) -> NoiseAdaptation:
         """Grids of `cfg.grids` cells per side over `cfg.extent`, with `cfg.l1` penalties."""
         return cls(num_timesteps, cfg.grids, cfg.extent, cfg.l1)
+
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        if not cfg.grids:
+            raise ConfigError(f"adaptation '{cfg.kind}' needs at least one grid in [adaptation.grids]")
 
     def named_grids(self) -> dict[str, Grid]:
         """The `Grid` modules by name, in the order their values multiply."""
@@ -259,14 +282,6 @@ class ReverseVarianceGridAdaptation(GridAdaptation):
         kl = 0.5 * d * (torch.log(g2) + 1 / g2 - 1) + gap / (2 * g2 * variance)
         return torch.where(noisy, kl, torch.zeros_like(kl)).sum() / noisy.sum().clamp(min=1)
 
-
-# kind (`adaptation.kind` in a config) -> class; "none" is plain DDPM.
-ADAPTATIONS: dict[str, type[NoiseAdaptation]] = {
-    "none": NoiseAdaptation,
-    "original_grid": OriginalGridAdaptation,
-    "conditioning": ConditioningGridAdaptation,
-    "reverse_variance": ReverseVarianceGridAdaptation,
-}
 
 
 def ode_skip_reason(adaptation: type[NoiseAdaptation] | NoiseAdaptation) -> str | None:

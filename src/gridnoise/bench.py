@@ -185,21 +185,21 @@ def evaluation_seconds(variant: str, s: BenchSettings) -> float:
     return time.perf_counter() - start
 
 
-def _macs_per_point(cfg: RunConfig, noise_scale_input: bool) -> int:
+def _macs_per_point(cfg: RunConfig, condition_dim: int) -> int:
     """Multiply-accumulates of one network call on one point (the linear layers)."""
     m = cfg.model
-    return (3 * m.embedding_dim + int(noise_scale_input)) * m.hidden_dim + m.hidden_layers * m.hidden_dim**2 \
+    return (3 * m.embedding_dim + condition_dim) * m.hidden_dim + m.hidden_layers * m.hidden_dim**2 \
         + m.hidden_dim * 2
 
 
-def training_flops_per_step(cfg: RunConfig, noise_scale_input: bool) -> float:
+def training_flops_per_step(cfg: RunConfig, condition_dim: int) -> float:
     """Dense FLOPs of one training step: forward 2*MACs per sample, backward about twice that."""
-    return 6.0 * _macs_per_point(cfg, noise_scale_input) * BATCH
+    return 6.0 * _macs_per_point(cfg, condition_dim) * BATCH
 
 
-def sampling_flops(cfg: RunConfig, noise_scale_input: bool, samples: int) -> float:
+def sampling_flops(cfg: RunConfig, condition_dim: int, samples: int) -> float:
     """Dense FLOPs of drawing `samples` points: one forward call per point and timestep."""
-    return 2.0 * _macs_per_point(cfg, noise_scale_input) * samples * cfg.diffusion.num_timesteps
+    return 2.0 * _macs_per_point(cfg, condition_dim) * samples * cfg.diffusion.num_timesteps
 
 
 def matmul_gflops(dtype: torch.dtype, threads: int, repeats: int = 400) -> float:
@@ -370,8 +370,8 @@ def _run_bench(s: BenchSettings, pool) -> dict:
         peak[f"{precision}_machine"] = best(machine_matmul_gflops, dtype, s.workers, pool)
     out["matmul_gflops"] = peak
     for variant in VARIANTS:
-        flops = training_flops_per_step(_config(variant, s), variant != "baseline")
-        flops_sampling = sampling_flops(_config(variant, s), variant != "baseline", s.samples)
+        flops = training_flops_per_step(_config(variant, s), int(variant != "baseline"))
+        flops_sampling = sampling_flops(_config(variant, s), int(variant != "baseline"), s.samples)
         plain = best(plain_steps_per_second, variant, s)
         plain_sample = best(plain_sampling_seconds, variant, s, lower=True)
         result = {"plain_steps_per_s": plain, "plain_sampling_seconds": plain_sample,

@@ -45,8 +45,8 @@ from torch import Tensor, nn
 
 from gridnoise.adaptation import GridAdaptation
 from gridnoise.diffusion import NoiseSchedule, gaussian_kl, gaussian_nll
-from gridnoise.likelihood import Likelihood, float64_schedule, input_dtype
-from gridnoise.model import predict_noise
+from gridnoise.likelihood import Likelihood, float64_schedule
+from gridnoise.model import input_dtype, predict_noise
 
 
 @dataclass

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from gridnoise.adaptation import NoiseAdaptation
-from gridnoise.config import AdaptationConfig, RunConfig, from_dict
+from gridnoise.config import AdaptationConfig, DiffusionConfig, RunConfig, from_dict
+from gridnoise.continuous import ContinuousNoise, log_snr_ends
 from gridnoise.errors import ConfigError
 from gridnoise.model import MLPDenoiser
 from gridnoise.plugins import adaptation_class
@@ -31,9 +32,15 @@ def resolve_device(name: str) -> torch.device:
         raise ConfigError(f"unknown device '{name}': use auto, cpu or cuda") from None
 
 
-def build_adaptation(cfg: AdaptationConfig, num_timesteps: int) -> NoiseAdaptation:
-    """The adaptation a config describes: built in, or a plug-in (`gridnoise.plugins`)."""
+def build_adaptation(cfg: AdaptationConfig, num_timesteps: int, diffusion: DiffusionConfig | None = None
+                     ) -> NoiseAdaptation:
+    """The adaptation a config describes, for T = `num_timesteps`: built in, or a plug-in
+    (`gridnoise.plugins`); a continuous-time one between the log-SNR ends of the `diffusion` schedule
+    (`continuous.log_snr_ends`; by default the default schedule's on T steps)."""
     cls: type[NoiseAdaptation] = adaptation_class(cfg.kind)
+    if issubclass(cls, ContinuousNoise):
+        ends = log_snr_ends(diffusion or DiffusionConfig(num_timesteps=num_timesteps))
+        return cls.from_config(cfg, num_timesteps, ends=ends)
     return cls.from_config(cfg, num_timesteps)
 
 
@@ -42,8 +49,8 @@ def build_components(cfg: RunConfig, device: torch.device) -> tuple[DDPMSchedule
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(cfg.seed, "init"))
         scheduler = DDPMScheduler.from_config(cfg.diffusion)
-        adaptation = build_adaptation(cfg.adaptation, cfg.diffusion.num_timesteps)
-        model = MLPDenoiser(cfg.model, noise_scale_input=adaptation.conditions_model)
+        adaptation = build_adaptation(cfg.adaptation, cfg.diffusion.num_timesteps, cfg.diffusion)
+        model = MLPDenoiser(cfg.model, condition_dim=adaptation.condition_dim)
     return scheduler.to(device), adaptation.to(device), model.to(device)
 
 

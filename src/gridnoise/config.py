@@ -42,7 +42,7 @@ class SamplerConfig:
     `gridnoise.cell_sampler`)."""
 
     sampler: str = "ddpm"  # a name in gridnoise.registry.SAMPLERS
-    steps: int = 0  # DDIM timesteps (0: all T); DDPM always takes all T
+    steps: int = 0  # DDIM timesteps (0: all T); DDPM always takes all T, a continuous-time model this many (0: T)
     eta: float = 0.0  # DDIM noise: 0 deterministic, 1 the DDPM posterior variance
     # Clip each step's predicted x_0 to [-c, c] (0: off), as diffusers' clip_sample_range. Needed
     # where 1/sqrt(abar_t) is huge at the last timesteps (cosine or zero-SNR schedules at small T).
@@ -82,6 +82,11 @@ class AdaptationConfig:
     extent: list[float] = field(default_factory=lambda: list(ORIGINAL_EXTENT))
     # true: ignore `extent` and span the training data's bounding box plus a 5% margin
     extent_from_data: bool = False
+    # The continuous-time kinds (vdm, mulan, mulan_cells; see continuous.py), whose log-SNR schedule runs
+    # between the discrete schedule's ends (those of [diffusion]):
+    learned_schedule: bool = True  # vdm: learn gamma(t)'s shape (VDM's monotone network); false: linear
+    learn_ends: bool = False  # also learn gamma(0) and gamma(1)
+    latent_dim: int = 2  # mulan: dimensions of the latent z
 
     def __post_init__(self):
         self.kind = RENAMED_VALUES.get(self.kind, self.kind)
@@ -180,7 +185,6 @@ class RunConfig:
 
     def validate(self) -> RunConfig:
         """Check values that types alone cannot; raise ConfigError naming the fix."""
-        from gridnoise.adaptation import GridAdaptation
         from gridnoise.plugins import adaptation_class
 
         _check_finite(self)
@@ -229,8 +233,9 @@ class RunConfig:
         for name, size in a.grids.items():
             if size < 1:
                 raise ConfigError(f"grid '{name}' has size {size}: grid sizes must be >= 1")
-        if issubclass(adaptation_class(a.kind), GridAdaptation) and not a.grids:
-            raise ConfigError(f"adaptation '{a.kind}' needs at least one grid in [adaptation.grids]")
+        if a.latent_dim < 1:
+            raise ConfigError(f"adaptation.latent_dim must be >= 1 (got {a.latent_dim})")
+        adaptation_class(a.kind).check_config(a)
         unknown = set(a.l1) - set(a.grids)
         if unknown:
             raise ConfigError(f"L1 weight for unknown grid(s) {sorted(unknown)}: name one of {sorted(a.grids)}")
@@ -279,8 +284,10 @@ def check_sampler(sampler: SamplerConfig, num_timesteps: int, kind: str, where: 
     if sampler.sampler == "cell" and sampler.steps not in (0, num_timesteps):
         raise ConfigError(f"{where}: the cell sampler takes all T = {num_timesteps} steps "
                           f"(got steps = {sampler.steps}): leave steps at 0")
-    if not 0 <= sampler.steps <= num_timesteps:
-        raise ConfigError(f"{where}: sample steps must be between 1 and T = {num_timesteps} (got {sampler.steps})")
+    continuous = adaptation_class(kind).process == "continuous"  # any number of steps samples its model
+    if not 0 <= sampler.steps <= (sampler.steps if continuous else num_timesteps):
+        limit = "be >= 0" if continuous else f"be between 1 and T = {num_timesteps}"
+        raise ConfigError(f"{where}: sample steps must {limit} (got {sampler.steps})")
     if not 0 <= sampler.eta <= 1:
         raise ConfigError(f"{where}: eta must be in [0, 1] (got {sampler.eta})")
     if not sampler.clip_sample >= 0:
@@ -304,6 +311,9 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 _ADDED_SETTINGS: dict[tuple[str, ...], Any] = {
     ("precision",): "fp32",
     ("adaptation", "extent_from_data"): False,
+    ("adaptation", "learned_schedule"): True,
+    ("adaptation", "learn_ends"): False,
+    ("adaptation", "latent_dim"): 2,
     ("diffusion", "zero_terminal_snr"): False,
     ("eval", "extra_samplers"): {},
     ("train", "grid_lr_factor"): 1.0,
@@ -482,14 +492,7 @@ def adaptation_for(variant: str) -> AdaptationConfig:
     """The adaptation settings of a named variant (see `gridnoise.presets`); unknown names raise ConfigError."""
     if variant not in VARIANTS:
         raise ConfigError(f"unknown variant '{variant}': choose one of {', '.join(VARIANTS)}")
-    spec = VARIANTS[variant]
-    return AdaptationConfig(
-        kind=spec["kind"],
-        grids=dict(spec.get("grids", {})),
-        l1=dict(spec.get("l1", {})),
-        extent=list(ORIGINAL_EXTENT),
-        extent_from_data=spec.get("extent_from_data", False),
-    )
+    return AdaptationConfig(**copy.deepcopy(VARIANTS[variant]))
 
 
 def load_run_config(path: str | Path) -> RunConfig:

@@ -6,7 +6,9 @@ import torch
 from torch import Tensor, nn
 
 from gridnoise.adaptation import NoiseAdaptation
+from gridnoise.continuous import ContinuousNoise
 from gridnoise.diffusion import NoiseSchedule
+from gridnoise.model import continuous_time
 
 
 @torch.no_grad()
@@ -21,9 +23,15 @@ def eval_loss(
     """The original study's eval loss: mean over batches of one pass of `data` `(N, 2)` of MSE(eps_hat, eps).
 
     Fresh noise and timesteps; the adaptation noises the batch as in training. The penalty is
-    not included. Not comparable across variants whose forward noise differs.
+    not included. Not comparable across variants whose forward noise differs. For a continuous-time
+    model: the same MSE at t ~ U(0, 1) (its bound's `mse`).
     """
     losses = []
+    if isinstance(adaptation, ContinuousNoise):
+        network = continuous_time(model, len(scheduler))
+        for start in range(0, len(data), batch_size):
+            losses.append(adaptation.bound(network, data[start:start + batch_size], generator)["mse"].mean())
+        return float(torch.stack(losses).mean())
     for start in range(0, len(data), batch_size):
         x_start = data[start:start + batch_size]
         noise = torch.randn(x_start.shape, generator=generator, device=data.device)

@@ -74,9 +74,10 @@ from scipy.integrate import solve_ivp
 from torch import Tensor, nn
 
 from gridnoise.adaptation import NoiseAdaptation
+from gridnoise.continuous import ConditionalNoiseModel, ContinuousNoise
 from gridnoise.diffusion import NoiseSchedule, gaussian_kl, gaussian_nll
 from gridnoise.errors import MetricError
-from gridnoise.model import predict_noise
+from gridnoise.model import input_dtype, predict_noise
 from gridnoise.mulan import ConditionedSchedule
 from gridnoise.vdm import LogSNRSchedule, Schedule, abar_beta
 
@@ -129,12 +130,6 @@ def _noise_prediction(model: nn.Module, adaptation: NoiseAdaptation, z: Tensor, 
     the noise scale g its adaptation gives there while sampling."""
     z = z.to(input_dtype(model))
     return predict_noise(model, z, timesteps, adaptation.sampling_noise_scale(z, timesteps)).double()
-
-
-def input_dtype(model: nn.Module) -> torch.dtype:
-    """The dtype a network takes: its parameters' (float32 for gridnoise's), float64 for a
-    parameter-free reference such as a closed-form noise predictor."""
-    return next((p.dtype for p in model.parameters()), torch.float64)
 
 
 @torch.no_grad()
@@ -368,3 +363,60 @@ def edge_crossings(times: np.ndarray, paths: np.ndarray, lines: np.ndarray,
         pts[:, axis], pts[:, 1 - axis] = line + offset, other
         return pts
     return index, when, at(-signs * EDGE_OFFSET), at(signs * EDGE_OFFSET)
+
+
+# -- continuous-time models (`gridnoise.continuous`) -------------------------------------------------
+
+BOUND_DRAWS = 4  # draws of (t, noise) per held-out point in `continuous_bound_likelihood`
+BOUND_BATCH = 2000  # points per pass
+
+
+@torch.no_grad()
+def continuous_bound_likelihood(adaptation: ContinuousNoise, noise_model: ConditionalNoiseModel, x: Tensor,
+                                generator: torch.Generator, draws: int = BOUND_DRAWS) -> Likelihood:
+    """A continuous-time model's bound on -log p(x) `(N,)` (nats) at points `x` `(N, D)` (float64), each
+    point's the mean of `draws` independent estimates (so its spread over points, the standard error's,
+    includes theirs). terms: "prior", "decoder" (the reconstruction term), "diffusion" and, for a
+    latent model, "latent_kl", each `(N,)`."""
+    x = x.double()
+    parts: dict[str, list[Tensor]] = {}
+    for start in range(0, len(x), BOUND_BATCH):
+        batch = x[start:start + BOUND_BATCH]
+        total: dict[str, Tensor] = {}
+        for _ in range(draws):
+            for name, value in adaptation.bound(noise_model, batch, generator).items():
+                total[name] = total.get(name, 0) + value / draws
+        for name, value in total.items():
+            parts.setdefault(name, []).append(value)
+    terms = {name: torch.cat(values).cpu().numpy() for name, values in parts.items()}
+    terms["decoder"] = terms.pop("reconstruction")
+    terms.pop("mse")
+    return Likelihood(terms.pop("nll"), terms)
+
+
+def _conditioned(noise_model: ConditionalNoiseModel, condition: Tensor | None) -> NoiseModel:
+    """`noise_model` with its condition fixed, as `ode_log_likelihood` calls a noise model."""
+    def eps(z: Tensor, u: Tensor, step: Tensor) -> Tensor:
+        return noise_model(z, u, None if condition is None else condition.to(z.dtype))
+    return eps
+
+
+def continuous_ode_likelihood(adaptation: ContinuousNoise, noise_model: ConditionalNoiseModel, x: Tensor,
+                              tolerance: float = ODE_TOLERANCE, generator: torch.Generator | None = None) -> Likelihood:
+    """A continuous-time model's probability-flow ODE -log p(x) `(N,)` (nats) at points `x` `(N, D)`:
+    log p(x) = log sum_k w_k p(x | latent_k) over its `ode_latents` (one ODE solve per latent,
+    `ode_log_likelihood` under the schedule and condition the latent gives each point). terms: the
+    ODE's counts summed over the solves, "latents" (how many), and zero "crossings"/"nontransversal"
+    (the field has no edges)."""
+    x = x.double()
+    joint, evaluations = [], 0
+    for latent, log_weight in adaptation.ode_latents(x, generator):
+        with torch.no_grad():  # the ODE differentiates the network in z only
+            schedule, condition = adaptation.given(latent)
+        ode = ode_log_likelihood(_conditioned(noise_model, condition), schedule, x, tolerance)
+        joint.append(log_weight.to(x) - torch.from_numpy(ode.nll).to(x))
+        evaluations += int(ode.terms["evaluations"])
+    nll = -torch.logsumexp(torch.stack(joint), 0).cpu().numpy()
+    zeros = np.zeros(len(x), dtype=np.int64)
+    return Likelihood(nll, {"crossings": zeros, "nontransversal": zeros, "evaluations": np.array(evaluations),
+                            "latents": np.array(len(joint))})

@@ -1,12 +1,14 @@
 """The denoiser: a residual MLP over sinusoidal embeddings of x, y and t, as in the original study.
 
-It maps (x_t, t[, g]) to a noise prediction and knows nothing of how x_t was made: g, a noise
-scale from an adaptation, is one more input column when the network is built to take it.
+It maps (x_t, t[, c]) to a noise prediction and knows nothing of how x_t was made: c, a condition
+from the adaptation (a grid's noise scale g, or a latent model's z or one-hot cell), is `condition_dim`
+more input columns when the network is built to take it. t is a timestep (0..T-1), an integer or not.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -52,16 +54,17 @@ class ResidualBlock(nn.Module):
 
 
 class MLPDenoiser(nn.Module):
-    """Predicts the noise `(B, 2)` from x_t `(B, 2)`, t `(B,)` and optionally a noise scale g `(B,)`."""
+    """Predicts the noise `(B, 2)` from x_t `(B, 2)`, t `(B,)` and optionally a condition `(B, C)` (`(B,)`
+    for C = 1, a noise scale g)."""
 
-    def __init__(self, cfg: ModelConfig | None = None, noise_scale_input: bool = False):
+    def __init__(self, cfg: ModelConfig | None = None, condition_dim: int = 0):
         super().__init__()
         cfg = cfg or ModelConfig()
-        self.noise_scale_input = noise_scale_input
+        self.condition_dim = condition_dim
         self.x_embedding = SinusoidalEmbedding(cfg.embedding_dim, scale=cfg.input_scale)
         self.y_embedding = SinusoidalEmbedding(cfg.embedding_dim, scale=cfg.input_scale)
         self.t_embedding = SinusoidalEmbedding(cfg.embedding_dim, scale=cfg.time_scale)
-        in_features = 3 * cfg.embedding_dim + int(noise_scale_input)
+        in_features = 3 * cfg.embedding_dim + condition_dim
         self.network = nn.Sequential(
             nn.Linear(in_features, cfg.hidden_dim),
             *[ResidualBlock(cfg.hidden_dim) for _ in range(cfg.hidden_layers)],
@@ -69,12 +72,12 @@ class MLPDenoiser(nn.Module):
             nn.Linear(cfg.hidden_dim, 2),
         )
 
-    def forward(self, x: Tensor, timesteps: Tensor, noise_scale: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, timesteps: Tensor, condition: Tensor | None = None) -> Tensor:
         features = [self.x_embedding(x[:, 0]), self.y_embedding(x[:, 1]), self.t_embedding(timesteps)]
-        if self.noise_scale_input:
-            if noise_scale is None:
-                raise ValueError("this denoiser was built with a noise-scale input: pass noise_scale")
-            features.append(noise_scale.unsqueeze(-1))
+        if self.condition_dim:
+            if condition is None:
+                raise ValueError(f"this denoiser was built with {self.condition_dim} condition input(s): pass them")
+            features.append(condition.view(len(x), self.condition_dim))
         return self.network(torch.cat(features, dim=-1))
 
 
@@ -86,10 +89,28 @@ class MLPDenoiser(nn.Module):
 CHUNK = 2048
 
 
-def predict_noise(model: nn.Module, x: Tensor, timesteps: Tensor, noise_scale: Tensor | None) -> Tensor:
-    """`model(x, timesteps, noise_scale)` `(B, 2)`, evaluated CHUNK points at a time on a CPU."""
+def predict_noise(model: nn.Module, x: Tensor, timesteps: Tensor, condition: Tensor | None) -> Tensor:
+    """`model(x, timesteps, condition)` `(B, 2)`, evaluated CHUNK points at a time on a CPU."""
     if len(x) <= CHUNK or x.device.type != "cpu":
-        return model(x, timesteps, noise_scale)
+        return model(x, timesteps, condition)
     return torch.cat([model(x[i:i + CHUNK], timesteps[i:i + CHUNK],
-                            None if noise_scale is None else noise_scale[i:i + CHUNK])
+                            None if condition is None else condition[i:i + CHUNK])
                       for i in range(0, len(x), CHUNK)])
+
+
+def input_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype a network takes: its parameters' (float32 for gridnoise's), float64 for a
+    parameter-free reference such as a closed-form noise predictor."""
+    return next((p.dtype for p in model.parameters()), torch.float64)
+
+
+def continuous_time(model: nn.Module, num_timesteps: int) -> Callable[[Tensor, Tensor, Tensor | None], Tensor]:
+    """The network as a continuous-time noise model `(z (B, 2), t (B,) in [0, 1], condition) -> eps (B, 2)`:
+    t is given to it as t (T - 1), the range of the discrete timesteps its time embedding was built for,
+    and eps comes back in z's dtype (float64 for the ODE)."""
+    span, dtype = num_timesteps - 1, input_dtype(model)
+
+    def eps(z: Tensor, t: Tensor, condition: Tensor | None) -> Tensor:
+        c = None if condition is None else condition.to(dtype)
+        return predict_noise(model, z.to(dtype), (t * span).to(dtype), c).to(z.dtype)
+    return eps

@@ -22,9 +22,25 @@ import importlib
 from importlib.metadata import entry_points
 from typing import Any
 
-from gridnoise.adaptation import ADAPTATIONS, NoiseAdaptation
+from gridnoise.adaptation import (
+    ConditioningGridAdaptation,
+    NoiseAdaptation,
+    OriginalGridAdaptation,
+    ReverseVarianceGridAdaptation,
+)
+from gridnoise.continuous import CellLatentNoise, ContinuousNoise, GaussianLatentNoise
 from gridnoise.errors import ConfigError, DataError, GridnoiseError
 
+# The built-in kinds (`adaptation.kind` in a config) -> class; "none" is plain DDPM.
+ADAPTATIONS: dict[str, type[NoiseAdaptation]] = {
+    "none": NoiseAdaptation,
+    "original_grid": OriginalGridAdaptation,
+    "conditioning": ConditioningGridAdaptation,
+    "reverse_variance": ReverseVarianceGridAdaptation,
+    "vdm": ContinuousNoise,
+    "mulan": GaussianLatentNoise,
+    "mulan_cells": CellLatentNoise,
+}
 ADAPTATION_GROUP = "gridnoise.adaptations"
 DATASET_GROUP = "gridnoise.datasets"
 

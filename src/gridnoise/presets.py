@@ -31,3 +31,12 @@ VARIANTS.update({
     # so what the grids add beyond it is what is spatial
     "reverse_variance_constant": dict(kind="reverse_variance", grids={"grid": 1}, extent_from_data=True),
 })
+# Continuous time (gridnoise.continuous), between the discrete schedule's log-SNR ends: VDM's learned scalar
+# schedule (the input-independent best) and its fixed linear one; MuLAN's input-adaptive per-coordinate
+# schedule from a 2-D latent z, and from a grid cell (3 x 3 over the data) as the latent.
+VARIANTS.update({
+    "vdm": dict(kind="vdm"),
+    "vdm_fixed": dict(kind="vdm", learned_schedule=False),
+    "mulan": dict(kind="mulan", latent_dim=2),
+    "mulan_cells": dict(kind="mulan_cells", grids={"cells": 3}, extent_from_data=True),
+})

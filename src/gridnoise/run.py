@@ -21,9 +21,10 @@ import torch
 
 from gridnoise import data as datasets
 from gridnoise import rundir
-from gridnoise.adaptation import GridAdaptation, grid_label
+from gridnoise.adaptation import GridAdaptation, data_extent, grid_label
 from gridnoise.components import resolve_device
-from gridnoise.config import RunConfig, comparable_dict
+from gridnoise.config import RunConfig, SamplerConfig, comparable_dict
+from gridnoise.continuous import ContinuousNoise, schedule_arrays
 from gridnoise.data.datafile import extent_to_data, is_data_file, sha256, standardization, to_data, to_model
 from gridnoise.errors import DataError, OutputExistsError
 from gridnoise.eval_loss import eval_loss
@@ -33,7 +34,7 @@ from gridnoise.provenance import provenance
 from gridnoise.registry import SAMPLE_QUALITY
 from gridnoise.report.run_figures import draw_run_figures
 from gridnoise.rundir import CHECKPOINT_FILE, CONFIG_FILE, RUN_ENTRIES, read_config, read_metrics
-from gridnoise.sampling import draw, sample
+from gridnoise.sampling import draw
 from gridnoise.schedulers import make_scheduler
 from gridnoise.seeding import generator
 from gridnoise.threads import load_average, usable_cores
@@ -161,6 +162,8 @@ def train_run(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, resum
             status = "SCHEDULED"  # paused: a later call resumes it
             return {}
         rundir.write_losses(out, trainer.losses.numpy(), trainer.mse.numpy())
+        if trainer.continuous:  # its learned gamma, for schedule.png
+            write_schedule(trainer, out)
         evaluating = time.perf_counter()
         metrics = evaluate_trainer(trainer, out, kl, points)
         evaluated = time.perf_counter()
@@ -182,6 +185,16 @@ def train_run(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, resum
     finally:
         log.close(status)
     return metrics
+
+
+def write_schedule(trainer: Trainer, out: Path) -> None:
+    """Save a continuous-time model's gamma curves and, for an adaptive one, gamma over the data's
+    bounding box (+5%) (`continuous.schedule_arrays`), as it samples."""
+    cfg = trainer.cfg
+    _, adaptation = trainer.sampling_modules()
+    extent = data_extent(trainer.data)
+    arrays = schedule_arrays(cast(ContinuousNoise, adaptation), extent, cfg.seed)
+    rundir.write_schedule(out, arrays, extent_to_data(extent, cfg.data.shift, cfg.data.scale))
 
 
 def resolve_data(cfg: RunConfig, points: np.ndarray) -> None:
@@ -207,8 +220,8 @@ def intermediate_kl(trainer: Trainer, kl: KLEstimator) -> float:
     """KL of the current EMA model from `eval.kl_every_samples` samples (its own random stream)."""
     cfg = trainer.cfg
     model, adaptation = trainer.sampling_modules()
-    samples = to_data_units(trainer, sample(model, adaptation, trainer.noise_scheduler, cfg.eval.kl_every_samples,
-                                            generator(cfg.seed, f"kl{trainer.step}", trainer.device)))
+    samples = to_data_units(trainer, draw(model, adaptation, trainer.noise_scheduler, SamplerConfig(),
+                                          cfg.eval.kl_every_samples, cfg.seed, stream=f"kl{trainer.step}"))
     return kl(samples) if np.isfinite(samples).all() else float("nan")
 
 
@@ -225,7 +238,7 @@ def evaluate_trainer(trainer: Trainer, out: Path, kl: KLEstimator, data: np.ndar
     model, adaptation = trainer.sampling_modules()
     start = time.perf_counter()
     scheduler = make_scheduler(cfg.diffusion, cfg.sampler).to(trainer.device)
-    drawn = draw(model, adaptation, scheduler, cfg.sampler.sampler, cfg.eval.num_samples, cfg.seed, trainer.data)
+    drawn = draw(model, adaptation, scheduler, cfg.sampler, cfg.eval.num_samples, cfg.seed, trainer.data)
     if trainer.device.type == "cuda":
         torch.cuda.synchronize()
     metrics["inference_time"] = time.perf_counter() - start
@@ -242,7 +255,7 @@ def evaluate_trainer(trainer: Trainer, out: Path, kl: KLEstimator, data: np.ndar
     for name, sampler in cfg.eval.extra_samplers.items():
         scheduler = make_scheduler(cfg.diffusion, sampler).to(trainer.device)
         start = time.perf_counter()
-        other = to_data_units(trainer, draw(model, adaptation, scheduler, sampler.sampler, cfg.eval.num_samples,
+        other = to_data_units(trainer, draw(model, adaptation, scheduler, sampler, cfg.eval.num_samples,
                                             cfg.seed, trainer.data))
         metrics[f"{name}_inference_time"] = time.perf_counter() - start
         ok = bool(np.isfinite(other).all())

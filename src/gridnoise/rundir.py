@@ -71,11 +71,13 @@ MLFLOW_DB, MLFLOW_ARTIFACTS = "mlflow.db", "mlartifacts"  # a single run's local
 EVALUATION_FILE = "evaluation.json"  # metrics added to a finished run by `gridnoise evaluate`
 LIKELIHOOD_TERMS_FILE = "likelihood_terms.npz"  # the bound's per-timestep terms, the ODE's per-point values
 LIKELIHOOD_FIGURE = "likelihood.png"  # the bound per timestep, drawn from LIKELIHOOD_TERMS_FILE
+SCHEDULE_FILE = "schedule.npz"  # a continuous-time model's learned gamma (`continuous.schedule_arrays`)
+SCHEDULE_FIGURE = "schedule.png"  # drawn from SCHEDULE_FILE
 DATA_FILE = "data.npy"  # the points of a run trained on an array (the Python API saves them here)
 RUN_ENTRIES = {CONFIG_FILE, CHECKPOINT_FILE, LOSSES_FILE, SAMPLES_FILE, METRICS_FILE, KL_HISTORY_FILE, SEGMENTS_FILE,
                TASK_FILE, ANIMATION_FILE, GRIDS_DIR, HEATMAPS_DIR, DATA_FILE, PROVENANCE_FILE, SAMPLES_FIGURE,
                LOSS_FIGURE, GRIDS_FIGURE, TENSORBOARD_DIR, TRACKING_FILE, MLFLOW_DB, MLFLOW_ARTIFACTS, EVALUATION_FILE,
-               LIKELIHOOD_TERMS_FILE, LIKELIHOOD_FIGURE,
+               LIKELIHOOD_TERMS_FILE, LIKELIHOOD_FIGURE, SCHEDULE_FILE, SCHEDULE_FIGURE,
                TIMINGS_FILE}
 EXPERIMENT_FILE = "experiment.json"  # in a study directory: the experiment it holds
 TUNING_FILE = "tuning.json"  # a tuning directory's record (`gridnoise tune`)
@@ -240,6 +242,21 @@ def read_provenance(run_dir: str | Path) -> dict | None:
     """What trained the run (`gridnoise.provenance.provenance`), or None for a run from before it was kept."""
     path = Path(run_dir) / PROVENANCE_FILE
     return read_json(path, PROVENANCE_FILE) if path.is_file() else None
+
+
+# -- a continuous-time model's schedule ----------------------------------------------------------
+
+def write_schedule(run_dir: Path, arrays: dict[str, Any], extent) -> Path:
+    """A continuous-time model's gamma curves and planes (`continuous.schedule_arrays`), with the
+    planes' extent in the data's units."""
+    return write_npz(run_dir / SCHEDULE_FILE, extent=np.asarray(extent, dtype=np.float64),
+                     **{k: np.asarray(v) for k, v in arrays.items()})
+
+
+def read_schedule(run_dir: Path) -> dict[str, np.ndarray] | None:
+    """What `write_schedule` wrote, or None for a run without one (a discrete model's)."""
+    path = Path(run_dir) / SCHEDULE_FILE
+    return read_arrays(path, "t", "gamma", "extent") if path.is_file() else None
 
 
 # -- grid snapshots -------------------------------------------------------------------------------

@@ -20,10 +20,11 @@ from gridnoise.adaptation import GridAdaptation, NoiseAdaptation, check_supporte
 from gridnoise.cell_sampler import cell_prior, sample_cells
 from gridnoise.components import resolve_device, sampling_components
 from gridnoise.config import RunConfig, SamplerConfig, check_sampler, from_dict
+from gridnoise.continuous import ContinuousNoise
 from gridnoise.data import model_points
 from gridnoise.data.datafile import to_data
 from gridnoise.errors import CheckpointError
-from gridnoise.model import predict_noise
+from gridnoise.model import continuous_time, predict_noise
 from gridnoise.schedulers import DDIMScheduler, DDPMScheduler, make_scheduler
 from gridnoise.seeding import generator
 
@@ -60,14 +61,21 @@ def sample(
     return x
 
 
-def draw(model: nn.Module, adaptation: NoiseAdaptation, scheduler: DDPMScheduler | DDIMScheduler, sampler: str,
-         num_samples: int, seed: int, training_points: Tensor | None = None, callback=None) -> Tensor:
-    """`(num_samples, 2)` points with any sampler: the scheduler's loop (`sample`, stream "sample"), or
+def draw(model: nn.Module, adaptation: NoiseAdaptation, scheduler: DDPMScheduler | DDIMScheduler,
+         sampler: SamplerConfig, num_samples: int, seed: int, training_points: Tensor | None = None, callback=None,
+         stream: str = "sample") -> Tensor:
+    """`(num_samples, 2)` points with any sampler: the scheduler's loop (`sample`, random stream `stream`),
     for "cell" the original mechanism's consistent sampler (`gridnoise.cell_sampler`), its cells drawn
-    from the frequencies of `training_points` `(N, 2)` (model units; stream "cells")."""
+    from the frequencies of `training_points` `(N, 2)` (model units; stream "cells"), or a continuous-time
+    model's own sampler (`continuous`) with `sampler.steps` ancestral steps (0: T)."""
     device = scheduler.betas.device
-    if sampler != "cell":
-        return sample(model, adaptation, scheduler, num_samples, generator(seed, "sample", device), callback)
+    if isinstance(adaptation, ContinuousNoise):
+        T = len(scheduler.betas)
+        with torch.no_grad():
+            return adaptation.sample(continuous_time(model, T), num_samples, sampler.steps or T,
+                                     generator(seed, stream, device), callback, sampler.clip_sample)
+    if sampler.sampler != "cell":
+        return sample(model, adaptation, scheduler, num_samples, generator(seed, stream, device), callback)
 
     check_supported(adaptation, "cell")
     assert isinstance(adaptation, GridAdaptation) and training_points is not None
@@ -99,5 +107,5 @@ def sample_run(run_dir: str | Path, num_samples: int, seed: int | None = None, d
     if sampler.sampler == "cell":  # its cells come from the training data
 
         points = torch.as_tensor(model_points(cfg))
-    drawn = draw(model, adaptation, scheduler, sampler.sampler, num_samples, seed, points, callback).cpu().numpy()
+    drawn = draw(model, adaptation, scheduler, sampler, num_samples, seed, points, callback).cpu().numpy()
     return to_data(drawn, cfg.data.shift, cfg.data.scale)  # in the data's own units

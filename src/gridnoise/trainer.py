@@ -20,12 +20,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm  # the plain bar: tqdm.auto wants ipywidgets in a notebook
 
-from gridnoise.adaptation import GridAdaptation, NoiseAdaptation, data_extent
+from gridnoise.adaptation import NoiseAdaptation, data_extent
 from gridnoise.components import build_components
 from gridnoise.config import RunConfig, to_dict
+from gridnoise.continuous import ContinuousNoise
 from gridnoise.ema import EMA
 from gridnoise.errors import DivergedError
 from gridnoise.files import save_torch
+from gridnoise.model import continuous_time
 from gridnoise.precision import autocast, with_precision
 from gridnoise.seeding import generator
 
@@ -56,8 +58,11 @@ class Trainer:
         self.device = torch.device(device)
         self.noise_scheduler, self.adaptation, self.model = build_components(cfg, self.device)
         self.data = torch.as_tensor(data, dtype=torch.float32, device=self.device)
-        if cfg.adaptation.extent_from_data and isinstance(self.adaptation, GridAdaptation):
+        if cfg.adaptation.extent_from_data:
             self.adaptation.set_extent(data_extent(self.data))
+        # the objective, chosen once: DDPM's noise-prediction MSE, or a continuous-time model's bound
+        self.continuous = isinstance(self.adaptation, ContinuousNoise)
+        self.objective = self.bound_loss if self.continuous else self.ddpm_loss
 
         def ema(module: nn.Module) -> EMA:
             return EMA(module, max_decay=tc.ema_decay, update_every=tc.ema_update_every,
@@ -99,10 +104,9 @@ class Trainer:
         return self._shuffled[index * bs:(index + 1) * bs]
 
     # -- one step ---------------------------------------------------------------------------
-    def train_step(self) -> Tensor:
-        """One optimisation step; returns its loss (a detached scalar tensor)."""
-        tc = self.cfg.train
-        x_start = self.batch(self.step)
+    def ddpm_loss(self, x_start: Tensor) -> tuple[Tensor, Tensor]:
+        """(loss, MSE) of a batch `(B, 2)` under DDPM: the noise prediction's MSE at one timestep per
+        point (Ho et al.'s L_simple), plus the adaptation's penalty and auxiliary loss."""
         noise = torch.randn(x_start.shape, generator=self.generator, device=self.device)
         timesteps = torch.randint(0, len(self.noise_scheduler), (len(x_start),), generator=self.generator,
                                   device=self.device)
@@ -115,6 +119,21 @@ class Trainer:
         auxiliary = self.adaptation.auxiliary_loss(self.noise_scheduler, x_start, x_t, timesteps, prediction)
         if auxiliary is not None:
             loss = loss + auxiliary
+        self.last_timesteps = timesteps
+        return loss, mse
+
+    def bound_loss(self, x_start: Tensor) -> tuple[Tensor, Tensor]:
+        """(loss, MSE) of a batch `(B, 2)` under a continuous-time model: its bound on -log p(x) in nats
+        per dimension (VDM's objective; MuLAN's with the latent's KL), which trains the network, the
+        schedule and any encoder and prior together, and the denoiser's unweighted MSE."""
+        network = continuous_time(with_precision(self.model, self.cfg.precision), self.cfg.diffusion.num_timesteps)
+        terms = cast(ContinuousNoise, self.adaptation).bound(network, x_start, self.generator)
+        return terms["nll"].mean() / x_start.shape[1], terms["mse"].mean()
+
+    def train_step(self) -> Tensor:
+        """One optimisation step; returns its loss (a detached scalar tensor)."""
+        tc = self.cfg.train
+        loss, mse = self.objective(self.batch(self.step))
 
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -130,7 +149,6 @@ class Trainer:
         self.losses[self.step] = loss.detach()
         self.mse[self.step] = mse.detach()
         self.step += 1
-        self.last_timesteps = timesteps
         return loss.detach()
 
     # -- the loop ---------------------------------------------------------------------------

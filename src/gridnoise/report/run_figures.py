@@ -10,6 +10,8 @@ Every `*_figure` function returns a matplotlib Figure, which `save_figure` write
                        over it, one colour scale for the figure; the axes span the data too, the
                        region outside the grid hatched (clamped into its edge cells)
     heatmaps/<dataset>_<grid>_step_K.png   the same for each grid snapshot (the original study's names)
+    schedule.png       a continuous-time model's learned gamma(t), and an adaptive one's gamma over the
+                       plane at t = 0.25, 0.5, 0.75 (from schedule.npz)
 
 The first three are drawn once when a run finishes (`gridnoise train`, a study's task), and by a
 study's report where a task lacks them. The per-snapshot heatmaps are drawn on demand only, by
@@ -368,9 +370,52 @@ def draw_run_figures(run_dir: str | Path, heatmaps: bool = True) -> list[Path]:
         written.append(save_figure(fig, run_dir / rundir.GRIDS_FIGURE))
         if heatmaps:
             written += draw_heatmaps(run_dir, points)
+    schedule = rundir.read_schedule(run_dir)
+    if schedule is not None:
+        fig = schedule_figure(schedule, points, title=f"{name}: learned log-SNR schedule gamma")
+        written.append(save_figure(fig, run_dir / rundir.SCHEDULE_FIGURE))
     if (run_dir / rundir.LIKELIHOOD_TERMS_FILE).is_file():
         written.append(draw_likelihood_figure(run_dir, name))
     return written
+
+
+def schedule_figure(schedule: dict[str, np.ndarray], points: np.ndarray | None = None, title: str = "") -> Figure:
+    """A continuous-time model's gamma = -log SNR (`continuous.schedule_arrays`): its curves gamma(t)
+    (solid x, dashed y; one per cell or latent draw), and for an adaptive model gamma over the plane at
+    each saved t, per coordinate, over its real extent with `origin="lower"`, the data drawn over it,
+    one colour scale per t."""
+    t, gamma = schedule["t"], schedule["gamma"]  # (K,), (K, M, D)
+    planes = schedule.get("plane_gamma")  # (L, P, P, D)
+    columns = 1 + (0 if planes is None else len(planes))
+    rows = 1 if planes is None else 2
+    fig, axes = plt.subplots(rows, columns, figsize=(GRID_PANEL_SIZE * columns + 0.6, GRID_PANEL_SIZE * rows),
+                             squeeze=False, layout="constrained")
+    ax = axes[0, 0]
+    for m in range(gamma.shape[1]):
+        colour = PALETTE[m % len(PALETTE)]
+        ax.plot(t, gamma[:, m, 0], color=colour, lw=1, alpha=0.8)
+        if gamma.shape[1] > 1 or not np.array_equal(gamma[:, m, 0], gamma[:, m, 1]):
+            ax.plot(t, gamma[:, m, 1], color=colour, lw=1, ls="--", alpha=0.8)
+    ax.set(xlabel="t", ylabel="gamma(t) = -log SNR", title="gamma(t)" + (" (x solid, y dashed)"
+                                                                          if gamma.shape[1] > 1 else ""))
+    if planes is not None:
+        axes[1, 0].set_visible(False)
+        xmin, xmax, ymin, ymax = (float(v) for v in schedule["extent"])
+        for col, (when, plane) in enumerate(zip(schedule["plane_t"], planes), start=1):
+            low, high = float(plane.min()), float(plane.max())
+            for row, coordinate in enumerate("xy"):
+                ax = axes[row, col]
+                image = ax.imshow(plane[..., row].T, origin="lower", extent=(xmin, xmax, ymin, ymax), cmap=GRID_CMAP,
+                                  aspect="auto", vmin=low, vmax=high, interpolation="nearest")
+                if points is not None:
+                    ax.scatter(points[:, 0], points[:, 1], s=OVERLAY_POINT_SIZE, c=POINT_COLOUR, alpha=OVERLAY_ALPHA,
+                               linewidths=0)
+                ax.set(xlim=(xmin, xmax), ylim=(ymin, ymax), title=f"gamma_{coordinate} at t = {when:.2f}")
+                ax.tick_params(labelsize=7)
+            fig.colorbar(image, ax=axes[:, col], shrink=0.8)
+    if title:
+        fig.suptitle(title)
+    return fig
 
 
 def draw_likelihood_figure(run_dir: str | Path, name: str = "") -> Path:

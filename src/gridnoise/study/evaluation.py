@@ -48,6 +48,7 @@ from gridnoise.adaptation import NoiseAdaptation, ode_skip_reason
 from gridnoise.cell_sampler import cell_prior, cell_variational_bound
 from gridnoise.components import resolve_device, sampling_components
 from gridnoise.config import RunConfig, SamplerConfig, from_dict
+from gridnoise.continuous import ContinuousNoise, LatentNoise
 from gridnoise.data import model_points
 from gridnoise.data.datafile import is_data_file, to_model
 from gridnoise.data.densities import entropy, has_density
@@ -56,11 +57,15 @@ from gridnoise.files import write_json, write_npz
 from gridnoise.likelihood import (
     DIMENSIONS,
     ODE_TOLERANCE,
+    Likelihood,
     bits_per_dim,
+    continuous_bound_likelihood,
+    continuous_ode_likelihood,
     network_noise_model,
     ode_log_likelihood,
     variational_bound,
 )
+from gridnoise.model import continuous_time
 from gridnoise.plugins import adaptation_class
 from gridnoise.registry import EVALUATED
 from gridnoise.rundir import EVALUATION_FILE
@@ -189,7 +194,9 @@ def evaluate_run(run_dir: str | Path, metrics: list[str], device: str = "cpu", o
     terms: dict[str, np.ndarray] = {}
     if "nll_elbo" in todo or ("kl_exact" in todo and "nll_elbo" not in result):
         start = time.perf_counter()
-        for name, sampler in [("", bound_sampler(cfg)), *[(f"{k}_", v) for k, v in cfg.eval.extra_samplers.items()]]:
+        extra = [] if isinstance(adaptation, ContinuousNoise) else \
+            [(f"{k}_", v) for k, v in cfg.eval.extra_samplers.items()]  # a continuous model has one bound
+        for name, sampler in [("", bound_sampler(cfg)), *extra]:
             if sampler.sampler == "ddim":
                 continue  # a DDIM chain skips timesteps: not this bound's Markov chain
             bound = sampler_bound(model, adaptation, scheduler, cfg, x, sampler, generator(cfg.seed, "elbo", dev))
@@ -197,7 +204,11 @@ def evaluate_run(run_dir: str | Path, metrics: list[str], device: str = "cpu", o
             result[f"{name}nll_elbo_stderr"] = bits(bound.stderr())
             result[f"{name}nll_elbo_prior"] = bits(float(bound.terms["prior"].mean()))
             result[f"{name}nll_elbo_decoder"] = bpd(float(bound.terms["decoder"].mean()))
-            terms[f"{name}elbo_steps"] = bits(bound.terms["steps"].mean(0))
+            if "steps" in bound.terms:
+                terms[f"{name}elbo_steps"] = bits(bound.terms["steps"].mean(0))
+            for part in ("diffusion", "latent_kl"):  # a continuous-time model's other terms
+                if part in bound.terms:
+                    result[f"{name}nll_elbo_{part}"] = bits(float(bound.terms[part].mean()))
         result["nll_elbo_time"], result["nll_elbo_points"] = time.perf_counter() - start, len(x)
     if "nll_ode" in todo or ("kl_exact" in todo and "nll_ode" not in result and "nll_ode_skipped" not in result):
         reason = ode_skip_reason(adaptation)
@@ -206,15 +217,14 @@ def evaluate_run(run_dir: str | Path, metrics: list[str], device: str = "cpu", o
         else:
             start = time.perf_counter()
             tol = tolerance or ODE_TOLERANCE
-            eps, edges = network_noise_model(model, adaptation), adaptation.field_edges()
             try:
-                ode = ode_log_likelihood(eps, scheduler, x[:ode_points], tolerance=tol, edges=edges)
+                ode = ode_likelihood(model, adaptation, scheduler, cfg, x[:ode_points], tol)
                 sliding = float((ode.terms["nontransversal"] > 0).mean())
                 # the solver's own error: the same points again at half the tolerance (a subset: the
                 # check's spread is the solver's, not the points', so it needs few of them)
                 check = min(ODE_CHECK_POINTS, len(ode.nll))
                 half = None if sliding > 0 else \
-                    ode_log_likelihood(eps, scheduler, x[:check], tolerance=tol / 2, edges=edges)
+                    ode_likelihood(model, adaptation, scheduler, cfg, x[:check], tol / 2)
             except MetricError as e:  # the solve failed: this run has no ODE likelihood; a study's others go on
                 result.update(nll_ode_skipped=f"{cfg.adaptation.kind}: {e}", nll_ode_solver_tolerance=tol)
             else:
@@ -229,6 +239,8 @@ def evaluate_run(run_dir: str | Path, metrics: list[str], device: str = "cpu", o
                                   nll_ode_solver_gap=bits(abs(half.mean() - float(ode.nll[:check].mean()))),
                                   nll_ode_check_points=check,
                                   nll_ode_evaluations=int(ode.terms["evaluations"]))
+                    if isinstance(adaptation, LatentNoise):  # how its latent was marginalised
+                        result[f"nll_ode_{adaptation.latent_count}"] = int(ode.terms["latents"])
                     terms["ode_nll"] = ode.nll
             result["nll_ode_time"] = time.perf_counter() - start
     if "kl_exact" in todo:
@@ -241,6 +253,18 @@ def evaluate_run(run_dir: str | Path, metrics: list[str], device: str = "cpu", o
     return result
 
 
+def ode_likelihood(model, adaptation, scheduler, cfg: RunConfig, x: torch.Tensor, tolerance: float) -> Likelihood:
+    """The probability-flow ODE's -log p(x) of `x` `(N, 2)` (model units): a discrete model's with its
+    grids' edges (`likelihood.ode_log_likelihood`), or a continuous-time model's, its latent summed or
+    importance-sampled out (`continuous`; the draws from the run's stream "ode-latent", the same at
+    every tolerance, so the solver check compares like with like)."""
+    if isinstance(adaptation, ContinuousNoise):
+        return continuous_ode_likelihood(adaptation, continuous_time(model, len(scheduler)), x, tolerance,
+                                         generator(cfg.seed, "ode-latent", x.device))
+    return ode_log_likelihood(network_noise_model(model, adaptation), scheduler, x, tolerance=tolerance,
+                              edges=adaptation.field_edges())
+
+
 def bound_sampler(cfg: RunConfig) -> SamplerConfig:
     """The sampler a run's own bound is measured for: its `[sampler]`, or for DDIM the full DDPM chain
     it approximates (with its clipping)."""
@@ -249,7 +273,10 @@ def bound_sampler(cfg: RunConfig) -> SamplerConfig:
 
 def sampler_bound(model, adaptation, scheduler, cfg, x: torch.Tensor, sampler: SamplerConfig,
                   gen: torch.Generator):
-    """The variational bound of `x` `(N, 2)` (model units) for a DDPM or cell `sampler` of the run."""
+    """The variational bound of `x` `(N, 2)` (model units) for a DDPM or cell `sampler` of the run, or a
+    continuous-time model's bound (its own, whatever the sampler's steps)."""
+    if isinstance(adaptation, ContinuousNoise):
+        return continuous_bound_likelihood(adaptation, continuous_time(model, len(scheduler)), x, gen)
     clip = sampler.clip_sample
     if sampler.sampler != "cell":
         return variational_bound(model, adaptation, scheduler, x, gen, clip_sample=clip)

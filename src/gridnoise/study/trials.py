@@ -23,13 +23,20 @@ from gridnoise.data import model_points
 from gridnoise.data.datafile import to_data, to_model
 from gridnoise.data.densities import entropy, has_density
 from gridnoise.errors import MetricError
-from gridnoise.likelihood import bits_per_dim, network_noise_model, ode_log_likelihood
+from gridnoise.likelihood import ODE_TOLERANCE, bits_per_dim
 from gridnoise.metrics import KLEstimator, sample_quality
 from gridnoise.run import train_run
 from gridnoise.sampling import draw
 from gridnoise.schedulers import make_scheduler
 from gridnoise.seeding import generator
-from gridnoise.study.evaluation import VALIDATION_STREAM, bound_sampler, heldout_points, kl_bits, sampler_bound
+from gridnoise.study.evaluation import (
+    VALIDATION_STREAM,
+    bound_sampler,
+    heldout_points,
+    kl_bits,
+    ode_likelihood,
+    sampler_bound,
+)
 from gridnoise.study.executor import keep_freed_memory
 
 ODE_OBJECTIVE_POINTS = 200  # validation points an ODE objective solves (its cost grows with them)
@@ -63,11 +70,10 @@ def objective_value(run_dir: str | Path, objective: str, points: int) -> float:
         if reason is not None:
             raise MetricError(f"{objective} cannot score this run ({cfg.adaptation.kind}: {reason}): tune on "
                               "nll_elbo instead")
-        ode = ode_log_likelihood(network_noise_model(model, adaptation), scheduler, x[:ODE_OBJECTIVE_POINTS],
-                                 edges=adaptation.field_edges())
+        ode = ode_likelihood(model, adaptation, scheduler, cfg, x[:ODE_OBJECTIVE_POINTS], ODE_TOLERANCE)
         return _likelihood_objective(objective, bits_per_dim(ode.mean(), cfg.data.scale), cfg)
     sample_scheduler = make_scheduler(cfg.diffusion, cfg.sampler)
-    drawn = draw(model, adaptation, sample_scheduler, cfg.sampler.sampler, points, cfg.seed,
+    drawn = draw(model, adaptation, sample_scheduler, cfg.sampler, points, cfg.seed,
                  torch.as_tensor(model_points(cfg)) if cfg.sampler.sampler == "cell" else None)
     samples = to_data(drawn.numpy(), cfg.data.shift, cfg.data.scale)
     if not np.isfinite(samples).all():

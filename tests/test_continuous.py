@@ -1,0 +1,131 @@
+"""The continuous-time model family as gridnoise runs it: VDM and both MuLANs train, sample, resume
+and are evaluated through the same paths as the discrete variants; their conformance checks catch
+broken subclasses; bad settings are one-line errors. (The process's maths against closed forms is in
+test_vdm.py and test_mulan.py.)"""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+import gridnoise
+from gridnoise.config import comparable_dict
+from gridnoise.continuous import CellLatentNoise, GaussianLatentNoise, log_snr_ends
+from gridnoise.errors import ConfigError, SamplerError
+from gridnoise.run import train_run
+from gridnoise.rundir import load_checkpoint
+from gridnoise.study.evaluation import evaluate_run
+from gridnoise.testing import check_adaptation
+
+from conftest import TINY_RUN
+
+CONTINUOUS = ("vdm", "mulan", "mulan_cells")
+
+
+def test_the_default_ends_are_the_discrete_schedules_first_and_last_log_snr():
+    cfg = gridnoise.make_config("vdm")
+    betas = torch.linspace(1e-4, 0.02, 100).double()  # the discrete model's own: float32 values
+    abar = torch.cumprod(1 - betas, 0)
+    g0, g1 = log_snr_ends(cfg.diffusion)
+    assert g0 == pytest.approx(float(torch.log((1 - abar[0]) / abar[0])), rel=1e-9)
+    assert g1 == pytest.approx(float(torch.log((1 - abar[-1]) / abar[-1])), rel=1e-9)
+
+
+@pytest.mark.parametrize("variant", CONTINUOUS)
+def test_a_continuous_run_trains_its_schedule_and_samples_any_number_of_steps(tiny_run, variant):
+    run = gridnoise.load_run(tiny_run(variant, "scales"))
+    assert np.isfinite(run.samples).all() and np.isfinite(run.metrics["kl_divergence"])
+    assert np.isfinite(run.losses).all() and run.metrics["abar_T"] > 0
+    state = load_checkpoint(run.path / "checkpoint.pt", "cpu")
+    fresh = gridnoise.make_config(variant, dataset="scales", **TINY_RUN)
+    from gridnoise.components import build_components
+
+    _, initial, _ = build_components(fresh, torch.device("cpu"))
+    changed = [k for k, v in initial.state_dict().items() if not torch.equal(v, state["adaptation"][k])]
+    assert changed and all("ends" not in k for k in changed)  # the schedule learned; its ends are fixed
+    few, many = run.sample(200, steps=3), run.sample(200, steps=500)  # more steps than T = 20
+    assert few.shape == many.shape == (200, 2) and not np.array_equal(few, many)
+    assert np.array_equal(run.sample(300), run.samples)  # the run's own seed and steps redraw its samples
+
+
+def test_an_interrupted_continuous_run_resumes_to_the_same_numbers(tiny_run, tmp_path):
+    whole = gridnoise.load_run(tiny_run("mulan_cells", "scales"))
+    cfg = gridnoise.make_config("mulan_cells", dataset="scales", **TINY_RUN)
+    assert train_run(cfg, tmp_path / "run", progress=False, until=25) == {}
+    resumed = train_run(gridnoise.make_config("mulan_cells", dataset="scales", **TINY_RUN), tmp_path / "run",
+                        resume=True, progress=False)
+    assert np.array_equal(np.load(tmp_path / "run" / "samples.npz")["samples"], whole.samples)
+    assert resumed["kl_divergence"] == whole.metrics["kl_divergence"]
+
+
+@pytest.mark.parametrize("variant", CONTINUOUS)
+def test_evaluate_gives_a_continuous_runs_bound_and_its_exact_likelihood(tiny_run, tmp_path, variant):
+    run = shutil.copytree(tiny_run(variant, "scales"), tmp_path / "run")
+    result = evaluate_run(run, ["nll_elbo", "nll_ode", "kl_exact"], ode_points=4, tolerance=1e-3)
+    assert result["nll_elbo_points"] == 300 and result["nll_ode_points"] == 4
+    for key in ("nll_elbo", "nll_elbo_prior", "nll_elbo_decoder", "nll_elbo_diffusion", "nll_ode", "kl_exact",
+                "nll_ode_solver_gap"):
+        assert np.isfinite(result[key]), key
+    # the terms add up (the prior and the diffusion term are differences of -log p: bits, not bits per dim)
+    parts = result["nll_elbo_prior"] + result["nll_elbo_diffusion"] + result.get("nll_elbo_latent_kl", 0.0)
+    assert result["nll_elbo"] == pytest.approx(result["nll_elbo_decoder"] + parts, rel=1e-9)
+    latent = {"vdm": {}, "mulan": {"nll_ode_importance_samples": 8}, "mulan_cells": {"nll_ode_cells": 9}}[variant]
+    assert {k: result[k] for k in latent} == latent
+    assert ("nll_elbo_latent_kl" in result) == (variant != "vdm")
+    assert json.loads((run / "evaluation.json").read_text())["nll_ode"] == result["nll_ode"]
+
+
+def test_bad_settings_of_a_continuous_model_are_one_line_errors(tiny_run):
+    with pytest.raises(ConfigError, match="takes one grid of cells"):
+        gridnoise.make_config("mulan_cells", adaptation={"grids": {"a": 2, "b": 3}})
+    with pytest.raises(ConfigError, match="latent_dim must be >= 1"):
+        gridnoise.make_config("mulan", adaptation={"latent_dim": 0})
+    with pytest.raises(SamplerError, match="ddim sampler is not defined for ContinuousNoise"):
+        gridnoise.make_config("vdm", sampler={"sampler": "ddim", "steps": 5})
+    with pytest.raises(ConfigError, match="sample steps must be >= 0"):
+        gridnoise.make_config("vdm", sampler={"steps": -1})
+    assert gridnoise.make_config("vdm", sampler={"steps": 1000}).sampler.steps == 1000  # any number of steps
+
+
+def test_the_new_settings_leave_earlier_configs_comparable():
+    """At their defaults, the continuous models' settings are not part of a discrete run's identity,
+    so finished studies keep their task hashes."""
+    adaptation = comparable_dict(gridnoise.make_config("grid10"))["adaptation"]
+    assert not {"learned_schedule", "learn_ends", "latent_dim"} & set(adaptation)
+    assert comparable_dict(gridnoise.make_config("vdm_fixed"))["adaptation"]["learned_schedule"] is False
+
+
+class UnlinearHead(GaussianLatentNoise):
+    """A fresh instance whose schedule is not linear for every z: with the latent ignored it is no VDM."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        with torch.no_grad():
+            self.head[-1].bias.add_(0.5)
+
+
+class WideCondition(CellLatentNoise):
+    """Gives the denoiser one more column than it declares."""
+
+    def condition(self, latent):
+        one_hot = super().condition(latent)
+        return torch.cat([one_hot, one_hot[:, :1]], 1)
+
+
+class PriorForgotten(CellLatentNoise):
+    """Marginalises the cells as log sum_c p(x | c), without the prior's weights p(c)."""
+
+    def ode_latents(self, x, generator=None):
+        return [(cell, torch.zeros_like(weight)) for cell, weight in super().ode_latents(x, generator)]
+
+
+@pytest.mark.parametrize("cls, message", [
+    (UnlinearHead, "must be VDM's with the fixed linear schedule"),
+    (WideCondition, "condition_dim = 9 columns"),
+    (PriorForgotten, "the ODE likelihood must be VDM's"),
+])
+def test_the_conformance_checks_catch_a_broken_continuous_model(cls, message):
+    with pytest.raises(AssertionError, match=message):
+        check_adaptation(cls)
