@@ -197,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("study_dir", type=Path)
     report.add_argument("--dest", type=Path,
                         help="write report.md, report.html and figures here (default: the study dir)")
+    report.add_argument("--baseline", metavar="RUN",
+                        help="compare every run with this run of the study instead of its baseline (e.g. a "
+                             "control; give a --dest to keep the study's own report)")
 
     cluster = sub.add_parser("cluster", help="show how a study's tasks would reach a cluster")
     cluster_sub = cluster.add_subparsers(dest="cluster_command", required=True, parser_class=OneLineParser)
@@ -516,7 +519,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if (args.study_dir / TUNING_FILE).is_file():  # a tuning directory (gridnoise tune)
         print(f"report -> {write_tuning_outputs(args.study_dir, args.dest)}")
         return 0
-    print(f"report -> {write_study_outputs(args.study_dir, args.dest)}")
+    print(f"report -> {write_study_outputs(args.study_dir, args.dest, baseline=args.baseline)}")
     return 0
 
 

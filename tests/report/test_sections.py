@@ -158,6 +158,21 @@ def test_a_declared_primary_metric_leads(study, tmp_path):
     assert "### Wasserstein-2 (secondary)" in text and "### KL divergence (bits) (primary)" in text
 
 
+def test_a_report_against_another_run_compares_every_run_with_it(study, tmp_path):
+    """`gridnoise report --baseline RUN`: a control as the reference; the study's own report stays."""
+    from gridnoise.errors import ConfigError
+    from gridnoise.report.outputs import write_study_outputs
+
+    out = study[0]
+    own = (out / "report.md").read_text()
+    text = write_study_outputs(out, tmp_path / "against_good", baseline="good").read_text()
+    assert "Baseline: good." in text and (out / "report.md").read_text() == own
+    verdict = section(text, "### Verdict on")
+    assert rows_of(verdict, "base") and not rows_of(verdict, "good")
+    with pytest.raises(ConfigError, match="--baseline nope is not a run of this study: choose one of base"):
+        write_study_outputs(out, tmp_path / "x", baseline="nope")
+
+
 def provenance_record(**changes) -> dict:
     record = {"gridnoise": "0.1.0", "git_commit": "0123456789abcdef", "git_dirty": False, "torch": "2.13.0+cpu",
               "numpy": "2.4.6", "python": "3.11.7", "platform": "Linux", "device": "cpu", "cpu": "AMD EPYC",

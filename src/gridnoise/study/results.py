@@ -8,6 +8,7 @@ A study directory holds `experiment.json`, one run directory per task at
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import math
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gridnoise.errors import CheckpointError
+from gridnoise.errors import CheckpointError, ConfigError
 from gridnoise.files import write_json, write_text
 from gridnoise.registry import METRICS, PRIMARY_CHOICES
 from gridnoise.rundir import EVALUATION_FILE, EXPERIMENT_FILE, METRICS_FILE, TASK_FILE, read_json, task_dir
@@ -45,6 +46,13 @@ class StudyResults:
     @property
     def baseline(self) -> str:
         return self.experiment["baseline"]
+
+    def against(self, baseline: str) -> StudyResults:
+        """The same results with another of its runs as the baseline every run is compared with."""
+        names = [r["name"] for r in self.runs]
+        if baseline not in names:
+            raise ConfigError(f"--baseline {baseline} is not a run of this study: choose one of {', '.join(names)}")
+        return dataclasses.replace(self, experiment={**self.experiment, "baseline": baseline})
 
     def label(self, run: str) -> str:
         return next(r["label"] for r in self.runs if r["name"] == run)
