@@ -19,7 +19,7 @@ from gridnoise.rundir import load_checkpoint
 from gridnoise.study.evaluation import evaluate_run
 from gridnoise.testing import check_adaptation
 
-from conftest import TINY_RUN
+from conftest import TINY_RUN, study_file
 
 CONTINUOUS = ("vdm", "mulan", "mulan_cells")
 
@@ -75,6 +75,19 @@ def test_evaluate_gives_a_continuous_runs_bound_and_its_exact_likelihood(tiny_ru
     assert {k: result[k] for k in latent} == latent
     assert ("nll_elbo_latent_kl" in result) == (variant != "vdm")
     assert json.loads((run / "evaluation.json").read_text())["nll_ode"] == result["nll_ode"]
+
+
+def test_a_study_report_shows_each_continuous_runs_learned_schedule(tmp_path):
+    """The report's figures read each run's saved schedule (nothing retrains): one per continuous
+    run and data set, none for a discrete run; `schedule.png` beside each task's other figures."""
+    runs = '[runs.baseline]\nvariant = "baseline"\n\n[runs.cells]\nvariant = "mulan_cells"\n'
+    study = gridnoise.run_experiment(study_file(tmp_path / "e.toml", "e", ["scales"], [0], runs), tmp_path / "out",
+                                     workers=1)
+    figures = sorted(p.name for p in (study.path / "schedules").iterdir())
+    assert figures == ["cells_scales.png"]
+    assert "schedules/cells_scales.png" in (study.path / "report.md").read_text()
+    assert (study.path / "cells" / "scales" / "seed_0" / "schedule.png").is_file()
+    assert not (study.path / "baseline" / "scales" / "seed_0" / "schedule.npz").exists()
 
 
 def test_bad_settings_of_a_continuous_model_are_one_line_errors(tiny_run):

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from gridnoise.adaptation import NoiseAdaptation, OriginalGridAdaptation
-from gridnoise.config import AdaptationConfig, DiffusionConfig, SamplerConfig
+from gridnoise.config import AdaptationConfig, DiffusionConfig, ModelConfig, SamplerConfig
 from gridnoise.continuous import ContinuousNoise, LatentNoise
 from gridnoise.diffusion import NoiseSchedule
 from gridnoise.errors import SamplerError
@@ -186,7 +186,7 @@ class _Conditioned(nn.Module):
         super().__init__()
         torch.manual_seed(0)
         self.dims, self.use = dims, use
-        self.network = MLPDenoiser(condition_dim=dims if use else 0)
+        self.network = MLPDenoiser(ModelConfig(hidden_dim=32, hidden_layers=1), condition_dim=dims if use else 0)
         self.shapes: set[tuple[int, ...]] = set()
 
     def forward(self, x: Tensor, t: Tensor, condition: Tensor | None = None) -> Tensor:

@@ -12,6 +12,8 @@
     generated_images.png       samples per run and data set, over the data's extent
     grid_variance_comparison.png   coarse and fine grid variance of the multi-scale runs
     final_grids/<run>_<dataset>.png   every grid of a run at t = 0, T/4, T/2, 3T/4, T-1
+    schedules/<run>_<dataset>.png     a continuous-time run's learned gamma(t), and an adaptive one's
+                                      gamma over the plane (its first seed)
 
 Each run has one colour in all of them and in report.html (`report.colours`); a diverging run does
 not set an axis (`report.views`): its values beyond it are drawn at the edge and counted.
@@ -52,6 +54,7 @@ from gridnoise.report.run_figures import (
     run_grids,
     run_title,
     save_figure,
+    schedule_figure,
 )
 from gridnoise.report.stats import SMOOTHING_WINDOW, confidence_interval, smooth
 from gridnoise.report.verdict import FOREST_PREFIX
@@ -429,6 +432,23 @@ def likelihood_terms_figure(results: StudyResults) -> Figure | None:
     return fig
 
 
+def learned_schedule_figures(results: StudyResults, dest: Path) -> list[Path]:
+    """`schedules/<run>_<dataset>.png`: a continuous-time run's learned gamma (`run_figures.schedule_figure`)
+    on its first seed, for every run and data set that saved one."""
+    written = []
+    for run in results.runs:
+        for dataset in results.datasets:
+            seeds = results.seeds(run["name"], dataset)
+            schedule = rundir.read_schedule(results.run_dir(run["name"], dataset, seeds[0])) if seeds else None
+            if schedule is None:
+                continue
+            cfg = rundir.read_config(results.run_dir(run["name"], dataset, seeds[0]))
+            fig = schedule_figure(schedule, overlay_points(dataset, cfg.training_data_seed, cfg.data),
+                                  title=f"{run['label']} on {dataset}: learned log-SNR gamma (seed {seeds[0]})")
+            written.append(save_figure(fig, dest / "schedules" / f"{run['name']}_{rundir.file_stem(dataset)}.png"))
+    return written
+
+
 def make_figures(results: StudyResults, dest: str | Path, *, only_missing_run_figures: bool = False) -> list[Path]:
     """Write every study figure into `dest` and return their paths (forest plots first); also draw
     each finished task's own figures (all, or with `only_missing_run_figures` only where missing).
@@ -462,5 +482,6 @@ def make_figures(results: StudyResults, dest: str | Path, *, only_missing_run_fi
             fig = grids_figure(grids, extent, points=overlay_points(dataset, cfg.training_data_seed, cfg.data),
                                title=f"{run['label']} on {dataset}: final grids (seed {seeds[0]}, step {step})")
             written.append(save_figure(fig, dest / "final_grids" / f"{run['name']}_{rundir.file_stem(dataset)}.png"))
+    written += learned_schedule_figures(results, dest)
     redraw_run_figures(results, only_missing=only_missing_run_figures)
     return written
