@@ -100,6 +100,12 @@ def test_bad_settings_of_a_continuous_model_are_one_line_errors(tiny_run):
     with pytest.raises(ConfigError, match="sample steps must be >= 0"):
         gridnoise.make_config("vdm", sampler={"steps": -1})
     assert gridnoise.make_config("vdm", sampler={"steps": 1000}).sampler.steps == 1000  # any number of steps
+    # a continuous kind's setting on a kind that would ignore it
+    for variant, setting in [("baseline", {"learn_ends": True}), ("vdm", {"latent_dim": 3}),
+                             ("mulan_cells", {"learned_schedule": False}), ("grid10", {"latent_dim": 4})]:
+        with pytest.raises(ConfigError, match=f"adaptation.{next(iter(setting))} is not read by adaptation"):
+            gridnoise.make_config(variant, adaptation=setting)
+    assert gridnoise.make_config("mulan", adaptation={"latent_dim": 3, "learn_ends": True}).adaptation.latent_dim == 3
 
 
 def test_the_new_settings_leave_earlier_configs_comparable():

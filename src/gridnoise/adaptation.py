@@ -20,6 +20,8 @@ from torch import Tensor, nn
 from gridnoise.diffusion import NoiseSchedule
 from gridnoise.errors import ConfigError, SamplerError
 
+CONTINUOUS_SETTINGS = ("learned_schedule", "learn_ends", "latent_dim")  # AdaptationConfig's, see continuous.py
+
 
 def grid_label(name: str) -> str:
     """File and metric stem of a grid, as the original study named them: "grid" or "<name>_grid"."""
@@ -104,10 +106,19 @@ class NoiseAdaptation(nn.Module):
         """The adaptation an `AdaptationConfig` describes, for T = `num_timesteps`."""
         return cls()
 
+    # the continuous-time kinds' settings of an `AdaptationConfig` (`gridnoise.continuous`) this one reads;
+    # set away from their defaults for any other adaptation, they are refused rather than ignored
+    continuous_settings: ClassVar[tuple[str, ...]] = ()
+
     @classmethod
     def check_config(cls, cfg: Any) -> None:
         """Raise ConfigError if an `AdaptationConfig` cannot describe this adaptation (run by
         `RunConfig.validate`, before anything is built)."""
+        defaults = type(cfg)()
+        for key in CONTINUOUS_SETTINGS:
+            if key not in cls.continuous_settings and getattr(cfg, key) != getattr(defaults, key):
+                raise ConfigError(f"adaptation.{key} is not read by adaptation '{cfg.kind}' (it would be ignored): "
+                                  "remove it, or choose a kind that reads it (see README, Variants)")
 
     @property
     def condition_dim(self) -> int:
@@ -173,6 +184,7 @@ class GridAdaptation(NoiseAdaptation):
 
     @classmethod
     def check_config(cls, cfg: Any) -> None:
+        super().check_config(cfg)
         if not cfg.grids:
             raise ConfigError(f"adaptation '{cfg.kind}' needs at least one grid in [adaptation.grids]")
 

@@ -73,6 +73,7 @@ class ContinuousNoise(NoiseAdaptation):
 
     process: ClassVar[str] = "continuous"
     supported_samplers = ("ddpm",)  # ancestral steps, any number of them (`sampler.steps`)
+    continuous_settings: ClassVar[tuple[str, ...]] = ("learned_schedule", "learn_ends")
 
     def __init__(self, ends: tuple[float, float] = (-10.0, 10.0), learned: bool = True, learn_ends: bool = False):
         super().__init__()
@@ -128,6 +129,7 @@ class LatentNoise(ContinuousNoise):
     # what the ODE likelihood's latents are, for its record (`nll_ode_<latent_count>`): "cells" summed
     # over, or "importance_samples" drawn
     latent_count: ClassVar[str] = "importance_samples"
+    continuous_settings: ClassVar[tuple[str, ...]] = ("learn_ends",)
 
     def __init__(self, ends: tuple[float, float] = (-10.0, 10.0), learn_ends: bool = False):
         NoiseAdaptation.__init__(self)
@@ -173,6 +175,8 @@ class GaussianLatentNoise(LatentNoise):
     """MuLAN with a continuous latent z `(K,)`: encoder q(z | x) = N(mu(x), diag e^{2 log s(x)}),
     prior N(0, I), the schedule's coefficients a network of z, and z given to the denoiser. At
     initialisation q(z | x) = p(z) and the schedule is linear for every z: VDM's fixed schedule."""
+
+    continuous_settings: ClassVar[tuple[str, ...]] = ("learn_ends", "latent_dim")
 
     def __init__(self, ends: tuple[float, float] = (-10.0, 10.0), learn_ends: bool = False, latent_dim: int = 2):
         super().__init__(ends, learn_ends)
@@ -263,6 +267,7 @@ class CellLatentNoise(LatentNoise):
 
     @classmethod
     def check_config(cls, cfg: Any) -> None:
+        super().check_config(cfg)
         if len(cfg.grids) != 1:
             raise ConfigError(f"adaptation '{cfg.kind}' takes one grid of cells in [adaptation.grids], e.g. "
                               f"cells = 4 (got {len(cfg.grids)})")
