@@ -147,3 +147,27 @@ def test_the_verdict_says_which_sources_of_variation_the_intervals_cover(results
     text = variation_sources(load_results(out))
     assert "the held-out points of the likelihoods (each seed has its own draw)" in text
     assert "They do not cover the training data's sampling" in text and "held-out points' sampling" not in text
+
+
+def test_a_metric_and_its_affine_twin_are_one_test_with_one_verdict(results, tmp_path):
+    """The exact KL is 2 nll_ode - H on the same seeds: with the exact KL primary, the ODE likelihood
+    takes its p-value and verdict (in its own units), and is not tested a second time in the secondary
+    family; the docs' likelihood report had "worse" on the one and "tied" on the other."""
+    import shutil
+
+    from gridnoise import rundir
+    from gridnoise.report.claims import family
+
+    out = shutil.copytree(results.out, tmp_path / "study")
+    record = json.loads((out / rundir.EXPERIMENT_FILE).read_text())
+    (out / rundir.EXPERIMENT_FILE).write_text(json.dumps({**record, "primary": "kl_exact"}))
+    declared = load_results(out)
+    claims = study_tests(declared)
+    kl, ode = claims["kl_exact"][("noisy", "circle")], claims["nll_ode"][("noisy", "circle")]
+    assert kl.family == ode.family == "primary" == family(declared, "nll_ode")
+    assert ode.p_holm == kl.p_holm and ode.verdict == kl.verdict == "worse"
+    assert ode.test.mean_diff == pytest.approx(0.15)  # its own difference, in bits/dim
+    # without a declaration the bound leads (a run has no ODE likelihood) and its KL follows it
+    claims = study_tests(results)
+    assert family(results, "kl_bound") == "primary" and family(results, "nll_ode") == "secondary"
+    assert set(claims["kl_bound"]) <= set(claims["nll_elbo"])

@@ -52,9 +52,23 @@ def primary_metric(results: StudyResults) -> tuple[str, str]:
     return "kl_divergence", "the study predates W2"
 
 
+# Metrics that are one test: each is an affine function of the other on the same seeds (the exact KL is
+# 2 nll_ode - H, the bound's KL 2 nll_elbo - H, with H the data set's entropy), so their paired t-tests
+# have the same statistic. Only the first present of each pair (the primary, if one is) is tested; the
+# other takes its p-value and verdict, so one comparison never gets two verdicts.
+TWINS = (("kl_exact", "nll_ode"), ("nll_elbo", "kl_bound"))
+
+
+def twin(metric: str) -> str | None:
+    """The metric whose paired test is `metric`'s own (`TWINS`), or None."""
+    return next((b if metric == a else a for a, b in TWINS if metric in (a, b)), None)
+
+
 def family(results: StudyResults, metric: str) -> str:
-    """"primary" or "secondary": how a figure or table labels `metric`'s comparisons."""
-    return "primary" if metric == primary_metric(results)[0] else "secondary"
+    """"primary" or "secondary": how a figure or table labels `metric`'s comparisons (the primary's
+    twin, the same test in other units, is primary too)."""
+    primary = primary_metric(results)[0]
+    return "primary" if metric in (primary, twin(primary)) else "secondary"
 
 
 def measure_word(metric: str) -> str:
@@ -120,6 +134,12 @@ def study_tests(results: StudyResults) -> dict[str, dict[tuple[str, str], Claim]
     primary, _ = primary_metric(results)
     floors = read_floors(results)
     others = secondary_metrics(results, primary)
+    order = [primary, *others]
+    led: dict[str, str] = {}  # a twin (`TWINS`) after its metric in `order` -> that metric, whose claims it takes
+    for i, metric in enumerate(order):
+        follower = twin(metric)
+        if metric not in led and follower in order[i + 1:]:
+            led[follower] = metric
     claims: dict[str, dict[tuple[str, str], Claim]] = {}
     for family, metrics in (("primary", [primary]), ("secondary", others)):
         pairs, untested = {}, {}
@@ -128,6 +148,9 @@ def study_tests(results: StudyResults) -> dict[str, dict[tuple[str, str], Claim]
                 if run["name"] == results.baseline:
                     continue
                 for dataset in results.datasets:
+                    if metric in led and all(results.values(name, dataset, led[metric])
+                                             for name in (results.baseline, run["name"])):
+                        continue  # its twin's test, below
                     key = (metric, run["name"], dataset)
                     reference = results.values(results.baseline, dataset, metric)
                     other = results.values(run["name"], dataset, metric)
@@ -142,6 +165,14 @@ def study_tests(results: StudyResults) -> dict[str, dict[tuple[str, str], Claim]
         for (metric, run, dataset), why in untested.items():
             test = _described(results, metric, run, dataset)
             claims.setdefault(metric, {})[(run, dataset)] = Claim(test, math.nan, "descriptive", "n/a", why)
+    for follower, leader in led.items():  # the same test in the follower's own units
+        for (name, dataset), claim in claims.get(leader, {}).items():
+            if (name, dataset) in claims.get(follower, {}):
+                continue  # tested on its own: its twin has no values there
+            test = paired_comparison(results.values(results.baseline, dataset, follower),
+                                     results.values(name, dataset, follower))
+            verdict, reason = decide(test, claim.p_holm, follower, None)
+            claims.setdefault(follower, {})[(name, dataset)] = Claim(test, claim.p_holm, claim.family, verdict, reason)
     return claims
 
 
