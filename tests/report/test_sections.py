@@ -159,14 +159,14 @@ def test_a_declared_primary_metric_leads(study, tmp_path):
 
 
 def test_a_report_against_another_run_compares_every_run_with_it(study, tmp_path):
-    """`gridnoise report --baseline RUN`: a control as the reference; the study's own report stays."""
+    """`gridnoise report --baseline RUN`: a control as the reference (an unknown run fails before anything
+    is written)."""
     from gridnoise.errors import ConfigError
     from gridnoise.report.outputs import write_study_outputs
 
     out = study[0]
-    own = (out / "report.md").read_text()
-    text = write_study_outputs(out, tmp_path / "against_good", baseline="good").read_text()
-    assert "Baseline: good." in text and (out / "report.md").read_text() == own
+    text = write_report(load_results(out).against("good"), tmp_path, []).read_text()
+    assert "Baseline: good." in text
     verdict = section(text, "### Verdict on")
     assert rows_of(verdict, "base") and not rows_of(verdict, "good")
     with pytest.raises(ConfigError, match="--baseline nope is not a run of this study: choose one of base"):
