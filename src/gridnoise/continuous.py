@@ -138,6 +138,12 @@ class LatentNoise(ContinuousNoise):
     def given(self, latent: Any) -> tuple[Schedule, Tensor | None]:
         return self.polynomial.conditioned(self.coefficients(latent)), self.condition(latent)
 
+    def gamma_given(self, t: Tensor, latent: Tensor) -> Tensor:
+        """gamma `(K, B, D)` at times `t` `(K,)` under the schedules of a batch of latents (`B`)."""
+        with torch.no_grad():
+            schedule, _ = self.given(latent)
+            return torch.stack([schedule(torch.full((len(latent),), float(s), device=latent.device)) for s in t])
+
     def coefficients(self, latent: Tensor) -> Tensor:
         raise NotImplementedError
 
@@ -212,8 +218,7 @@ class GaussianLatentNoise(LatentNoise):
         with torch.no_grad():
             z = torch.zeros(1, self.latent_dim, device=device) if points is None else \
                 self.encode(points.to(device, torch.float32))[0]
-            schedule, _ = self.given(z)
-            gamma = torch.stack([schedule(torch.full((len(z),), float(s), device=device)) for s in t])
+        gamma = self.gamma_given(t, z)
         return gamma[:, 0] if points is None else gamma
 
     def bound(self, noise_model, x, generator=None):
@@ -324,8 +329,7 @@ class CellLatentNoise(LatentNoise):
         with torch.no_grad():
             cells = torch.arange(self.size ** 2, device=self.extent.device) if points is None else \
                 self.logits(points.to(self.extent.device)).argmax(-1)
-            schedule, _ = self.given(cells)
-            return torch.stack([schedule(torch.full((len(cells),), float(s), device=cells.device)) for s in t])
+        return self.gamma_given(t, cells)
 
 
 CURVE_TIMES = 101  # times at which the learned gamma(t) curves are saved
@@ -347,10 +351,7 @@ def schedule_arrays(adaptation: ContinuousNoise, extent: list[float], seed: int 
     t = torch.linspace(0, 1, CURVE_TIMES)
     if isinstance(adaptation, GaussianLatentNoise):
         z = torch.randn(CURVES, adaptation.latent_dim, generator=torch.Generator().manual_seed(seed))
-        device = adaptation.polynomial.ends.device
-        with torch.no_grad():
-            schedule, _ = adaptation.given(z.to(device))
-            gamma = torch.stack([schedule(torch.full((CURVES,), float(s), device=device)) for s in t])
+        gamma = adaptation.gamma_given(t, z.to(adaptation.polynomial.ends.device))
     elif isinstance(adaptation, CellLatentNoise):
         gamma = adaptation.gamma(t)
     else:
