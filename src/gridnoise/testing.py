@@ -48,16 +48,24 @@ BATCH = 64
 CHECKED_SAMPLERS = (SamplerConfig("ddpm"), SamplerConfig("ddim", steps=T // 2))
 
 
-class _IgnoresNoiseScale(nn.Module):
-    """A denoiser that takes g and ignores it, so any two adaptations can share one network."""
+class _Denoiser(nn.Module):
+    """A small seeded denoiser that takes a condition of `dims` columns (a grid's g, a latent), records its
+    shape, and ignores it unless `use`: with `use` False any two adaptations can share one network."""
 
-    def __init__(self):
+    def __init__(self, dims: int, use: bool = True):
         super().__init__()
         torch.manual_seed(0)
-        self.network = MLPDenoiser()
+        self.dims, self.use = dims, use
+        self.network = MLPDenoiser(ModelConfig(hidden_dim=32, hidden_layers=1), condition_dim=dims if use else 0)
+        self.shapes: set[tuple[int, ...]] = set()
 
-    def forward(self, x: Tensor, timesteps: Tensor, noise_scale: Tensor | None = None) -> Tensor:
-        return self.network(x, timesteps)
+    def forward(self, x: Tensor, t: Tensor, condition: Tensor | None = None) -> Tensor:
+        self.shapes.add(() if condition is None else tuple(condition.shape[1:]))
+        if not self.use:
+            return self.network(x, t)
+        if condition is None or condition.shape != (len(x), self.dims):  # recorded: the check reports it
+            condition = x.new_zeros(len(x), self.dims)
+        return self.network(x, t, condition)
 
 
 def _randomised(adaptation: NoiseAdaptation, seed: int = 0) -> NoiseAdaptation:
@@ -120,7 +128,7 @@ def check_adaptation(cls: type[NoiseAdaptation], config: AdaptationConfig | None
         check(scale is None or torch.equal(scale, torch.ones(BATCH)),
               "all-ones grids must leave the reverse noise alone")
         check(float(ones.penalty()) == 0.0, "all-ones grids must add no penalty")
-        network = _IgnoresNoiseScale()
+        network = _Denoiser(1, use=False)
         for sampler in CHECKED_SAMPLERS:
             if sampler.sampler not in supported:
                 continue
@@ -179,25 +187,6 @@ def check_adaptation(cls: type[NoiseAdaptation], config: AdaptationConfig | None
 ENDS = (-6.0, 4.0)  # log-SNR ends of a continuous model under test
 
 
-class _Conditioned(nn.Module):
-    """A denoiser that takes a condition of `dims` columns, checks its shape, and ignores it unless `use`."""
-
-    def __init__(self, dims: int, use: bool = True):
-        super().__init__()
-        torch.manual_seed(0)
-        self.dims, self.use = dims, use
-        self.network = MLPDenoiser(ModelConfig(hidden_dim=32, hidden_layers=1), condition_dim=dims if use else 0)
-        self.shapes: set[tuple[int, ...]] = set()
-
-    def forward(self, x: Tensor, t: Tensor, condition: Tensor | None = None) -> Tensor:
-        self.shapes.add(() if condition is None else tuple(condition.shape[1:]))
-        if not self.use:
-            return self.network(x, t)
-        if condition is None or condition.shape != (len(x), self.dims):  # recorded: the check reports it
-            condition = x.new_zeros(len(x), self.dims)
-        return self.network(x, t, condition)
-
-
 def check_continuous(cls: type[ContinuousNoise], config: AdaptationConfig | None = None) -> None:
     """Raise AssertionError listing every conformance check a continuous-time model `cls` fails (see
     the module docstring); `config` gives its settings (default: a 3x3 grid of cells over [-2, 2]^2)."""
@@ -219,7 +208,7 @@ def check_continuous(cls: type[ContinuousNoise], config: AdaptationConfig | None
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(BATCH, 2, generator=gen, dtype=torch.float64)
     fresh = build()
-    denoiser = _Conditioned(fresh.condition_dim)
+    denoiser = _Denoiser(fresh.condition_dim)
     eps = continuous_time(denoiser, T)
 
     # 1. the bound
@@ -254,7 +243,7 @@ def check_continuous(cls: type[ContinuousNoise], config: AdaptationConfig | None
     # 3. with the latent ignored it is VDM's fixed schedule
     if isinstance(fresh, LatentNoise):
         vdm = ContinuousNoise(ENDS, learned=False).double()
-        ignored = continuous_time(_Conditioned(fresh.condition_dim, use=False), T)
+        ignored = continuous_time(_Denoiser(fresh.condition_dim, use=False), T)
         categorical = fresh.condition_dim == getattr(fresh, "size", 0) ** 2
         latent = (torch.zeros(BATCH, dtype=torch.long) if categorical
                   else torch.randn(BATCH, fresh.condition_dim, generator=gen, dtype=torch.float64))
