@@ -29,7 +29,8 @@ from gridnoise.version import __version__
 # Dask, and `gridnoise --help` or a usage error should answer in a few tens of milliseconds.
 
 EPILOG = ("Variants: baseline, grid10, grid20, multiscale, multiscale_l1 (the original study's), their *_data versions "
-          "(grids over the data's extent), conditioning[_multiscale], reverse_variance[_multiscale|_constant]. "
+          "(grids over the data's extent), conditioning[_multiscale], reverse_variance[_multiscale|_constant], "
+          "and in continuous time vdm[_fixed], mulan, mulan_cells. "
           "Data sets: see `gridnoise datasets`; a data file or a plug-in also works. Any setting: --set "
           "section.key=value (see `gridnoise config show`).")
 
