@@ -118,15 +118,16 @@ class RunHooks(TrainHooks):
 
 
 def train_run(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, resume: bool = False,
-              progress: bool = True, until: int | None = None) -> dict:
+              progress: bool = True, until: int | None = None, figures: bool = True) -> dict:
     """Train, evaluate and sample one run into `out`; returns its metrics.
 
     With `resume`, a finished run is left as it is and an interrupted one continues from its
     checkpoint, ending with the same numbers as an uninterrupted run. With `until` below
     `train.steps` it pauses there instead: it saves its checkpoint and returns {} (a tuning trial's
     intermediate value is measured at the pause; `resume` goes on). After evaluation it draws
-    samples.png, loss.png and grids.png, not the per-snapshot heatmaps, and records where this
-    call's time went in `timings.json`.
+    samples.png, loss.png and grids.png, not the per-snapshot heatmaps (none with `figures=False`:
+    a tuning trial is scored, not viewed, and `gridnoise plot` draws them later from its files), and
+    records where this call's time went in `timings.json`.
     """
     start = time.perf_counter()
     cfg.validate()
@@ -169,7 +170,8 @@ def train_run(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, resum
         evaluated = time.perf_counter()
         rundir.write_provenance(out, provenance(device))
         drawing = time.perf_counter()
-        draw_run_figures(out, heatmaps=False)  # samples.png, loss.png, grids.png: once, from the saved files
+        if figures:  # samples.png, loss.png, grids.png: once, from the saved files
+            draw_run_figures(out, heatmaps=False)
         drawn = time.perf_counter()
         log.finish(metrics, trainer.step)
         rundir.write_timings(out, {"wall_time": time.perf_counter() - start,

@@ -216,6 +216,7 @@ def test_a_study_gains_likelihoods_on_a_local_cluster_and_keeps_its_hashes(tmp_p
     report = (out / "report.md").read_text()
     assert "## Likelihood: every variant against the baseline" in report and "(cell sampler)" in report
     # nothing to redo, and the study itself is still finished under the same hashes
-    assert "4 tasks done (4 had them)" in gridnoise("evaluate", out, "--metrics", "nll_elbo").stdout
-    assert "4 tasks done (4 already finished)" in gridnoise("run", experiment, "--out", out, "--workers", 1,
-                                                            "--no-progress").stdout
+    # (in this process: the commands ran as subprocesses above)
+    assert "4 tasks done (4 had them)" in cli("evaluate", out, "--metrics", "nll_elbo", "--workers", 1).stdout
+    assert "4 tasks done (4 already finished)" in cli("run", experiment, "--out", out, "--workers", 1,
+                                                      "--no-progress").stdout

@@ -18,7 +18,7 @@ from gridnoise.study.executor import run_tasks
 from gridnoise.study.experiment import load_experiment
 from gridnoise.study.results import load_results, write_summaries
 
-from conftest import HARDWARE_BF16, free_port
+from conftest import HARDWARE_BF16, cli, free_port
 
 EXPERIMENT = """
 [experiment]
@@ -141,7 +141,8 @@ def test_killed_sweep_resumes_to_the_same_numbers(tmp_path):
     path = write_experiment(tmp_path, steps=steps)
     args = [sys.executable, "-m", "gridnoise", "run", str(path), "--workers", "2", "--no-progress",
             "--datasets", "moons", "--seeds", "0"]
-    subprocess.run([*args, "--out", str(tmp_path / "full")], check=True, capture_output=True)
+    # the uninterrupted sweep and the resuming one in this process; the one killed is a real command
+    assert cli(*args[3:], "--out", tmp_path / "full").returncode == 0
 
     out = tmp_path / "killed"
     proc = subprocess.Popen([*args, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -158,7 +159,7 @@ def test_killed_sweep_resumes_to_the_same_numbers(tmp_path):
     checkpoints = {d: int(rundir.load_checkpoint(d / "checkpoint.pt")["step"]) if (d / "checkpoint.pt").exists()
                    else 0 for d in tasks}
     assert any(0 < step < steps for step in checkpoints.values()), "the sweep was killed before any checkpoint"
-    done = subprocess.run([*args, "--out", str(out)], capture_output=True, text=True)
+    done = cli(*args[3:], "--out", out)
     assert done.returncode == 0, done.stderr
     # each task's last session started from its checkpoint (0 without one) and trained only the rest
     for d, step in checkpoints.items():

@@ -111,6 +111,7 @@ def test_every_arm_gets_the_same_budget(tuned):
         assert arm["trials"] == TRIALS and arm["complete"] + arm["pruned"] + arm["fail"] == TRIALS, name
         assert len(list((out / "trials" / name).iterdir())) == TRIALS
     assert set(summary["grid/line"]["best_params"]) == {"train.lr", "adaptation.grids.fine"}
+    assert not list(out.glob("trials/**/*.png")), "a trial drew figures: it is scored, not viewed"
 
 
 def test_pruning_follows_one_rule_in_every_arm(tuned):

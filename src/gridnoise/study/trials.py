@@ -1,6 +1,6 @@
 """A tuning trial's work on a worker: train a run to the next report step, then score it.
 
-A trial is an ordinary run directory trained in segments (`train_run(..., until=step)`): it
+A trial is an ordinary run directory, without figures, trained in segments (`train_run(..., until=step)`): it
 pauses at each step where `gridnoise tune` reports an intermediate value, and resumes from its
 checkpoint with the numbers of an uninterrupted run, so pruning never changes a surviving
 trial's result. Each value is measured on the run's *validation* draw (`VALIDATION_STREAM`),
@@ -48,7 +48,7 @@ def trial_segment(config: dict, directory: str, until: int, objective: str, poin
     keep_freed_memory()
     torch.set_num_threads(threads)
     cfg = from_dict(RunConfig, config).validate()
-    train_run(cfg, directory, resume=True, progress=False, until=until)
+    train_run(cfg, directory, resume=True, progress=False, until=until, figures=False)  # scored, not viewed
     return objective_value(directory, objective, points)
 
 
