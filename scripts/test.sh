@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Install, then lint (ruff), type-check (mypy) and run the whole test suite (slow end-to-end tests included).
+# Install the package with its test extra (which brings the tracker and docs extras too), then lint
+# (ruff), type-check (mypy) and run the whole test suite (slow end-to-end tests included).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install.sh
+bash scripts/install.sh test
 # The report.html test drives Debian's headless Chromium with Selenium: install it when missing (needs root or sudo).
 bash scripts/install_browser.sh
 export GRIDNOISE_REQUIRE_BROWSER=1  # so the browser test fails, not skips, if Chromium is still missing
