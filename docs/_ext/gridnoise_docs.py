@@ -278,7 +278,7 @@ class MetricsReference(SphinxDirective):
     def run(self) -> list[nodes.Node]:
         rows = []
         for m in METRICS.values():
-            meaning = sentence(m.description) + (f" Caveat: {sentence(m.caveat)}" if m.caveat else "")
+            meaning = f"{m.description.rstrip('.')}." + (f" Caveat: {m.caveat.rstrip('.')}." if m.caveat else "")
             meaning += f" A {m.kind} metric, recorded by {SOURCES[m.source]}; needs {', '.join(m.needs) or 'nothing'}."
             rows.append((row_id("metric", m.name), [cell(m.name, literal=True), cell(m.title), cell(direction(m)),
                                                     cell(meaning)]))
