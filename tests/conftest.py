@@ -266,3 +266,35 @@ def slurm_jobs(name: str | None = None) -> list[str]:
     done = subprocess.run(["squeue", "-h", "-o", "%i", *(["-n", name] if name else [])], capture_output=True,
                           text=True, check=True)
     return done.stdout.split()
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+INSTALL = ("headless Chromium is not installed: as root, `apt-get update && apt-get install -y chromium "
+           "chromium-driver` (Debian's packages; scripts/install_browser.sh, which scripts/test.sh runs)")
+CHROME_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync")
+LOAD_TIMEOUT = 60  # seconds for a page and its plots on a busy machine
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory):
+    """One real headless Chromium (Debian's, driven by Selenium) for every page a test worker opens:
+    report.html and the documentation site. Skipped where it is not installed, failed where
+    GRIDNOISE_REQUIRE_BROWSER says it must be."""
+    if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
+        if os.environ.get("GRIDNOISE_REQUIRE_BROWSER"):  # scripts/test.sh (and so CI) installed it
+            pytest.fail(INSTALL)
+        pytest.skip(INSTALL)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in CHROME_FLAGS + (f"--user-data-dir={tmp_path_factory.mktemp('chrome')}",):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)  # never selenium-manager
+    driver.set_script_timeout(LOAD_TIMEOUT)
+    yield driver
+    driver.quit()

@@ -231,8 +231,8 @@ def test_a_tracker_that_is_not_installed_says_how_to_install_it(monkeypatch):
     from gridnoise.errors import ConfigError
 
     monkeypatch.setitem(config.TRACKERS, "mlflow", "gridnoise_no_such_module")
-    with pytest.raises(ConfigError, match=r'--log mlflow needs mlflow, an optional extra: pip install '
-                                          r'"gridnoise\[mlflow\]"'):
+    with pytest.raises(ConfigError, match=r'--log mlflow needs mlflow, an optional extra: pip install mlflow '
+                                          r'\(in a clone of gridnoise: pip install -e "\.\[mlflow\]"\)'):
         config.check_trackers(["tensorboard", "mlflow"])
 
 

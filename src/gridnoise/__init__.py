@@ -1,6 +1,6 @@
 """gridnoise: diffusion models on 2-D data with learnable grid-based noise adaptation.
 
-The public API (see the README's "Python API" section): names are imported on first use, so
+The public API (docs/reference/api.md lists it): names are imported on first use, so
 `import gridnoise` stays light (the command line starts without importing torch).
 """
 

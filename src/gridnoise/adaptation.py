@@ -118,7 +118,7 @@ class NoiseAdaptation(nn.Module):
         for key in CONTINUOUS_SETTINGS:
             if key not in cls.continuous_settings and getattr(cfg, key) != getattr(defaults, key):
                 raise ConfigError(f"adaptation.{key} is not read by adaptation '{cfg.kind}' (it would be ignored): "
-                                  "remove it, or choose a kind that reads it (see README, Variants)")
+                                  "remove it, or choose a kind that reads it (see docs/reference/variants.md)")
 
     @property
     def condition_dim(self) -> int:

@@ -47,7 +47,7 @@ def make_config(variant: str = "baseline", **overrides: Any) -> RunConfig:
 
     Top-level settings are keywords (`dataset="rings"`, `seed=3`); a table takes a dict whose keys
     replace the variant's one by one (`train={"steps": 500, "lr": 1e-3}`, `adaptation={"grids":
-    {"grid": 5}}`). Unknown keys and wrong types are one-line `ConfigError`s.
+    {"grid": 5}}`). Unknown keys and wrong types raise a one-line `ConfigError`.
     """
     return override(None, {"variant": variant, **overrides})
 
@@ -98,6 +98,7 @@ class Run:
 
     @property
     def config(self) -> RunConfig:
+        """The run's resolved configuration (its config.toml)."""
         return rundir.read_config(self.path)
 
     @property
@@ -183,7 +184,7 @@ def _detached(fig):
 
 def sample_metrics(samples: np.ndarray, data: np.ndarray, *, seed: int = 0, k: int = 5) -> dict[str, float]:
     """Every sample metric of `samples` against `data` (both `(N, 2)`): the k-NN KL divergence in
-    bits, W2, sliced W2, MMD, precision and recall (see the README's metric table)."""
+    bits, W2, sliced W2, MMD, precision and recall (docs/reference/metrics.md says what each measures)."""
     samples, data = np.asarray(samples), np.asarray(data)
     return {"kl_divergence": KLEstimator(data, k)(samples), **sample_quality(samples, data, seed=seed)}
 
@@ -251,7 +252,8 @@ def tune_experiment(experiment: str | Path, out: str | Path, *, trials: int | No
     """Tune every run of an experiment file (or a bundled one by name, e.g. "tuned") on every data set
     with the same budget (`gridnoise tune`), into `out`, wherever `run_experiment` would run it;
     writes the tuning's report and, when every arm finished a trial, `out/tuned.toml` for
-    `run_experiment`. Returns the `TuneOutcome`: each arm's summary and the tuned file's path."""
+    `run_experiment`. Returns the `TuneOutcome`: each arm's summary (`.arms`) and the tuned file's path
+    (`.tuned_file`)."""
     exp = _experiment(experiment).restricted(datasets=datasets, steps=steps)
     where = make_cluster(cluster, workers=workers, address=address, scheduler_file=scheduler_file,
                          settings=exp.cluster, overrides=cluster_settings)

@@ -60,8 +60,8 @@ RUN_FLAGS: dict[str, tuple[str, Callable[[str], Any], tuple[str, ...] | None, st
     "--standardize": ("data.standardize", str, ("auto", "always", "never"),
                       "scale data to the model's [-4, 4] (auto: only data far from it)"),
     "--log": ("log.trackers", _comma_list, None, "also log to these trackers: tensorboard, mlflow or both, "
-                                                  "comma-separated (optional extras: pip install "
-                                                  "\"gridnoise[tensorboard,mlflow]\")"),
+                                                  "comma-separated (optional extras: in a clone of gridnoise, "
+                                                  "pip install -e \".[tensorboard,mlflow]\")"),
     "--mlflow-uri": ("log.mlflow_tracking_uri", str, None,
                      "MLflow tracking URI (empty: $MLFLOW_TRACKING_URI, else sqlite:///OUT/mlflow.db)"),
 }

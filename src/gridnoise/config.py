@@ -28,6 +28,8 @@ from gridnoise.registry import SAMPLERS
 
 @dataclass
 class DiffusionConfig:
+    """The discrete forward process: T timesteps and the beta schedule."""
+
     num_timesteps: int = 100  # T
     beta_schedule: Literal["linear", "quadratic", "cosine"] = "linear"  # cosine ignores beta_start/end
     beta_start: float = 1e-4  # beta_1
@@ -51,11 +53,13 @@ class SamplerConfig:
 
 @dataclass
 class ModelConfig:
+    """The denoiser: a residual MLP over sinusoidal embeddings of x, y and t (`gridnoise.model`)."""
+
     embedding_dim: int = 128  # sinusoidal embedding size per input (x, y, t)
-    hidden_dim: int = 256
+    hidden_dim: int = 256  # width of the residual blocks
     hidden_layers: int = 3  # residual blocks
     input_scale: float = 25.0  # coordinates are multiplied by this before embedding
-    time_scale: float = 1.0
+    time_scale: float = 1.0  # timesteps are multiplied by this before embedding
 
 
 CONNECT_TIMEOUT = 10.0  # seconds to wait for an existing Dask scheduler (--connect-timeout)
@@ -94,8 +98,10 @@ class AdaptationConfig:
 
 @dataclass
 class TrainConfig:
-    steps: int = 10_000
-    batch_size: int = 256
+    """Optimiser, EMA, checkpoints and logging of a training run (`gridnoise.trainer`)."""
+
+    steps: int = 10_000  # training steps (optimiser updates)
+    batch_size: int = 256  # points per step
     lr: float = 3e-4  # AdamW, cosine-annealed to 0 over `steps`
     weight_decay: float = 0.01  # torch's AdamW default; the original study applies it to the grids too
     grid_lr_factor: float = 1.0  # the grids' learning rate is lr times this (the original study: 1)
@@ -107,7 +113,7 @@ class TrainConfig:
     ema_warmup_steps: int = 100  # EMA copies the weights outright up to this step
     ema_power: float = 2 / 3  # decay warms up as 1 - (1 + k)^-power
     ema_grids: bool = False  # the original study samples with the raw (non-averaged) grids
-    checkpoint_every: int = 1000
+    checkpoint_every: int = 1000  # save checkpoint.pt this often (a resumed run continues from the last one)
     grid_snapshot_every: int = 1000  # save every grid this often (as data; `gridnoise plot` draws them)
     log_every: int = 100  # progress-bar refresh and non-finite-loss check
 
@@ -126,12 +132,14 @@ class DataConfig:
     # Filled in when the run starts, and saved with it:
     sha256: str = ""  # of the data file: a study notices when its data changed
     shift: list[float] = field(default_factory=list)  # x_model = (x - shift) / scale; empty: not resolved yet
-    scale: float = 1.0
+    scale: float = 1.0  # one factor for both axes (1: not scaled)
 
 
 @dataclass
 class EvalConfig:
-    num_samples: int = 10_000
+    """What a run measures when it finishes training (and, with `kl_every`, while it trains)."""
+
+    num_samples: int = 10_000  # samples drawn with the EMA network for samples.npz and the sample metrics
     kl_k: int = 5  # neighbours in the KL estimator
     kl_every: int = 0  # also estimate KL every this many steps during training (0: never)
     kl_every_samples: int = 2000  # samples drawn for each of those intermediate estimates
@@ -155,11 +163,15 @@ class LogConfig:
 
 @dataclass
 class RunConfig:
-    dataset: str = "moons"
+    """Every setting of one run: one model on one data set. Its tables are the dataclasses above; the
+    documentation's configuration reference lists every key with its default. Without an
+    `adaptation`, `RunConfig(variant="grid10")` resolves the variant's preset wherever it is built."""
+
+    dataset: str = "moons"  # a data set's name, a data file's path, or a plug-in (module:function)
     variant: str = "baseline"  # preset name; `adaptation` holds what it resolved to
     seed: int = 0  # fixes initialisation, noise, timesteps, batches and sampling
     data_seed: int = 42  # the data sets' own generator seed (the original study's); see data.follow_seed
-    n_points: int = 100_000
+    n_points: int = 100_000  # points drawn from a generated data set (a data file uses every row)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: network matmuls under autocast (opt-in)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
@@ -259,7 +271,8 @@ def check_trackers(names: list[str]) -> None:
         if name not in TRACKERS:
             raise ConfigError(f"unknown tracker '{name}' in log.trackers (--log): choose from {', '.join(TRACKERS)}")
         if importlib.util.find_spec(TRACKERS[name]) is None:
-            raise ConfigError(f"--log {name} needs {name}, an optional extra: pip install \"gridnoise[{name}]\"")
+            raise ConfigError(f"--log {name} needs {name}, an optional extra: pip install {name} (in a clone of "
+                              f"gridnoise: pip install -e \".[{name}]\")")
 
 
 def _check_finite(cfg: Any, where: str = "") -> None:

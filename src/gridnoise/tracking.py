@@ -1,8 +1,8 @@
 """Experiment trackers: a run's curves, figures, config and final metrics in TensorBoard or MLflow.
 
 A run's own files (`gridnoise.rundir`) are written either way; `[log] trackers` (the `--log`
-flag) adds trackers on top, each an optional extra (`pip install "gridnoise[tensorboard]"`,
-`"gridnoise[mlflow]"`). While training, every `train.log_every` steps, a run logs
+flag) adds trackers on top, each an optional extra (in a clone, `pip install -e ".[tensorboard]"`,
+`".[mlflow]"`). While training, every `train.log_every` steps, a run logs
 
     train/loss, train/mse     the mean over the steps since the last log (loss includes the penalty)
     train/lr                  the learning rate of the next step

@@ -5,7 +5,6 @@ missing rows, clipped samples, the clamped region of a grid)."""
 
 from __future__ import annotations
 
-import os
 import time
 from html.parser import HTMLParser
 from pathlib import Path
@@ -31,14 +30,8 @@ from gridnoise.report.stats import holm_interval
 from gridnoise.report.views import CLAMPED_NOTE, grid_view, sample_view
 from gridnoise.study.results import load_results
 
-from conftest import gridnoise, make_study, study_file, write_evaluations
+from conftest import LOAD_TIMEOUT, gridnoise, make_study, study_file, write_evaluations
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-INSTALL = ("headless Chromium is not installed: as root, `apt-get update && apt-get install -y chromium "
-           "chromium-driver` (Debian's packages; scripts/install_browser.sh, which scripts/test.sh runs)")
-CHROME_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync")
 RUNS = """[runs.base]
 variant = "baseline"
 [runs.grid]
@@ -49,7 +42,6 @@ label = "Multi-scale"
 variant = "multiscale"
 """
 T = 20  # TINY_STUDY's num_timesteps
-LOAD_TIMEOUT = 60  # seconds for the page and its plots on a busy machine
 
 
 @pytest.fixture(scope="module")
@@ -59,26 +51,6 @@ def report_dir(tmp_path_factory) -> Path:
     experiment = study_file(root / "e.toml", "html", ["moons", "rings"], [0, 1], RUNS)
     gridnoise("run", experiment, "--out", root / "study", "--workers", 1, "--no-progress")
     return root / "study"
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
-        if os.environ.get("GRIDNOISE_REQUIRE_BROWSER"):  # scripts/test.sh (and so CI) installed it
-            pytest.fail(INSTALL)
-        pytest.skip(INSTALL)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in CHROME_FLAGS + (f"--user-data-dir={tmp_path_factory.mktemp('chrome')}",):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)  # never selenium-manager
-    driver.set_script_timeout(LOAD_TIMEOUT)
-    yield driver
-    driver.quit()
 
 
 class Tags(HTMLParser):

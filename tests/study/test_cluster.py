@@ -1,6 +1,7 @@
 """Where tasks run: the [cluster] table and its flags, the Slurm job script, and studies, evaluations
 and errors on a real single-node Slurm (scripts/slurm.sh) and on a Dask cluster started by the
-README's sbatch recipe."""
+documented sbatch recipe (examples/slurm/dask-cluster.sbatch, which docs/how-to/slurm.md shows: tests/docs
+checks that it shows it as it is)."""
 
 import json
 import os
@@ -316,12 +317,7 @@ def test_a_gpu_job_on_slurm_sends_its_tasks_to_cuda(studies, tmp_path):
     assert "device 'cuda' requested but CUDA is not available" in outcome.failed["base/moons/seed_0"]
 
 
-def test_the_readme_shows_the_sbatch_recipe_as_it_is():
-    readme = (REPO / "README.md").read_text()
-    assert f"```bash\n{RECIPE.read_text()}```" in readme
-
-
-def test_the_readme_sbatch_recipe_serves_a_study_through_its_scheduler_file(studies, tmp_path):
+def test_the_documented_sbatch_recipe_serves_a_study_through_its_scheduler_file(studies, tmp_path):
     path, local, _, _, _ = studies
     scheduler_file = tmp_path / "scheduler.json"
     env = {**os.environ, "SCHEDULER_FILE": str(scheduler_file),

@@ -97,19 +97,19 @@ def decode(value: Any) -> Any:
 
 @dataclass
 class TuneSettings:
-    """The `[tune]` table (see the module's docstring for each key)."""
+    """The `[tune]` table of an experiment file (the module's docstring has an example)."""
 
-    trials: int = 20
-    seeds: list[int] = field(default_factory=lambda: [100])
+    trials: int = 20  # per (run, data set): every arm gets the same budget
+    seeds: list[int] = field(default_factory=lambda: [100])  # tuning seeds, never the experiment's own seeds
     objective: str = ""  # empty: the experiment's primary metric where a trial can afford it, else nll_elbo
-    validation_points: int = 2000
-    report_every: int = 0  # 0: a quarter of the training steps
-    pruner: str = "MedianPruner"
-    pruner_options: dict[str, Any] = field(default_factory=dict)
-    sampler: str = "TPESampler"
-    sampler_options: dict[str, Any] = field(default_factory=dict)
-    seed: int = 0
-    concurrent_trials: int = 1
+    validation_points: int = 2000  # of a validation draw, neither the training nor the held-out one
+    report_every: int = 0  # steps between the intermediate values pruning judges (0: a quarter of the steps)
+    pruner: str = "MedianPruner"  # an optuna.pruners class, or "none"
+    pruner_options: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the pruner
+    sampler: str = "TPESampler"  # an optuna.samplers class
+    sampler_options: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the sampler
+    seed: int = 0  # each trial's sampler is seeded from (seed, arm, trial)
+    concurrent_trials: int = 1  # trials of one arm asked together (each arm runs in parallel anyway)
 
     def identity(self) -> dict[str, Any]:
         """What makes two tunings' trials the same ones: everything but the number of trials."""
