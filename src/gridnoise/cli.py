@@ -184,7 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="comma-separated: nll_elbo (variational bound), nll_ode (probability-flow ODE), "
                                "kl_exact (KL from the data's exact density)")
     evaluate.add_argument("--ode-points", type=int, default=1000, help="held-out points for the ODE likelihood")
-    evaluate.add_argument("--tolerance", type=float, help="ODE solver rtol = atol (default 1e-5; also run at half)")
+    evaluate.add_argument("--tolerance", type=float, help="ODE solver rtol = atol (default 1e-5; the first 100 points "
+                          "are solved again at half of it, for nll_ode_solver_gap)")
     _add_cluster_arguments(evaluate)
     evaluate.add_argument("--datasaurus", type=Path, help="path of DatasaurusDozen.tsv (offline dino)")
     evaluate.add_argument("--no-progress", action="store_true", help="hide a study's progress bar")
