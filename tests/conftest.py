@@ -86,10 +86,10 @@ def gridnoise(*args, check: bool = True) -> subprocess.CompletedProcess:
     return proc
 
 
-def cli(*args) -> subprocess.CompletedProcess:
-    """Run `gridnoise.cli.main` in this process, as `gridnoise(*args, check=False)` runs the command:
-    its exit status and what it printed. For error paths, which need no fresh interpreter; keep one
-    real subprocess per command elsewhere."""
+def cli(*args, check: bool = False) -> subprocess.CompletedProcess:
+    """Run `gridnoise.cli.main` in this process, as `gridnoise(*args, check=check)` runs the command:
+    its exit status and what it printed, without a fresh interpreter's 2-3 s of imports. For error paths
+    and for commands a test only needs done; keep one real subprocess per command elsewhere."""
     import torch
 
     from gridnoise.cli import main
@@ -103,6 +103,8 @@ def cli(*args) -> subprocess.CompletedProcess:
             code = e.code if isinstance(e.code, int) else 1
         finally:
             torch.set_num_threads(threads)
+    if check and code != 0:
+        raise AssertionError(f"exit {code}: {err.getvalue()[-2000:]}")
     return subprocess.CompletedProcess(["gridnoise", *map(str, args)], code, out.getvalue(), err.getvalue())
 
 

@@ -126,11 +126,11 @@ def test_learned_grids_change_the_process(parts):
 
 def test_it_samples_an_already_trained_original_run(tmp_path, tiny_run):
     """A run of the original mechanism, trained as always, sampled both ways from the command line."""
-    from conftest import cli, gridnoise
+    from conftest import cli
 
     run = tiny_run("multiscale")  # sampling only reads it
-    gridnoise("sample", run, "-n", 500, "--sampler", "cell", "--out", tmp_path / "cell.npz")
-    gridnoise("sample", run, "-n", 500, "--out", tmp_path / "ddpm.npz")
+    cli("sample", run, "-n", 500, "--sampler", "cell", "--out", tmp_path / "cell.npz", check=True)
+    cli("sample", run, "-n", 500, "--out", tmp_path / "ddpm.npz", check=True)
     with np.load(tmp_path / "cell.npz") as a, np.load(tmp_path / "ddpm.npz") as b:
         cell, ddpm = a["samples"], b["samples"]
     assert cell.shape == (500, 2) and np.isfinite(cell).all() and not np.allclose(cell, ddpm)

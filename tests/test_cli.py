@@ -73,7 +73,7 @@ def test_train_writes_every_result_with_the_seeds_names(tiny, tmp_path):
     with np.load(again) as a, np.load(out / "samples.npz") as b:
         assert np.array_equal(a["samples"], b["samples"])
     other = tmp_path / "other.npz"
-    gridnoise("sample", out, "-n", 50, "--seed", 1, "--out", other)
+    cli("sample", out, "-n", 50, "--seed", 1, "--out", other, check=True)
     with np.load(other) as a:
         assert a["samples"].shape == (50, 2)
     assert_one_line_error(cli("sample", out, "--out", other), 2, "exists")
@@ -82,7 +82,7 @@ def test_train_writes_every_result_with_the_seeds_names(tiny, tmp_path):
 def test_bf16_run_records_its_precision(tiny, tmp_path):
     out = tmp_path / "bf16"
     proc = gridnoise("train", "--config", tiny, "--variant", "multiscale", "--precision", "bf16", "--steps", "40",
-                     "--out", out, "--no-progress")
+                     "--out", out, "--no-progress")  # a fresh process: its one warning is printed once per process
     assert 'precision = "bf16"' in (out / "config.toml").read_text()
     # bf16 without hardware support is emulated and slow: the run goes on, with one line saying so
     warnings = [ln for ln in proc.stderr.splitlines() if ln.startswith("gridnoise: warning:")]
@@ -91,7 +91,7 @@ def test_bf16_run_records_its_precision(tiny, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert math.isfinite(metrics["kl_divergence"]) and math.isfinite(metrics["eval_loss"])
     # Sampling again from the checkpoint runs at the run's precision and redraws the same points.
-    gridnoise("sample", out, "--seed", "0", "-n", "500", "--out", tmp_path / "again.npz")
+    cli("sample", out, "--seed", "0", "-n", "500", "--out", tmp_path / "again.npz", check=True)
     with np.load(out / "samples.npz") as a, np.load(tmp_path / "again.npz") as b:
         assert np.array_equal(a["samples"], b["samples"])
 
@@ -100,8 +100,8 @@ def test_bf16_run_records_its_precision(tiny, tmp_path):
                                                      ("grid10", "grid_variance", "line_grid_step_20.png")])
 def test_single_grid_and_baseline_outputs(tiny, tmp_path, variant, metric, figure):
     out = tmp_path / variant
-    gridnoise("train", "--config", tiny, "--dataset", "line", "--variant", variant, "--steps", 20, "--out", out,
-              "--no-progress")
+    cli("train", "--config", tiny, "--dataset", "line", "--variant", variant, "--steps", 20, "--out", out,
+        "--no-progress", check=True)
     metrics = json.loads((out / "metrics.json").read_text())
     assert ("grid_variance" in metrics) == (metric is not None)
     assert "coarse_grid_variance" not in metrics
@@ -121,7 +121,7 @@ def test_killed_run_resumes_to_the_same_numbers(tmp_path):
     steps = 1500
     args = ["train", "--config", config, "--dataset", "circle", "--variant", "grid20", "--steps", steps,
             "--no-progress"]
-    gridnoise(*args, "--out", tmp_path / "full")
+    cli(*args, "--out", tmp_path / "full", check=True)
 
     out = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "gridnoise", *map(str, args), "--out", str(out)],
@@ -135,7 +135,7 @@ def test_killed_run_resumes_to_the_same_numbers(tmp_path):
         "the run failed, or finished before it could be killed"
     checkpoint_step = int(rundir.load_checkpoint(out / "checkpoint.pt")["step"])
     assert 0 < checkpoint_step < steps and checkpoint_step % 100 == 0
-    gridnoise(*args, "--out", out, "--resume")
+    cli(*args, "--out", out, "--resume", check=True)
 
     # The resumed process started from the checkpoint's step and trained only the steps after it.
     killed, resumed_session = rundir.read_segments(out)
@@ -152,7 +152,7 @@ def test_killed_run_resumes_to_the_same_numbers(tmp_path):
             assert np.array_equal(a[key], b[key])
     # Resuming a finished run changes nothing and trains nothing.
     before = {name: (out / name).read_bytes() for name in ("metrics.json", rundir.SEGMENTS_FILE)}
-    gridnoise(*args, "--out", out, "--resume")
+    cli(*args, "--out", out, "--resume", check=True)
     assert {name: (out / name).read_bytes() for name in before} == before
 
 
@@ -191,18 +191,18 @@ def test_existing_results_are_never_clobbered(tiny, tmp_path):
     assert (out / "notes.txt").read_text() == "mine" and len(list(out.iterdir())) == 1
 
     run = tmp_path / "run2"
-    gridnoise("train", "--config", tiny, "--steps", 5, "--out", run, "--no-progress")
+    cli("train", "--config", tiny, "--steps", 5, "--out", run, "--no-progress", check=True)
     metrics = (run / "metrics.json").read_bytes()
     proc = cli("train", "--config", tiny, "--steps", 7, "--out", run, "--resume")
     assert_one_line_error(proc, 2, "different config")
     assert (run / "metrics.json").read_bytes() == metrics
-    gridnoise("train", "--config", tiny, "--steps", 7, "--out", run, "--overwrite", "--no-progress")
+    cli("train", "--config", tiny, "--steps", 7, "--out", run, "--overwrite", "--no-progress", check=True)
     assert (run / "metrics.json").read_bytes() != metrics
 
 
 def test_corrupt_checkpoint_and_unknown_run_dir(tiny, tmp_path):
     run = tmp_path / "run"
-    gridnoise("train", "--config", tiny, "--steps", 5, "--out", run, "--no-progress")
+    cli("train", "--config", tiny, "--steps", 5, "--out", run, "--no-progress", check=True)
     data = (run / "checkpoint.pt").read_bytes()
     (run / "checkpoint.pt").write_bytes(data[: len(data) // 2])
     assert_one_line_error(cli("sample", run, "--out", tmp_path / "s.npz"), 2, "corrupt")
@@ -308,15 +308,15 @@ def test_version_choices_and_defaults_in_every_help():
     from gridnoise.cli import RUN_FLAGS
 
     assert gridnoise("--version").stdout.strip() == f"gridnoise {__version__}"
-    text = " ".join(gridnoise("train", "--help").stdout.split())
+    text = " ".join(cli("train", "--help", check=True).stdout.split())
     for flag, (_, _, choices, _) in RUN_FLAGS.items():
         assert flag in text
         if choices:
             assert "{" + ",".join(choices) + "}" in text  # the choices are listed
     assert "(default: 0.0003)" in text and "(default: 10000)" in text and "(default: moons)" in text
-    sample = " ".join(gridnoise("sample", "--help").stdout.split())
+    sample = " ".join(cli("sample", "--help", check=True).stdout.split())
     assert "(default: 10000)" in sample and "{ddpm,ddim,cell}" in sample and "the run's own" in sample
-    assert "(default: 3)" in " ".join(gridnoise("bench", "--help").stdout.split())
+    assert "(default: 3)" in " ".join(cli("bench", "--help", check=True).stdout.split())
 
 
 def test_set_reaches_any_setting_and_config_show_prints_the_resolved_config(tiny, tmp_path):
@@ -330,8 +330,8 @@ def test_set_reaches_any_setting_and_config_show_prints_the_resolved_config(tiny
     assert cfg.adaptation.grids == adaptation_for("multiscale_l1").grids and cfg.adaptation.l1 == {"fine": 0.5}
     assert cfg.train.ema_decay == 0.9 and cfg.eval.extra_samplers["d5"].steps == 5
     out = tmp_path / "run"
-    gridnoise("train", "--config", tiny, "--steps", 20, "--set", "train.ema_warmup_steps=3", "--set",
-              "model.hidden_dim=32", "--threads", 1, "--out", out, "--no-progress")
+    cli("train", "--config", tiny, "--steps", 20, "--set", "train.ema_warmup_steps=3", "--set",
+        "model.hidden_dim=32", "--threads", 1, "--out", out, "--no-progress", check=True)
     saved = tomllib.loads((out / "config.toml").read_text())
     assert saved["train"]["ema_warmup_steps"] == 3 and saved["model"]["hidden_dim"] == 32
     for bad, text in [("train.nope=1", "unknown key"), ("train.lr=fast", "must be float"), ("lr", "section.key=value"),
@@ -343,8 +343,8 @@ def test_set_reaches_any_setting_and_config_show_prints_the_resolved_config(tiny
 
 def test_sample_defaults_to_the_runs_seed_and_refuses_other_formats(tiny, tmp_path):
     out = tmp_path / "run"
-    gridnoise("train", "--config", tiny, "--steps", 20, "--seed", 7, "--out", out, "--no-progress")
-    gridnoise("sample", out, "-n", 500, "--out", tmp_path / "again.npz")  # num_samples of the tiny config
+    cli("train", "--config", tiny, "--steps", 20, "--seed", 7, "--out", out, "--no-progress", check=True)
+    cli("sample", out, "-n", 500, "--out", tmp_path / "again.npz", check=True)  # num_samples of the tiny config
     with np.load(out / "samples.npz") as a, np.load(tmp_path / "again.npz") as b:
         assert np.array_equal(a["samples"], b["samples"])  # the run's own seed redraws its samples
     assert_one_line_error(cli("sample", out, "--out", tmp_path / "s.csv"), 2, ".npz")

@@ -11,7 +11,7 @@ from gridnoise.presets import VARIANTS
 from gridnoise.run import train_run
 from gridnoise.sampling import sample_run
 
-from conftest import gridnoise
+from conftest import cli
 
 DDPM_ONLY = {name for name, preset in VARIANTS.items() if preset["kind"] == "reverse_variance"}
 CONTINUOUS = {name for name, preset in VARIANTS.items() if preset["kind"] in ("vdm", "mulan", "mulan_cells")}
@@ -72,11 +72,11 @@ def test_clip_sample_reaches_the_sampler_from_the_command_line(tmp_path):
     config.write_text('n_points = 1000\n[diffusion]\nnum_timesteps = 20\n[train]\nsteps = 20\nbatch_size = 64\n'
                       '[eval]\nnum_samples = 200\n[eval.extra_samplers]\n'
                       'ddpm_clip = {sampler = "ddpm", clip_sample = 0.5}\n')
-    gridnoise("train", "--config", config, "--variant", "conditioning", "--out", run, "--no-progress")
+    cli("train", "--config", config, "--variant", "conditioning", "--out", run, "--no-progress", check=True)
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["ddpm_clip_kl_divergence"] != metrics["kl_divergence"]
     for clip in ("0", "0.5"):
-        gridnoise("sample", run, "-n", 100, "--clip-sample", clip, "--out", tmp_path / f"{clip}.npz")
+        cli("sample", run, "-n", 100, "--clip-sample", clip, "--out", tmp_path / f"{clip}.npz", check=True)
     with np.load(tmp_path / "0.npz") as free, np.load(tmp_path / "0.5.npz") as clipped:
         assert np.array_equal(free["samples"], sample_run(run, 100, 0, "cpu", SamplerConfig()))
         assert np.array_equal(clipped["samples"], sample_run(run, 100, 0, "cpu", SamplerConfig(clip_sample=0.5)))

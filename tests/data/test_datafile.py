@@ -20,7 +20,7 @@ from gridnoise.data.datafile import (
 )
 from gridnoise.errors import DataError
 
-from conftest import cli, gridnoise, study_file
+from conftest import cli, study_file
 
 POINTS = np.random.default_rng(0).normal(size=(40, 2)) * [1.0, 2.0] + [0.5, -1.0]
 
@@ -151,8 +151,8 @@ def test_train_on_a_csv_far_from_the_study_scale_returns_samples_in_its_units(tm
     config = tmp_path / "c.toml"
     config.write_text(TINY)
     out = tmp_path / "run"
-    gridnoise("train", "--config", config, "--dataset", data, "--columns", "lon,lat", "--variant", "conditioning",
-              "--out", out, "--no-progress")
+    cli("train", "--config", config, "--dataset", data, "--columns", "lon,lat", "--variant", "conditioning",
+        "--out", out, "--no-progress", check=True)
     saved = (out / "config.toml").read_text()
     assert f'sha256 = "{sha256(data)}"' in saved and 'columns = [\n    "lon",\n    "lat",\n]' in saved
     with np.load(out / "samples.npz") as f:
@@ -160,7 +160,7 @@ def test_train_on_a_csv_far_from_the_study_scale_returns_samples_in_its_units(tm
     assert 900 < np.median(samples[:, 0]) < 1200 and -100 < np.median(samples[:, 1]) < 100  # the data's units
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["w2"] > 1  # W2 in the data's units, where the clusters are 100 apart
-    gridnoise("sample", out, "-n", 200, "--out", tmp_path / "s.npz")
+    cli("sample", out, "-n", 200, "--out", tmp_path / "s.npz", check=True)
     with np.load(tmp_path / "s.npz") as f:
         assert 900 < np.median(f["samples"][:, 0]) < 1200
     assert (out / "grids.png").is_file()  # figures drawn in the data's units without error
@@ -178,7 +178,7 @@ def test_data_with_rounded_coordinates_trains_and_is_measured(tmp_path):
     config = tmp_path / "c.toml"
     config.write_text(TINY)
     out = tmp_path / "run"
-    gridnoise("train", "--config", config, "--dataset", data, "--out", out, "--no-progress")
+    cli("train", "--config", config, "--dataset", data, "--out", out, "--no-progress", check=True)
     metrics = json.loads((out / "metrics.json").read_text())
     for name in ("kl_divergence", "w2", "sliced_w2", "mmd", "precision", "recall", "eval_loss"):
         assert np.isfinite(metrics[name]), name
@@ -197,10 +197,10 @@ def test_a_study_on_a_data_file_notices_when_the_file_changes(tmp_path):
     np.save(data, np.random.default_rng(2).normal(size=(500, 2)))
     experiment = study_file(tmp_path / "e.toml", "file", [str(data)], [0], '[runs.base]\nvariant = "baseline"\n')
     out = tmp_path / "study"
-    assert "1 tasks done (0 already" in gridnoise("run", experiment, "--out", out, "--workers", 1,
-                                                  "--no-progress").stdout
-    assert "1 tasks done (1 already" in gridnoise("run", experiment, "--out", out, "--workers", 1,
-                                                  "--no-progress").stdout
+    assert "1 tasks done (0 already" in cli("run", experiment, "--out", out, "--workers", 1,
+                                            "--no-progress", check=True).stdout
+    assert "1 tasks done (1 already" in cli("run", experiment, "--out", out, "--workers", 1,
+                                            "--no-progress", check=True).stdout
     np.save(data, np.random.default_rng(3).normal(size=(500, 2)))
     proc = cli("run", experiment, "--out", out, "--workers", 1, "--no-progress")
     assert proc.returncode == 2 and "changed since" in proc.stderr and "Traceback" not in proc.stderr

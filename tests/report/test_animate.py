@@ -27,8 +27,8 @@ def runs(tmp_path_factory):
     out = {}
     for variant in ("baseline", "multiscale"):
         out[variant] = root / variant
-        gridnoise("train", "--config", root / "tiny.toml", "--variant", variant, "--out", out[variant],
-                  "--no-progress")
+        cli("train", "--config", root / "tiny.toml", "--variant", variant, "--out", out[variant],
+            "--no-progress", check=True)
     return out
 
 
@@ -60,8 +60,8 @@ def test_sample_with_ddim_eta_0_is_the_deterministic_map_of_its_starting_noise(r
     from gridnoise.rundir import load_checkpoint
     from gridnoise.seeding import generator
 
-    gridnoise("sample", runs["multiscale"], "-n", 100, "--seed", 3, "--sampler", "ddim", "--sample-steps", 5,
-              "--eta", 0, "--out", tmp_path / "a.npz")
+    cli("sample", runs["multiscale"], "-n", 100, "--seed", 3, "--sampler", "ddim", "--sample-steps", 5,
+        "--eta", 0, "--out", tmp_path / "a.npz", check=True)
     scheduler, model, adaptation = sampling_components(load_checkpoint(runs["multiscale"] / "checkpoint.pt"),
                                                        torch.device("cpu"))
     x = torch.randn((100, 2), generator=generator(3, "sample"))

@@ -19,7 +19,7 @@ from gridnoise.report.run_figures import (
 )
 from gridnoise.report.views import CLAMPED_NOTE
 
-from conftest import cli, gridnoise
+from conftest import cli
 
 
 def heatmap_axes(fig):
@@ -149,9 +149,9 @@ def test_a_run_draws_its_own_figures_from_its_files(tmp_path, capsys):
     from gridnoise.cli import main
 
     out = tmp_path / "run"
-    gridnoise("train", "--dataset", "moons", "--variant", "multiscale", "--steps", 40, "--n-points", 2000,
-              "--set", "diffusion.num_timesteps=20", "--set", "train.grid_snapshot_every=20",
-              "--set", "eval.num_samples=300", "--set", "eval.kl_every=20", "--out", out, "--no-progress")
+    cli("train", "--dataset", "moons", "--variant", "multiscale", "--steps", 40, "--n-points", 2000,
+        "--set", "diffusion.num_timesteps=20", "--set", "train.grid_snapshot_every=20",
+        "--set", "eval.num_samples=300", "--set", "eval.kl_every=20", "--out", out, "--no-progress", check=True)
     figures = {"samples.png", "loss.png", "grids.png"}
     heatmaps = {f"moons_{g}_grid_step_{s}.png" for g in ("coarse", "fine") for s in (20, 40)}
     assert figures <= {p.name for p in out.iterdir()}
@@ -172,8 +172,8 @@ def test_a_run_draws_its_own_figures_from_its_files(tmp_path, capsys):
     fig = grids_figure(grids, extent)
     assert [ax.get_title() for ax in heatmap_axes(fig)][:5] == [f"coarse grid, t={t}" for t in (0, 5, 10, 15, 19)]
     baseline = tmp_path / "baseline"
-    gridnoise("train", "--dataset", "line", "--steps", 10, "--n-points", 500, "--set", "eval.num_samples=100",
-              "--out", baseline, "--no-progress")
+    cli("train", "--dataset", "line", "--steps", 10, "--n-points", 500, "--set", "eval.num_samples=100",
+        "--out", baseline, "--no-progress", check=True)
     assert {"samples.png", "loss.png"} <= {p.name for p in baseline.iterdir()}
     assert not (baseline / "grids.png").exists() and not (baseline / "heatmaps").exists()
 

@@ -32,7 +32,7 @@ def training_files(run_dir) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def baseline(tmp_path_factory):
     out = tmp_path_factory.mktemp("evaluate") / "run"
-    gridnoise("train", "--dataset", "moons", "--variant", "baseline", *TINY, "--out", out)
+    cli("train", "--dataset", "moons", "--variant", "baseline", *TINY, "--out", out, check=True)
     return out
 
 
@@ -77,14 +77,14 @@ def test_a_run_gains_likelihoods_and_keeps_its_training_results(baseline):
     assert labels[0].startswith(f"standard sampler: bound {result['nll_elbo']:.3f}") and "ODE" in labels[1]
     # a second call finds nothing to do and leaves the file as it is
     written = (baseline / "evaluation.json").read_bytes()
-    gridnoise("evaluate", baseline, "--metrics", "nll_elbo")
+    cli("evaluate", baseline, "--metrics", "nll_elbo", check=True)
     assert (baseline / "evaluation.json").read_bytes() == written
 
 
 def test_a_learned_reverse_variance_has_a_bound_but_no_ode(tmp_path):
     out = tmp_path / "rv"
-    gridnoise("train", "--dataset", "line", "--variant", "reverse_variance", *TINY, "--out", out)
-    gridnoise("evaluate", out, "--metrics", "nll_ode,kl_exact")
+    cli("train", "--dataset", "line", "--variant", "reverse_variance", *TINY, "--out", out, check=True)
+    cli("evaluate", out, "--metrics", "nll_ode,kl_exact", check=True)
     result = read_evaluation(out)
     assert "nll_ode" not in result and "not the standard posterior" in result["nll_ode_skipped"]
     assert np.isfinite(result["nll_elbo"]) and np.isfinite(result["kl_bound"]) and "kl_exact" not in result
@@ -94,7 +94,7 @@ def test_a_learned_reverse_variance_has_a_bound_but_no_ode(tmp_path):
 def test_grid_runs_cross_cell_edges_and_get_an_ode_likelihood_where_the_flow_is_invertible(tmp_path, tiny_run,
                                                                                           variant):
     out = shutil.copytree(tiny_run(variant, "line"), tmp_path / variant)
-    gridnoise("evaluate", out, "--metrics", "nll_ode,kl_exact", "--ode-points", 100)
+    cli("evaluate", out, "--metrics", "nll_ode,kl_exact", "--ode-points", 100, check=True)
     result = read_evaluation(out)
     assert result["nll_ode_crossings"] > 0.1 and result["nll_ode_points"] == 100  # trajectories do cross edges
     if result["nll_ode_nontransversal"] == 0:  # every trajectory crosses its edges: the jumps make it exact
@@ -104,7 +104,7 @@ def test_grid_runs_cross_cell_edges_and_get_an_ode_likelihood_where_the_flow_is_
         assert result["kl_exact_skipped"] == result["nll_ode_skipped"]
     # its record is current: a second call has nothing to do
     written = (out / "evaluation.json").read_bytes()
-    gridnoise("evaluate", out, "--metrics", "nll_ode,kl_exact")
+    cli("evaluate", out, "--metrics", "nll_ode,kl_exact", check=True)
     assert (out / "evaluation.json").read_bytes() == written
 
 
@@ -121,7 +121,7 @@ def test_records_written_by_older_code_are_recomputed(tmp_path, tiny_run):
     assert stale(old_skip, "conditioning") == ["nll_ode", "kl_exact"]
     assert missing(out, ["nll_ode"]) == ["nll_ode", "kl_exact"]  # they go together
     assert missing(out, ["nll_elbo"]) == ["nll_elbo"]  # not asked for: left as they are
-    gridnoise("evaluate", out, "--metrics", "nll_ode", "--ode-points", 50)
+    cli("evaluate", out, "--metrics", "nll_ode", "--ode-points", 50, check=True)
     fresh = read_evaluation(out)
     assert "nll_ode_crossings" in fresh and fresh.get("kl_exact_skipped") != "same"
     assert stale(fresh, "conditioning") == [] and missing(out, ["nll_ode", "kl_exact"]) == []
@@ -130,7 +130,7 @@ def test_records_written_by_older_code_are_recomputed(tmp_path, tiny_run):
     assert stale(without_jumps, "none") == []  # a continuous field needs no jump term
     assert stale(without_jumps, "reverse_variance") == ["nll_ode", "kl_exact"]  # it gets no ODE now
     evaluation.write_text(json.dumps(without_jumps))
-    gridnoise("evaluate", out, "--metrics", "kl_exact", "--ode-points", 50)
+    cli("evaluate", out, "--metrics", "kl_exact", "--ode-points", 50, check=True)
     redone = read_evaluation(out)
     assert "nll_ode_crossings" in redone and redone.get("nll_ode") != 1.0 and redone.get("kl_exact") != 0.5
     assert redone["entropy_bits"] == entropy("line").bits
@@ -146,7 +146,7 @@ def test_each_seed_is_measured_on_its_own_heldout_draw_and_older_records_are_red
     second, heldout = heldout_points(RunConfig(dataset="moons", seed=1), 100)
     assert heldout and not np.array_equal(first, second)
     out = shutil.copytree(tiny_run("baseline", "line"), tmp_path / "baseline")
-    gridnoise("evaluate", out, "--metrics", "nll_elbo")
+    cli("evaluate", out, "--metrics", "nll_elbo", check=True)
     assert read_evaluation(out)["heldout_seed"] == heldout_seed(RunConfig(dataset="line"))
     assert missing(out, ["nll_elbo"]) == []
     older = {k: v for k, v in read_evaluation(out).items() if k != "heldout_seed"}  # one shared draw for all seeds
@@ -182,13 +182,14 @@ def test_a_failed_ode_solve_is_a_skip_with_its_reason_and_the_study_goes_on(base
     state["ema"] = {k: v * 1e12 if v.dim() == 2 else v for k, v in state["ema"].items()}
     torch.save(state, broken / "checkpoint.pt")
 
-    proc = gridnoise("evaluate", broken, "--metrics", "nll_ode,kl_exact", "--ode-points", 20)
+    proc = cli("evaluate", broken, "--metrics", "nll_ode,kl_exact", "--ode-points", 20, check=True)
     assert "nll_ode_skipped" in proc.stdout and "Traceback" not in proc.stderr
     result = read_evaluation(broken)
     assert "nll_ode" not in result and "the probability-flow field is not finite" in result["nll_ode_skipped"]
     assert result["kl_exact_skipped"] == result["nll_ode_skipped"]
     (broken / "evaluation.json").unlink()
-    proc = gridnoise("evaluate", study, "--metrics", "nll_ode", "--ode-points", 20, "--workers", 1, "--no-progress")
+    proc = cli("evaluate", study, "--metrics", "nll_ode", "--ode-points", 20, "--workers", 1, "--no-progress",
+               check=True)
     assert "2 tasks done (0 had them), 0 failed" in proc.stdout
     assert np.isfinite(read_evaluation(study / "base" / "moons" / "seed_0")["nll_ode"])
     assert "not finite" in read_evaluation(broken)["nll_ode_skipped"]
@@ -199,7 +200,7 @@ def test_a_study_gains_likelihoods_on_a_local_cluster_and_keeps_its_hashes(tmp_p
            '[runs.multi.eval.extra_samplers]\ncell = { sampler = "cell" }\n'
     experiment = study_file(tmp_path / "e.toml", "lik", ["line"], [0, 1], runs)
     out = tmp_path / "study"
-    gridnoise("run", experiment, "--out", out, "--workers", 2, "--no-progress")
+    cli("run", experiment, "--out", out, "--workers", 2, "--no-progress", check=True)
     tasks = sorted(out.glob("*/line/seed_*"))
     before = {d: training_files(d) for d in tasks}
     drawn = {p: p.stat().st_mtime_ns for d in tasks for p in d.rglob("*.png")}
@@ -216,7 +217,6 @@ def test_a_study_gains_likelihoods_on_a_local_cluster_and_keeps_its_hashes(tmp_p
     report = (out / "report.md").read_text()
     assert "## Likelihood: every variant against the baseline" in report and "(cell sampler)" in report
     # nothing to redo, and the study itself is still finished under the same hashes
-    # (in this process: the commands ran as subprocesses above)
     assert "4 tasks done (4 had them)" in cli("evaluate", out, "--metrics", "nll_elbo", "--workers", 1).stdout
     assert "4 tasks done (4 already finished)" in cli("run", experiment, "--out", out, "--workers", 1,
                                                       "--no-progress").stdout
