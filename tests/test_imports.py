@@ -174,3 +174,13 @@ def test_the_command_line_starts_without_numpy_torch_matplotlib_or_dask():
             "if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "[]", proc.stdout
+
+
+def test_a_task_worker_starts_without_scipy_stats():
+    """A study's worker imports the task code (training, a run's figures, trials) without scipy.stats,
+    a quarter of a second of every worker's and command's start-up: only reports and the moons density
+    use it, and import it where they do."""
+    code = ("import sys, gridnoise.run, gridnoise.study.executor, gridnoise.study.trials, gridnoise.data.densities; "
+            "print('scipy.stats' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "False", proc.stdout

@@ -6,7 +6,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as sps
+
+# scipy.stats (a quarter of a second to import) is imported where it is used: a training task and every
+# command that draws a run's figures import this module, and only a report needs the t distribution.
 
 SMOOTHING_WINDOW = 100  # steps in the moving average of training losses (1% of the reference 10000 steps)
 CONVERGENCE_TOL = 0.05  # "converged" = smoothed loss within 5% of its final smoothed value
@@ -18,6 +20,8 @@ def confidence_interval(values, level: float = 0.95) -> tuple[float, float, floa
     mean = float(arr.mean())
     if len(arr) < 2:
         return mean, math.nan, math.nan
+    from scipy import stats as sps
+
     half = sps.t.ppf(0.5 + level / 2, len(arr) - 1) * arr.std(ddof=1) / math.sqrt(len(arr))
     return mean, mean - half, mean + half
 
@@ -53,6 +57,8 @@ def paired_comparison(baseline: dict[int, float], other: dict[int, float], level
     elif np.all(diff == diff[0]):  # zero spread: the t statistic is undefined
         p = 1.0 if diff[0] == 0 else 0.0
     else:
+        from scipy import stats as sps
+
         p = float(sps.ttest_rel(b, a).pvalue)
     base = a.mean()
     stderr = float(diff.std(ddof=1) / math.sqrt(len(seeds))) if len(seeds) > 1 else math.nan
@@ -76,6 +82,8 @@ def holm_interval(test: PairedResult, holm_p: float, alpha: float) -> tuple[floa
     if se == 0:
         return mean, mean
     tail = alpha / 2 * (p / holm_p if holm_p > 0 else 1.0)  # each tail of 1 - level
+    from scipy import stats as sps
+
     half = float(sps.t.isf(tail, test.n - 1)) * se
     return mean - half, mean + half
 
