@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -14,6 +15,20 @@ from pathlib import Path
 import pytest
 
 DATASAURUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "DatasaurusDozen.tsv"
+REPOSITORY = Path(__file__).resolve().parents[1]
+# What git, builds, installs and runs leave in a checkout, none of it part of the package's source
+# (shutil.ignore_patterns matches names: docs/_build is "_build").
+LEFT_BY_WORK = (".git", ".venv", "*.egg-info", "build", "dist", "results", "runs", "__pycache__", ".pytest_cache",
+                "_build", "_generated")
+# The environment of a command run in a fresh venv: nothing that would point it back at this one.
+CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+
+
+def copy_of_checkout(dest: Path) -> Path:
+    """This checkout's sources copied to `dest`, without what work leaves there (no .venv, no stale
+    egg-info); `dest`."""
+    shutil.copytree(REPOSITORY, dest, ignore=shutil.ignore_patterns(*LEFT_BY_WORK))
+    return dest
 
 
 def cpu_flags() -> set[str]:

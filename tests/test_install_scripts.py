@@ -6,8 +6,6 @@ CI's own install (about a minute: most of it is unpacking torch and the runtime'
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import tomllib
 from pathlib import Path
@@ -16,15 +14,11 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-ROOT = Path(__file__).resolve().parents[1]
-PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-# What git, builds, installs and runs leave in a checkout: not copied, so the copy starts with no .venv.
-# (shutil.ignore_patterns matches names, so docs/_build is "_build".)
-LEFT_BY_WORK = (".git", ".venv", "*.egg-info", "build", "dist", "results", "runs", "__pycache__", ".pytest_cache",
-                "_build", "_generated")
+from conftest import CLEAN_ENV, REPOSITORY, copy_of_checkout
+
+PROJECT = tomllib.loads((REPOSITORY / "pyproject.toml").read_text(encoding="utf-8"))["project"]
 # pip writes no .pyc files (a fifth of the install's time): what is installed stays the same.
-ENV = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")} | {
-    "PIP_NO_COMPILE": "1"}
+ENV = CLEAN_ENV | {"PIP_NO_COMPILE": "1"}
 # What a fresh venv brings on its own (ensurepip), beside what gridnoise asks for.
 VENV_OWN = {"pip", "setuptools", "wheel"}
 
@@ -53,12 +47,6 @@ print(json.dumps({"installed": sorted(canonicalize_name(d.metadata["Name"]) for 
 """
 
 
-def copy_of_checkout(tmp_path: Path) -> Path:
-    copy = tmp_path / "gridnoise"
-    shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(*LEFT_BY_WORK))
-    return copy
-
-
 def extra_only_packages() -> set[str]:
     """The distributions the extras name that the runtime requirements do not."""
     runtime = {canonicalize_name(Requirement(r).name) for r in PROJECT["dependencies"]}
@@ -68,7 +56,7 @@ def extra_only_packages() -> set[str]:
 
 
 def test_an_unknown_extra_is_one_line_and_writes_nothing(tmp_path):
-    copy = copy_of_checkout(tmp_path)
+    copy = copy_of_checkout(tmp_path / "gridnoise")  # with no .venv
     proc = subprocess.run(["bash", "scripts/install.sh", "test,nosuch"], cwd=copy, env=ENV,
                           capture_output=True, text=True)
     assert proc.returncode != 0
@@ -80,7 +68,7 @@ def test_an_unknown_extra_is_one_line_and_writes_nothing(tmp_path):
 
 @pytest.mark.slow
 def test_the_main_job_installs_the_runtime_only(tmp_path):
-    copy = copy_of_checkout(tmp_path)
+    copy = copy_of_checkout(tmp_path / "gridnoise")  # with no .venv
     # Extra arguments go to `gridnoise reproduce`: --help installs for real, then stops before the study.
     proc = subprocess.run(["bash", "scripts/main.sh", "--help"], cwd=copy, env=ENV, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 import subprocess
 import sys
 import sysconfig
@@ -28,13 +26,11 @@ from packaging.requirements import Requirement
 
 from gridnoise.version import __version__
 
+from conftest import CLEAN_ENV, copy_of_checkout
+
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
 EXPERIMENTS = sorted(p.name for p in (ROOT / "src" / "gridnoise" / "experiments").glob("*.toml"))
-# What git, builds, installs and runs leave in a checkout, none of it part of the package's source.
-LEFT_BY_WORK = (".git", ".venv", "*.egg-info", "build", "dist", "results", "runs", "__pycache__", ".pytest_cache")
-# The environment of every command run in a fresh venv: nothing that would point it back at the checkout.
-CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
 
 # Run by a fresh venv's Python: where gridnoise was imported from, its installed version, and every runtime
 # requirement (with the extras it asks of its dependencies, one level down) that the environment does not meet.
@@ -76,8 +72,7 @@ def dist(tmp_path_factory) -> dict[str, Path]:
     """The sdist and the wheel, built once for the module from a copy of the checkout without what builds
     and installs leave there (a stale egg-info's file list would fill gaps in the package's own), and without
     isolation: the build backend is this environment's setuptools, so nothing is downloaded."""
-    source = tmp_path_factory.mktemp("source") / "gridnoise"
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*LEFT_BY_WORK))
+    source = copy_of_checkout(tmp_path_factory.mktemp("source") / "gridnoise")
     out = tmp_path_factory.mktemp("dist")
     run(sys.executable, "-m", "build", "--no-isolation", "--outdir", out, source)
     return {"sdist": out / f"gridnoise-{__version__}.tar.gz",
