@@ -229,7 +229,8 @@ def test_a_killed_tuning_resumes_to_the_same_trials(tuned, tmp_path):
     """A tuning of one data set: SIGKILL of one worker mid-trial (Dask retries its segment elsewhere),
     then of the command with its whole cluster; the same command, on one worker this time, then
     finishes with the trials of the uninterrupted tuning's arms on that data set, run on two: the same
-    seed gives the same trials whatever the workers and the other data sets."""
+    seed gives the same trials whatever the workers and the other data sets. The killed session's
+    time counts in the tuning's wall time, and its report shows the trials so far from the journal."""
     path, full = tuned
     out = tmp_path / "killed"
     args = [sys.executable, "-m", "gridnoise", "tune", str(path), "--out", str(out), "--datasets", "line",
@@ -250,9 +251,21 @@ def test_a_killed_tuning_resumes_to_the_same_trials(tuned, tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (out / TUNED_FILE).exists(), "the tuning finished before it was killed"
+    killed_after = json.loads((out / TUNING_FILE).read_text())["wall_time"]
+    assert killed_after > 0, "the killed session's time was not recorded"
+    report = write_tuning_outputs(out, tmp_path / "so_far").read_text()
+    assert "This tuning has not finished" in report
+    for name, study in studies(out).items():  # the journal's counts so far, though tuning.json has none
+        trials = study.get_trials()
+        ended = sum(t.state.is_finished() for t in trials)
+        assert ended < TRIALS
+        row = next(line for line in report.splitlines() if line.startswith(f"| {name.replace('/', ' | ')} |"))
+        assert f"| {len(trials)} | {sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials)} |" in row
     done = subprocess.run([*args[:-2], "1", "--no-progress"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert arms(out) == {k: v for k, v in arms(full).items() if k.endswith("/line")}
+    assert json.loads((out / TUNING_FILE).read_text())["wall_time"] > killed_after
+    assert "has not finished" not in write_tuning_outputs(out, tmp_path / "finished").read_text()
 
 
 def test_bad_tuning_input_is_one_line_and_writes_nothing(tuned, tmp_path):

@@ -1,6 +1,7 @@
 """A tuning directory's report: how each arm's search went and which settings it chose.
 
-Read from what `gridnoise tune` saved (`tuning.json` and the Optuna journal); never trains.
+Read from what `gridnoise tune` saved (`tuning.json` and the Optuna journal), so a tuning still
+running, or killed, shows its trials so far; never trains.
 Figures: each arm's best-so-far objective against trials, all runs of a data set on one axis
 (`tuning_progress.png`), and each arm's parameter importances (`tuning_importances.png`,
 Optuna's fANOVA with a fixed seed). report.md and report.html say, per arm, how many trials
@@ -22,7 +23,8 @@ from gridnoise.report import html, markdown
 from gridnoise.report.blocks import Figure, Report, Section, Table, fmt, fmt_setting
 from gridnoise.report.colours import run_colours
 from gridnoise.report.run_figures import save_figure
-from gridnoise.rundir import JOURNAL_FILE, TUNING_FILE, read_json
+from gridnoise.rundir import JOURNAL_FILE, TUNED_FILE, TUNING_FILE, read_json
+from gridnoise.study.search import study_summary
 
 PROGRESS_FIGURE = "tuning_progress.png"
 IMPORTANCE_FIGURE = "tuning_importances.png"
@@ -42,6 +44,21 @@ class Tuning:
     @property
     def datasets(self) -> list[str]:
         return self.record["datasets"]
+
+    @property
+    def budget(self) -> int:
+        """Trials per arm: the last finished session's `--trials`, else the experiment's `[tune] trials`."""
+        return self.record.get("budget", self.record["tune"]["trials"])
+
+    def arms(self) -> dict[str, dict[str, Any]]:
+        """Each arm's `study_summary` as its journal holds it now, in the experiment's order."""
+        names = [f"{run}/{dataset}" for run in self.runs for dataset in self.datasets]
+        return {name: study_summary(self.studies[name]) for name in names if name in self.studies}
+
+    def finished(self, arms: dict[str, dict[str, Any]]) -> bool:
+        return ((self.directory / TUNED_FILE).is_file() and len(arms) == len(self.runs) * len(self.datasets)
+                and all(a["trials"] >= self.budget and a["trials"] == a["complete"] + a["pruned"] + a["fail"]
+                        for a in arms.values()))
 
 
 def load_tuning(directory: str | Path) -> Tuning:
@@ -147,19 +164,27 @@ def tuning_report(tuning: Tuning, figures: list[Path], found: dict[str, dict[str
     r = tuning.record
     t = r["tune"]
     objective = r["objective"]
-    arms = r.get("arms", {})
+    arms = tuning.arms()
     head = Section(None, [
-        f"Every run tuned on every data set with the same budget: {r.get('budget', t['trials'])} trials per run and "
+        f"Every run tuned on every data set with the same budget: {tuning.budget} trials per run and "
         f"data set, each scored by `{objective}` on a validation draw of {t['validation_points']} points (neither "
         f"the training points nor the held-out draw), trained with tuning seeds {', '.join(map(str, t['seeds']))}. "
         f"Sampler: Optuna's {t['sampler']} (seed {t['seed']}); pruner: {t['pruner']}, the same report steps and "
         "rule for every run. The chosen settings are in `tuned.toml`; `gridnoise run tuned.toml` measures them on "
         "the experiment's own seeds and a fresh held-out draw, which is where runs are compared: a validation "
         "value here is the best of many tries and is biased low."])
+    if not tuning.finished(arms):
+        ended = sum(a["complete"] + a["pruned"] + a["fail"] for a in arms.values())
+        running = sum(a["trials"] for a in arms.values()) - ended
+        total = tuning.budget * len(tuning.runs) * len(tuning.datasets)
+        head.blocks.append(
+            f"**This tuning has not finished**: {ended} of its {total} trials have ended and {running} are running "
+            "(or were, when a session was killed: `gridnoise tune` again resumes them). The tables and figures show "
+            "the trials so far; the settings are the best so far, not yet chosen.")
     rows = []
-    for arm in arms.values():
+    for name, arm in arms.items():
         settings = ", ".join(f"`{p}` = {fmt_setting(v)}" for p, v in arm.get("best_params", {}).items()) or "-"
-        rows.append([arm["run"], arm["dataset"], str(arm["trials"]), str(arm["complete"]), str(arm["pruned"]),
+        rows.append([*name.rsplit("/", 1), str(arm["trials"]), str(arm["complete"]), str(arm["pruned"]),
                      str(arm["fail"]), fmt(arm.get("best_value")), settings])
     table = Table(["Run", "Data set", "Trials", "Finished", "Pruned", "Failed", f"Best {objective}", "Chosen settings"],
                   rows)
@@ -176,7 +201,7 @@ def tuning_report(tuning: Tuning, figures: list[Path], found: dict[str, dict[str
     wall = r.get("wall_time")
     if wall:
         sections.append(Section("Cost", [f"Wall time of the tuning: {wall / 60:.1f} min, summed over the sessions "
-                                         "it took."]))
+                                         "it took (a killed session's last minute may be missing)."]))
     return Report(f"Tuning: {r['experiment']}", sections)
 
 

@@ -90,9 +90,27 @@ def encode(choice: Any) -> Any:
 
 
 def decode(value: Any) -> Any:
+    """A parameter value as the config takes it: `encode`'s JSON text back to its table or list."""
     if isinstance(value, str) and value[:1] in "[{":
         return json.loads(value)
     return value
+
+
+def study_summary(study) -> dict[str, Any]:
+    """One arm's Optuna study in numbers: its trials, how many ended which way (`complete`, `pruned`,
+    `fail`; the rest are still running, or were when a tuning was killed), and, once a trial has
+    finished, the best one's number, value and settings as the config takes them."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    summary: dict[str, Any] = {"trials": len(trials)}
+    summary.update({state.name.lower(): sum(t.state == state for t in trials)
+                    for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)})
+    if summary["complete"]:
+        best = study.best_trial
+        summary.update(best_trial=best.number, best_value=best.value,
+                       best_params={p: decode(v) for p, v in best.params.items()})
+    return summary
 
 
 @dataclass

@@ -34,6 +34,7 @@ import hashlib
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,7 @@ from gridnoise.seeding import derive_seed
 from gridnoise.study.cluster import Cluster, client_for, task_device, task_resources
 from gridnoise.study.executor import REFRESH_SECONDS, SweepProgress, error_line
 from gridnoise.study.experiment import Experiment, RunSpec
-from gridnoise.study.search import direction, objective_for, optuna_class, tables_of
+from gridnoise.study.search import direction, objective_for, optuna_class, study_summary, tables_of
 from gridnoise.study.trials import trial_segment
 
 TRIALS_DIR = "trials"
@@ -256,14 +257,32 @@ def tune(exp: Experiment, out: str | Path, *, trials: int | None = None, cluster
         quiet_optuna()
         storage = JournalStorage(JournalFileBackend(str(out / JOURNAL_FILE)))
         arms = [Arm(exp, run, d, storage, out, objective) for run in exp.runs for d in exp.datasets]
-        start = time.perf_counter()
-        _drive(arms, remote or stack.enter_context(client_for(cluster)), cluster, budget, objective, progress)
-    return finish(exp, arms, out, objective, budget, time.perf_counter() - start)
+        clock = WallClock(out / TUNING_FILE)
+        _drive(arms, remote or stack.enter_context(client_for(cluster)), cluster, budget, objective, progress,
+               clock.tick)
+    return finish(exp, arms, out, objective, budget, clock.total())
 
 
-def _drive(arms: list[Arm], client, cluster: Cluster, budget: int, objective: str, progress: bool) -> None:
+class WallClock:
+    """The tuning's wall time summed over the sessions it took: this session's time so far added to what
+    tuning.json held when it began, written back there whenever a round of trials ends, so a session
+    that is killed still counts (up to its last round)."""
+
+    def __init__(self, record: Path):
+        self.record, self.start = record, time.perf_counter()
+        self.before = read_json(record, TUNING_FILE).get("wall_time", 0.0)
+
+    def total(self) -> float:
+        return self.before + time.perf_counter() - self.start
+
+    def tick(self) -> None:
+        write_json(self.record, {**read_json(self.record, TUNING_FILE), "wall_time": self.total()})
+
+
+def _drive(arms: list[Arm], client, cluster: Cluster, budget: int, objective: str, progress: bool,
+           tick: Callable[[], None]) -> None:
     """Run every arm's trials to the budget: submit each round's segments, and when an arm's round
-    is complete, report, judge and start its next round or batch."""
+    is complete, report, judge and start its next round or batch; `tick` is called as each round ends."""
     points = arms[0].exp.tune.validation_points
     done = sum(1 for a in arms for t in a.trials() if t.state.is_finished())
     display = SweepProgress(budget * len(arms), done, client, enabled=progress, desc="tune")
@@ -291,6 +310,7 @@ def _drive(arms: list[Arm], client, cluster: Cluster, budget: int, objective: st
                 return
             done += len(arm.finish_round())
             display.update(done, 0)
+            tick()
 
     for arm in arms:
         arm.resume(budget)
@@ -317,26 +337,16 @@ def _drive(arms: list[Arm], client, cluster: Cluster, budget: int, objective: st
 
 def arm_summary(arm: Arm) -> dict[str, Any]:
     """An arm's trials: how many ended which way, its best trial's value and settings."""
-    from optuna.trial import TrialState
-
-    trials = arm.trials()
-    counts = {state.name.lower(): sum(t.state == state for t in trials)
-              for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
-    summary: dict[str, Any] = {"run": arm.run.name, "dataset": arm.dataset, "trials": len(trials), **counts}
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    if complete:
-        best = arm.study.best_trial
-        summary.update(best_trial=best.number, best_value=best.value,
-                       best_params=arm.settings(best))
-    return summary
+    return {"run": arm.run.name, "dataset": arm.dataset, **study_summary(arm.study)}
 
 
 def finish(exp: Experiment, arms: list[Arm], out: Path, objective: str, budget: int, wall_time: float) -> TuneOutcome:
-    """Record every arm's summary in tuning.json and, when each has a finished trial, write tuned.toml."""
+    """Record every arm's summary and the tuning's `wall_time` (all sessions) in tuning.json and, when each
+    arm has a finished trial, write tuned.toml."""
     outcome = TuneOutcome(arms={a.name: arm_summary(a) for a in arms})
     outcome.incomplete = [name for name, s in outcome.arms.items() if "best_params" not in s]
     record = read_json(out / TUNING_FILE, TUNING_FILE)
-    record.update(arms=outcome.arms, budget=budget, wall_time=record.get("wall_time", 0.0) + wall_time)
+    record.update(arms=outcome.arms, budget=budget, wall_time=wall_time)
     write_json(out / TUNING_FILE, record)
     if not outcome.incomplete:
         outcome.tuned_file = write_text(out / TUNED_FILE, tuned_experiment(exp, arms, objective, budget))
