@@ -47,7 +47,7 @@ class Tuning:
 
     @property
     def budget(self) -> int:
-        """Trials per arm: the last finished session's `--trials`, else the experiment's `[tune] trials`."""
+        """Trials per arm: the latest session's `--trials` (default the experiment's `[tune] trials`)."""
         return self.record.get("budget", self.record["tune"]["trials"])
 
     def arms(self) -> dict[str, dict[str, Any]]:

@@ -253,7 +253,7 @@ def tune(exp: Experiment, out: str | Path, *, trials: int | None = None, cluster
     with contextlib.ExitStack() as stack:  # a remote cluster is reached before anything is written
         remote = stack.enter_context(client_for(cluster)) if cluster.remote else None
         out.mkdir(parents=True, exist_ok=True)
-        write_json(out / TUNING_FILE, {**record, "objective": objective})
+        write_json(out / TUNING_FILE, {**record, "objective": objective, "budget": budget})
         quiet_optuna()
         storage = JournalStorage(JournalFileBackend(str(out / JOURNAL_FILE)))
         arms = [Arm(exp, run, d, storage, out, objective) for run in exp.runs for d in exp.datasets]
