@@ -11,9 +11,12 @@ import pytest
 import torch
 
 import gridnoise
+from gridnoise.components import sampling_components
 from gridnoise.config import comparable_dict
-from gridnoise.continuous import CellLatentNoise, GaussianLatentNoise, log_snr_ends
+from gridnoise.continuous import IMPORTANCE_SAMPLES, CellLatentNoise, GaussianLatentNoise, log_snr_ends
 from gridnoise.errors import ConfigError, SamplerError
+from gridnoise.likelihood import continuous_ode_likelihood, ode_log_likelihood
+from gridnoise.model import continuous_time
 from gridnoise.run import train_run
 from gridnoise.rundir import load_checkpoint
 from gridnoise.study.evaluation import evaluate_run
@@ -75,6 +78,40 @@ def test_evaluate_gives_a_continuous_runs_bound_and_its_exact_likelihood(tiny_ru
     assert {k: result[k] for k in latent} == latent
     assert ("nll_elbo_latent_kl" in result) == (variant != "vdm")
     assert json.loads((run / "evaluation.json").read_text())["nll_ode"] == result["nll_ode"]
+
+
+def test_a_latent_models_ode_draws_are_the_same_for_the_first_points_whatever_their_number():
+    """The solver check solves the first points again at half the tolerance: with the same draws of z,
+    so its gap is the solver's, not importance sampling's."""
+    torch.manual_seed(0)
+    model = GaussianLatentNoise(latent_dim=3)
+    x = torch.randn(50, 2, dtype=torch.float64)
+    every = model.ode_latents(x, torch.Generator().manual_seed(1))
+    first = model.ode_latents(x[:20], torch.Generator().manual_seed(1))
+    assert len(every) == len(first) == IMPORTANCE_SAMPLES
+    for (z_every, w_every), (z_first, w_first) in zip(every, first):
+        assert torch.equal(z_every[:20], z_first) and torch.equal(w_every[:20], w_first)
+    assert not torch.equal(every[0][0], every[1][0])
+
+
+def test_one_solve_over_every_cell_is_the_sum_of_each_cells_solve(tiny_run):
+    """log p(x) = log sum_c p(c) p(x | c): the joint solve (every point under every cell, one solver pass)
+    against one solve per cell, each the conditioned flow's own (`ode_log_likelihood`), both at a tight
+    tolerance: alike within the solver's error (the network computes in float32, so solves that take
+    other steps differ by ~1e-4 nats; a misplaced weight or row would be off by tenths or more)."""
+    state = load_checkpoint(tiny_run("mulan_cells", "scales") / "checkpoint.pt", "cpu")
+    scheduler, model, adaptation = sampling_components(state, torch.device("cpu"))
+    noise_model = continuous_time(model, len(scheduler))
+    x = torch.randn(6, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    joint = continuous_ode_likelihood(adaptation, noise_model, x, tolerance=1e-7)
+    per_cell = []
+    for cell, log_prior in adaptation.ode_latents(x):
+        schedule, condition = adaptation.given(cell)
+        solve = ode_log_likelihood(lambda z, u, step, c=condition: noise_model(z, u, c), schedule, x, 1e-7)
+        per_cell.append(log_prior - torch.from_numpy(solve.nll))
+    assert int(joint.terms["latents"]) == len(per_cell) == 9
+    expected = -torch.logsumexp(torch.stack(per_cell), 0).numpy()
+    assert joint.nll == pytest.approx(expected, abs=5e-4)
 
 
 def test_a_study_report_shows_each_continuous_runs_learned_schedule(tmp_path):

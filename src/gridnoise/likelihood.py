@@ -404,19 +404,19 @@ def _conditioned(noise_model: ConditionalNoiseModel, condition: Tensor | None) -
 def continuous_ode_likelihood(adaptation: ContinuousNoise, noise_model: ConditionalNoiseModel, x: Tensor,
                               tolerance: float = ODE_TOLERANCE, generator: torch.Generator | None = None) -> Likelihood:
     """A continuous-time model's probability-flow ODE -log p(x) `(N,)` (nats) at points `x` `(N, D)`:
-    log p(x) = log sum_k w_k p(x | latent_k) over its `ode_latents` (one ODE solve per latent,
-    `ode_log_likelihood` under the schedule and condition the latent gives each point). terms: the
-    ODE's counts summed over the solves, "latents" (how many), and zero "crossings"/"nontransversal"
-    (the field has no edges)."""
+    log p(x) = log sum_k w_k p(x | latent_k) over its K `ode_latents`, every (point, latent) pair one
+    row of a single solve (`ode_log_likelihood` of the K N points repeated, each under the schedule and
+    condition its latent gives): one solver pass, not K. terms: the solve's field "evaluations",
+    "latents" (K), and zero "crossings"/"nontransversal" (the field has no edges)."""
     x = x.double()
-    joint, evaluations = [], 0
-    for latent, log_weight in adaptation.ode_latents(x, generator):
-        with torch.no_grad():  # the ODE differentiates the network in z only
-            schedule, condition = adaptation.given(latent)
-        ode = ode_log_likelihood(_conditioned(noise_model, condition), schedule, x, tolerance)
-        joint.append(log_weight.to(x) - torch.from_numpy(ode.nll).to(x))
-        evaluations += int(ode.terms["evaluations"])
-    nll = -torch.logsumexp(torch.stack(joint), 0).cpu().numpy()
-    zeros = np.zeros(len(x), dtype=np.int64)
-    return Likelihood(nll, {"crossings": zeros, "nontransversal": zeros, "evaluations": np.array(evaluations),
-                            "latents": np.array(len(joint))})
+    pairs = adaptation.ode_latents(x, generator)
+    k, n = len(pairs), len(x)
+    latents = [latent for latent, _ in pairs]
+    with torch.no_grad():  # the ODE differentiates the network in z only
+        schedule, condition = adaptation.given(None if latents[0] is None else torch.cat(latents))
+    ode = ode_log_likelihood(_conditioned(noise_model, condition), schedule, x.repeat(k, 1), tolerance)
+    log_weight = torch.stack([weight.to(x) for _, weight in pairs])  # (K, N)
+    nll = -torch.logsumexp(log_weight - torch.from_numpy(ode.nll).to(x).view(k, n), 0).cpu().numpy()
+    zeros = np.zeros(n, dtype=np.int64)
+    return Likelihood(nll, {"crossings": zeros, "nontransversal": zeros, "evaluations": ode.terms["evaluations"],
+                            "latents": np.array(k)})
