@@ -56,6 +56,7 @@ class Tuning:
         return {name: study_summary(self.studies[name]) for name in names if name in self.studies}
 
     def finished(self, arms: dict[str, dict[str, Any]]) -> bool:
+        """Whether `tuned.toml` was written and every arm's trials, to the budget, have ended."""
         return ((self.directory / TUNED_FILE).is_file() and len(arms) == len(self.runs) * len(self.datasets)
                 and all(a["trials"] >= self.budget and a["trials"] == a["complete"] + a["pruned"] + a["fail"]
                         for a in arms.values()))
@@ -201,7 +202,7 @@ def tuning_report(tuning: Tuning, figures: list[Path], found: dict[str, dict[str
     wall = r.get("wall_time")
     if wall:
         sections.append(Section("Cost", [f"Wall time of the tuning: {wall / 60:.1f} min, summed over the sessions "
-                                         "it took (a killed session's last minute may be missing)."]))
+                                         "it took (a killed session's up to its last finished round)."]))
     return Report(f"Tuning: {r['experiment']}", sections)
 
 
