@@ -26,11 +26,10 @@ from packaging.requirements import Requirement
 
 from gridnoise.version import __version__
 
-from conftest import CLEAN_ENV, copy_of_checkout
+from conftest import CLEAN_ENV, REPOSITORY, copy_of_checkout
 
-ROOT = Path(__file__).resolve().parents[1]
-PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-EXPERIMENTS = sorted(p.name for p in (ROOT / "src" / "gridnoise" / "experiments").glob("*.toml"))
+PROJECT = tomllib.loads((REPOSITORY / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+EXPERIMENTS = sorted(p.name for p in (REPOSITORY / "src" / "gridnoise" / "experiments").glob("*.toml"))
 
 # Run by a fresh venv's Python: where gridnoise was imported from, its installed version, and every runtime
 # requirement (with the extras it asks of its dependencies, one level down) that the environment does not meet.
@@ -95,12 +94,12 @@ def test_the_wheel_holds_the_package_its_experiment_files_and_licence_and_no_tes
         info = f"gridnoise-{__version__}.dist-info"
         metadata = Parser().parsestr(wheel.read(f"{info}/METADATA").decode())
         licence = wheel.read(f"{info}/licenses/LICENSE")
-    modules = {f"gridnoise/{p.relative_to(ROOT / 'src' / 'gridnoise').as_posix()}"
-               for p in (ROOT / "src" / "gridnoise").rglob("*.py")}
+    modules = {f"gridnoise/{p.relative_to(REPOSITORY / 'src' / 'gridnoise').as_posix()}"
+               for p in (REPOSITORY / "src" / "gridnoise").rglob("*.py")}
     assert modules <= names
     assert {f"gridnoise/experiments/{name}" for name in EXPERIMENTS} <= names and EXPERIMENTS
     assert not [n for n in names if n.split("/")[0] in ("tests", "docs", "examples") or "conftest" in n]
-    assert licence == (ROOT / "LICENSE").read_bytes()
+    assert licence == (REPOSITORY / "LICENSE").read_bytes()
     assert metadata["Version"] == __version__
     assert metadata["License-Expression"] == PROJECT["license"]
     assert set(metadata.get_all("Provides-Extra")) == set(PROJECT["optional-dependencies"])

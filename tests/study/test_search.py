@@ -6,7 +6,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from gridnoise.config import RunConfig, adaptation_for
 from gridnoise.errors import ConfigError
 from gridnoise.study.experiment import parse_experiment
-from gridnoise.study.search import parse_space, settings_of, tables_of
+from gridnoise.study.search import decode, parse_space, settings_of, tables_of
 
 
 def experiment(**extra) -> dict:
@@ -31,7 +31,7 @@ def test_each_kind_of_range_becomes_its_optuna_distribution():
     grids = space["adaptation.grids"]
     assert isinstance(grids.distribution(), CategoricalDistribution)
     # a table reaches Optuna as its JSON text, and the config as the table it was
-    assert grids.value(grids.distribution().choices[1]) == {"coarse": 4, "fine": 16}
+    assert decode(grids.distribution().choices[1]) == {"coarse": 4, "fine": 16}
 
 
 def test_a_grid_size_is_set_without_losing_the_other_grids():

@@ -79,10 +79,6 @@ class Param:
         return FloatDistribution(float(self.low), float(self.high), log=self.log,  # type: ignore[arg-type]
                                  step=None if self.step is None else float(self.step))
 
-    def value(self, suggested: Any) -> Any:
-        """The config value of an Optuna parameter value."""
-        return decode(suggested) if self.choices is not None else suggested
-
 
 def encode(choice: Any) -> Any:
     """A choice as Optuna takes it: a table or list as its JSON text, anything else as is."""
@@ -94,6 +90,11 @@ def decode(value: Any) -> Any:
     if isinstance(value, str) and value[:1] in "[{":
         return json.loads(value)
     return value
+
+
+def trial_settings(trial) -> dict[str, Any]:
+    """A trial's searched settings as the config takes them ({"train.lr": 1e-3, ...})."""
+    return {p: decode(v) for p, v in trial.params.items()}
 
 
 def study_summary(study) -> dict[str, Any]:
@@ -109,7 +110,7 @@ def study_summary(study) -> dict[str, Any]:
     if summary["complete"]:
         best = study.best_trial
         summary.update(best_trial=best.number, best_value=best.value,
-                       best_params={p: decode(v) for p, v in best.params.items()})
+                       best_params=trial_settings(best))
     return summary
 
 

@@ -53,7 +53,7 @@ from gridnoise.seeding import derive_seed
 from gridnoise.study.cluster import Cluster, client_for, task_device, task_resources
 from gridnoise.study.executor import REFRESH_SECONDS, SweepProgress, error_line
 from gridnoise.study.experiment import Experiment, RunSpec
-from gridnoise.study.search import direction, objective_for, optuna_class, study_summary, tables_of
+from gridnoise.study.search import direction, objective_for, optuna_class, study_summary, tables_of, trial_settings
 from gridnoise.study.trials import trial_segment
 
 TRIALS_DIR = "trials"
@@ -133,11 +133,7 @@ class Arm:
     def config(self, number: int, seed: int) -> RunConfig:
         """The run config of trial `number` on tuning seed `seed`: the task's, with the trial's settings."""
         base = self.bases[seed]
-        return override(base, tables_of(self.settings(self.trials()[number]), base))
-
-    def settings(self, trial) -> dict[str, Any]:
-        """A trial's searched settings as the config takes them ({"train.lr": 1e-3, ...})."""
-        return {p: self.run.search[p].value(v) for p, v in trial.params.items()}
+        return override(base, tables_of(trial_settings(self.trials()[number]), base))
 
     def directory(self, number: int, seed: int) -> Path:
         return self.out / TRIALS_DIR / self.run.name / self.dataset / f"trial_{number}" / f"seed_{seed}"
@@ -369,7 +365,7 @@ def tuned_experiment(exp: Experiment, arms: list[Arm], objective: str, budget: i
         per_dataset = {}
         for arm in (a for a in arms if a.run is run):
             per_dataset[arm.dataset] = merge_tables(run.per_dataset.get(arm.dataset, {}),
-                                                    tables_of(arm.settings(arm.study.best_trial),
+                                                    tables_of(trial_settings(arm.study.best_trial),
                                                               arm.bases[exp.tune.seeds[0]]))
         table["per_dataset"] = per_dataset
         runs[run.name] = table
