@@ -22,7 +22,7 @@ from gridnoise.data import run_points
 from gridnoise.data.datafile import to_model
 from gridnoise.likelihood import bits_per_dim
 from gridnoise.report.outputs import write_study_outputs
-from gridnoise.report.tuning import best_so_far, importances, write_tuning_outputs
+from gridnoise.report.tuning import ZOOM_FROM_TRIAL, best_so_far, importances, progress_limits, write_tuning_outputs
 from gridnoise.rundir import JOURNAL_FILE, TUNED_FILE, TUNING_FILE
 from gridnoise.seeding import generator
 from gridnoise.study.cluster import Cluster
@@ -200,6 +200,21 @@ def test_the_tuning_report_shows_each_search(tuned, tmp_path):
         if len(finished) >= 2:
             assert set(found) == set(trials[0].params) and sum(found.values()) == pytest.approx(1.0)
             assert all(f"`{p}` {v:.2f}" in report for p, v in found.items())
+
+
+def test_a_bad_first_trial_is_cut_off_above_the_progress_panel_and_no_later_value_is():
+    """A first trial far worse than the rest (a diverged run, say) would squeeze every curve into a line:
+    the panel spans every best-so-far value from trial ZOOM_FROM_TRIAL on and cuts the start off above."""
+    trials = list(range(1, 9))
+    diverged = (trials, [30.0, 1.0, 1.0, 0.5, 0.45, 0.4, 0.3, 0.3])
+    steady = (trials, [2.0, 1.5, 1.2, 1.1, 0.9, 0.9, 0.8, 0.8])
+    low, high = progress_limits([diverged, steady])
+    later = [y for xs, ys in (diverged, steady) for x, y in zip(xs, ys) if x >= ZOOM_FROM_TRIAL]
+    assert all(low < y < high for y in later) and high < 1.1 and low < 0.3
+    # with fewer trials than that, each run's last value is inside; with no finished trial, no limits
+    low, high = progress_limits([([1, 2], [30.0, 2.0]), ([1], [1.0])])
+    assert low < 1.0 and 2.0 < high < 30.0
+    assert progress_limits([([], [])]) is None
 
 
 def test_trials_are_scored_on_a_validation_draw(tuned):

@@ -3,9 +3,10 @@
 Read from what `gridnoise tune` saved (`tuning.json` and the Optuna journal), so a tuning still
 running, or killed, shows its trials so far; never trains.
 Figures: each arm's best-so-far objective against trials, all runs of a data set on one axis
-(`tuning_progress.png`), and each arm's parameter importances (`tuning_importances.png`,
-Optuna's fANOVA with a fixed seed). report.md and report.html say, per arm, how many trials
-ran, how many were pruned or failed, the best validation value and the settings it won with.
+(`tuning_progress.png`), and each arm's parameter importances, a runs x settings table of colours
+per data set (`tuning_importances.png`, Optuna's fANOVA with a fixed seed). report.md and
+report.html say, per arm, how many trials ran, how many were pruned or failed, the best
+validation value and the settings it won with.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 
 from gridnoise.errors import CheckpointError
 from gridnoise.files import write_text
@@ -28,6 +32,7 @@ from gridnoise.study.search import study_summary
 
 PROGRESS_FIGURE = "tuning_progress.png"
 IMPORTANCE_FIGURE = "tuning_importances.png"
+ZOOM_FROM_TRIAL = 5  # the progress panels show every best-so-far value from this trial on (TPE starts at random)
 IMPORTANCE_SEED = 0  # fANOVA's forest is random: a fixed seed gives the same importances every time
 
 
@@ -115,19 +120,39 @@ def _colours(tuning: Tuning) -> dict[str, str]:
     return run_colours([{"name": r, "variant": variants[r]} for r in tuning.runs], tuning.record["baseline"])
 
 
+def progress_limits(curves: list[tuple[list[int], list[float]]], from_trial: int = ZOOM_FROM_TRIAL
+                    ) -> tuple[float, float] | None:
+    """y-limits of one data set's best-so-far panel, given each run's (trials, best so far): every
+    value from trial `from_trial` on is inside, and a first trial far worse than the rest is cut off
+    above rather than squeezing the curves that matter into a line. None with no finished trial."""
+    values = [y for _, ys in curves for y in ys]
+    if not values:
+        return None
+    late = [y for xs, ys in curves for x, y in zip(xs, ys) if x >= from_trial] or [ys[-1] for _, ys in curves if ys]
+    low, high = min(values), max(late)
+    pad = 0.08 * (high - low) or 0.05 * abs(high) or 0.05
+    return low - pad, high + pad
+
+
 def progress_figure(tuning: Tuning, dest: Path) -> Path:
-    """Best-so-far objective against trials: one panel per data set, one line per run."""
+    """Best-so-far objective against trials: one panel per data set, one line per run, each panel
+    from its lowest value to the highest best-so-far at trial ZOOM_FROM_TRIAL (`progress_limits`)."""
     datasets = tuning.datasets
     fig, axes = plt.subplots(1, len(datasets), figsize=(4 * len(datasets), 3.4), squeeze=False)
     colours = _colours(tuning)
     objective = tuning.record["objective"]
     for ax, dataset in zip(axes[0], datasets):
+        curves = []
         for run in tuning.runs:
             study = tuning.studies.get(f"{run}/{dataset}")
             if study is None:
                 continue
             xs, ys = best_so_far(study)
+            curves.append((xs, ys))
             ax.step(xs, ys, where="post", color=colours[run], label=run)
+        limits = progress_limits(curves)
+        if limits is not None:
+            ax.set_ylim(*limits)
         ax.set_title(dataset)
         ax.set_xlabel("trial")
         ax.grid(alpha=0.3)
@@ -138,25 +163,31 @@ def progress_figure(tuning: Tuning, dest: Path) -> Path:
 
 
 def importance_figure(tuning: Tuning, dest: Path, found: dict[str, dict[str, float]]) -> Path | None:
-    """Each arm's parameter importances as bars: one panel per data set, runs side by side."""
+    """Each arm's parameter importances as a table of colours: one panel per data set, a column per
+    run and a row per searched setting, each cell's share written in it; grey where the run does not
+    search that setting (or has too few finished trials)."""
     params = sorted({p for values in found.values() for p in values})
     if not params:
         return None
-    datasets, colours = tuning.datasets, _colours(tuning)
-    fig, axes = plt.subplots(1, len(datasets), figsize=(4 * len(datasets), 0.6 + 0.5 * len(params) * len(tuning.runs)),
-                             squeeze=False, sharey=True)
-    height = 0.8 / len(tuning.runs)
+    datasets, runs = tuning.datasets, tuning.runs
+    size = (2.2 + 0.55 * len(runs) * len(datasets), 1.6 + 0.4 * len(params))
+    fig, axes = plt.subplots(1, len(datasets), figsize=size, squeeze=False, sharey=True, layout="constrained")
+    cmap = plt.get_cmap("Blues").with_extremes(bad="#e6e6e6")
     for ax, dataset in zip(axes[0], datasets):
-        for k, run in enumerate(tuning.runs):
-            values = found.get(f"{run}/{dataset}", {})
-            ys = [i + k * height for i in range(len(params))]
-            ax.barh(ys, [values.get(p, 0.0) for p in params], height=height, color=colours[run], label=run)
+        shares = np.full((len(params), len(runs)), np.nan)  # (setting, run)
+        for j, run in enumerate(runs):
+            for i, p in enumerate(params):
+                shares[i, j] = found.get(f"{run}/{dataset}", {}).get(p, np.nan)
+        ax.imshow(shares, cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto")
+        for (i, j), share in np.ndenumerate(shares):
+            if not np.isnan(share):
+                ax.text(j, i, f"{share:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if share > 0.6 else "black")
+        ax.set_xticks(range(len(runs)), runs, rotation=60, ha="right", fontsize=8)
         ax.set_title(dataset)
-        ax.set_xlim(0, 1)
-        ax.set_xlabel("importance (fANOVA)")
-    axes[0][0].set_yticks([i + 0.4 - height / 2 for i in range(len(params))], params)
-    axes[0][-1].legend(fontsize=8)
-    fig.tight_layout()
+    axes[0][0].set_yticks(range(len(params)), params, fontsize=8)
+    fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), cmap), ax=axes[0].tolist(), fraction=0.02, pad=0.01,
+                 label="importance (fANOVA)")
     return save_figure(fig, dest / IMPORTANCE_FIGURE)
 
 
@@ -191,8 +222,10 @@ def tuning_report(tuning: Tuning, figures: list[Path], found: dict[str, dict[str
                   rows)
     blocks: list = [table]
     blocks += [Figure(path, caption) for path, caption in zip(figures, (
-        f"Best {objective} so far on the validation draw against trials, per data set (a flat line: no better trial)",
-        "Parameter importances per run and data set (fANOVA over finished trials)"))]
+        f"Best {objective} so far on the validation draw against trials, per data set (a flat line: no better "
+        f"trial; the axis spans every value from trial {ZOOM_FROM_TRIAL} on, a worse start is cut off above)",
+        "Parameter importances per run and data set (fANOVA over finished trials; grey: not searched by that "
+        "run, or too few finished trials)"))]
     imp_rows = [[name, ", ".join(f"`{p}` {v:.2f}" for p, v in values.items()) or "-"] for name, values in found.items()]
     sections = [head, Section("Chosen settings", blocks)]
     if imp_rows:
