@@ -223,7 +223,7 @@ def tuning_report(tuning: Tuning, figures: list[Path], found: dict[str, dict[str
     blocks: list = [table]
     blocks += [Figure(path, caption) for path, caption in zip(figures, (
         f"Best {objective} so far on the validation draw against trials, per data set (a flat line: no better "
-        f"trial; the axis spans every value from trial {ZOOM_FROM_TRIAL} on, a worse start is cut off above)",
+        f"trial; the axis spans every value from trial {ZOOM_FROM_TRIAL} on, any worse start is cut off above)",
         "Parameter importances per run and data set (fANOVA over finished trials; grey: not searched by that "
         "run, or too few finished trials)"))]
     imp_rows = [[name, ", ".join(f"`{p}` {v:.2f}" for p, v in values.items()) or "-"] for name, values in found.items()]
