@@ -176,8 +176,8 @@ def importance_figure(tuning: Tuning, dest: Path, found: dict[str, dict[str, flo
     for ax, dataset in zip(axes[0], datasets):
         shares = np.full((len(params), len(runs)), np.nan)  # (setting, run)
         for j, run in enumerate(runs):
-            for i, p in enumerate(params):
-                shares[i, j] = found.get(f"{run}/{dataset}", {}).get(p, np.nan)
+            arm = found.get(f"{run}/{dataset}", {})
+            shares[:, j] = [arm.get(p, np.nan) for p in params]
         ax.imshow(shares, cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto")
         for (i, j), share in np.ndenumerate(shares):
             if not np.isnan(share):
