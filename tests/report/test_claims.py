@@ -39,12 +39,21 @@ def test_percentages_only_of_a_baseline_clearly_away_from_zero(values, expected)
         assert lo >= 0.5 * mean
 
 
+def test_a_baseline_below_zero_gets_no_percentage_so_a_worse_run_never_reads_as_a_fall():
+    """The tuned study's circle: the baseline's bound is -0.345 bits/dim, clearly away from 0, and a
+    grid's +0.009 bits/dim (worse) was written as a change of -2.5%."""
+    base = [-0.36, -0.35, -0.34, -0.335, -0.34]
+    worse = [b + 0.009 for b in base]
+    assert not percent_meaningful("nll_elbo", base, None, worse)
+    assert percent_meaningful("nll_elbo", [-b for b in base], None, [-w for w in worse])  # the same spread above 0
+
+
 def test_a_baseline_near_its_floor_gets_no_percentage_and_a_negative_knn_kl_is_below_resolution():
     values = [0.05, 0.052, 0.049, 0.051, 0.05]
     assert percent_meaningful("w2", values)
     assert not percent_meaningful("w2", values, Floor(0.045, 0.004, 5))  # within a few spreads of a perfect model
-    negative = [-0.031, -0.030, -0.027, -0.022, -0.015]  # clearly away from 0, but a KL cannot be negative
-    assert percent_meaningful("w2", negative) and not percent_meaningful("kl_divergence", negative)
+    negative = [-0.031, -0.030, -0.027, -0.022, -0.015]  # clearly away from 0, but below it
+    assert not percent_meaningful("w2", negative) and not percent_meaningful("kl_divergence", negative)
     # the schedules report's moons: a baseline KL well above 0, a run's KL below 0 - no "-131.6%"
     base = [0.097, 0.08, 0.11, 0.09, 0.105]
     assert percent_meaningful("kl_divergence", base, None, [0.12, 0.13, 0.11, 0.12, 0.125])

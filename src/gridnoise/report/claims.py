@@ -8,7 +8,7 @@
   metric x run x data set tested (`study_tests`).
 - **Estimator floors** (`gridnoise.study.floors`): a difference smaller than the floor's spread is
   called a tie, whatever its p-value, and a k-NN KL below 0 is below the estimator's resolution.
-- **Percentages** only where the baseline is clearly away from zero (`percent_meaningful`).
+- **Percentages** only where the baseline is clearly above zero (`percent_meaningful`).
 - **Timings** are tested only between tasks that ran on one CPU model without sharing its cores
   (`timing_comparable`); otherwise they are described, with the reason.
 - **Words**: "bound" for `nll_elbo`, "likelihood" only for `nll_ode` (`measure_word`); a tighter bound
@@ -188,16 +188,17 @@ def _described(results: StudyResults, metric: str, run: str, dataset: str) -> Pa
 
 def percent_meaningful(metric: str, baseline: list[float], floor: Floor | None = None,
                        run: list[float] | None = None) -> bool:
-    """Whether a change relative to the baseline's mean means something: its 95% interval excludes 0
-    with its near end at least (1 - PERCENT_MARGIN) of the mean away from 0, the mean is not below
-    the estimator's resolution (`below_resolution`: a negative k-NN KL never is a base), and (for a
+    """Whether a change relative to the baseline's mean means something: its 95% interval lies above 0
+    with its near end at least (1 - PERCENT_MARGIN) of the mean away from 0 (a negative mean, such as
+    a bound below 0 bits/dim, is no base: a worse run's change would read as a fall), the mean is not
+    below the estimator's resolution (`below_resolution`: a negative k-NN KL never is a base), and (for a
     sample metric) it lies more than two floor spreads from the floor a perfect model gets. Nor is
     a change to a `run` mean below that resolution a percentage: a k-NN KL that ends below 0 did not
     fall by more than 100%."""
     if len(baseline) < 2 or (run and below_resolution(metric, sum(run) / len(run), floor)):
         return False
-    mean, lo, hi = confidence_interval(baseline)
-    if math.isnan(lo) or not (lo > 0 or hi < 0) or min(abs(lo), abs(hi)) < (1 - PERCENT_MARGIN) * abs(mean):
+    mean, lo, _ = confidence_interval(baseline)
+    if math.isnan(lo) or lo <= 0 or lo < (1 - PERCENT_MARGIN) * mean:
         return False
     if below_resolution(metric, mean, floor):
         return False

@@ -146,7 +146,7 @@ def difference_tables(results: StudyResults, claims: dict) -> Section:
         "every secondary metric over all secondary metrics x runs x data sets together. `better`/`worse`: "
         f"significant after correction at {ALPHA} (lower is better, except for precision and recall) and at least "
         "the estimator's floor spread; `tied`: not significant, or within the floor spread. `change` is relative "
-        "to the baseline's mean only where that mean is clearly away from 0 (its 95% interval within half its "
+        "to the baseline's mean only where that mean is clearly above 0 (its 95% interval within half its "
         "value, and clear of the floor) and the run's mean is not below the estimator's resolution. Times are "
         "tested only between tasks on one processor that did not share their cores; otherwise they are "
         "described.", EVAL_LOSS_NOTE]
