@@ -202,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--baseline", metavar="RUN",
                         help="compare every run with this run of the study instead of its baseline (e.g. a "
                              "control; give a --dest to keep the study's own report)")
+    report.add_argument("--primary", metavar="METRIC",
+                        help="judge the verdict on this metric instead of the experiment's primary (e.g. "
+                             "nll_elbo against a baseline without an ODE likelihood); the report says so")
 
     cluster = sub.add_parser("cluster", help="show how a study's tasks would reach a cluster")
     cluster_sub = cluster.add_subparsers(dest="cluster_command", required=True, parser_class=OneLineParser)
@@ -521,7 +524,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if (args.study_dir / TUNING_FILE).is_file():  # a tuning directory (gridnoise tune)
         print(f"report -> {write_tuning_outputs(args.study_dir, args.dest)}")
         return 0
-    print(f"report -> {write_study_outputs(args.study_dir, args.dest, baseline=args.baseline)}")
+    print(f"report -> {write_study_outputs(args.study_dir, args.dest, baseline=args.baseline, primary=args.primary)}")
     return 0
 
 

@@ -18,6 +18,8 @@ from gridnoise.report.study_figures import make_figures, train_loss_figure
 from gridnoise.schedulers import DDPMScheduler
 from gridnoise.study.results import load_results
 
+from conftest import cli
+
 STEPS = 500
 SEEDS = (0, 1, 2, 3, 4)
 RUNS = [("base", "Baseline", "baseline"), ("good", "10x10 Grid", "grid10"),
@@ -156,6 +158,25 @@ def test_a_declared_primary_metric_leads(study, tmp_path):
     assert "**Primary metric: KL divergence (bits)** (declared by the experiment file" in first
     assert "| good 10x10 Grid | better (-0.0998) | better (-0.0998) |" in section(text, "### Verdict on KL")
     assert "### Wasserstein-2 (secondary)" in text and "### KL divergence (bits) (primary)" in text
+
+
+def test_a_report_judged_by_another_metric_says_so_and_leads_with_it(study, tmp_path):
+    """`gridnoise report --primary METRIC`: the verdict on another metric than the declared one (the
+    bound, say, where the baseline has no ODE likelihood), named as chosen for this report; a metric
+    that cannot lead is a one-line error before anything is written."""
+    import shutil
+
+    out = shutil.copytree(study[0], tmp_path / "study")
+    record = json.loads((out / rundir.EXPERIMENT_FILE).read_text())
+    (out / rundir.EXPERIMENT_FILE).write_text(json.dumps({**record, "primary": "kl_divergence"}))
+    text = write_report(load_results(out).judged_by("w2"), tmp_path, []).read_text()
+    assert ("**Primary metric: Wasserstein-2** (chosen for this report with --primary; the experiment file "
+            "declares kl_divergence;") in section(text, "## Verdict")
+    assert "### Wasserstein-2 (primary)" in text and "### KL divergence (bits) (secondary)" in text
+    proc = cli("report", out, "--primary", "eval_loss", "--dest", tmp_path / "x")
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert "--primary eval_loss is not a metric a report can be judged by: choose one of" in proc.stderr
+    assert not (tmp_path / "x").exists()
 
 
 def test_a_report_against_another_run_compares_every_run_with_it(study, tmp_path):

@@ -37,6 +37,9 @@ PERCENT_MARGIN = 0.5  # a percentage needs the baseline's 95% interval within th
 def primary_metric(results: StudyResults) -> tuple[str, str]:
     """(the study's primary metric, why it is the one)."""
     declared = results.experiment.get("primary")
+    if declared and "primary_declared" in results.experiment:  # `gridnoise report --primary` (`judged_by`)
+        return declared, f"chosen for this report with --primary; the experiment file declares " \
+                         f"{results.experiment['primary_declared']}"
     if declared:
         return declared, "declared by the experiment file"
     everywhere = [(r["name"], d) for r in results.runs for d in results.datasets]

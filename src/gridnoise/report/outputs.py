@@ -19,18 +19,21 @@ from gridnoise.study.results import load_results, write_summaries
 
 
 def write_study_outputs(study_dir: str | Path, dest: str | Path | None = None, *, report: bool = True,
-                        redraw: bool = False, baseline: str | None = None) -> Path:
+                        redraw: bool = False, baseline: str | None = None, primary: str | None = None) -> Path:
     """Write a study's summaries (`results.csv`, `final_info.json`), its figures and, with `report`,
     `report.md` and `report.html` into `dest` (default: the study directory); returns report.md's
     path (with `report`) or `dest`. Each finished run's own figures are drawn where missing, or all
     of them with `redraw` (`gridnoise plot`). `baseline` names another of the study's runs to compare
-    every run with in the report's tests and figures (e.g. a control: `gridnoise report --baseline`)."""
+    every run with in the report's tests and figures (e.g. a control: `gridnoise report --baseline`), and
+    `primary` the metric its verdict is on instead of the experiment's primary (`--primary`)."""
     study_dir = Path(study_dir)
     results = load_results(study_dir)
     if not results.metrics:
         raise CheckpointError(f"{study_dir} has no finished task yet: run the study first")
     if baseline is not None:
         results = results.against(baseline)
+    if primary is not None:
+        results = results.judged_by(primary)
     if report:
         # The report needs every data set (dino's table too): fail before any file is written,
         # rather than after the figures were redrawn without their data overlay.

@@ -54,6 +54,16 @@ class StudyResults:
             raise ConfigError(f"--baseline {baseline} is not a run of this study: choose one of {', '.join(names)}")
         return dataclasses.replace(self, experiment={**self.experiment, "baseline": baseline})
 
+    def judged_by(self, primary: str) -> StudyResults:
+        """The same results with another primary metric than the experiment file declares, for one
+        report (e.g. the bound, where the baseline has no ODE likelihood); the report says so."""
+        if primary not in PRIMARY_CHOICES:
+            raise ConfigError(f"--primary {primary} is not a metric a report can be judged by: choose one of "
+                              f"{', '.join(PRIMARY_CHOICES)}")
+        declared = self.experiment.get("primary") or "none"
+        return dataclasses.replace(self, experiment={**self.experiment, "primary": primary,
+                                                     "primary_declared": declared})
+
     def label(self, run: str) -> str:
         return next(r["label"] for r in self.runs if r["name"] == run)
 
