@@ -53,6 +53,21 @@ def test_a_continuous_run_trains_its_schedule_and_samples_any_number_of_steps(ti
     assert np.array_equal(run.sample(300), run.samples)  # the run's own seed and steps redraw its samples
 
 
+def test_a_continuous_runs_abar_t_is_its_own_learned_end(tmp_path):
+    """The signal a run records as left where sampling starts is sigmoid(-gamma(1)) of its own
+    (here learned) end, as its schedule figure draws it, not the discrete schedule's abar_T."""
+    cfg = gridnoise.make_config("mulan", dataset="scales", adaptation={"learn_ends": True}, **TINY_RUN)
+    train_run(cfg, tmp_path / "run", progress=False)
+    run = gridnoise.load_run(tmp_path / "run")
+    _, _, adaptation = sampling_components(load_checkpoint(run.path / "checkpoint.pt", "cpu"), torch.device("cpu"))
+    gamma_1 = float(adaptation.ends[1].detach())
+    assert run.metrics["abar_T"] == pytest.approx(1 / (1 + np.exp(gamma_1)), rel=1e-6)
+    drawn = np.load(run.path / "schedule.npz")["gamma"][-1]  # every drawn point and coordinate at t = 1
+    assert np.allclose(drawn, gamma_1, atol=1e-5)
+    discrete = 1 / (1 + np.exp(log_snr_ends(cfg.diffusion)[1]))  # the discrete schedule's abar_T, its initial end
+    assert abs(run.metrics["abar_T"] - discrete) > 1e-3  # the end moved in training
+
+
 def test_an_interrupted_continuous_run_resumes_to_the_same_numbers(tiny_run, tmp_path):
     whole = gridnoise.load_run(tiny_run("mulan_cells", "scales"))
     cfg = gridnoise.make_config("mulan_cells", dataset="scales", **TINY_RUN)

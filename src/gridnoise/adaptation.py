@@ -164,6 +164,12 @@ class NoiseAdaptation(nn.Module):
         """Named grid tensors `(T, n, n)`; empty when there are none."""
         return {}
 
+    def terminal_signal(self, scheduler: NoiseSchedule) -> float:
+        """abar_T: the share of the clean point's variance the process keeps at its last step, where
+        sampling starts from N(0, I) instead (above about 0.01 the two disagree). For the discrete
+        process, `scheduler`'s last alphas_cumprod."""
+        return float(scheduler.alphas_cumprod[-1])
+
 
 class GridAdaptation(NoiseAdaptation):
     """Shared by every grid variant: named grids whose values multiply into one noise scale g,

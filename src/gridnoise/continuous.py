@@ -112,6 +112,17 @@ class ContinuousNoise(NoiseAdaptation):
         """The schedule and the denoiser's condition `(N, C)` (None without a latent) for a batch of latents."""
         return self.schedule, None
 
+    @property
+    def ends(self) -> Tensor:
+        """gamma(0), gamma(1) `(2,)`: one pair for every point, coordinate and latent."""
+        return self.schedule.ends
+
+    def terminal_signal(self, scheduler: NoiseSchedule | None = None) -> float:
+        """abar at t = 1, where sampling starts from N(0, I): sigmoid(-gamma(1)), since alpha^2 =
+        sigmoid(-gamma) (VDM eq. 3). The model's own end, learned or fixed; `scheduler` (the discrete
+        process's) plays no part."""
+        return float(torch.sigmoid(-self.ends[1].detach()))
+
     # -- what the figures draw --------------------------------------------------------------------
     def gamma(self, t: Tensor, points: Tensor | None = None) -> Tensor:
         """gamma at times `t` `(K,)`: `(K,)` for a scalar schedule; at `points` `(P, D)`, `(K, P, D)`,
@@ -134,6 +145,10 @@ class LatentNoise(ContinuousNoise):
     def __init__(self, ends: tuple[float, float] = (-10.0, 10.0), learn_ends: bool = False):
         NoiseAdaptation.__init__(self)
         self.polynomial = PolynomialSchedule(*ends, learn_ends=learn_ends)
+
+    @property
+    def ends(self) -> Tensor:
+        return self.polynomial.ends
 
     def given(self, latent: Any) -> tuple[Schedule, Tensor | None]:
         return self.polynomial.conditioned(self.coefficients(latent)), self.condition(latent)

@@ -253,7 +253,7 @@ def evaluate_trainer(trainer: Trainer, out: Path, kl: KLEstimator, data: np.ndar
     metrics.update(extra)
     for name, grid in trainer.adaptation.grids().items():
         metrics[f"{grid_label(name)}_variance"] = grid_variance(grid.detach().cpu())
-    metrics["abar_T"] = float(trainer.noise_scheduler.alphas_cumprod[-1])  # signal left where sampling starts
+    metrics["abar_T"] = adaptation.terminal_signal(trainer.noise_scheduler)  # signal left where sampling starts
     for name, sampler in cfg.eval.extra_samplers.items():
         scheduler = make_scheduler(cfg.diffusion, sampler).to(trainer.device)
         start = time.perf_counter()

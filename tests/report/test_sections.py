@@ -8,7 +8,7 @@ import pytest
 from scipy import stats as sps
 
 from gridnoise import rundir
-from gridnoise.config import RunConfig, adaptation_for
+from gridnoise.config import DiffusionConfig, RunConfig, adaptation_for
 from gridnoise.files import write_json
 from gridnoise.report import markdown
 from gridnoise.report.markdown import write_report
@@ -406,6 +406,30 @@ def test_abar_t_is_printed_and_warned_about(study):
     good = next(ln for ln in costs.splitlines() if ln.startswith("| good "))
     ratio = np.mean([0.04 / (0.2 + 0.01 * s) for s in SEEDS])
     assert f"| {ratio:.2f}x |" in good and good.count("0.200 worse*") == len(DATASETS)
+
+
+def test_abar_t_is_shown_for_each_data_set_and_seed(study, tmp_path):
+    """A tuned run's schedule can differ by data set, and a learned end by seed: each cell shows its
+    own, and only the cells above the threshold are flagged."""
+    import shutil
+
+    from gridnoise.report.sections import schedule_section
+
+    other = tmp_path / "other"
+    shutil.copytree(study[0], other)
+    cosine = float(DDPMScheduler.from_config(DiffusionConfig(beta_schedule="cosine")).alphas_cumprod[-1])
+    for path in other.glob("*/moons/seed_*/metrics.json"):  # every run chose the cosine schedule on moons
+        m = json.loads(path.read_text())
+        m["abar_T"] = cosine
+        path.write_text(json.dumps(m))
+    path = other / "good/moons/seed_3/metrics.json"  # and one seed of one run learned its end higher
+    path.write_text(json.dumps({**json.loads(path.read_text()), "abar_T": 0.02}))
+    text = render(schedule_section(load_results(other)))
+    rows = {ln.split(" |")[0][2:].split()[0]: [c.strip() for c in ln.split("|")[2:4]]
+            for ln in text.split("| run |")[1].splitlines()[2:] if ln.startswith("| ")}
+    assert rows["base"] == ["**0.364 (warning)**", f"{cosine:.3g}"]
+    assert rows["good"] == ["**0.364 (warning)**", f"**{cosine:.3g} to 0.02 (warning)**"]
+    assert "`base`, `good`, `noisy` where marked" in text
 
 
 def test_comparing_two_studies_pairs_their_seeds(study, tmp_path):

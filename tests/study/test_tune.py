@@ -21,6 +21,7 @@ from gridnoise.components import sampling_components
 from gridnoise.data import run_points
 from gridnoise.data.datafile import to_model
 from gridnoise.likelihood import bits_per_dim
+from gridnoise.report.blocks import fmt_setting
 from gridnoise.report.outputs import write_study_outputs
 from gridnoise.report.tuning import ZOOM_FROM_TRIAL, best_so_far, importances, progress_limits, write_tuning_outputs
 from gridnoise.rundir import JOURNAL_FILE, TUNED_FILE, TUNING_FILE
@@ -173,9 +174,10 @@ def test_the_tuned_experiment_reproduces_each_best_trial(tuned, tmp_path):
     section = report[report.index("## Tuned settings"):].split("\n## ")[0]
     for name, arm in chosen.items():
         run, dataset = name.split("/")
-        lr = f"{arm['best_params']['train.lr']:.3g}"
         row = next(line for line in section.splitlines() if line.startswith(f"| {run} ") and f"| {dataset} |" in line)
-        assert f"`train.lr` = {lr}" in row and f"| {arm['trials']} | {arm['pruned']} | {arm['fail']} |" in row
+        # each searched setting under the name its search space gives it (`adaptation.grids.fine`)
+        assert all(f"`{p}` = {fmt_setting(v)}" in row for p, v in arm["best_params"].items()), row
+        assert f"| {arm['trials']} | {arm['pruned']} | {arm['fail']} |" in row
 
 
 def test_the_tuning_report_shows_each_search(tuned, tmp_path):
