@@ -118,11 +118,11 @@ def test_one_solve_over_every_cell_is_the_sum_of_each_cells_solve(tiny_run):
     scheduler, model, adaptation = sampling_components(state, torch.device("cpu"))
     noise_model = continuous_time(model, len(scheduler))
     x = torch.randn(6, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    joint = continuous_ode_likelihood(adaptation, noise_model, x, tolerance=1e-7)
+    joint = continuous_ode_likelihood(adaptation, noise_model, x, tolerance=1e-6)  # 1e-7: alike within 1e-4, 4x slower
     per_cell = []
     for cell, log_prior in adaptation.ode_latents(x):
         schedule, condition = adaptation.given(cell)
-        solve = ode_log_likelihood(lambda z, u, step, c=condition: noise_model(z, u, c), schedule, x, 1e-7)
+        solve = ode_log_likelihood(lambda z, u, step, c=condition: noise_model(z, u, c), schedule, x, 1e-6)
         per_cell.append(log_prior - torch.from_numpy(solve.nll))
     assert int(joint.terms["latents"]) == len(per_cell) == 9
     expected = -torch.logsumexp(torch.stack(per_cell), 0).numpy()
