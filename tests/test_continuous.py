@@ -21,6 +21,7 @@ from gridnoise.run import train_run
 from gridnoise.rundir import load_checkpoint
 from gridnoise.study.evaluation import evaluate_run
 from gridnoise.testing import check_adaptation
+from gridnoise.vdm import continuous_bound
 
 from conftest import TINY_RUN, study_file
 
@@ -192,8 +193,21 @@ class PriorForgotten(CellLatentNoise):
         return [(cell, torch.zeros_like(weight)) for cell, weight in super().ode_latents(x, generator)]
 
 
+class OneDrawForAllRows(CellLatentNoise):
+    """Scores the points under every cell on one draw of t over all C B rows (the bound before the fix):
+    each cell's times in a 1/C slice of [0, 1] per call."""
+
+    def bound_given(self, noise_model, generator):
+        def bound(x, latent):
+            schedule, condition = self.given(latent)
+            return continuous_bound(schedule, lambda z, t: noise_model(z, t, condition),
+                                    x.repeat(len(latent) // len(x), 1), generator)
+        return bound
+
+
 @pytest.mark.parametrize("cls, message", [
     (UnlinearHead, "must be VDM's with the fixed linear schedule"),
+    (OneDrawForAllRows, "must be VDM's draw for draw"),
     (WideCondition, "condition_dim = 9 columns"),
     (PriorForgotten, "the ODE likelihood must be VDM's"),
 ])

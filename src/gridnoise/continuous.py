@@ -166,10 +166,12 @@ class LatentNoise(ContinuousNoise):
         raise NotImplementedError
 
     def bound_given(self, noise_model: ConditionalNoiseModel, generator: torch.Generator | None):
-        """(x `(B, D)`, latent) -> the bound's terms given the latent (`mulan.BoundGiven`)."""
+        """(x `(B, D)`, latent `(B, ...)` or `(K B,)`) -> the bound's terms given the latent, `(B,)` or
+        `(K B,)` (`mulan.BoundGiven`)."""
         def bound(x: Tensor, latent: Tensor) -> dict[str, Tensor]:
             schedule, condition = self.given(latent)
-            return continuous_bound(schedule, _given(noise_model, condition), x, generator)
+            return continuous_bound(schedule, _given(noise_model, condition), x, generator,
+                                    copies=len(latent) // len(x))
         return bound
 
     def sample_given(self, noise_model: ConditionalNoiseModel, latent: Tensor, steps: int,

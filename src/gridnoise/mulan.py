@@ -71,7 +71,9 @@ class ConditionedSchedule:
         return g0 + (g1 - g0) * p / p1, (g1 - g0) * slope / p1
 
 
-BoundGiven = Callable[[Tensor, Tensor], dict[str, Tensor]]  # (x (B, D), z) -> the bound's terms given z, each (B,)
+# (x (B, D), z (B, ...) or categories (K B,)) -> the bound's terms of each point given its z, each (B,), or of
+# every point under each category, each (K B,) category by category (`vdm.continuous_bound`'s `copies`)
+BoundGiven = Callable[[Tensor, Tensor], dict[str, Tensor]]
 
 
 def gaussian_latent_bound(x: Tensor, mean: Tensor, log_std: Tensor, bound_given: BoundGiven,
@@ -91,14 +93,14 @@ def categorical_latent_bound(x: Tensor, logits: Tensor, prior_logits: Tensor,
                              bound_given: BoundGiven) -> dict[str, Tensor]:
     """The bound of a model with a categorical latent c in {0..K-1} (e.g. a grid cell): encoder
     q(c | x) = softmax(`logits` `(B, K)`), prior p(c) = softmax(`prior_logits` `(K,)`), both learned.
-    Exact in c: sum_c q(c | x) L(x | c) + KL(q || p), with one `bound_given` call on all K B pairs
-    (the points repeated per category, c `(K B,)` long: one network pass of K B rows, faster than K
-    of B). Terms: each term given c averaged under q, `latent_kl`, and `nll`."""
+    Exact in c: sum_c q(c | x) L(x | c) + KL(q || p), with one `bound_given` call on the B points
+    under all K categories (c `(K B,)`, category by category: one network pass of K B rows, faster than
+    K of B), each point's draws of t and noise shared by its categories. Terms: each term given c
+    averaged under q, `latent_kl`, and `nll`."""
     log_q, log_p = torch.log_softmax(logits, -1), torch.log_softmax(prior_logits, -1)
     q = log_q.exp()
     k, n = logits.shape[-1], len(x)
-    categories = torch.arange(k, device=x.device).repeat_interleave(n)
-    given = bound_given(x.repeat(k, *([1] * (x.dim() - 1))), categories)
+    given = bound_given(x, torch.arange(k, device=x.device).repeat_interleave(n))
     terms = {name: (q.T * value.view(k, n)).sum(0) for name, value in given.items()}
     terms["latent_kl"] = (q * (log_q - log_p)).sum(-1)
     terms["nll"] = terms["nll"] + terms["latent_kl"]

@@ -170,15 +170,26 @@ def diffusion_term(schedule: Schedule, noise_model: NoiseModel, x: Tensor, t: Te
 
 
 def continuous_bound(schedule: Schedule, noise_model: NoiseModel, x: Tensor,
-                     generator: torch.Generator | None = None, antithetic: bool = True) -> dict[str, Tensor]:
+                     generator: torch.Generator | None = None, antithetic: bool = True,
+                     copies: int = 1) -> dict[str, Tensor]:
     """The bound's terms per point, each `(B,)` in nats, their sum `nll` (an unbiased estimate
     of the bound on -log p(x) for each of the points `(B, D)`), and `mse` (`diffusion_term`'s). With
     `antithetic`, the times are VDM's low-discrepancy draw, t_i = (u + i / B) mod 1 for one
-    u ~ U(0, 1): every time is still uniform, and the batch covers [0, 1] evenly."""
+    u ~ U(0, 1): every time is still uniform, and the batch covers [0, 1] evenly.
+
+    With `copies` = K > 1, the schedule and the noise model hold K B rows, the points under each of K
+    latents one after the other (a categorical latent's every category, `mulan.categorical_latent_bound`),
+    and the terms are `(K B,)` in that order. Each point's t and eps are drawn once and shared by its
+    copies (common random numbers): each copy's estimate is the one-copy estimate, its times spread
+    over [0, 1], and the copies differ only by their latent. (One draw over all K B rows would put
+    the k-th copy's times in [k / K, (k + 1) / K) shifted by u: still unbiased, but a latent that
+    takes every point would be scored on a 1/K slice of the times per call.)"""
     n = len(x)
     u = torch.rand((1 if antithetic else n,), generator=generator, dtype=x.dtype, device=x.device)
     t = torch.remainder(u + torch.arange(n, dtype=x.dtype, device=x.device) / n, 1.0) if antithetic else u
     noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    if copies > 1:
+        x, t, noise = x.repeat(copies, 1), t.repeat(copies), noise.repeat(copies, 1)
     diffusion, mse = diffusion_term(schedule, noise_model, x, t, noise)
     terms = {"prior": prior_term(schedule, x), "diffusion": diffusion,
              "reconstruction": reconstruction_term(schedule, x, noise)}
